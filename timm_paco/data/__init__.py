@@ -1,1 +1,12 @@
-"""timm_paco.data"""
+"""timm_paco.data: multi-view transforms and loader, long-tailed datasets, class counts."""
+from .class_counts import CLASS_COUNTS_FILE, count_classes, dataset_targets, load_class_counts, save_class_counts
+from .dataset_factory import LT_PREFIX, create_paco_dataset
+from .fashion_mnist import prepare_fashion_mnist
+from .image_mode import ImageModeDataset
+from .imbalance import ImbalancedDataset, check_imb_factor, long_tail_counts
+from .loader import ViewCollate, create_view_loader
+from .lt_list import ReaderSplitList, SplitListDataset, read_split_list, resolve_split_list
+from .views import (
+    MultiViewTransform, TwoViewTransform, create_view_transform, create_view_transforms, parse_view_recipe,
+    stack_views,
+)

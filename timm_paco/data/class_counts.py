@@ -1,0 +1,108 @@
+"""Training-set class counts: read from a dataset's labels (never its images) and saved next to checkpoints.
+
+``class_counts.json`` holds ``{"num_classes": C, "class_counts": [n_0, ..., n_{C-1}]}``; train.py writes it
+into its output folder, validate.py reads it from beside the checkpoint (many / medium / few splits, logit
+adjustment).
+"""
+import json
+import os
+from typing import List, Optional, Sequence
+
+import torch.utils.data
+
+__all__ = ['CLASS_COUNTS_FILE', 'dataset_targets', 'count_classes', 'save_class_counts', 'load_class_counts']
+
+CLASS_COUNTS_FILE = 'class_counts.json'
+
+
+def _as_int_list(labels) -> List[int]:
+    if hasattr(labels, 'tolist'):
+        labels = labels.tolist()
+    return [int(t) for t in labels]
+
+
+def dataset_targets(dataset) -> List[int]:
+    """Integer labels of every sample, in dataset order, without decoding an image.
+
+    Understands a ``targets`` attribute (torchvision datasets, this package's datasets and wrappers), timm's
+    ``ImageDataset`` readers (``targets`` or ``samples``), torchvision's ``_labels`` and ``torch.utils.data.Subset``.
+    """
+    if isinstance(dataset, torch.utils.data.Subset) and not hasattr(dataset, 'targets'):
+        base = dataset_targets(dataset.dataset)
+        return [base[i] for i in dataset.indices]
+    if hasattr(dataset, 'targets'):
+        return _as_int_list(dataset.targets)
+    reader = getattr(dataset, 'reader', None)
+    if reader is not None:
+        if hasattr(reader, 'targets'):
+            return _as_int_list(reader.targets)
+        if hasattr(reader, 'samples'):
+            return _as_int_list(target for _, target in reader.samples)
+    if hasattr(dataset, '_labels'):
+        return _as_int_list(dataset._labels)
+    raise ValueError(
+        f'dataset: {type(dataset).__name__} exposes no labels to count classes from; expected a `targets` '
+        f'attribute, a timm ImageDataset reader with `samples`, or a Subset of such a dataset')
+
+
+def count_classes(dataset, num_classes: Optional[int] = None) -> List[int]:
+    """Samples per class ``[C]`` from ``dataset_targets``; ``C`` = ``num_classes`` or the largest label + 1."""
+    targets = dataset_targets(dataset)
+    if not targets:
+        raise ValueError(f'dataset: {type(dataset).__name__} is empty; no class counts to compute')
+    low, high = min(targets), max(targets)
+    if low < 0:
+        raise ValueError(f'dataset: labels must be >= 0, found {low}')
+    if num_classes is None:
+        num_classes = high + 1
+    elif high >= num_classes:
+        raise ValueError(f'num_classes: dataset has label {high}, expected labels in [0, {num_classes})')
+    counts = [0] * num_classes
+    for t in targets:
+        counts[t] += 1
+    return counts
+
+
+def _counts_file(path: str) -> str:
+    """A folder, a ``.json`` file, or a checkpoint file whose folder holds ``class_counts.json``."""
+    if os.path.isdir(path):
+        return os.path.join(path, CLASS_COUNTS_FILE)
+    if path.endswith('.json'):
+        return path
+    return os.path.join(os.path.dirname(path) or '.', CLASS_COUNTS_FILE)
+
+
+def save_class_counts(class_counts: Sequence[int], path: str) -> str:
+    """Write ``class_counts.json`` into folder ``path`` (or to ``path`` when it ends in .json); return the file."""
+    counts = _as_int_list(class_counts)
+    if not counts or min(counts) < 0:
+        raise ValueError(f'class_counts: expected a non-empty list of counts >= 0, got {counts[:10]}')
+    if not path.endswith('.json'):
+        os.makedirs(path, exist_ok=True)
+    filename = _counts_file(path)
+    tmp = filename + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump({'num_classes': len(counts), 'class_counts': counts}, f)
+    os.replace(tmp, filename)
+    return filename
+
+
+def load_class_counts(path: str) -> List[int]:
+    """Read class counts ``[C]`` from a folder, a ``.json`` file, or the folder of a checkpoint file."""
+    filename = _counts_file(path)
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f'class counts file {filename} not found (train.py writes it beside checkpoints)')
+    with open(filename) as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f'{filename}: not valid JSON ({e})') from e
+    counts = data.get('class_counts') if isinstance(data, dict) else None
+    num_classes = data.get('num_classes') if isinstance(data, dict) else None
+    if (not isinstance(counts, list) or not counts
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)):
+        raise ValueError(f'{filename}: expected "class_counts" to be a non-empty list of integers >= 0')
+    if num_classes != len(counts):
+        raise ValueError(
+            f'{filename}: "num_classes" is {num_classes!r} but "class_counts" has {len(counts)} entries')
+    return counts

@@ -1,0 +1,69 @@
+"""Dataset factory: timm's ``create_dataset`` plus split lists, a long-tail profile and colour-mode conversion.
+
+``--dataset lt:/path/ImageNet_LT_train.txt --data-dir /imagenet`` reads a split list (paths relative to
+``--data-dir``); any other name goes to ``timm.data.create_dataset``. ``--imb-factor`` subsamples the training
+split with the exponential profile of ``imbalance.py``.
+"""
+from typing import Optional
+
+from timm.data import create_dataset
+
+from .image_mode import ImageModeDataset
+from .imbalance import ImbalancedDataset, check_imb_factor
+from .lt_list import SplitListDataset, resolve_split_list
+
+__all__ = ['LT_PREFIX', 'create_paco_dataset']
+
+LT_PREFIX = 'lt:'
+
+
+def create_paco_dataset(
+        name: str,
+        root: Optional[str] = None,
+        split: str = 'train',
+        is_training: bool = False,
+        imb_factor: Optional[float] = None,
+        imb_seed: int = 0,
+        num_classes: Optional[int] = None,
+        input_img_mode: str = 'RGB',
+        download: bool = False,
+        **timm_kwargs,
+):
+    """Create a dataset that returns ``(image, target)`` with images in ``input_img_mode``.
+
+    Args:
+        name: ``lt:<split list>`` or any timm dataset name (``torch/cifar100``, ``torch/fashion_mnist``, a
+            folder reader ``''`` …).
+        root: Image root (``--data-dir``); split-list paths resolve against it.
+        split: Split name; for ``lt:`` lists named ``<stem>_train.txt`` the list for ``split`` is
+            ``<stem>_<split>.txt`` (see ``lt_list.resolve_split_list``).
+        is_training: Training split: the long-tail profile is applied only here.
+        imb_factor: Long-tail ratio ``n_min / n_max`` in (0, 1]; ``None`` keeps the dataset as is.
+        imb_seed: Seed fixing which samples the long-tail profile keeps.
+        num_classes: Labels must lie in ``[0, num_classes)``; also the class count of the profile.
+        input_img_mode: PIL mode images are converted to (``'RGB'`` for 3-channel models).
+        download: Passed to timm (torchvision datasets).
+        **timm_kwargs: Passed to ``timm.data.create_dataset``.
+    """
+    if imb_factor is not None:
+        check_imb_factor(imb_factor)
+    if name.startswith(LT_PREFIX):
+        list_file = resolve_split_list(name[len(LT_PREFIX):], split)
+        if root is None:
+            raise ValueError(f'root: --data-dir is needed to resolve the image paths of split list {list_file}')
+        dataset = SplitListDataset(list_file, root, num_classes=num_classes, input_img_mode=input_img_mode)
+    else:
+        dataset = create_dataset(
+            name,
+            root=root,
+            split=split,
+            is_training=is_training,
+            download=download,
+            input_img_mode=input_img_mode,
+            **timm_kwargs,
+        )
+        if name.lower().startswith('torch/') and input_img_mode:
+            dataset = ImageModeDataset(dataset, input_img_mode)
+    if imb_factor is not None and is_training:
+        dataset = ImbalancedDataset(dataset, imb_factor, seed=imb_seed, num_classes=num_classes)
+    return dataset
