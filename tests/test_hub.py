@@ -1,0 +1,356 @@
+"""Hub export / push / load round trip (timm_paco.hub).
+
+No network: the Hub download is replayed through huggingface_hub's real cache (laid out as a download
+lays it out, read with HF_HUB_OFFLINE=1 in a fresh interpreter), the upload goes to a minimal Hub API on
+127.0.0.1. Models: ``paco_resnet32`` (registered PaCo form) and a wrapped timm ``test_resnet`` (plain form).
+"""
+import argparse
+import base64
+import hashlib
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+import timm
+from safetensors.torch import load_file
+
+import timm_paco  # noqa: F401  registers the PaCo architectures
+from timm_paco.hub import export_checkpoint, push_checkpoint, read_checkpoint
+from timm_paco.hub.__main__ import main as hub_main
+from timm_paco.models import PaCoModel, wrap
+
+RESULTS = {'model': 'test_resnet', 'top1': 81.2345, 'top1_err': 18.7655, 'top5': 99.125, 'top5_err': 0.875,
+           'many_acc': 93.5, 'medium_acc': 78.25, 'few_acc': 61.0, 'param_count': 0.37}
+
+
+def _randomise_bn(model, seed):
+    """Non-trivial BN statistics, so eval logits depend on every exported buffer."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+def _train_args(model, **kw):
+    args = dict(model=model, task='paco', dataset='torch/fashion_mnist', imb_factor=0.01, lr=0.05, epochs=2,
+                batch_size=64, opt='sgd', paco_alpha=0.05, paco_beta=1.0, paco_gamma=1.0, paco_temperature=0.2)
+    args.update(kw)
+    return argparse.Namespace(**args)
+
+
+def _save_train_checkpoint(path, model, args, ema_model=None):
+    """A checkpoint laid out like timm's task-based train.py writes it."""
+    ckpt = {'epoch': 1, 'arch': args.model, 'state_dict': model.state_dict(), 'args': args, 'metric': 42.0,
+            'version': 2, 'task_state': {'queue.features': torch.randn(8, 16), 'queue.labels': torch.arange(8)}}
+    if ema_model is not None:
+        ckpt['state_dict_ema'] = ema_model.state_dict()
+    torch.save(ckpt, path)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def inputs():
+    return torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope='module')
+def wrapped(tmp_path_factory, inputs):
+    """train.py --model test_resnet --task paco: a plain timm name that train.py wrapped."""
+    tmp = tmp_path_factory.mktemp('wrapped')
+    torch.manual_seed(1)
+    model = _randomise_bn(wrap('test_resnet', num_classes=5, in_chans=1, proj_dim=16), 1)
+    ema = _randomise_bn(wrap('test_resnet', num_classes=5, in_chans=1, proj_dim=16), 2)
+    path = _save_train_checkpoint(
+        tmp / 'model_best.pth.tar', model, _train_args('test_resnet', num_classes=5, in_chans=1), ema)
+    with torch.no_grad():
+        return dict(path=path, model=model, ema=ema, logits=model(inputs), ema_logits=ema(inputs), tmp=tmp)
+
+
+@pytest.fixture(scope='module')
+def paco32(tmp_path_factory, inputs):
+    """train.py --model paco_resnet32 (registered PaCo variant), one input channel."""
+    tmp = tmp_path_factory.mktemp('paco32')
+    torch.manual_seed(3)
+    model = _randomise_bn(timm.create_model('paco_resnet32', num_classes=10, in_chans=1), 3)
+    path = _save_train_checkpoint(
+        tmp / 'last.pth.tar', model, _train_args('paco_resnet32', num_classes=10, in_chans=1, imb_factor=0.1))
+    with torch.no_grad():
+        return dict(path=path, model=model, logits=model(inputs), tmp=tmp)
+
+
+def _populate_hf_cache(folder, cache_dir, repo_id):
+    """Lay ``folder`` out in huggingface_hub's cache as a download of ``repo_id`` at main would:
+    blobs named by content hash (sha256 for LFS files, git blob sha1 for the rest), snapshot files as
+    relative symlinks into blobs, refs/main holding the commit hash."""
+    repo_dir = os.path.join(cache_dir, 'models--' + repo_id.replace('/', '--'))
+    commit = hashlib.sha1(repo_id.encode() + b'-export').hexdigest()
+    snapshot = os.path.join(repo_dir, 'snapshots', commit)
+    os.makedirs(os.path.join(repo_dir, 'blobs'))
+    os.makedirs(snapshot)
+    os.makedirs(os.path.join(repo_dir, 'refs'))
+    for name in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), 'rb') as f:
+            data = f.read()
+        if name.endswith('.safetensors'):
+            blob = hashlib.sha256(data).hexdigest()
+        else:
+            blob = hashlib.sha1(b'blob %d\0' % len(data) + data).hexdigest()
+        blob_path = os.path.join(repo_dir, 'blobs', blob)
+        with open(blob_path, 'wb') as f:
+            f.write(data)
+        os.symlink(os.path.relpath(blob_path, snapshot), os.path.join(snapshot, name))
+    with open(os.path.join(repo_dir, 'refs', 'main'), 'w') as f:
+        f.write(commit)
+
+
+def _load_in_fresh_python(tmp, inputs, plain, paco):
+    """In a new interpreter with HF_HUB_OFFLINE=1: load the plain-form ``(repo_id, folder)`` through
+    ``hf-hub:`` (from the cache) and ``local-dir:`` before anything imports timm_paco, then import timm_paco
+    and load the PaCo form the same two ways. Returns the logits on ``inputs`` and what was imported."""
+    hf_home = os.path.join(tmp, 'hf_home')
+    for repo_id, folder in (plain, paco):
+        _populate_hf_cache(folder, os.path.join(hf_home, 'hub'), repo_id)
+    torch.save(inputs, os.path.join(tmp, 'inputs.pt'))
+    script = textwrap.dedent(f'''
+        import sys, torch, timm
+        x = torch.load({os.path.join(tmp, 'inputs.pt')!r})
+        out = {{}}
+
+        def load(key, name):
+            model = timm.create_model(name, pretrained=True).eval()
+            with torch.no_grad():
+                out[key] = model(x)
+            out[key + '_type'] = type(model).__name__
+
+        load('plain_hub', 'hf-hub:{plain[0]}')
+        load('plain_local', 'local-dir:{plain[1]}')
+        out['plugin_before'] = 'timm_paco' in sys.modules
+        import timm_paco
+        load('paco_hub', 'hf-hub:{paco[0]}')
+        load('paco_local', 'local-dir:{paco[1]}')
+        torch.save(out, {os.path.join(tmp, 'out.pt')!r})
+    ''')
+    env = {k: v for k, v in os.environ.items() if not k.startswith('HF_')}
+    env.update(HF_HUB_OFFLINE='1', HF_HOME=hf_home, HF_HUB_CACHE=os.path.join(hf_home, 'hub'))
+    proc = subprocess.run([sys.executable, '-c', script], cwd=tmp, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return torch.load(os.path.join(tmp, 'out.pt'))
+
+
+def test_timm_form(wrapped, inputs, tmp_path):
+    out = export_checkpoint(wrapped['path'], str(tmp_path / 'plain'), form='timm', repo_name='org/plain')
+    assert sorted(os.listdir(out)) == ['README.md', 'config.json', 'model.safetensors']
+    with open(os.path.join(out, 'config.json')) as f:
+        config = json.load(f)
+    assert config['architecture'] == 'test_resnet'
+    assert config['num_classes'] == 5 and config['pretrained_cfg']['input_size'][0] == 1
+    assert 'tag' not in config['pretrained_cfg']  # the ImageNet source tag does not describe these weights
+    weights = load_file(os.path.join(out, 'model.safetensors'))
+    assert set(weights) == {k[len('backbone.'):] for k in wrapped['model'].state_dict() if k.startswith('backbone.')}
+    local = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
+    assert type(local).__name__ == 'ResNet'
+    with torch.no_grad():
+        assert torch.equal(local(inputs), wrapped['logits'])
+
+
+def test_paco_form(paco32, inputs, tmp_path):
+    out = export_checkpoint(paco32['path'], str(tmp_path / 'paco'), form='paco', repo_name='org/paco32')
+    with open(os.path.join(out, 'config.json')) as f:
+        assert json.load(f)['architecture'] == 'paco_resnet32'
+    assert set(load_file(os.path.join(out, 'model.safetensors'))) == set(paco32['model'].state_dict())
+    local = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
+    assert isinstance(local, PaCoModel)
+    for k, v in paco32['model'].state_dict().items():
+        assert torch.equal(local.state_dict()[k], v), k
+    with torch.no_grad():
+        assert torch.equal(local(inputs), paco32['logits'])
+
+
+def test_round_trip_through_offline_hf_cache(wrapped, paco32, inputs, tmp_path):
+    plain = export_checkpoint(wrapped['path'], str(tmp_path / 'plain'), form='timm', repo_name='org/plain')
+    paco = export_checkpoint(paco32['path'], str(tmp_path / 'paco'), form='paco', repo_name='org/paco32')
+    loaded = _load_in_fresh_python(str(tmp_path), inputs, ('org/plain', plain), ('org/paco32', paco))
+    assert not loaded['plugin_before']
+    assert loaded['plain_hub_type'] == loaded['plain_local_type'] == 'ResNet'
+    assert torch.equal(loaded['plain_hub'], wrapped['logits']) and torch.equal(loaded['plain_local'], wrapped['logits'])
+    assert loaded['paco_hub_type'] == loaded['paco_local_type'] == 'PaCoModel'
+    assert torch.equal(loaded['paco_hub'], paco32['logits']) and torch.equal(loaded['paco_local'], paco32['logits'])
+
+
+def test_ema_and_safetensors_inputs(wrapped, inputs, tmp_path):
+    out = export_checkpoint(wrapped['path'], str(tmp_path / 'ema'), form='timm', ema=True)
+    with torch.no_grad():
+        logits = timm.create_model(f'local-dir:{out}', pretrained=True).eval()(inputs)
+    assert torch.equal(logits, wrapped['ema_logits']) and not torch.equal(logits, wrapped['logits'])
+    assert 'EMA' in open(os.path.join(out, 'README.md')).read()
+
+    # a bare .safetensors state dict: no args, so the architecture comes from model_name and the
+    # class count / channels are read off the weights
+    st_path = str(tmp_path / 'weights.safetensors')
+    from safetensors.torch import save_file
+    save_file(wrapped['model'].state_dict(), st_path)
+    out = export_checkpoint(st_path, str(tmp_path / 'st'), model_name='test_resnet', form='timm')
+    with torch.no_grad():
+        assert torch.equal(timm.create_model(f'local-dir:{out}', pretrained=True).eval()(inputs), wrapped['logits'])
+
+
+def test_model_card(wrapped, tmp_path):
+    results_file = tmp_path / 'results.json'
+    results_file.write_text(json.dumps(RESULTS))
+    out = export_checkpoint(wrapped['path'], str(tmp_path / 'card'), form='timm', results_file=str(results_file),
+                            repo_name='org/paco-test-resnet')
+    card = open(os.path.join(out, 'README.md')).read()
+    assert card.startswith('---\n') and 'library_name: timm' in card and '- fashion_mnist' in card
+    assert '# Model card for org/paco-test-resnet' in card
+    assert 'PaCo (Parametric Contrastive Learning)' in card and 'ICCV 2021' in card
+    assert 'imbalance factor 0.01' in card and '| `paco_alpha` | 0.05 |' in card and '| `lr` | 0.05 |' in card
+    for label, value in (('Top-1 accuracy (%)', '81.23'), ('Top-5 accuracy (%)', '99.12'),
+                         ('Many-shot top-1 (%)', '93.50'), ('Medium-shot top-1 (%)', '78.25'),
+                         ('Few-shot top-1 (%)', '61.00')):
+        assert f'| {label} | {value} |' in card
+    assert "timm.create_model('hf-hub:org/paco-test-resnet', pretrained=True)" in card
+    assert 'import timm_paco' not in card  # the plain form needs no plugin
+
+    # validate.py's default csv results file gives the same table
+    (tmp_path / 'results.csv').write_text(','.join(RESULTS) + '\n' + ','.join(map(str, RESULTS.values())) + '\n')
+    out = export_checkpoint(wrapped['path'], str(tmp_path / 'card_csv'), form='timm',
+                            results_file=str(tmp_path / 'results.csv'), repo_name='org/paco-test-resnet')
+    assert open(os.path.join(out, 'README.md')).read() == card
+
+
+class NotACheckpoint:
+    pass
+
+
+def _bad_checkpoints(wrapped, tmp):
+    sd = dict(wrapped['model'].state_dict())
+    for k in ('backbone.fc.weight', 'projector.0.weight'):
+        sd.pop(k)
+    torch.save({'state_dict': sd, 'args': _train_args('test_resnet', num_classes=5, in_chans=1)}, tmp / 'missing.pth')
+    torch.save([1, 2, 3], tmp / 'list.pth')
+    with open(tmp / 'object.pth', 'wb') as f:
+        pickle.dump(NotACheckpoint(), f, protocol=2)
+    (tmp / 'noise.pth').write_bytes(b'not a checkpoint at all')
+    torch.save({'state_dict': dict(wrapped['model'].state_dict())}, tmp / 'no_ema.pth')
+    return tmp
+
+
+@pytest.mark.parametrize('case, kwargs, match', [
+    ('wrong_arch', dict(model_name='test_efficientnet'),
+     r"does not match architecture 'test_efficientnet'.*missing keys: backbone\.conv_stem"),
+    ('wrong_classes', dict(num_classes=7),
+     r"does not match architecture 'test_resnet'.*class count: checkpoint has 5 classes.*num_classes=7"),
+    ('missing_keys', dict(path='missing.pth'),
+     r"missing\.pth' does not match architecture 'test_resnet'.*missing keys: backbone\.fc\.weight, "
+     r"projector\.0\.weight$"),
+    ('list_pickle', dict(path='list.pth'), r"list\.pth' holds a list, expected a train\.py checkpoint"),
+    ('object_pickle', dict(path='object.pth'), r"object\.pth' is not a loadable PyTorch checkpoint with weights_only"),
+    ('noise', dict(path='noise.pth'), r"noise\.pth' is not a loadable PyTorch checkpoint"),
+    ('no_ema', dict(path='no_ema.pth', ema=True, model_name='test_resnet'), r"ema=True but it has no 'state_dict_ema'"),
+    ('paco_form_of_wrapped', dict(form='paco'), r"form='paco': architecture 'test_resnet' is not a registered PaCo"),
+    ('bad_form', dict(form='onnx'), r"form: expected one of \('paco', 'timm'\)"),
+])
+def test_bad_input(wrapped, tmp_path, case, kwargs, match):
+    tmp = _bad_checkpoints(wrapped, tmp_path)
+    kwargs = dict(kwargs)
+    path = str(tmp / kwargs.pop('path')) if 'path' in kwargs else wrapped['path']
+    kwargs.setdefault('form', 'timm')
+    with pytest.raises(ValueError, match=match):
+        export_checkpoint(path, str(tmp / 'out'), **kwargs)
+    assert not (tmp / 'out' / 'model.safetensors').exists()
+
+
+def test_timm_form_needs_a_timm_architecture(paco32, tmp_path):
+    with pytest.raises(ValueError, match=r"'resnet32_cifar' is registered by timm_paco.*export form='paco'"):
+        export_checkpoint(paco32['path'], str(tmp_path / 'out'), form='timm')
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        read_checkpoint(str(tmp_path / 'nope.pth'))
+
+
+def test_cli(wrapped, tmp_path, capsys):
+    assert hub_main(['export', wrapped['path'], str(tmp_path / 'cli'), '--form', 'timm', '--ema']) == 0
+    assert torch.equal(load_file(str(tmp_path / 'cli' / 'model.safetensors'))['fc.weight'],
+                       wrapped['ema'].state_dict()['backbone.fc.weight'])
+    assert hub_main(['export', wrapped['path'], str(tmp_path / 'cli2'), '--model', 'test_efficientnet']) == 2
+    assert "error: checkpoint" in capsys.readouterr().err
+
+
+def test_push_without_token(wrapped, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    for var in ('HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_OIDC_RESOURCE'):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_TOKEN_PATH', str(tmp_path / 'token'))
+    with pytest.raises(ValueError, match=r'token: no Hugging Face token found.*HF_TOKEN.*hf auth login'):
+        push_checkpoint(wrapped['path'], 'org/name', form='timm', endpoint='http://127.0.0.1:9')
+
+
+class _FakeHub(BaseHTTPRequestHandler):
+    """Just enough of the Hub API for HfApi.create_repo / create_branch / upload_folder (regular files)."""
+    log = []
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        base = f'http://127.0.0.1:{self.server.server_port}'
+        self.log.append((self.path, self.headers.get('Authorization'), body))
+        if self.path == '/api/repos/create':
+            req = json.loads(body)
+            self._reply({'url': f"{base}/{req['organization']}/{req['name']}"})
+        elif '/preupload/' in self.path:
+            files = json.loads(body)['files']
+            self._reply({'files': [{'path': f['path'], 'uploadMode': 'regular', 'shouldIgnore': False, 'oid': None}
+                                   for f in files]})
+        elif '/commit/' in self.path:
+            self._reply({'commitUrl': f'{base}/org/name/commit/{"a" * 40}', 'commitOid': 'a' * 40})
+        else:  # /api/validate-yaml, /api/models/<repo>/branch/<name>
+            self._reply({})
+
+
+def test_push_to_local_hub(wrapped, tmp_path):
+    server = ThreadingHTTPServer(('127.0.0.1', 0), _FakeHub)
+    _FakeHub.log = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        info = push_checkpoint(
+            wrapped['path'], 'org/name', form='timm', private=True, revision='v1', commit_message='PaCo weights',
+            token='hf_local_test_token', endpoint=f'http://127.0.0.1:{server.server_port}')
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert info.oid == 'a' * 40
+    paths = [p for p, _, _ in _FakeHub.log]
+    assert paths[0] == '/api/repos/create' and '/api/models/org/name/branch/v1' in paths
+    assert all(auth == 'Bearer hf_local_test_token' for _, auth, _ in _FakeHub.log)
+    create = json.loads(_FakeHub.log[0][2])
+    assert create['name'] == 'name' and create['organization'] == 'org' and create['visibility'] == 'private'
+
+    commit = [b for p, _, b in _FakeHub.log if p.startswith('/api/models/org/name/commit/')]
+    assert paths[-1] == '/api/models/org/name/commit/v1' and len(commit) == 1
+    lines = [json.loads(line) for line in commit[0].decode().splitlines()]
+    assert lines[0]['key'] == 'header' and lines[0]['value']['summary'] == 'PaCo weights'
+    uploaded = {v['value']['path']: base64.b64decode(v['value']['content']) for v in lines[1:] if v['key'] == 'file'}
+    expected = export_checkpoint(wrapped['path'], str(tmp_path / 'expected'), form='timm', repo_name='org/name')
+    assert sorted(uploaded) == ['README.md', 'config.json', 'model.safetensors']
+    for name, data in uploaded.items():
+        with open(os.path.join(expected, name), 'rb') as f:
+            assert data == f.read(), name

@@ -1,0 +1,62 @@
+"""Export or push a trained checkpoint.
+
+  python -m timm_paco.hub export CHECKPOINT OUTPUT_DIR [--model NAME] [--form paco|timm] [--ema] [--results-file R.json]
+  python -m timm_paco.hub push CHECKPOINT REPO_ID [--model NAME] [--form paco|timm] [--ema] [--results-file R.json]
+        [--private] [--revision BRANCH] [--commit-message MSG] [--token TOKEN]
+"""
+import argparse
+import sys
+
+import timm_paco  # noqa: F401  registers the PaCo architectures
+from .export import EXPORT_FORMS, export_checkpoint
+from .push import push_checkpoint
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument('checkpoint', help='train.py checkpoint, state dict, or .safetensors file')
+    p.add_argument('--model', default=None, help="architecture (default: the checkpoint's args.model)")
+    p.add_argument('--form', default='paco', choices=EXPORT_FORMS,
+                   help="'paco': registered PaCo architecture; 'timm': plain timm backbone, projector dropped")
+    p.add_argument('--ema', action='store_true', help="export the checkpoint's state_dict_ema")
+    p.add_argument('--results-file', default=None, help='validate.py --results-file (json or csv) for the model card')
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='python -m timm_paco.hub', description=__doc__.split('\n')[0])
+    sub = p.add_subparsers(dest='command', required=True)
+    exp = sub.add_parser('export', help='write a Hub folder (config.json, model.safetensors, README.md)')
+    _common(exp)
+    exp.add_argument('output_dir')
+    exp.add_argument('--repo-name', default=None, help='repo id named in the model card (default: folder name)')
+    push = sub.add_parser('push', help='export and upload to the Hugging Face Hub')
+    _common(push)
+    push.add_argument('repo_id')
+    push.add_argument('--private', action='store_true', help='create the repo private (when new)')
+    push.add_argument('--revision', default=None, help='branch to commit to (created if missing)')
+    push.add_argument('--commit-message', default='Add PaCo model')
+    push.add_argument('--token', default=None, help='Hub token (default: HF_TOKEN or the saved login)')
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == 'export':
+            out = export_checkpoint(
+                args.checkpoint, args.output_dir, model_name=args.model, form=args.form, ema=args.ema,
+                results_file=args.results_file, repo_name=args.repo_name)
+            print(f'Exported {args.checkpoint} ({args.form} form) to {out}')
+        else:
+            info = push_checkpoint(
+                args.checkpoint, args.repo_id, model_name=args.model, form=args.form, ema=args.ema,
+                private=args.private, revision=args.revision, commit_message=args.commit_message,
+                token=args.token, results_file=args.results_file)
+            print(f'Pushed {args.checkpoint} ({args.form} form): {info.commit_url}')
+    except (ValueError, FileNotFoundError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

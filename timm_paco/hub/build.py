@@ -1,0 +1,154 @@
+"""Rebuild the trained model from a checkpoint and load its weights, with one clear error on any mismatch."""
+from typing import Any, Dict, Optional
+
+import torch
+import timm
+from timm.models import resolve_model_input_args
+from torch import nn
+
+from ..models import PaCoModel
+from .checkpoint import TrainedCheckpoint
+
+__all__ = ['is_paco_model', 'model_name_from_checkpoint', 'build_trained_model', 'check_state_dict',
+           'stem_weight_key']
+
+
+def is_paco_model(model: nn.Module) -> bool:
+    return isinstance(model, PaCoModel)
+
+
+def _projector_kwargs(state_dict: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+    """PaCoModel projector arguments the state dict's ``projector.*`` weights imply ({} without any).
+
+    Layouts (models/projector.py): 'mlp' = Linear 0, BN 1, Linear 3; 'mlp3' = Linear 0, 2, 4. The activation
+    has no weights and does not change logits. A width the weights do not give is left to the default, and
+    check_state_dict then names the missing keys."""
+    if not any(k.startswith('projector.') for k in state_dict):
+        return {}
+    proj_type = 'mlp' if any(k.startswith('projector.1.') for k in state_dict) else 'mlp3'
+
+    def _width(index):
+        t = state_dict.get(f'projector.{index}.weight', state_dict.get(f'projector.{index}.bias'))
+        return int(t.shape[0]) if t is not None else None
+
+    kwargs = dict(proj_type=proj_type, proj_dim=_width(3 if proj_type == 'mlp' else 4), proj_hidden_dim=_width(0))
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _projector_differs(model: PaCoModel, state_dict: Dict[str, torch.Tensor]) -> bool:
+    own = {f'projector.{k}': v for k, v in model.projector.state_dict().items()}
+    return set(own) != {k for k in state_dict if k.startswith('projector.')} or any(
+        state_dict[k].shape != v.shape for k, v in own.items())
+
+
+def model_name_from_checkpoint(ckpt: TrainedCheckpoint, model_name: Optional[str] = None) -> str:
+    name = model_name or ckpt.args.get('model')
+    if not name:
+        raise ValueError(
+            f"model_name: checkpoint '{ckpt.path}' records no args.model; pass the architecture (--model)")
+    if not timm.is_model(name):
+        raise ValueError(
+            f"model_name: '{name}' is not a registered timm model (import timm_paco registers the PaCo variants)")
+    return name
+
+
+def _module_name(model: nn.Module, module: nn.Module) -> Optional[str]:
+    return next((n for n, m in model.named_modules() if m is module), None)
+
+
+def _classifier_key(model: nn.Module) -> Optional[str]:
+    name = _module_name(model, model.get_classifier()) if hasattr(model, 'get_classifier') else None
+    return f'{name}.weight' if name else None
+
+
+def check_state_dict(model: nn.Module, state_dict: Dict[str, torch.Tensor], model_name: str, source: str) -> None:
+    """Raise one ValueError naming every missing / unexpected key and shape mismatch (first few of each)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [
+        f'{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}'
+        for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
+    if not (missing or unexpected or shapes):
+        return
+
+    def _few(keys):
+        return ', '.join(keys[:5]) + (f', ... ({len(keys)} in all)' if len(keys) > 5 else '')
+
+    problems = []
+    cls_key = _classifier_key(model)
+    if cls_key and cls_key in state_dict and state_dict[cls_key].shape[0] != expected[cls_key].shape[0]:
+        problems.append(
+            f'class count: checkpoint has {state_dict[cls_key].shape[0]} classes ({cls_key}), '
+            f'model built with num_classes={expected[cls_key].shape[0]}')
+    if missing:
+        problems.append(f'missing keys: {_few(missing)}')
+    if unexpected:
+        problems.append(f'unexpected keys: {_few(unexpected)}')
+    if shapes:
+        problems.append(f'shape mismatch: {_few(shapes)}')
+    raise ValueError(f"checkpoint '{source}' does not match architecture '{model_name}': " + '; '.join(problems))
+
+
+def stem_weight_key(model: nn.Module) -> Optional[str]:
+    """State-dict key of the stem convolution's weight (the pretrained cfg's ``first_conv``), None if unknown."""
+    first_conv = model.pretrained_cfg.get('first_conv')
+    first_conv = first_conv[0] if isinstance(first_conv, (list, tuple)) else first_conv
+    return f'{first_conv}.weight' if first_conv else None
+
+
+def _infer_int(state_dict: Dict[str, torch.Tensor], key: Optional[str], dim: int) -> Optional[int]:
+    if key and key in state_dict and state_dict[key].ndim > dim:
+        return int(state_dict[key].shape[dim])
+    return None
+
+
+def build_trained_model(
+        ckpt: TrainedCheckpoint,
+        model_name: Optional[str] = None,
+        num_classes: Optional[int] = None,
+        in_chans: Optional[int] = None,
+        **model_kwargs: Any,
+) -> nn.Module:
+    """Create ``model_name`` (default: the checkpoint's args.model) and load the checkpoint's weights strictly.
+
+    Class count and input channels: given > checkpoint args > read off the classifier / stem weights.
+    Returns the model in eval mode.
+    """
+    name = model_name_from_checkpoint(ckpt, model_name)
+    args = dict(ckpt.args)
+    kwargs = dict(args.get('model_kwargs') or {})
+    kwargs.update(model_kwargs)
+    if args.get('gp'):
+        kwargs.setdefault('global_pool', args['gp'])
+    num_classes = num_classes or args.get('num_classes')
+    in_chans = in_chans or args.get('in_chans')
+
+    def _create(nc, ic):
+        create_args = resolve_model_input_args(name, args, num_classes=nc, in_chans=ic, **kwargs)
+        return timm.create_model(pretrained=False, **create_args)
+
+    model = _create(num_classes, in_chans)
+    # train.py wraps plain timm names for --task paco|gpaco: backbone.* + projector.* keys under a plain name
+    wrapped = not is_paco_model(model) and any(k.startswith('backbone.') for k in ckpt.state_dict)
+    prefix = 'backbone.' if wrapped else ''
+    nc, ic = num_classes, in_chans
+    if nc is None or ic is None:
+        # bare state dicts and .safetensors carry no args: read class count / channels off the weights
+        keys = dict(nc=(_classifier_key(model), 0), ic=(stem_weight_key(model), 1))
+        built = {k: _infer_int(model.state_dict(), key, dim) for k, (key, dim) in keys.items()}
+        found = {k: _infer_int(ckpt.state_dict, prefix + key if key else None, dim) for k, (key, dim) in keys.items()}
+        nc = nc or found['nc'] or built['nc']
+        ic = ic or found['ic'] or built['ic']
+        if (nc, ic) != (built['nc'], built['ic']):
+            model = _create(nc, ic)
+    proj_kwargs = _projector_kwargs(ckpt.state_dict)
+    if wrapped:
+        model = PaCoModel(model, default_task=args.get('task') or 'paco', **proj_kwargs)
+    elif is_paco_model(model) and proj_kwargs and _projector_differs(model, ckpt.state_dict):
+        # a registered PaCo variant trained with a non-default projector (e.g. --model-kwargs proj_dim=...)
+        kwargs.update(proj_kwargs)
+        model = _create(nc, ic)
+    check_state_dict(model, ckpt.state_dict, name, ckpt.path)
+    model.load_state_dict(ckpt.state_dict, strict=True)
+    return model.eval()

@@ -1,0 +1,172 @@
+"""Model card (README.md with Hub metadata) for an exported PaCo / GPaCo checkpoint."""
+import csv
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+__all__ = ['METHODS', 'read_results', 'hyper_parameters', 'model_card']
+
+# task name -> (display name, paper, BibTeX)
+METHODS = {
+    'paco': (
+        'PaCo (Parametric Contrastive Learning)',
+        'Cui et al., "Parametric Contrastive Learning", ICCV 2021',
+        '@inproceedings{cui2021paco,\n  title={Parametric Contrastive Learning},\n'
+        '  author={Cui, Jiequan and Zhong, Zhisheng and Liu, Shu and Yu, Bei and Jia, Jiaya},\n'
+        '  booktitle={Proceedings of the IEEE/CVF International Conference on Computer Vision (ICCV)},\n'
+        '  year={2021}\n}',
+    ),
+    'gpaco': (
+        'GPaCo (Generalized Parametric Contrastive Learning)',
+        'Cui et al., "Generalized Parametric Contrastive Learning", IEEE TPAMI 2023',
+        '@article{cui2023gpaco,\n  title={Generalized Parametric Contrastive Learning},\n'
+        '  author={Cui, Jiequan and Zhong, Zhisheng and Tian, Zhuotao and Liu, Shu and Yu, Bei and Jia, Jiaya},\n'
+        '  journal={IEEE Transactions on Pattern Analysis and Machine Intelligence},\n'
+        '  year={2023}\n}',
+    ),
+    'balanced-softmax': ('Balanced Softmax cross-entropy', None, None),
+    'ce': ('cross-entropy', None, None),
+}
+
+# results-file key -> row label, in the order shown
+RESULT_ROWS = (
+    ('top1', 'Top-1 accuracy (%)'),
+    ('top5', 'Top-5 accuracy (%)'),
+    ('many_acc', 'Many-shot top-1 (%)'),
+    ('medium_acc', 'Medium-shot top-1 (%)'),
+    ('few_acc', 'Few-shot top-1 (%)'),
+)
+
+# training arguments shown on the card, when the checkpoint recorded them
+HPARAM_KEYS = (
+    'task', 'dataset', 'imb_factor', 'num_classes', 'epochs', 'batch_size', 'opt', 'lr', 'momentum',
+    'weight_decay', 'sched', 'warmup_epochs', 'warmup_lr', 'input_size', 'img_size', 'aa', 'mixup', 'cutmix',
+    'smoothing', 'model_ema', 'model_ema_decay', 'seed',
+)
+
+
+def read_results(path: str) -> Dict[str, float]:
+    """Metrics from validate.py's ``--results-file`` (``--results-format json``, or the default csv) for one model:
+    numeric ``top1``, ``top5`` and, when class counts were known, ``many_acc`` / ``medium_acc`` / ``few_acc``."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"results_file '{path}' does not exist")
+    with open(path, encoding='utf-8', newline='') as f:
+        if path.endswith('.csv'):
+            results = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        else:
+            try:
+                results = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"results_file '{path}' is neither .csv nor JSON: {e}") from e
+    if isinstance(results, list):
+        if len(results) != 1:
+            raise ValueError(f"results_file '{path}' holds {len(results)} results, expected the one exported model's")
+        results = results[0]
+    if not isinstance(results, dict) or not isinstance(results.get('top1'), (int, float)):
+        raise ValueError(f"results_file '{path}': expected validate.py results with a numeric 'top1'")
+    return {k: float(results[k]) for k, _ in RESULT_ROWS if isinstance(results.get(k), (int, float))}
+
+
+def _number(text: str) -> Any:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def hyper_parameters(args: Dict[str, Any]) -> Dict[str, Any]:
+    """The training arguments worth reporting: the fixed list above plus every ``paco_*`` / ``gpaco_*`` flag."""
+    keys = list(HPARAM_KEYS) + sorted(k for k in args if k.startswith(('paco_', 'gpaco_')))
+    return {k: args[k] for k in keys if args.get(k) not in (None, '', [], False)}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f'{v:.6g}'
+    if isinstance(v, (list, tuple)):
+        return ' '.join(str(x) for x in v)
+    return str(v)
+
+
+def model_card(
+        repo_name: str,
+        architecture: str,
+        form: str,
+        args: Dict[str, Any],
+        results: Optional[Dict[str, float]] = None,
+        param_count: Optional[int] = None,
+        ema: bool = False,
+        epoch: Optional[int] = None,
+        default_task: Optional[str] = None,
+) -> str:
+    """README.md text: Hub metadata, method, dataset, hyper-parameters, results, usage and citation.
+
+    ``form``: ``'paco'`` (registered PaCo architecture, needs ``import timm_paco``) or ``'timm'``
+    (plain timm architecture, projector dropped, loads without the plugin).
+    """
+    task = args.get('task') or default_task or 'paco'
+    method, paper, bibtex = METHODS.get(task, (task, None, None))
+    dataset = args.get('dataset') or None
+    dataset_name = dataset.split('/', 1)[-1] if dataset else None
+    tags: List[str] = ['image-classification', 'timm', 'long-tail-learning']
+    if task in ('paco', 'gpaco'):
+        tags += [task, 'contrastive-learning']
+
+    lines = ['---', 'tags:'] + [f'- {t}' for t in tags]
+    lines += ['library_name: timm', 'pipeline_tag: image-classification', 'license: apache-2.0']
+    if dataset_name:
+        lines += ['datasets:', f'- {dataset_name.lower()}']
+    lines += ['---', f'# Model card for {repo_name}', '']
+
+    trained_on = f' on {dataset_name}' if dataset_name else ''
+    if args.get('imb_factor'):
+        trained_on += f' (long-tailed, imbalance factor {_fmt(args["imb_factor"])})'
+    lines.append(f'A `{architecture}` image classifier trained with {method}{trained_on}.')
+    if paper:
+        lines += ['', f'Method: {paper}.']
+    lines.append('')
+    if form == 'paco':
+        lines.append(
+            'These weights are the full PaCo model (backbone with classifier, plus the projection head used for '
+            'the contrastive loss) under its `timm_paco` architecture name; loading needs `pip install timm-paco` '
+            'and `import timm_paco`. Inference uses only the backbone\'s logits.')
+    else:
+        lines.append(
+            'These weights are the inference model as a plain timm architecture: the projection head and the '
+            'contrastive queue are training-only and were dropped, so plain `timm` loads it without the plugin.')
+
+    lines += ['', '## Model Details', f'- **Model type:** image classification', f'- **Architecture:** `{architecture}`',
+              f'- **Method:** {method}']
+    if dataset_name:
+        lines.append(f'- **Dataset:** {dataset_name}')
+    if param_count is not None:
+        lines.append(f'- **Params (M):** {param_count / 1e6:.2f}')
+    lines.append(f'- **Weights:** {"EMA of the model weights" if ema else "model weights"}'
+                 + (f', epoch {epoch}' if epoch is not None else ''))
+
+    hparams = hyper_parameters(args)
+    if hparams:
+        lines += ['', '## Training hyper-parameters', '', '| argument | value |', '|---|---|']
+        lines += [f'| `{k}` | {_fmt(v)} |' for k, v in hparams.items()]
+
+    if results:
+        lines += ['', '## Results', '']
+        if dataset_name:
+            lines += [f'Evaluated with `validate.py` on the {dataset_name} evaluation split.', '']
+        lines += ['| metric | value |', '|---|---|']
+        lines += [f'| {label} | {results[k]:.2f} |' for k, label in RESULT_ROWS if k in results]
+
+    lines += ['', '## Model Usage', '', '```python', 'import timm']
+    if form == 'paco':
+        lines.append('import timm_paco  # registers the PaCo architectures')
+    lines += [
+        '',
+        f"model = timm.create_model('hf-hub:{repo_name}', pretrained=True).eval()",
+        'data_config = timm.data.resolve_model_data_config(model)',
+        'transform = timm.data.create_transform(**data_config, is_training=False)',
+        'logits = model(transform(img).unsqueeze(0))  # img: a PIL image',
+        '```',
+    ]
+    if bibtex:
+        lines += ['', '## Citation', '', '```bibtex', bibtex, '```']
+    return '\n'.join(lines) + '\n'
