@@ -1,0 +1,249 @@
+""" Convert PaCo / GPaCo seed checkpoints into timm-paco weights.
+
+    python -m timm_paco.convert SRC DST [--model NAME[.TAG]] [--num-classes N]
+
+SRC: a seed checkpoint (``.pth.tar`` with ``state_dict`` = ``module.encoder_q.*`` / ``module.linear.*``
+for the ResNets, or the MAE-ViT GPaCo ``checkpoint-*.pth`` with ``model``), or a safetensors file.
+Safetensors are preferred; pickles are read with ``torch.load(weights_only=True)``.
+The architecture (PaCo vs GPaCo from the projector, depth / width / groups from the tensors) and the
+class count are read from the weights unless ``--model`` / ``--num-classes`` say otherwise, in which
+case they are checked. DST: ``*.safetensors`` writes one file; any other path writes a folder with
+``model.safetensors`` and timm's ``config.json``. Load the result with::
+
+    timm.create_model(NAME, pretrained=True, pretrained_cfg_overlay=dict(file=DST))  # file
+    timm.create_model('local-dir:' + DST, pretrained=True)                           # folder
+"""
+import argparse
+import json
+import os
+import re
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+import timm
+from timm.models import split_model_name_tag
+from timm.models._pretrained import filter_pretrained_cfg
+
+from .models.checkpoint_filter import check_state_dict, convert_state_dict, unwrap_checkpoint
+
+__all__ = ['load_checkpoint', 'infer_model_name', 'convert_checkpoint', 'main']
+
+_RESNETS = {  # (blocks per stage, groups, width per group) -> timm name
+    ((3, 4, 6, 3), 1, 64): 'resnet50',
+    ((3, 4, 23, 3), 1, 64): 'resnet101',
+    ((3, 8, 36, 3), 1, 64): 'resnet152',
+    ((3, 24, 36, 3), 1, 64): 'resnet200',
+    ((3, 4, 6, 3), 32, 4): 'resnext50_32x4d',
+    ((3, 4, 23, 3), 32, 4): 'resnext101_32x4d',
+}
+_VITS = {(16, 768, 12): 'vit_base_patch16_224', (16, 1024, 24): 'vit_large_patch16_224'}
+_CIFAR_RESNETS = {(5, 5, 5): 'resnet32'}
+_SAFETENSORS_MAGIC_OFFSET = 8
+
+
+def _safe_globals():
+    """Non-tensor types the seeds' pickles hold besides tensors: argparse args, numpy scalars."""
+    import numpy as np
+    types = [argparse.Namespace, np.dtype]
+    for mod_name in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        try:
+            mod = __import__(mod_name, fromlist=['scalar'])
+            types.append(mod.scalar)
+            break
+        except (ImportError, AttributeError):
+            continue
+    types += [type(np.dtype(t)) for t in ('float64', 'float32', 'int64', 'int32')]
+    return types
+
+
+def _is_safetensors(path: str) -> bool:
+    with open(path, 'rb') as f:
+        head = f.read(_SAFETENSORS_MAGIC_OFFSET + 1)
+    if len(head) < _SAFETENSORS_MAGIC_OFFSET + 1:
+        return False
+    header_len = int.from_bytes(head[:_SAFETENSORS_MAGIC_OFFSET], 'little')
+    return head[_SAFETENSORS_MAGIC_OFFSET:] == b'{' and 0 < header_len < os.path.getsize(path)
+
+
+def load_checkpoint(path: str) -> Any:
+    """Read a checkpoint file: safetensors if it is one, else a pickle with ``weights_only=True``.
+
+    A folder is read through its ``model.safetensors`` (preferred) or ``pytorch_model.bin``.
+    """
+    if os.path.isdir(path):
+        for name in ('model.safetensors', 'pytorch_model.bin'):
+            if os.path.isfile(os.path.join(path, name)):
+                return load_checkpoint(os.path.join(path, name))
+        raise FileNotFoundError(f'{path}: folder has no model.safetensors or pytorch_model.bin')
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    if _is_safetensors(path):
+        import safetensors.torch
+        try:
+            return safetensors.torch.load_file(path, device='cpu')
+        except Exception as e:  # a corrupt header raises library-specific errors
+            raise ValueError(f'{path}: not a readable safetensors file ({e})') from e
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # UnpicklingError, EOFError, zip errors, ... all mean "not a checkpoint"
+        raise ValueError(
+            f'{path}: not a checkpoint readable with torch.load(weights_only=True) or safetensors '
+            f'({type(e).__name__}: {_unpickle_reason(e)})') from e
+
+
+def _unpickle_reason(error: Exception) -> str:
+    """The specific part of torch's weights-only error (which global / opcode was refused)."""
+    msg = str(error)
+    if 'WeightsUnpickler error:' in msg:
+        msg = msg.split('WeightsUnpickler error:', 1)[1].strip().split('\n\n')[0]
+        return msg.split(' Please use')[0].strip()
+    paras = [p.strip() for p in msg.split('\n\n') if p.strip()]
+    useful = [p for p in paras if not p.startswith(('Weights only load failed', 'Check the documentation'))]
+    return (useful or paras or ['unreadable'])[0].splitlines()[0]
+
+
+def _blocks_per_stage(sd: Dict[str, torch.Tensor], prefix: str, num_stages: int) -> Tuple[int, ...]:
+    counts = []
+    for s in range(1, num_stages + 1):
+        idx = {int(m.group(1)) for k in sd for m in [re.match(rf'{prefix}layer{s}\.(\d+)\.', k)] if m}
+        counts.append(max(idx) + 1 if idx else 0)
+    return tuple(counts)
+
+
+def infer_model_name(sd: Dict[str, torch.Tensor]) -> str:
+    """Registered timm-paco name for a converted (``backbone.*`` / ``projector.*``) state dict."""
+    if 'projector.1.running_mean' in sd:
+        method = 'paco'
+    elif 'projector.4.weight' in sd:
+        method = 'gpaco'
+    else:
+        raise ValueError(
+            'cannot tell PaCo from GPaCo: expected a Linear-BN-ReLU-Linear (projector.1.running_mean) or a '
+            '3-linear (projector.4.weight) projection MLP, got projector keys '
+            f'{sorted(k for k in sd if k.startswith("projector."))}')
+    if 'backbone.patch_embed.proj.weight' in sd:
+        w = sd['backbone.patch_embed.proj.weight']
+        depth = len({k.split('.')[2] for k in sd if k.startswith('backbone.blocks.')})
+        key = (w.shape[-1], w.shape[0], depth)
+        arch = _VITS.get(key)
+        desc = f'ViT patch {key[0]}, width {key[1]}, depth {key[2]}'
+    elif 'backbone.layer4.0.conv1.weight' in sd:
+        width = sd['backbone.layer1.0.conv2.weight']
+        groups = width.shape[0] // width.shape[1]
+        key = (_blocks_per_stage(sd, 'backbone.', 4), groups, width.shape[0] // groups)
+        arch = _RESNETS.get(key)
+        desc = f'ResNet blocks {key[0]}, groups {key[1]}, width/group {key[2]}'
+    elif 'backbone.layer3.0.conv1.weight' in sd:
+        key = _blocks_per_stage(sd, 'backbone.', 3)
+        arch = _CIFAR_RESNETS.get(key)
+        desc = f'CIFAR ResNet blocks {key}'
+    else:
+        raise ValueError('backbone is neither a ResNet (backbone.layer*) nor a ViT (backbone.patch_embed)')
+    name = f'{method}_{arch}' if arch else None
+    if name is None or name not in timm.list_models(f'{method}_*'):
+        raise ValueError(
+            f'no registered {method} model for {desc}; registered: {", ".join(timm.list_models("*paco_*"))}. '
+            'Pass --model to choose one.')
+    return name
+
+
+def _classifier_classes(sd: Dict[str, torch.Tensor]) -> int:
+    for key in ('backbone.fc.weight', 'backbone.head.weight'):
+        if key in sd:
+            return sd[key].shape[0]
+    raise ValueError('checkpoint has no classifier (backbone.fc / backbone.head, seeds\' linear.*) weights')
+
+
+def _proj_dim(sd: Dict[str, torch.Tensor]) -> int:
+    last = max((int(k.split('.')[1]) for k in sd if re.match(r'projector\.\d+\.weight$', k)), default=None)
+    if last is None:
+        raise ValueError('checkpoint has no projector weights')
+    return sd[f'projector.{last}.weight'].shape[0]
+
+
+def convert_checkpoint(
+        src: str,
+        dst: str,
+        model_name: Optional[str] = None,
+        num_classes: Optional[int] = None,
+        **model_kwargs,
+) -> Tuple[str, Dict[str, torch.Tensor]]:
+    """Convert ``src`` into timm-paco weights at ``dst``; return (model name, converted state dict).
+
+    ``model_kwargs`` go to ``timm.create_model`` (e.g. a reduced ``depth`` for a small ViT).
+    Raises ValueError naming the mismatch if the weights do not fit ``model_name`` / ``num_classes``.
+    """
+    tensors = unwrap_checkpoint(load_checkpoint(src), source=src)
+    try:
+        sd = convert_state_dict(tensors)
+        name = model_name or infer_model_name(sd)
+    except ValueError as e:
+        raise ValueError(f'{src}: {e}') from e
+    arch, tag = split_model_name_tag(name)
+    if arch not in timm.list_models('*paco_*'):
+        raise ValueError(f'model_name {name!r} is not a registered timm-paco model; '
+                         f'registered: {", ".join(timm.list_models("*paco_*"))}')
+    if tag and timm.models.get_pretrained_cfg(name) is None:
+        raise ValueError(f'model_name {name!r}: {arch} has no pretrained tag {tag!r}; '
+                         f'tags: {timm.list_pretrained(arch + ".*")}')
+    if num_classes is None:
+        num_classes = timm.models.get_pretrained_cfg(name).num_classes if tag else _classifier_classes(sd)
+    model_kwargs.setdefault('proj_dim', _proj_dim(sd))
+    model = timm.create_model(arch, pretrained=False, pretrained_cfg=tag or None, num_classes=num_classes,
+                              **model_kwargs)
+    sd = check_state_dict(sd, model, source=src)
+    model.load_state_dict(sd, strict=True)
+    sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    _save(sd, dst, model, name, model_kwargs)
+    return name, sd
+
+
+def _save(
+        sd: Dict[str, torch.Tensor],
+        dst: str,
+        model: torch.nn.Module,
+        name: str,
+        model_args: Dict[str, Any],
+) -> None:
+    import safetensors.torch
+    arch, tag = split_model_name_tag(name)
+    if dst.endswith('.safetensors'):
+        os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+        safetensors.torch.save_file(sd, dst, metadata={'architecture': arch, 'format': 'pt'})
+        return
+    os.makedirs(dst, exist_ok=True)
+    safetensors.torch.save_file(sd, os.path.join(dst, 'model.safetensors'), metadata={'format': 'pt'})
+    pretrained_cfg = filter_pretrained_cfg(dict(model.pretrained_cfg), remove_source=True, remove_null=True)
+    if not tag:  # the default tag's reported numbers do not describe an arbitrary converted checkpoint
+        for key in ('tag', 'notes', 'description'):
+            pretrained_cfg.pop(key, None)
+    config = dict(
+        architecture=arch,
+        num_classes=model.num_classes,
+        num_features=model.num_features,
+        pretrained_cfg=pretrained_cfg,
+        model_args=dict(model_args),
+    )
+    with open(os.path.join(dst, 'config.json'), 'w') as f:
+        json.dump(config, f, indent=2)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog='python -m timm_paco.convert', description='Convert a PaCo / GPaCo seed checkpoint to timm-paco weights.')
+    parser.add_argument('src', help='seed checkpoint (.pth.tar / .pth) or safetensors file')
+    parser.add_argument('dst', help='output .safetensors file, or a folder (model.safetensors + config.json)')
+    parser.add_argument('--model', default=None, help='timm-paco model name[.tag] (default: read from the weights)')
+    parser.add_argument('--num-classes', type=int, default=None, help='expected class count (default: from weights)')
+    args = parser.parse_args(argv)
+    try:
+        name, sd = convert_checkpoint(args.src, args.dst, model_name=args.model, num_classes=args.num_classes)
+    except (ValueError, FileNotFoundError) as e:
+        parser.exit(2, f'error: {e}\n')
+    print(f'{args.src} -> {args.dst}: {name}, {len(sd)} tensors, {sum(v.numel() for v in sd.values())} values')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,175 @@
+""" Convert the PaCo / GPaCo seed checkpoints' state dicts to PaCoModel keys and check them.
+
+Layouts understood (a leading ``module.`` from DDP is stripped first):
+
+* ``timm_paco``: ours, ``backbone.*`` + ``projector.*``; passed through.
+* ``moco``: the PaCo / GPaCo ResNet seeds (``MoCo`` wrapper, checkpoint key ``state_dict``):
+  ``encoder_q.<resnet>`` -> ``backbone.<resnet>``, ``encoder_q.fc.<i>`` (the projection MLP that
+  replaced the ResNet's fc) -> ``projector.<i>``, ``linear.*`` (class centres) ->
+  ``backbone.<classifier>.*``; the key encoder (``encoder_k.*``, ``linear_k.*``) and the queue
+  (``queue``, ``queue_l``, ``queue_ptr``) are dropped.
+* ``mae_vit``: the GPaCo MAE-ViT fine-tuning code (checkpoint key ``model``): a timm ViT with global
+  average pooling (``fc_norm``) whose keys map to ``backbone.*`` unchanged, ``mlp.<i>`` ->
+  ``projector.<i>``; the queue is dropped.
+
+``checkpoint_filter_fn(state_dict, model)`` is what ``build_model_with_cfg`` calls; it converts and
+then checks the result against ``model`` so a wrong architecture or class count is one ValueError
+naming the mismatching keys instead of a long strict-load trace.
+"""
+from typing import Any, Dict, Mapping
+
+import torch
+import torch.nn as nn
+
+__all__ = [
+    'unwrap_checkpoint', 'detect_layout', 'convert_state_dict', 'check_state_dict', 'checkpoint_filter_fn',
+    'classifier_name',
+]
+
+_QUEUE_KEYS = ('queue', 'queue_l', 'queue_ptr')
+_MOCO_DROP_PREFIXES = ('encoder_k.', 'linear_k.')
+_LIST_LIMIT = 8
+
+
+def _fmt(keys, limit: int = _LIST_LIMIT) -> str:
+    keys = list(keys)
+    shown = ', '.join(keys[:limit])
+    return f'{shown}, ... ({len(keys)} in all)' if len(keys) > limit else shown
+
+
+def unwrap_checkpoint(checkpoint: Any, source: str = 'checkpoint') -> Dict[str, torch.Tensor]:
+    """Return the tensor state dict inside a checkpoint object (``state_dict`` / ``model`` / bare)."""
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f'{source}: expected a dict checkpoint, got {type(checkpoint).__name__}')
+    for key in ('state_dict', 'model'):
+        inner = checkpoint.get(key)
+        if isinstance(inner, Mapping):
+            checkpoint = inner
+            break
+    tensors = {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ValueError(
+            f'{source}: no tensors found; expected a state dict or a dict with a "state_dict" or "model" '
+            f'entry, got keys {_fmt(map(str, checkpoint.keys()))}')
+    others = [str(k) for k in checkpoint if k not in tensors]
+    if others:
+        raise ValueError(f'{source}: state dict has non-tensor entries {_fmt(others)}')
+    return dict(tensors)
+
+
+def _strip_prefix(state_dict: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
+    if state_dict and all(k.startswith(prefix) for k in state_dict):
+        return {k[len(prefix):]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """``'timm_paco'``, ``'moco'`` or ``'mae_vit'`` for a (``module.``-stripped) state dict."""
+    keys = list(state_dict)
+    if any(k.startswith('backbone.') for k in keys) and any(k.startswith('projector.') for k in keys):
+        return 'timm_paco'
+    if any(k.startswith('encoder_q.') for k in keys):
+        return 'moco'
+    if any(k.startswith('patch_embed.') for k in keys) and any(k.startswith('blocks.') for k in keys):
+        return 'mae_vit'
+    raise ValueError(
+        'unrecognised checkpoint layout: expected backbone.*/projector.* (timm-paco), encoder_q.*/linear.* '
+        '(PaCo/GPaCo ResNet seeds) or patch_embed.*/blocks.*/mlp.* (GPaCo MAE-ViT) keys, got '
+        f'{_fmt(keys)}')
+
+
+def convert_state_dict(state_dict: Mapping[str, torch.Tensor], classifier: str = 'fc') -> Dict[str, torch.Tensor]:
+    """Map a seed (or our own) state dict to PaCoModel keys.
+
+    Args:
+        state_dict: Tensors keyed as in one of the layouts above.
+        classifier: Name of the backbone's classifier module (``fc`` for ResNets), the target of the
+            seeds' ``linear.*`` class centres.
+    """
+    sd = _strip_prefix(_strip_prefix(dict(state_dict), 'module.'), '_orig_mod.')
+    layout = detect_layout(sd)
+    if layout == 'timm_paco':
+        return sd
+    out = {}
+    for key, value in sd.items():
+        if key in _QUEUE_KEYS:
+            continue
+        if layout == 'moco':
+            if key.startswith(_MOCO_DROP_PREFIXES):
+                continue
+            if key.startswith('encoder_q.fc.'):
+                out['projector.' + key[len('encoder_q.fc.'):]] = value
+            elif key.startswith('encoder_q.'):
+                out['backbone.' + key[len('encoder_q.'):]] = value
+            elif key.startswith('linear.'):
+                out[f'backbone.{classifier}.' + key[len('linear.'):]] = value
+            else:
+                raise ValueError(f'PaCo/GPaCo ResNet checkpoint has an unexpected key {key!r}')
+        else:
+            if key.startswith('mlp.'):
+                out['projector.' + key[len('mlp.'):]] = value
+            else:
+                out['backbone.' + key] = value
+    return out
+
+
+def classifier_name(model: nn.Module) -> str:
+    """Dotted name of a PaCoModel's classifier module relative to its backbone (``fc``, ``head``)."""
+    backbone = model.backbone
+    target = backbone.get_classifier()
+    for name, module in backbone.named_modules():
+        if module is target and name:
+            return name
+    raise ValueError(f'cannot find the classifier module of {type(backbone).__name__}')
+
+
+def check_state_dict(
+        state_dict: Mapping[str, torch.Tensor],
+        model: nn.Module,
+        allow_classifier_mismatch: bool = False,
+        source: str = 'checkpoint',
+) -> Dict[str, torch.Tensor]:
+    """Check a converted state dict against ``model``; return it with absent BN counters filled in.
+
+    Raises one ValueError listing the class-count mismatch, missing / unexpected keys and shape
+    mismatches. With ``allow_classifier_mismatch`` the classifier may differ (timm then drops it).
+    """
+    name = (getattr(model, 'pretrained_cfg', None) or {}).get('architecture') or type(model).__name__
+    expected = model.state_dict()
+    sd = dict(state_dict)
+    for key, value in expected.items():  # counters absent from old checkpoints carry no information
+        if key.endswith('num_batches_tracked') and key not in sd:
+            sd[key] = torch.zeros_like(value)
+    cls_prefix = f'backbone.{classifier_name(model)}.'
+    problems = []
+    cls_weight = sd.get(cls_prefix + 'weight')
+    if cls_weight is not None and cls_weight.shape != expected[cls_prefix + 'weight'].shape \
+            and not allow_classifier_mismatch:
+        problems.append(
+            f'class count mismatch: {source} classifier has {cls_weight.shape[0]} classes (feature width '
+            f'{tuple(cls_weight.shape[1:])}), {name} has {expected[cls_prefix + "weight"].shape[0]} '
+            f'(feature width {tuple(expected[cls_prefix + "weight"].shape[1:])})')
+    is_cls = (lambda k: k.startswith(cls_prefix)) if allow_classifier_mismatch else (lambda k: False)
+    missing = [k for k in expected if k not in sd and not is_cls(k)]
+    unexpected = [k for k in sd if k not in expected]
+    shapes = [
+        f'{k}: {tuple(sd[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
+        if k in sd and sd[k].shape != v.shape and not k.startswith(cls_prefix)]
+    if missing:
+        problems.append(f'missing keys: {_fmt(missing)}')
+    if unexpected:
+        problems.append(f'unexpected keys: {_fmt(unexpected)}')
+    if shapes:
+        problems.append(f'shape mismatches ({source} vs model): {_fmt(shapes)}')
+    if problems:
+        raise ValueError(f'{source} does not fit {name}: ' + '; '.join(problems))
+    return sd
+
+
+def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> Dict[str, torch.Tensor]:
+    """timm ``pretrained_filter_fn``: seed or timm-paco checkpoint -> checked PaCoModel state dict."""
+    sd = convert_state_dict(unwrap_checkpoint(state_dict), classifier=classifier_name(model))
+    cfg = getattr(model, 'pretrained_cfg', None) or {}
+    # timm's load_pretrained discards the classifier itself when num_classes differs from the cfg's
+    allow = cfg.get('num_classes') is not None and model.num_classes != cfg['num_classes']
+    return check_state_dict(sd, model, allow_classifier_mismatch=allow)
