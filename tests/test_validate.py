@@ -1,0 +1,288 @@
+"""validate.py end to end on real Fashion-MNIST images and a short-trained PaCo checkpoint."""
+import argparse
+import csv
+import importlib.util
+import json
+import os
+import random
+import subprocess
+import sys
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from timm.data import create_transform, resolve_data_config
+from torchvision.datasets import FashionMNIST
+
+import timm_paco  # noqa: F401
+from timm_paco.data import save_class_counts
+from timm_paco.data.ood import ALEXNET_ERRORS, IMAGENET_C_CORRUPTIONS, imagenet_wnids, subset_mask, subset_wnids
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_COUNTS = [60, 45, 35, 25, 15, 10, 8, 5, 3, 2]  # many > 30: 3 classes, medium 10..30: 3, few < 10: 4
+THR = ['--many-shot-thr', '30', '--few-shot-thr', '10']
+VAL_PER_CLASS = 10
+IMG = ['--img-size', '16']  # small inputs keep the CPU time of these tests low
+
+
+@contextmanager
+def one_thread():
+    # a busy shared CPU makes multi-threaded convolutions far slower; restore the setting afterwards
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _load_validate():
+    spec = importlib.util.spec_from_file_location('paco_validate', os.path.join(REPO, 'validate.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_main(validate, argv):
+    """validate.main in-process, leaving the global RNG states as they were (validate seeds them)."""
+    states = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(), one_thread():
+        try:
+            return validate.main(argv)
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+
+
+def _transform(model):
+    return create_transform(**resolve_data_config({'img_size': 16}, model=model), is_training=False)
+
+
+@torch.no_grad()
+def _recalibrate_bn(model, x):
+    # after a few steps the running BN statistics lag the weights: re-estimate them on the training images
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+    model.train()
+    model(x)
+
+
+@pytest.fixture(scope='module')
+def setup(fmnist_root, tmp_path_factory):
+    with one_thread():
+        return _setup(fmnist_root, tmp_path_factory)
+
+
+def _setup(fmnist_root, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('validate')
+    train, test = FashionMNIST(fmnist_root, train=True), FashionMNIST(fmnist_root, train=False)
+    train_idx = [i for c, n in enumerate(TRAIN_COUNTS) for i in (train.targets == c).nonzero()[:n, 0].tolist()]
+    val_dir = tmp / 'val'
+    val_images, split_list = [], []
+    for c in range(10):
+        os.makedirs(val_dir / str(c))
+        for j, i in enumerate((test.targets == c).nonzero()[:VAL_PER_CLASS, 0].tolist()):
+            img = test[i][0]
+            img.save(val_dir / str(c) / f'{j:03d}.png')
+            split_list.append(f'{c}/{j:03d}.png {c}\n')
+            val_images.append((img.convert('RGB'), c))
+
+    torch.manual_seed(0)
+    model = timm.create_model('paco_resnet32', num_classes=10)
+    tf = _transform(model)
+    x = torch.stack([tf(train[i][0].convert('RGB')) for i in train_idx])
+    y = torch.tensor([int(train.targets[i]) for i in train_idx])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    ckpt_dir = tmp / 'run'
+    os.makedirs(ckpt_dir)
+    paths = []
+    g = torch.Generator().manual_seed(0)
+    for step in range(10):
+        model.train()
+        idx = torch.randint(0, len(y), (32,), generator=g)
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step in (4, 9):
+            _recalibrate_bn(model, x)
+            path = str(ckpt_dir / f'checkpoint-{step}.pth.tar')
+            torch.save({'state_dict': model.state_dict(), 'epoch': step,
+                        'args': argparse.Namespace(model='paco_resnet32', num_classes=10)}, path)
+            paths.append(path)
+    save_class_counts(TRAIN_COUNTS, str(ckpt_dir))
+    with open(tmp / 'fmnist_lt_val.txt', 'w') as f:
+        f.writelines(split_list)
+    return dict(tmp=tmp, val_dir=str(val_dir), val_list=str(tmp / 'fmnist_lt_val.txt'), val_images=val_images,
+                ckpts=paths, validate=_load_validate())
+
+
+def _reference_logits(ckpt, images):
+    model = timm.create_model('paco_resnet32', num_classes=10)
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        model.load_state_dict(torch.load(ckpt, weights_only=True)['state_dict'])
+    model.eval()
+    tf = _transform(model)
+    with torch.no_grad(), one_thread():
+        return model(torch.stack([tf(img) for img, _ in images]))
+
+
+def _read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_validate_paco_checkpoint_long_tail(setup):
+    out = setup['tmp'] / 'out'
+    os.makedirs(out)
+    results_file = str(out / 'results.json')
+    cmd = [sys.executable, os.path.join(REPO, 'validate.py'), '--data-dir', setup['val_dir'],
+           '--model', 'paco_resnet32', '--checkpoint', setup['ckpts'][1], '--device', 'cpu', '-b', '64', '-j', '0',
+           '--results-file', results_file, '--results-format', 'json', '--metrics-avg', 'macro', *THR, *IMG]
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(results_file) as f:
+        res = json.load(f)
+    assert res['model'] == 'paco_resnet32' and res['img_size'] == 16
+    n = 10 * VAL_PER_CLASS
+    assert (res['many_count'], res['medium_count'], res['few_count']) == (30, 30, 40)
+    assert (res['many_classes'], res['medium_classes'], res['few_classes']) == (3, 3, 4)
+    weighted = sum(res[f'{s}_acc'] * res[f'{s}_count'] for s in ('many', 'medium', 'few')) / n
+    assert weighted == pytest.approx(res['top1'], abs=1e-3)
+    assert res['top1'] > 25.0, 'a short-trained model should beat chance (10%) on Fashion-MNIST'
+    assert res['top5'] >= res['top1'] and 'macro_f1_score' in res
+
+    rows = _read_csv(out / 'results_per_class.csv')
+    assert [int(r['class_index']) for r in rows] == list(range(10))
+    assert [int(r['train_count']) for r in rows] == TRAIN_COUNTS
+    assert all(int(r['val_count']) == VAL_PER_CLASS for r in rows)
+    assert [r['split'] for r in rows] == ['many'] * 3 + ['medium'] * 3 + ['few'] * 4
+    assert sum(int(r['correct']) for r in rows) == pytest.approx(res['top1'] * n / 100, abs=1e-6)
+    assert float(rows[0]['accuracy']) == pytest.approx(100 * int(rows[0]['correct']) / VAL_PER_CLASS)
+    with open(out / 'results_per_class.png', 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+    # independent reference: the checkpoint's PaCo model on the same images
+    ref = _reference_logits(setup['ckpts'][1], setup['val_images']).argmax(1)
+    target = torch.tensor([c for _, c in setup['val_images']])
+    assert res['top1'] == pytest.approx(100 * (ref == target).float().mean().item(), abs=1.0)
+
+
+def test_plain_backbone_name_and_ensemble(setup):
+    validate, tmp = setup['validate'], setup['tmp']
+    common = ['--data-dir', setup['val_dir'], '--device', 'cpu', '-b', '50', '-j', '0', '--no-prefetcher', *THR, *IMG]
+    target = torch.tensor([c for _, c in setup['val_images']])
+
+    plain_csv = str(tmp / 'plain_per_class.csv')
+    # plain timm backbone name, PaCo checkpoint, images through an `lt:` split list
+    res = run_main(validate, common + ['--model', 'resnet32_cifar', '--checkpoint', setup['ckpts'][0],
+                                       '--dataset', 'lt:' + setup['val_list'], '--per-class-file', plain_csv])
+    ref0 = _reference_logits(setup['ckpts'][0], setup['val_images'])
+    assert res['top1'] == pytest.approx(100 * (ref0.argmax(1) == target).float().mean().item(), abs=1e-3)
+    assert res['loss'] == pytest.approx(F.cross_entropy(ref0, target).item(), abs=1e-4)
+    correct = [int(r['correct']) for r in _read_csv(plain_csv)]
+    assert correct == [int(((ref0.argmax(1) == target) & (target == c)).sum()) for c in range(10)]
+
+    res_ens = run_main(validate, common + ['--model', 'paco_resnet32', '--checkpoint', ','.join(setup['ckpts']),
+                                           '--results-file', str(tmp / 'ens.csv')])
+    ref1 = _reference_logits(setup['ckpts'][1], setup['val_images'])
+    ens_pred = ((ref0 + ref1) / 2).argmax(1)
+    assert res_ens['ensemble'] == 2
+    assert res_ens['top1'] == pytest.approx(100 * (ens_pred == target).float().mean().item(), abs=1e-3)
+    # the loss pins down the averaging: cross-entropy of the mean logits (not of one member, not of mean softmax)
+    assert res_ens['loss'] == pytest.approx(F.cross_entropy((ref0 + ref1) / 2, target).item(), abs=1e-4)
+    assert abs(res_ens['loss'] - F.cross_entropy(ref0, target).item()) > 1e-3
+    row = _read_csv(tmp / 'ens.csv')[0]
+    assert float(row['top1']) == pytest.approx(res_ens['top1']) and row['model'] == 'paco_resnet32'
+
+
+def test_bad_input(setup, tmp_path):
+    validate = setup['validate']
+    base = ['--device', 'cpu', '-j', '0', '-b', '16', *IMG]
+    with pytest.raises(FileNotFoundError, match='--data-dir.*does-not-exist'):
+        run_main(validate, base + ['--data-dir', str(tmp_path / 'does-not-exist'), '--model', 'resnet32_cifar',
+                                   '--checkpoint', setup['ckpts'][0]])
+    ckpt = setup['ckpts'][0]
+    with pytest.raises(ValueError, match=r'--checkpoint .*checkpoint-4.pth.tar does not match model resnet32_cifar'):
+        run_main(validate, base + ['--data-dir', setup['val_dir'], '--model', 'resnet32_cifar', '--num-classes', '5',
+                                   '--checkpoint', ckpt])
+    with pytest.raises(ValueError, match=r'does not match model resnet10t'):
+        run_main(validate, base + ['--data-dir', setup['val_dir'], '--model', 'resnet10t', '--checkpoint', ckpt])
+    lonely = str(tmp_path / 'lonely.pth.tar')
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        torch.save(torch.load(ckpt, weights_only=True), lonely)
+    with pytest.raises(FileNotFoundError, match='class_counts.json'):
+        run_main(validate, base + ['--data-dir', setup['val_dir'], '--model', 'paco_resnet32', '--checkpoint', lonely,
+                                   '--lt-metrics'])
+    with pytest.raises(FileNotFoundError, match='missing_counts.json'):
+        run_main(validate, base + ['--data-dir', setup['val_dir'], '--model', 'paco_resnet32', '--checkpoint', ckpt,
+                                   '--class-counts', str(tmp_path / 'missing_counts.json')])
+
+
+def _imagenet_model_checkpoint(path, bias):
+    """A 1000-class resnet32_cifar whose classifier bias decides the prediction: {class index: bias}."""
+    model = timm.create_model('resnet32_cifar', num_classes=1000)
+    with torch.no_grad():
+        model.fc.weight.zero_()
+        model.fc.bias.zero_()
+        for i, b in bias.items():
+            model.fc.bias[i] = b
+    torch.save({'state_dict': model.state_dict()}, path)
+
+
+def test_imagenet_c_end_to_end(setup, tmp_path):
+    wnids = imagenet_wnids()
+    images = [img for img, _ in setup['val_images'][::VAL_PER_CLASS][:2]]
+    root = tmp_path / 'imagenet-c'
+    for c in IMAGENET_C_CORRUPTIONS:
+        for s in range(1, 6):
+            for k, w in enumerate((wnids[3], wnids[999])):
+                os.makedirs(root / c / str(s) / w)
+                images[k].save(root / c / str(s) / w / f'ILSVRC2012_val_{k:08d}.JPEG')
+    ckpt = str(tmp_path / 'in1k.pth.tar')
+    _imagenet_model_checkpoint(ckpt, {999: 10.0})  # always predicts class 999: error 1/2 in every folder
+    res = run_main(setup['validate'], ['--data-dir', str(root), '--ood', 'imagenet-c', '--model', 'resnet32_cifar',
+                                       '--checkpoint', ckpt, '--device', 'cpu', '-j', '0', '-b', '8', *IMG,
+                                       '--clean-error', '20'])
+    for c in IMAGENET_C_CORRUPTIONS:
+        assert res[f'{c}_ce'] == pytest.approx(100 * 0.5 / ALEXNET_ERRORS[c], abs=1e-3)
+        assert res[f'{c}_relative_ce'] == pytest.approx(100 * (0.5 - 0.2) / (ALEXNET_ERRORS[c] - 0.4348), abs=1e-3)
+        assert all(res[f'{c}_s{s}_top1'] == 50.0 for s in range(1, 6))
+    assert res['mce'] == pytest.approx(sum(50 / ALEXNET_ERRORS[c] for c in IMAGENET_C_CORRUPTIONS) / 15, abs=1e-3)
+
+    partial = run_main(setup['validate'], [
+        '--data-dir', str(root), '--ood', 'imagenet-c', '--ood-corruptions', 'fog,snow', '--model', 'resnet32_cifar',
+        '--checkpoint', ckpt, '--device', 'cpu', '-j', '0', '-b', '8', *IMG])
+    assert partial['mce'] == pytest.approx(50 * (1 / ALEXNET_ERRORS['fog'] + 1 / ALEXNET_ERRORS['snow']) / 2, abs=1e-3)
+    assert 'gaussian_noise_ce' not in partial and 'relative_mce' not in partial
+
+    import shutil
+    shutil.rmtree(root / 'zoom_blur')
+    with pytest.raises(FileNotFoundError, match='zoom_blur'):
+        run_main(setup['validate'], ['--data-dir', str(root), '--ood', 'imagenet-c', '--model', 'resnet32_cifar',
+                                     '--checkpoint', ckpt, '--device', 'cpu', '-j', '0', *IMG])
+
+
+def test_imagenet_r_mask_end_to_end(setup, tmp_path):
+    r_wnids, mask = subset_wnids('imagenet-r'), subset_mask('imagenet-r')
+    assert 0 not in mask  # class 0 (tench) is not an ImageNet-R class
+    root = tmp_path / 'imagenet-r'
+    for k, w in enumerate((r_wnids[0], r_wnids[5])):
+        os.makedirs(root / w)
+        setup['val_images'][k][0].save(root / w / f'{k}.jpg')
+    ckpt = str(tmp_path / 'in1k.pth.tar')
+    # the largest logit is class 0, outside the mask; among the 200 R classes r_wnids[5] wins
+    _imagenet_model_checkpoint(ckpt, {0: 20.0, mask[5]: 10.0})
+    res = run_main(setup['validate'], ['--data-dir', str(root), '--ood', 'imagenet-r', '--model', 'resnet32_cifar',
+                                       '--checkpoint', ckpt, '--device', 'cpu', '-j', '0', '-b', '8', *IMG])
+    assert res['top1'] == 50.0
+    os.makedirs(root / 'n99999999')
+    with pytest.raises(ValueError, match='n99999999'):
+        run_main(setup['validate'], ['--data-dir', str(root), '--ood', 'imagenet-r', '--model', 'resnet32_cifar',
+                                     '--checkpoint', ckpt, '--device', 'cpu', '-j', '0', *IMG])

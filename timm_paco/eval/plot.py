@@ -1,0 +1,45 @@
+"""Per-class accuracy against training frequency (PNG). matplotlib is imported only when plotting."""
+from typing import Dict, Optional, Sequence
+
+SPLIT_COLOURS = {'many': 'tab:blue', 'medium': 'tab:orange', 'few': 'tab:red'}
+
+
+def plot_per_class_accuracy(
+        rows: Sequence[Dict],
+        path: str,
+        many_thr: int = 100,
+        few_thr: int = 20,
+        title: Optional[str] = None,
+):
+    """Scatter of accuracy (%) against training images per class (log x), coloured by split, with the
+    split thresholds as vertical lines. ``rows`` as from ``timm_paco.data.metrics.per_class_rows``."""
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+    except ImportError as e:
+        raise ImportError('plotting per-class accuracy needs matplotlib (pip install timm-paco[plot])') from e
+
+    rows = [r for r in rows if r['accuracy'] is not None and r['train_count'] is not None]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for split, colour in SPLIT_COLOURS.items():
+        pts = [r for r in rows if r['split'] == split]
+        if pts:
+            ax.scatter(
+                [max(r['train_count'], 1) for r in pts], [r['accuracy'] for r in pts],
+                s=12, c=colour, label=f'{split} ({len(pts)} classes)')
+    ax.axvline(many_thr + 0.5, color='grey', ls='--', lw=0.8)
+    ax.axvline(few_thr - 0.5, color='grey', ls=':', lw=0.8)
+    ax.set_xscale('log')
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel('training images per class')
+    ax.set_ylabel('top-1 accuracy (%)')
+    ax.set_ylim(-2, 102)
+    if title:
+        ax.set_title(title)
+    ax.legend(loc='lower right', fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
