@@ -1,0 +1,144 @@
+"""PaCo loss: forward + backward time and peak CPU memory, fast (timm_paco.losses.PaCoLoss) vs dense.
+
+The dense baseline is the straightforward float32 formula the reference implementations use: concatenate
+centre logits and similarities, build float masks for positives / self-exclusion / gamma, exp · mask, log,
+weighted mean. Peak memory is measured with torch.profiler (profile_memory=True) as the running sum of
+every allocation and free event during one forward + backward, above what was allocated before it.
+
+    python benchmarks/bench_loss.py                 # both configurations of docs/benchmarks.md
+    python benchmarks/bench_loss.py --threads 1      # the same on one thread
+    python benchmarks/bench_loss.py --anchors 64 --queue 1024 --classes 100 --dim 32
+"""
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from timm_paco.losses import PaCoLoss
+
+
+def dense_paco_loss(logits, features, labels, queue, queue_labels, log_prior,
+                    alpha=0.05, beta=1.0, gamma=1.0, temperature=0.2, label_smoothing=0.0):
+    num_anchors, num_classes = logits.shape
+    contrast = torch.cat([features, queue])
+    contrast_labels = torch.cat([labels, queue_labels])
+    same_label = torch.eq(labels[:, None], contrast_labels[None, :]).float()
+    not_self = torch.ones_like(same_label).scatter(1, torch.arange(num_anchors)[:, None], 0.0)
+    sims = features @ contrast.t() / temperature
+    scores = torch.cat([logits + log_prior, sims], dim=1)
+    scores = scores - scores.max(dim=1, keepdim=True)[0].detach()
+    one_hot = F.one_hot(labels, num_classes).float()
+    if label_smoothing > 0:
+        one_hot = one_hot * (1 - label_smoothing) + (1 - one_hot) * label_smoothing / (num_classes - 1)
+    pos_weight = torch.cat([beta * one_hot, alpha * same_label * not_self], dim=1)
+    denom_mask = torch.cat([torch.ones_like(one_hot), gamma * not_self], dim=1)
+    log_prob = scores - torch.log((torch.exp(scores) * denom_mask).sum(dim=1, keepdim=True) + 1e-12)
+    mean_log_prob_pos = (pos_weight * log_prob).sum(dim=1) / pos_weight.sum(dim=1)
+    return -mean_log_prob_pos.mean()
+
+
+def peak_bytes(fn):
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]'),
+                    key=lambda e: e.start_ns())
+    level = peak = 0
+    for e in events:
+        level += e.nbytes()
+        peak = max(peak, level)
+    return peak
+
+
+def make_inputs(anchors, queue_size, classes, dim, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(anchors, classes, generator=g).requires_grad_()
+    features = F.normalize(torch.randn(anchors, dim, generator=g), dim=1).requires_grad_()
+    labels = torch.randint(0, classes, (anchors,), generator=g)
+    # long-tailed labels for the queue so that positives exist (as with a real LT queue)
+    queue_labels = (torch.rand(queue_size, generator=g) ** 3 * classes).long()
+    queue = F.normalize(torch.randn(queue_size, dim, generator=g), dim=1)  # momentum-encoder side: no grad
+    counts = torch.bincount(queue_labels, minlength=classes)
+    return logits, features, labels, queue, queue_labels, counts
+
+
+def bench(args, anchors, queue_size, classes, dim):
+    logits, features, labels, queue, queue_labels, counts = make_inputs(anchors, queue_size, classes, dim)
+    crit = PaCoLoss(classes, class_counts=counts)
+    log_prior = crit.log_prior.float()
+
+    def run_fast():
+        crit(logits, features, labels, queue, queue_labels).backward()
+
+    def run_dense():
+        dense_paco_loss(logits, features, labels, queue, queue_labels, log_prior).backward()
+
+    # agreement (float32 both)
+    results = {}
+    for name, fn in (('fast', crit), ('dense', None)):
+        logits.grad = features.grad = None
+        loss = crit(logits, features, labels, queue, queue_labels) if fn is not None else \
+            dense_paco_loss(logits, features, labels, queue, queue_labels, log_prior)
+        loss.backward()
+        results[name] = (loss.detach(), logits.grad.clone(), features.grad.clone())
+    diffs = [(a - b).abs().max().item() for a, b in zip(results['fast'], results['dense'])]
+
+    def timed(fn):
+        logits.grad = features.grad = None
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        return time.perf_counter() - start, time.process_time() - start_cpu
+
+    for _ in range(args.warmup):
+        timed(run_fast), timed(run_dense)
+    fast_t, dense_t = [], []
+    for _ in range(args.repeats):  # interleaved, so background load hits both alike
+        fast_t.append(timed(run_fast))
+        dense_t.append(timed(run_dense))
+    logits.grad = features.grad = None
+    fast_mem = peak_bytes(run_fast)
+    logits.grad = features.grad = None
+    dense_mem = peak_bytes(run_dense)
+    fast_ms, dense_ms = (1e3 * statistics.median(t[0] for t in ts) for ts in (fast_t, dense_t))
+    fast_cpu, dense_cpu = (1e3 * statistics.median(t[1] for t in ts) for ts in (fast_t, dense_t))
+    return dict(
+        config=f'A={anchors} N={queue_size} C={classes} D={dim}',
+        dense_ms=dense_ms, fast_ms=fast_ms, speedup=dense_ms / fast_ms, cpu_speedup=dense_cpu / fast_cpu,
+        dense_mib=dense_mem / 2 ** 20, fast_mib=fast_mem / 2 ** 20, mem_ratio=dense_mem / fast_mem,
+        max_diff=max(diffs))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--anchors', type=int, default=None)
+    parser.add_argument('--queue', type=int, default=8192)
+    parser.add_argument('--classes', type=int, default=1000)
+    parser.add_argument('--dim', type=int, default=128)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--repeats', type=int, default=15)
+    parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (default: torch default)')
+    parser.add_argument('--max-diff-tol', type=float, default=1e-4, help='fail if fast and dense disagree by more')
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.anchors is None:
+        configs = [(256, 8192, 1000, 128), (128, 8192, 8142, 128)]
+    else:
+        configs = [(args.anchors, args.queue, args.classes, args.dim)]
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, float32, forward + backward, '
+          f'median of {args.repeats} after {args.warmup} warm-up')
+    print('| config | dense ms | fast ms | speed-up (wall) | speed-up (CPU time) | dense peak MiB | fast peak MiB '
+          '| memory ratio | max abs diff |')
+    print('|---|---|---|---|---|---|---|---|---|')
+    for cfg in configs:
+        r = bench(args, *cfg)
+        if r['max_diff'] > args.max_diff_tol:
+            raise SystemExit(f"fast and dense disagree by {r['max_diff']:.2e} at {r['config']}")
+        print(f"| {r['config']} | {r['dense_ms']:.1f} | {r['fast_ms']:.1f} | {r['speedup']:.2f}x | {r['cpu_speedup']:.2f}x | "
+              f"{r['dense_mib']:.1f} | {r['fast_mib']:.1f} | {r['mem_ratio']:.2f}x | {r['max_diff']:.1e} |")
+
+
+if __name__ == '__main__':
+    main()

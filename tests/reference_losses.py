@@ -1,0 +1,127 @@
+"""Independent dense float64 references for the losses in timm_paco.losses (tests only).
+
+Written literally from the formulas, one anchor at a time, with explicit weight vectors over
+[every centre, every contrast sample]; nothing here calls timm_paco.
+"""
+import torch
+
+__all__ = ['paco_reference', 'supcon_reference', 'balanced_softmax_reference']
+
+
+def _log_prior(class_counts, num_classes):
+    counts = torch.as_tensor(class_counts, dtype=torch.float64)
+    assert counts.shape == (num_classes,)
+    return torch.log(counts / counts.sum() + 1e-9)
+
+
+def _contrast_set(features, labels, queue_features, queue_labels):
+    if queue_features is None:
+        return features, labels
+    return torch.cat([features, queue_features]), torch.cat([labels, queue_labels])
+
+
+def paco_reference(logits, features, labels, queue_features=None, queue_labels=None, *, num_classes,
+                   alpha=0.05, beta=1.0, gamma=1.0, temperature=0.2, base_temperature=None,
+                   label_smoothing=0.0, class_counts=None):
+    """Returns (loss, loss_centre, loss_contrast), float64 scalars differentiable w.r.t. the inputs."""
+    base_temperature = temperature if base_temperature is None else base_temperature
+    logits, features = logits.double(), features.double()
+    if queue_features is not None:
+        queue_features = queue_features.double()
+    contrast, contrast_labels = _contrast_set(features, labels, queue_features, queue_labels)
+    num_anchors, num_contrast = features.shape[0], contrast.shape[0]
+    prior = torch.zeros(num_classes, dtype=torch.float64)
+    if class_counts is not None:
+        prior = _log_prior(class_counts, num_classes)
+    s = label_smoothing
+    totals, centres, contrasts = [], [], []
+    for i in range(num_anchors):
+        # scores: C centre logits, then one similarity per contrast sample j != i
+        keep = torch.tensor([j != i for j in range(num_contrast)], dtype=torch.bool)
+        centre_scores = logits[i] + prior
+        sample_scores = (contrast[keep] * features[i]).sum(dim=1) / temperature
+        # denominator: every centre term + gamma * every sample term (shifted by the max for stability)
+        shift = torch.cat([centre_scores, sample_scores]).max().detach()
+        denom = shift + torch.log(
+            torch.exp(centre_scores - shift).sum() + gamma * torch.exp(sample_scores - shift).sum())
+        log_p_centre = centre_scores - denom
+        log_p_sample = sample_scores - denom
+        # positive weights
+        w_centre = torch.zeros(num_classes, dtype=torch.float64)
+        for c in range(num_classes):
+            if c == labels[i]:
+                w_centre[c] = beta * (1.0 - s)
+            else:
+                w_centre[c] = beta * s / (num_classes - 1) if s > 0 else 0.0
+        w_sample = alpha * (contrast_labels[keep] == labels[i]).double()
+        weight_sum = w_centre.sum() + w_sample.sum()
+        if weight_sum == 0:
+            continue
+        scale = -temperature / base_temperature
+        centre_part = scale * (w_centre * log_p_centre).sum() / weight_sum
+        contrast_part = scale * (w_sample * log_p_sample).sum() / weight_sum
+        centres.append(centre_part)
+        contrasts.append(contrast_part)
+        totals.append(centre_part + contrast_part)
+    if not totals:
+        zero = (logits.sum() + features.sum()) * 0.0
+        return zero, zero, zero
+    return torch.stack(totals).mean(), torch.stack(centres).mean(), torch.stack(contrasts).mean()
+
+
+def supcon_reference(features, labels, queue_features=None, queue_labels=None, *, temperature=0.07,
+                     base_temperature=None):
+    """Mean over anchors with >= 1 positive of −(T/base_T) · mean_{pos j} log softmax_{j≠i}(f_i·k_j / T)."""
+    base_temperature = temperature if base_temperature is None else base_temperature
+    features = features.double()
+    if queue_features is not None:
+        queue_features = queue_features.double()
+    contrast, contrast_labels = _contrast_set(features, labels, queue_features, queue_labels)
+    per_anchor = []
+    for i in range(features.shape[0]):
+        keep = torch.tensor([j != i for j in range(contrast.shape[0])], dtype=torch.bool)
+        positive = contrast_labels[keep] == labels[i]
+        if not positive.any():
+            continue
+        scores = (contrast[keep] * features[i]).sum(dim=1) / temperature
+        log_prob = scores - torch.log(torch.exp(scores - scores.max().detach()).sum()) - scores.max().detach()
+        per_anchor.append(-(temperature / base_temperature) * log_prob[positive].mean())
+    if not per_anchor:
+        return features.sum() * 0.0
+    return torch.stack(per_anchor).mean()
+
+
+def balanced_softmax_reference(logits, labels, class_counts, tau=1.0, label_smoothing=0.0):
+    """Mean over rows of −Σ_c t_c log softmax(z + tau·log p)_c with t = (1−s)·onehot + s/C."""
+    logits = logits.double()
+    num_classes = logits.shape[1]
+    adjusted = logits + tau * _log_prior(class_counts, num_classes)
+    losses = []
+    for i in range(logits.shape[0]):
+        log_prob = adjusted[i] - torch.logsumexp(adjusted[i], dim=0)
+        target = torch.full((num_classes,), label_smoothing / num_classes, dtype=torch.float64)
+        target[labels[i]] += 1.0 - label_smoothing
+        losses.append(-(target * log_prob).sum())
+    return torch.stack(losses).mean()
+
+
+def paco_dense_reference(logits, features, labels, queue_features, queue_labels, *, num_classes, alpha=0.05,
+                         beta=1.0, gamma=1.0, temperature=0.2, label_smoothing=0.0, class_counts=None):
+    """The same PaCo loss, vectorised with dense float64 weight / denominator masks over [A, C + A + N]
+    (for sizes too large for the per-anchor loop). Returns the loss."""
+    logits, features, queue_features = logits.double(), features.double(), queue_features.double()
+    num_anchors = features.shape[0]
+    contrast = torch.cat([features, queue_features])
+    contrast_labels = torch.cat([labels, queue_labels])
+    prior = _log_prior(class_counts, num_classes) if class_counts is not None else 0.0
+    scores = torch.cat([logits + prior, features @ contrast.t() / temperature], dim=1)
+    not_self = torch.ones(num_anchors, contrast.shape[0], dtype=torch.float64)
+    not_self[torch.arange(num_anchors), torch.arange(num_anchors)] = 0.0
+    denom_mask = torch.cat([torch.ones(num_anchors, num_classes, dtype=torch.float64), gamma * not_self], dim=1)
+    shift = scores.max(dim=1, keepdim=True)[0].detach()
+    log_prob = scores - shift - torch.log((torch.exp(scores - shift) * denom_mask).sum(dim=1, keepdim=True))
+    one_hot = torch.nn.functional.one_hot(labels, num_classes).double()
+    centre_weight = beta * (one_hot * (1 - label_smoothing) + (1 - one_hot) * label_smoothing / (num_classes - 1))
+    sample_weight = alpha * (labels[:, None] == contrast_labels[None, :]).double() * not_self
+    weight = torch.cat([centre_weight, sample_weight], dim=1)
+    return (-(weight * log_prob).sum(dim=1) / weight.sum(dim=1)).mean()

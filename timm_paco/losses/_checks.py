@@ -1,0 +1,121 @@
+"""Argument validation shared by the losses in ``timm_paco.losses``.
+
+Every check raises one ``ValueError`` naming the argument and the expected shape or range.
+"""
+from typing import Optional, Sequence, Union
+
+import torch
+
+__all__ = ['check_num_classes', 'check_class_counts', 'log_prior_from_counts', 'check_loss_inputs', 'compute_dtype']
+
+
+def check_num_classes(num_classes: int, min_classes: int = 1) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < min_classes:
+        raise ValueError(f'num_classes must be an int >= {min_classes}, got {num_classes!r}')
+    return num_classes
+
+
+def check_class_counts(class_counts: Union[Sequence[float], torch.Tensor], num_classes: int) -> torch.Tensor:
+    """Validate per-class training-sample counts; returns them as a float64 tensor [num_classes].
+
+    Zero counts are allowed (the prior is clamped by the callers); negative or non-finite entries,
+    a wrong length and an all-zero vector are not.
+    """
+    counts = torch.as_tensor(class_counts).detach().to(device='cpu', dtype=torch.float64)
+    if counts.ndim != 1 or counts.numel() != num_classes:
+        raise ValueError(
+            f'class_counts must have shape [num_classes] = [{num_classes}], got {list(counts.shape)}')
+    if not torch.isfinite(counts).all() or (counts < 0).any():
+        raise ValueError('class_counts must be finite and non-negative (a zero-sample class is allowed)')
+    if counts.sum() <= 0:
+        raise ValueError('class_counts must contain at least one positive count')
+    return counts
+
+
+def log_prior_from_counts(counts: torch.Tensor) -> torch.Tensor:
+    """log p_c with p = counts / sum(counts); empty classes get log(1e-9) instead of -inf (as the seeds do)."""
+    return torch.log(counts / counts.sum() + 1e-9)
+
+
+def _check_labels(name: str, labels: torch.Tensor, rows: int, num_classes: int, rows_name: str):
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f'{name} must be a tensor of shape [{rows_name}] = [{rows}], got {type(labels).__name__}')
+    if labels.ndim != 1 or labels.shape[0] != rows:
+        raise ValueError(f'{name} must have shape [{rows_name}] = [{rows}], got {list(labels.shape)}')
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f'{name} must be an integer tensor, got dtype {labels.dtype}')
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f'{name} must lie in [0, num_classes) = [0, {num_classes}), '
+            f'got values in [{int(labels.min())}, {int(labels.max())}]')
+
+
+def _check_2d(name: str, x, shape_str: str):
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValueError(f'{name} must be a floating-point tensor of shape {shape_str}')
+    if x.ndim != 2:
+        raise ValueError(f'{name} must be 2-D with shape {shape_str}, got {list(x.shape)}')
+
+
+def check_loss_inputs(
+        num_classes: int,
+        logits: Optional[torch.Tensor],
+        features: Optional[torch.Tensor],
+        labels: torch.Tensor,
+        queue_features: Optional[torch.Tensor] = None,
+        queue_labels: Optional[torch.Tensor] = None,
+        need_logits: bool = True,
+        need_features: bool = True,
+) -> int:
+    """Validate the common loss call ``(logits [A, C], features [A, D], labels [A], queue [N, D], [N])``.
+
+    Returns A, the number of anchors. Inputs a loss does not use (``need_*=False``) may be None;
+    when given they are still checked for consistent row counts.
+    """
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1:
+        shape = list(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f'labels must be a 1-D integer tensor of shape [A], got {shape}')
+    rows = labels.shape[0]
+    if rows == 0:
+        raise ValueError('labels must hold at least one anchor (shape [A] with A >= 1), got [0]')
+    if logits is None:
+        if need_logits:
+            raise ValueError(f'logits must be a tensor of shape [A, num_classes] = [{rows}, {num_classes}], got None')
+    else:
+        _check_2d('logits', logits, f'[A, num_classes] = [{rows}, {num_classes}]')
+        if logits.shape[1] != num_classes:
+            raise ValueError(
+                f'logits must have shape [A, num_classes] = [{rows}, {num_classes}], got {list(logits.shape)}')
+        if logits.shape[0] != rows:
+            raise ValueError(
+                f'logits rows must match labels: expected [A, num_classes] = [{rows}, {num_classes}], '
+                f'got {list(logits.shape)}')
+    _check_labels('labels', labels, rows, num_classes, 'A')
+
+    if features is None:
+        if need_features:
+            raise ValueError(f'features must be a tensor of shape [A, D] with A = {rows}, got None')
+        if queue_features is not None or queue_labels is not None:
+            raise ValueError('queue_features / queue_labels need features [A, D]; got features=None')
+        return rows
+    _check_2d('features', features, f'[A, D] with A = {rows}')
+    if features.shape[0] != rows:
+        raise ValueError(
+            f'features rows must match labels: expected [A, D] with A = {rows}, got {list(features.shape)}')
+    dim = features.shape[1]
+    if (queue_features is None) != (queue_labels is None):
+        raise ValueError('queue_features [N, D] and queue_labels [N] must be given together (or both None)')
+    if queue_features is not None:
+        _check_2d('queue_features', queue_features, f'[N, D] with D = {dim}')
+        if queue_features.shape[1] != dim:
+            raise ValueError(
+                f'queue_features must have shape [N, D] with D = {dim} (as features), got {list(queue_features.shape)}')
+        _check_labels('queue_labels', queue_labels, queue_features.shape[0], num_classes, 'N')
+    return rows
+
+
+def compute_dtype(*tensors: Optional[torch.Tensor]) -> torch.dtype:
+    """float64 if any input is float64, else float32 (half / bfloat16 inputs are upcast)."""
+    if any(t is not None and t.dtype == torch.float64 for t in tensors):
+        return torch.float64
+    return torch.float32

@@ -1,0 +1,97 @@
+"""Sample-contrast terms (SupCon's log-denominator, per-label positive sums), without dense masks.
+
+Anchors are the rows of ``features [A, D]``; the contrast set is ``features ∪ queue_features [N, D]``
+minus the anchor itself (column i of anchor i). Similarities are ``f_i · k_j / T``.
+"""
+from typing import Optional, Tuple
+
+import torch
+
+__all__ = ['sample_logsumexp', 'positive_stats']
+
+
+def _scaled_sims(features: torch.Tensor, queue: Optional[torch.Tensor], scale: float) -> torch.Tensor:
+    """[A, A+N]: scale · f_i·k_j with k = features ∪ queue, each anchor's own column at −inf."""
+    num_anchors = features.shape[0]
+    num_contrast = num_anchors + (0 if queue is None else queue.shape[0])
+    out = features.new_empty(num_anchors, num_contrast)
+    torch.mm(features, features.t(), out=out[:, :num_anchors])
+    if queue is not None:
+        torch.mm(features, queue.t(), out=out[:, num_anchors:])
+    out.mul_(scale)
+    out[:, :num_anchors].diagonal().fill_(float('-inf'))
+    return out
+
+
+class _SampleLogSumExp(torch.autograd.Function):
+    """lse_i = log Σ_{j≠i} exp(scale · f_i·k_j). Saves only the inputs and lse; backward recomputes
+    the similarities in place, so at most one [A, A+N] buffer is alive at a time."""
+
+    @staticmethod
+    def forward(ctx, features, queue, scale):
+        sims = _scaled_sims(features, queue, scale)
+        row_max = sims.amax(dim=1)
+        row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+        lse = sims.sub_(row_max[:, None]).exp_().sum(dim=1).log_().add_(row_max)
+        ctx.scale = scale
+        ctx.save_for_backward(features, queue, lse)
+        return lse
+
+    @staticmethod
+    def backward(ctx, grad_lse):
+        features, queue, lse = ctx.saved_tensors
+        scale = ctx.scale
+        num_anchors = features.shape[0]
+        safe_lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
+        # softmax weights of each anchor row, times the incoming gradient, times d(sim)/d(dot) = scale
+        weights = _scaled_sims(features, queue, scale)
+        weights.sub_(safe_lse[:, None]).exp_().mul_((grad_lse * scale)[:, None])
+        w_batch = weights[:, :num_anchors]
+        grad_features = grad_queue = None
+        if ctx.needs_input_grad[0]:
+            grad_features = w_batch @ features + w_batch.t() @ features
+            if queue is not None:
+                grad_features += weights[:, num_anchors:] @ queue
+        if queue is not None and ctx.needs_input_grad[1]:
+            grad_queue = weights[:, num_anchors:].t() @ features
+        return grad_features, grad_queue, None
+
+
+def sample_logsumexp(features: torch.Tensor, queue: Optional[torch.Tensor], temperature: float) -> torch.Tensor:
+    """[A] logsumexp over j ≠ i of f_i·k_j / T (``-inf`` for an anchor with no contrast sample)."""
+    if queue is not None and queue.shape[0] == 0:
+        queue = None
+    return _SampleLogSumExp.apply(features, queue, 1.0 / temperature)
+
+
+def positive_stats(
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        queue: Optional[torch.Tensor],
+        queue_labels: Optional[torch.Tensor],
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per anchor: (number of same-label samples j ≠ i, Σ of f_i·k_j over them), both [A].
+
+    Contrast rows are summed per label (only labels present among the anchors, plus one discard row),
+    so the cost is O((A+N)·D) instead of an [A, A+N] mask.
+    """
+    present, anchor_slot = torch.unique(labels, return_inverse=True)
+    num_slots = present.numel()
+    discard = num_slots
+
+    def slots_of(lab):
+        pos = torch.searchsorted(present, lab).clamp_max_(num_slots - 1)
+        return torch.where(present[pos] == lab, pos, torch.full_like(pos, discard))
+
+    sources = [(features, anchor_slot)]
+    if queue is not None and queue.shape[0]:
+        sources.append((queue, slots_of(queue_labels)))
+    class_sums = features.new_zeros(num_slots + 1, features.shape[1])
+    class_counts = torch.zeros(num_slots + 1, dtype=torch.long, device=features.device)
+    for rows, slots in sources:
+        # index_put with accumulate: much faster than index_add on CPU for many colliding rows
+        class_sums = class_sums.index_put((slots,), rows, accumulate=True)
+        class_counts += torch.bincount(slots, minlength=num_slots + 1)
+    pos_dot = (features * (class_sums[anchor_slot] - features)).sum(dim=1)
+    pos_count = (class_counts[anchor_slot] - 1).to(features.dtype)
+    return pos_count, pos_dot

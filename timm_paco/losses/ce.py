@@ -1,0 +1,40 @@
+"""Plain cross-entropy on the common loss call contract (features and queue are ignored)."""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._checks import check_loss_inputs, check_num_classes, compute_dtype
+from .registry import register_loss
+
+__all__ = ['CELoss']
+
+
+@register_loss('ce')
+class CELoss(nn.Module):
+    """``CE(logits [A, C], labels [A])`` with optional label smoothing (torch's convention: ``s / C`` per class)."""
+
+    def __init__(self, num_classes: int, label_smoothing: float = 0.0):
+        super().__init__()
+        self.num_classes = check_num_classes(num_classes)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f'label_smoothing must lie in [0, 1), got {label_smoothing!r}')
+        self.label_smoothing = float(label_smoothing)
+
+    def extra_repr(self) -> str:
+        return f'num_classes={self.num_classes}, label_smoothing={self.label_smoothing}'
+
+    def forward(
+            self,
+            logits: torch.Tensor,
+            features: Optional[torch.Tensor],
+            labels: torch.Tensor,
+            queue_features: Optional[torch.Tensor] = None,
+            queue_labels: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        check_loss_inputs(
+            self.num_classes, logits, features, labels, queue_features, queue_labels, need_features=False)
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            logits = logits.to(compute_dtype(logits))
+            return F.cross_entropy(logits, labels.long(), label_smoothing=self.label_smoothing)
