@@ -1,1 +1,11 @@
-"""timm_paco.tasks"""
+"""timm_paco.tasks: ``timm.task.TrainingTask`` subclasses for PaCo, GPaCo and the CE baselines.
+
+A task maps a view-major batch ``(input [V·B, C, H, W], target [B])`` to timm's task dict ``{'loss',
+'output' (view-0 logits [B, C]), named loss parts}``.
+"""
+from ._base import ViewTask
+from ._distributed import gather_rows
+from .classification import MultiViewClassificationTask
+from .factory import LOGIT_ADJUST_MODES, LONG_TAIL_RATIO, TASK_NAMES, create_task, is_long_tailed, resolve_logit_adjust
+from .gpaco import GPaCoTask
+from .paco import PaCoTask

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+""" Training step time of the paco / gpaco tasks over the CE step with the same views and backbone.
+
+One step = task forward (all views), backward, SGD update and ``task.update_ema`` (the PaCo key encoder).
+CE runs the plain timm model on both views (``--task ce --paco-views randcls_sim`` in train.py); paco and gpaco
+run the same backbone wrapped with the projector. Inputs are random tensors, so only the step is timed.
+
+    python benchmarks/bench_step.py --model resnet18 --img-size 64 -b 32 --device cpu
+"""
+import argparse
+import json
+import time
+
+import timm
+import torch
+
+from timm_paco.models import wrap
+from timm_paco.tasks import create_task
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='PaCo / GPaCo step time over CE')
+    parser.add_argument('--model', default='resnet18', help='timm backbone (default: resnet18)')
+    parser.add_argument('--num-classes', type=int, default=100)
+    parser.add_argument('--img-size', type=int, default=64)
+    parser.add_argument('-b', '--batch-size', type=int, default=32, help='images per step (2 views each)')
+    parser.add_argument('--steps', type=int, default=10, help='timed steps per task and round')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed steps per task and round')
+    parser.add_argument('--rounds', type=int, default=3, help='interleaved rounds; the median round is reported')
+    parser.add_argument('--queue-size', type=int, default=8192)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--amp', action='store_true', help='bfloat16 autocast')
+    parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--json', default='', help='write the results to this file')
+    return parser.parse_args(argv)
+
+
+def _build(name, args, device):
+    torch.manual_seed(0)
+    backbone = timm.create_model(args.model, num_classes=args.num_classes)
+    model = backbone if name == 'ce' else wrap(backbone, proj_dim=128)
+    model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    task = create_task(name, model, num_views=2, smoothing=0.0, queue_size=args.queue_size, verbose=False)
+    optimizer = torch.optim.SGD(task.get_trainable_module().parameters(), lr=0.01, momentum=0.9)
+    return task, optimizer
+
+
+def _sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def _run(task, optimizer, input, target, steps, device, autocast):
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        with autocast():
+            loss = task(input, target)['loss']
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        task.update_ema()
+    _sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    g = torch.Generator().manual_seed(0)
+    input = torch.randn(2 * args.batch_size, 3, args.img_size, args.img_size, generator=g).to(device)
+    if args.channels_last:
+        input = input.contiguous(memory_format=torch.channels_last)
+    target = torch.randint(0, args.num_classes, (args.batch_size,), generator=g).to(device)
+    if args.amp:
+        def autocast():
+            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    else:
+        from contextlib import nullcontext as autocast
+
+    names = ('ce', 'gpaco', 'paco')
+    built = {n: _build(n, args, device) for n in names}
+    for task, optimizer in built.values():
+        task.get_trainable_module().train()
+    times = {n: [] for n in names}
+    for _ in range(args.rounds):
+        for n in names:
+            _run(*built[n], input, target, args.warmup, device, autocast)
+            times[n].append(_run(*built[n], input, target, args.steps, device, autocast))
+    median = {n: sorted(t)[len(t) // 2] for n, t in times.items()}
+    result = dict(
+        device=str(device), torch_threads=torch.get_num_threads(), model=args.model, img_size=args.img_size,
+        batch_size=args.batch_size, views=2, amp=args.amp,
+        step_s={n: round(median[n], 4) for n in names},
+        ratio_over_ce={n: round(median[n] / median['ce'], 3) for n in names},
+    )
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,155 @@
+"""timm_paco.tasks: the task dicts against independent loss calls, key encoder / queue state, factory rules."""
+import copy
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+from timm_paco.losses import GPaCoLoss, PaCoLoss
+from timm_paco.models import wrap
+from timm_paco.tasks import (
+    GPaCoTask, MultiViewClassificationTask, PaCoTask, create_task, is_long_tailed, resolve_logit_adjust,
+)
+
+NUM_CLASSES = 4
+COUNTS = [40, 10, 4, 2]
+
+
+@pytest.fixture(scope='module')
+def paco_model():
+    torch.manual_seed(0)
+    return wrap(timm.create_model('test_convnext', num_classes=NUM_CLASSES), proj_dim=8, proj_type='mlp3')
+
+
+@pytest.fixture(scope='module')
+def batch():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(8, 3, 32, 32, generator=g), torch.tensor([0, 1, 1, 3])
+
+
+def test_ce_two_views_is_ce_over_every_view(paco_model, batch):
+    x, y = batch
+    task = create_task('ce', copy.deepcopy(paco_model), num_views=2, smoothing=0.0, verbose=False)
+    assert isinstance(task, MultiViewClassificationTask) and task.find_unused_parameters
+    out = task(x, y)
+    logits = task.model(x)
+    torch.testing.assert_close(out['loss'], F.cross_entropy(logits, y.repeat(2)))
+    torch.testing.assert_close(out['output'], logits[:4])
+
+
+def test_balanced_softmax_adds_log_prior(paco_model, batch):
+    x, y = batch
+    task = create_task('balanced-softmax', copy.deepcopy(paco_model), class_counts=COUNTS, verbose=False)
+    out = task(x[:4], y)
+    prior = torch.tensor(COUNTS, dtype=torch.float64) / sum(COUNTS)
+    expected = F.cross_entropy(task.model(x[:4]).double() + prior.log(), y)
+    torch.testing.assert_close(out['loss'].double(), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match='class_counts'):
+        create_task('balanced-softmax', copy.deepcopy(paco_model), verbose=False)
+
+
+def test_paco_query_anchors_key_and_queue_contrast(paco_model, batch):
+    x, y = batch
+    model = copy.deepcopy(paco_model)
+    task = create_task('paco', model, class_counts=COUNTS, queue_size=6, momentum=0.9, verbose=False)
+    assert isinstance(task, PaCoTask) and task.criterion.log_prior is not None  # long-tailed counts: adjusted
+    reference = copy.deepcopy(model)  # the key encoder starts as a copy of the query model
+    crit = PaCoLoss(NUM_CLASSES, class_counts=COUNTS)
+
+    out = task(x, y)
+    logits, q = reference(x[:4], return_embeddings=True)
+    with torch.no_grad():
+        k = reference(x[4:], return_embeddings=True)[1]
+    expected = crit.loss_parts(logits, q, y, k, y)  # empty queue: the batch's keys are the only samples
+    for name in ('loss', 'loss_centre', 'loss_contrast'):
+        torch.testing.assert_close(out[name], expected[name], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out['output'], logits, rtol=1e-5, atol=1e-6)
+    feats, labels = task.queue.get()
+    torch.testing.assert_close(feats, k, rtol=1e-5, atol=1e-6)
+    assert labels.tolist() == y.tolist()
+
+    # an optimizer step, then the key encoder moves 10% of the way to the query model
+    out['loss'].backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.sub_(0.1 * p.grad)
+    before = {n: v.clone() for n, v in task.key_encoder.module.state_dict().items()}
+    task.update_ema()
+    after, query = task.key_encoder.module.state_dict(), model.state_dict()
+    for n, v in before.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(after[n], 0.9 * v + 0.1 * query[n])
+    assert not any(p.requires_grad for p in task.key_encoder.parameters())
+
+    # second step: the queue (4 old keys) joins the contrast set, 2 slots of 6 are overwritten (ring)
+    out2 = task(x, y)
+    logits2, q2 = model(x[:4], return_embeddings=True)
+    with torch.no_grad():
+        k2 = task.key_encoder.module(x[4:], return_embeddings=True)[1]
+    expected2 = crit(logits2, q2, y, torch.cat([k2, feats]), torch.cat([y, labels]))
+    torch.testing.assert_close(out2['loss'], expected2, rtol=1e-5, atol=1e-6)
+    assert len(task.queue) == 6 and int(task.queue.ptr) == 2
+
+
+def test_paco_task_state_round_trip(paco_model, batch):
+    x, y = batch
+    task = create_task('paco', copy.deepcopy(paco_model), queue_size=8, verbose=False)
+    task(x, y)
+    task.key_encoder.module.projector[0].weight.data.add_(1.0)
+    state = copy.deepcopy(task.get_task_state())
+    assert task.get_task_state(ema=True) == {}
+
+    fresh = create_task('paco', copy.deepcopy(paco_model), queue_size=8, verbose=False)
+    fresh.load_task_state(state)
+    for a, b in zip(fresh.key_encoder.module.state_dict().values(), state['key_encoder'].values()):
+        assert torch.equal(a, b)
+    for name, value in state['queue'].items():
+        assert torch.equal(fresh.queue.state_dict()[name], value)
+    with pytest.raises(ValueError, match='task_state'):
+        fresh.load_task_state(None)
+    with pytest.raises(ValueError, match='queue-size'):
+        create_task('paco', copy.deepcopy(paco_model), queue_size=4, verbose=False).load_task_state(state)
+
+
+@pytest.mark.parametrize('num_views', [1, 2])
+def test_gpaco_every_view_is_an_anchor(paco_model, batch, num_views):
+    x, y = batch
+    x = x[:4 * num_views]
+    task = create_task('gpaco', copy.deepcopy(paco_model), num_views=num_views, verbose=False)
+    assert isinstance(task, GPaCoTask) and task.criterion.label_smoothing == 0.1
+    out = task(x, y)
+    logits, emb = task.model(x, return_embeddings=True)
+    expected = GPaCoLoss(NUM_CLASSES).loss_parts(logits, emb, y.repeat(num_views))
+    for name in ('loss', 'loss_centre', 'loss_contrast'):
+        torch.testing.assert_close(out[name], expected[name], rtol=1e-5, atol=1e-6)
+    assert out['output'].shape == (4, NUM_CLASSES)
+
+
+def test_view_batch_shape_checked(paco_model, batch):
+    x, y = batch
+    task = create_task('gpaco', copy.deepcopy(paco_model), num_views=2, verbose=False)
+    with pytest.raises(ValueError, match='num_views x B'):
+        task(x[:6], y)
+
+
+def test_factory_rules(paco_model):
+    plain = timm.create_model('test_convnext', num_classes=NUM_CLASSES)
+    with pytest.raises(ValueError, match='unknown task'):
+        create_task('moco', plain)
+    with pytest.raises(ValueError, match='PaCoModel'):
+        create_task('paco', plain, verbose=False)
+    with pytest.raises(ValueError, match='2 views'):
+        create_task('paco', copy.deepcopy(paco_model), num_views=3, verbose=False)
+    with pytest.raises(ValueError, match='num_classes=4'):
+        create_task('ce', plain, class_counts=[1, 2], verbose=False)
+
+    assert is_long_tailed([100, 10]) and not is_long_tailed([1300, 732]) and is_long_tailed([5, 0])
+    assert resolve_logit_adjust('paco', 'auto', [100, 10]) is True
+    assert resolve_logit_adjust('gpaco', 'auto', [1300, 732]) is False
+    assert resolve_logit_adjust('paco', 'off', [100, 10]) is False
+    assert resolve_logit_adjust('paco', 'on', [5, 5]) is True
+    assert resolve_logit_adjust('balanced-softmax', 'off', [5, 5]) is True
+    assert resolve_logit_adjust('ce', 'on', [100, 1]) is False
+    with pytest.raises(ValueError, match='class counts'):
+        resolve_logit_adjust('paco', 'on', None)

@@ -1,0 +1,143 @@
+"""train.py end to end on CPU with real Fashion-MNIST images: every task trains, checkpoints and resumes
+exactly; a 2-process gloo DDP run gives the 1-process loss of the same global batch."""
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torchvision
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+import train  # noqa: E402
+
+NUM_CLASSES = 4
+
+
+@pytest.fixture(scope='module')
+def image_folder(tmp_path_factory, fmnist_root):
+    """Fashion-MNIST PNGs for classes 0-3: 4 training and 2 validation images each, timm folder layout."""
+    root = tmp_path_factory.mktemp('fmnist_folder')
+    dataset = torchvision.datasets.FashionMNIST(fmnist_root, train=True)
+    for split, per_class, start in (('train', 4, 0), ('validation', 2, 5000)):
+        seen = [0] * NUM_CLASSES
+        index = start
+        while sum(seen) < per_class * NUM_CLASSES:
+            img, label = dataset[index]
+            if label < NUM_CLASSES and seen[label] < per_class:
+                seen[label] += 1
+                os.makedirs(root / split / str(label), exist_ok=True)
+                img.save(root / split / str(label) / f'{index}.png')
+            index += 1
+    return str(root)
+
+
+def _args(image_folder, output, experiment, *extra):
+    return [
+        '--data-dir', image_folder, '--model', 'test_convnext', '--img-size', '32',
+        '--num-classes', str(NUM_CLASSES), '-b', '4', '--lr', '0.02', '--warmup-epochs', '0',
+        '--device', 'cpu', '--workers', '0', '--seed', '0', '--paco-queue-size', '8', '--log-interval', '2',
+        '--output', str(output), '--experiment', experiment, *extra,
+    ]
+
+
+def _summary(folder):
+    with open(os.path.join(folder, 'summary.csv')) as f:
+        return list(csv.DictReader(f))
+
+
+def _checkpoint(folder, name='last.pth.tar'):
+    return torch.load(os.path.join(folder, name), map_location='cpu', weights_only=False)
+
+
+def _assert_tensors_equal(a, b, where):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_tensors_equal(a[key], b[key], f'{where}/{key}')
+    elif torch.is_tensor(a):
+        assert torch.equal(a, b), where
+
+
+TASKS = [
+    ('ce', ['--paco-views', 'randcls_sim']),  # CE over two views: the benchmark's baseline
+    ('balanced-softmax', ['--no-prefetcher']),  # timm's own single-view transform
+    ('paco', ['--no-prefetcher']),
+    ('gpaco', []),  # prefetcher (on CPU)
+]
+
+
+@pytest.mark.parametrize('task,extra', TASKS, ids=[t for t, _ in TASKS])
+def test_task_trains_checkpoints_and_resumes_exactly(image_folder, tmp_path, task, extra):
+    straight = _args(image_folder, tmp_path, 'straight', '--task', task, '--epochs', '2', *extra)
+    train.main(straight)
+    folder = tmp_path / 'straight'
+    rows = _summary(folder)
+    assert [int(r['epoch']) for r in rows] == [0, 1]
+    assert float(rows[1]['train_loss']) < float(rows[0]['train_loss'])
+    assert 0.0 <= float(rows[1]['eval_top1']) <= 100.0
+    if task in ('paco', 'gpaco'):
+        for r in rows:
+            total = float(r['train_loss_centre']) + float(r['train_loss_contrast'])
+            assert abs(total - float(r['train_loss'])) < 1e-4
+    with open(folder / 'class_counts.json') as f:
+        assert json.load(f)['class_counts'] == [4] * NUM_CLASSES
+
+    first = _checkpoint(folder, 'checkpoint-0.pth.tar')
+    assert first['epoch'] == 0 and 'optimizer' in first
+    if task == 'paco':
+        assert set(first['task_state']) == {'key_encoder', 'queue'}
+        assert int(first['task_state']['queue']['valid'].sum()) == 8
+
+    # a new process state resumes from the epoch-0 checkpoint and must end where the straight run ended
+    resumed = _args(image_folder, tmp_path, 'resumed', '--task', task, '--epochs', '2', *extra,
+                    '--resume', str(folder / 'checkpoint-0.pth.tar'))
+    train.main(resumed)
+    a, b = _checkpoint(folder), _checkpoint(tmp_path / 'resumed')
+    assert b['epoch'] == 1 and _summary(tmp_path / 'resumed')[0]['epoch'] == '1'
+    _assert_tensors_equal(a['state_dict'], b['state_dict'], 'state_dict')
+    _assert_tensors_equal(a['optimizer']['state'], b['optimizer']['state'], 'optimizer')
+    assert a.keys() == b.keys()
+    if 'task_state' in a:
+        _assert_tensors_equal(a['task_state'], b['task_state'], 'task_state')
+
+
+def test_conflicting_flag_stops_with_message(image_folder, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train.main(_args(image_folder, tmp_path, 'mixup', '--task', 'paco', '--mixup', '0.8', '--epochs', '1'))
+    assert '--mixup' in capsys.readouterr().err
+    assert not (tmp_path / 'mixup').exists()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_first_step_loss_matches_one_process(image_folder, tmp_path):
+    """2 gloo ranks x 2 images vs 1 process x 4 images: same global batch (one step), same paco loss."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
+    common = ['--task', 'paco', '--epochs', '1', '--no-aug', '--paco-proj-type', 'mlp3', '--val-split', '',
+              '--no-prefetcher', '--train-split', 'validation']  # 8 images: 4 classes x 2
+    one = _args(image_folder, tmp_path, 'one', *common)
+    one[one.index('-b') + 1] = '8'
+    two = _args(image_folder, tmp_path, 'two', *common)
+    subprocess.run([sys.executable, os.path.join(REPO, 'train.py'), *one], check=True, env=env, cwd=tmp_path,
+                   capture_output=True)
+    subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
+         '--master_port', str(_free_port()), os.path.join(REPO, 'train.py'), *two],
+        check=True, env=env, cwd=tmp_path, capture_output=True)
+    loss_one = float(_summary(tmp_path / 'one')[0]['train_loss'])
+    loss_two = float(_summary(tmp_path / 'two')[0]['train_loss'])
+    assert loss_two == pytest.approx(loss_one, rel=1e-5)
+    # the queue (all-gathered keys) holds the same 8 labels in both runs
+    q_one = _checkpoint(tmp_path / 'one')['task_state']['queue']
+    q_two = _checkpoint(tmp_path / 'two')['task_state']['queue']
+    assert int(q_two['valid'].sum()) == 8
+    assert sorted(q_one['labels'].tolist()) == sorted(q_two['labels'].tolist())

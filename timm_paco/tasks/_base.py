@@ -1,0 +1,63 @@
+"""Shared base of the view tasks: timm's ClassificationTask plus the view-major batch check.
+
+A task receives ``input [V·B, C, H, W]`` (view-major: rows ``v·B .. v·B+B-1`` are view ``v``) and
+``target [B]`` (see ``timm_paco.data.stack_views``). The trainable module, DDP wrapping, ``torch.compile`` and
+the ``--model-ema`` copy come from ``timm.task.ClassificationTask``.
+"""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from timm.task import ClassificationTask
+from timm.utils import unwrap_model
+
+__all__ = ['ViewTask']
+
+
+class ViewTask(ClassificationTask):
+    """Base for tasks on ``num_views`` views per image.
+
+    Args:
+        model: The model to train (a ``PaCoModel`` for the contrastive tasks).
+        criterion: A loss with the ``timm_paco.losses`` call contract.
+        num_views: Views per image V in every batch.
+        device, dtype, verbose: As ``timm.task.TrainingTask``.
+    """
+
+    #: DDP must tolerate parameters without gradient (a PaCoModel's projector under a CE loss)
+    find_unused_parameters = False
+
+    def __init__(
+            self,
+            model: nn.Module,
+            criterion: nn.Module,
+            num_views: int = 1,
+            device: Optional[torch.device] = None,
+            dtype: Optional[torch.dtype] = None,
+            verbose: bool = True,
+    ):
+        if isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1:
+            raise ValueError(f'num_views must be an int >= 1, got {num_views!r}')
+        super().__init__(model, criterion=criterion, device=device, dtype=dtype, verbose=verbose)
+        self.num_views = num_views
+
+    @property
+    def model(self) -> nn.Module:
+        """The unwrapped trainable model (no DDP / compile wrapper)."""
+        return unwrap_model(self.trainable_module)
+
+    def batch_size(self, input: torch.Tensor, target: torch.Tensor) -> int:
+        """Images B in a view-major batch; ValueError unless ``input`` has ``num_views · B`` rows."""
+        if target.ndim != 1:
+            raise ValueError(f'target must be class indices of shape [B], got {list(target.shape)}')
+        batch_size = target.shape[0]
+        if batch_size == 0 or input.shape[0] != self.num_views * batch_size:
+            raise ValueError(
+                f'input must hold num_views x B = {self.num_views} x {batch_size} rows (view-major) for '
+                f'target [B={batch_size}], got {list(input.shape)}')
+        return batch_size
+
+    def prepare_distributed(self, device_ids: Optional[list] = None, **ddp_kwargs) -> 'ViewTask':
+        if self.find_unused_parameters:
+            ddp_kwargs.setdefault('find_unused_parameters', True)
+        return super().prepare_distributed(device_ids=device_ids, **ddp_kwargs)

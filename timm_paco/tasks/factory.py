@@ -1,0 +1,111 @@
+"""``create_task(name, model, ...)``: the training tasks train.py selects with ``--task``.
+
+Hyper-parameters left ``None`` take the defaults of the task's loss in ``timm_paco.losses`` (PaCo: alpha
+0.05, beta 1, gamma 1, temperature 0.2; GPaCo: the same with label smoothing 0.1) and of the task (PaCo: queue
+8192, momentum 0.999), the values of the seeds (dvlab-research/Parametric-Contrastive-Learning).
+
+Class prior (logit adjustment) from the training class counts:
+* ``balanced-softmax`` always uses it (``class_counts`` required);
+* ``paco`` / ``gpaco`` use it when ``logit_adjust='on'``, or ``'auto'`` (default) and the counts are
+  long-tailed, i.e. ``max / min > LONG_TAIL_RATIO`` (2: ImageNet-1k's 1300 / 732 stays balanced, every
+  long-tailed benchmark, imbalance 10 to 500, is adjusted); never with ``'off'``;
+* ``ce`` never.
+"""
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+from timm.utils import unwrap_model
+
+from timm_paco.losses import create_loss
+
+from .classification import MultiViewClassificationTask
+from .gpaco import GPaCoTask
+from .paco import PaCoTask
+
+__all__ = ['TASK_NAMES', 'LOGIT_ADJUST_MODES', 'LONG_TAIL_RATIO', 'create_task', 'is_long_tailed', 'resolve_logit_adjust']
+
+TASK_NAMES = ('ce', 'balanced-softmax', 'paco', 'gpaco')
+LOGIT_ADJUST_MODES = ('auto', 'on', 'off')
+LONG_TAIL_RATIO = 2.0
+_LOSS_NAMES = {'ce': 'ce', 'balanced-softmax': 'balanced_softmax', 'paco': 'paco', 'gpaco': 'gpaco'}
+
+
+def is_long_tailed(class_counts: Sequence[int], ratio: float = LONG_TAIL_RATIO) -> bool:
+    """True when the largest class count exceeds ``ratio`` times the smallest (an empty class counts)."""
+    counts = [int(c) for c in class_counts]
+    if not counts:
+        raise ValueError('class_counts: expected a non-empty list of per-class sample counts')
+    return min(counts) == 0 or max(counts) > ratio * min(counts)
+
+
+def resolve_logit_adjust(task: str, logit_adjust: str, class_counts: Optional[Sequence[int]]) -> bool:
+    """Whether ``task`` adds the class prior ``log p_c`` to its centre logits (rule in the module docstring)."""
+    if logit_adjust not in LOGIT_ADJUST_MODES:
+        raise ValueError(f'logit_adjust must be one of {LOGIT_ADJUST_MODES}, got {logit_adjust!r}')
+    if task == 'balanced-softmax':
+        return True
+    if task not in ('paco', 'gpaco') or logit_adjust == 'off':
+        return False
+    if logit_adjust == 'on':
+        if class_counts is None:
+            raise ValueError(f'logit_adjust=on: {task} needs the training class counts, none were given')
+        return True
+    return class_counts is not None and is_long_tailed(class_counts)
+
+
+def create_task(
+        name: str,
+        model: nn.Module,
+        num_views: Optional[int] = None,
+        class_counts: Optional[Sequence[int]] = None,
+        logit_adjust: str = 'auto',
+        smoothing: Optional[float] = None,
+        alpha: Optional[float] = None,
+        beta: Optional[float] = None,
+        gamma: Optional[float] = None,
+        temperature: Optional[float] = None,
+        queue_size: int = 8192,
+        momentum: float = 0.999,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+        verbose: bool = True,
+):
+    """Build the ``timm.task.TrainingTask`` for ``name`` in ``TASK_NAMES`` around ``model``.
+
+    Args:
+        name: ``ce``, ``balanced-softmax``, ``paco`` or ``gpaco``.
+        model: A timm classifier; a ``PaCoModel`` for ``paco`` / ``gpaco``.
+        num_views: Views per image; default 2 for ``paco`` (fixed) and ``gpaco``, 1 for the CE baselines.
+        class_counts: Training samples per class ``[C]`` (Balanced Softmax, logit adjustment).
+        logit_adjust: ``auto``, ``on`` or ``off`` for ``paco`` / ``gpaco`` (see the module docstring).
+        smoothing: Label smoothing of the CE / centre term; None keeps the loss default.
+        alpha, beta, gamma, temperature: PaCo loss weights and temperature; None keeps the loss default.
+        queue_size, momentum: PaCo queue slots and key encoder EMA decay.
+    """
+    if name not in TASK_NAMES:
+        raise ValueError(f'task: unknown task {name!r}; expected one of {", ".join(TASK_NAMES)}')
+    num_classes = unwrap_model(model).num_classes
+    if class_counts is not None and len(class_counts) != num_classes:
+        raise ValueError(
+            f'class_counts: {len(class_counts)} counts for a model with num_classes={num_classes}')
+    loss_kwargs = dict(num_classes=num_classes)
+    if smoothing is not None:
+        loss_kwargs['label_smoothing'] = smoothing
+    if name in ('paco', 'gpaco'):
+        given = dict(alpha=alpha, beta=beta, gamma=gamma, temperature=temperature)
+        loss_kwargs.update({k: v for k, v in given.items() if v is not None})
+    if resolve_logit_adjust(name, logit_adjust, class_counts):
+        if class_counts is None:
+            raise ValueError(f'class_counts: {name} needs the training class counts (Balanced Softmax prior)')
+        loss_kwargs['class_counts'] = list(class_counts)
+    criterion = create_loss(_LOSS_NAMES[name], **loss_kwargs)
+
+    common = dict(device=device, dtype=dtype, verbose=verbose)
+    if name == 'paco':
+        if num_views not in (None, 2):
+            raise ValueError(f'num_views: paco takes 2 views per image (query, key), got {num_views}')
+        return PaCoTask(model, criterion, queue_size=queue_size, momentum=momentum, **common)
+    if name == 'gpaco':
+        return GPaCoTask(model, criterion, num_views=num_views or 2, **common)
+    return MultiViewClassificationTask(model, criterion, num_views=num_views or 1, **common)

@@ -1,0 +1,149 @@
+"""PaCo (Cui et al., ICCV 2021): query encoder, momentum key encoder and a labelled queue.
+
+Each image comes with two views, ``input [2·B, C, H, W]`` view-major: view 0 is the query, view 1 the key.
+
+* The query model (a ``PaCoModel``, trained) gives logits ``[B, C]`` and embeddings ``q [B, D]``.
+* The key encoder is the exponential moving average of the whole query model (timm's ``ModelEmaV3``, decay
+  ``momentum``), updated after every optimiser update (``update_ema``), which is what MoCo's update before each
+  forward amounts to. It runs without gradient, in the query model's train / eval mode, on the key view:
+  ``k [B, D]``.
+* The loss anchors are the queries; the keys of the batch and the queue are contrast-only samples. The
+  keys are then enqueued (``LabelledQueue`` all-gathers them across ranks).
+
+Under DDP the queries and logits (with gradient), labels and keys of all ranks are gathered, so every rank
+computes the loss of the global batch. The key encoder is never DDP-wrapped. The key encoder weights and the
+queue are the task state saved in every checkpoint (``get_task_state``).
+"""
+import logging
+from typing import Any, Dict, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from timm.utils import ModelEmaV3
+
+from timm_paco.queue import LabelledQueue
+
+from ._base import ViewTask
+from ._distributed import gather_rows, world_size
+
+__all__ = ['PaCoTask']
+
+_logger = logging.getLogger(__name__)
+
+
+class PaCoTask(ViewTask):
+    """Returns ``{'loss', 'output' (query logits [B, C]), 'loss_centre', 'loss_contrast'}``.
+
+    Args:
+        model: A ``PaCoModel`` (``model(x, return_embeddings=True) -> (logits, embeddings)``).
+        criterion: A loss with ``loss_parts`` (``timm_paco.losses.PaCoLoss``).
+        queue_size: Queue slots K (the seeds' ``moco-k``, 8192).
+        momentum: Key encoder EMA decay (the seeds' ``moco-m``, 0.999).
+    """
+
+    def __init__(
+            self,
+            model: nn.Module,
+            criterion: nn.Module,
+            queue_size: int = 8192,
+            momentum: float = 0.999,
+            device: Optional[torch.device] = None,
+            dtype: Optional[torch.dtype] = None,
+            verbose: bool = True,
+    ):
+        super().__init__(model, criterion, num_views=2, device=device, dtype=dtype, verbose=verbose)
+        model = self.model
+        if not hasattr(model, 'projector') or not isinstance(getattr(model, 'proj_dim', None), int):
+            raise ValueError(
+                f'paco needs a PaCoModel (backbone + projector), got {type(model).__name__}; '
+                f'wrap it with timm_paco.models.wrap')
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f'momentum must lie in [0, 1), got {momentum!r}')
+        self.momentum = float(momentum)
+        self.key_encoder = ModelEmaV3(model, decay=self.momentum)
+        self.key_encoder.requires_grad_(False)
+        param = next(model.parameters())
+        self.queue = LabelledQueue(queue_size, model.proj_dim).to(device=param.device)
+        self.__dict__['_key_forward'] = None  # compiled key forward; kept out of the module tree
+
+    def compile(self, backend: str = 'inductor', mode: Optional[str] = None, **compile_kwargs) -> nn.Module:
+        compiled = super().compile(backend=backend, mode=mode, **compile_kwargs)
+        self.__dict__['_key_forward'] = torch.compile(
+            self.key_encoder.module, backend=backend, mode=mode, **compile_kwargs)
+        return compiled
+
+    @torch.no_grad()
+    def _keys(self, x: torch.Tensor) -> torch.Tensor:
+        key_model = self.key_encoder.module
+        key_model.train(self.trainable_module.training)
+        forward = self._key_forward if self._key_forward is not None else key_model
+        return forward(x, return_embeddings=True)[1]
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``input [2·B, C, H, W]`` (query views, then key views), ``target [B]``."""
+        batch_size = self.batch_size(input, target)
+        logits, queries = self.trainable_module(input[:batch_size], return_embeddings=True)
+        keys = self._keys(input[batch_size:])
+
+        labels = gather_rows(target)
+        queue_features, queue_labels = self.queue.get()
+        parts = self.criterion.loss_parts(
+            gather_rows(logits, grad=True),
+            gather_rows(queries, grad=True),
+            labels,
+            torch.cat([gather_rows(keys).to(queue_features.dtype), queue_features]),
+            torch.cat([labels, queue_labels]),
+        )
+        self.queue.enqueue(keys, target)
+        return {
+            'loss': parts['loss'],
+            'output': logits,
+            'loss_centre': parts['loss_centre'],
+            'loss_contrast': parts['loss_contrast'],
+        }
+
+    def prepare_distributed(self, device_ids: Optional[list] = None, **ddp_kwargs) -> 'PaCoTask':
+        """DDP-wrap the query model (which broadcasts its weights from rank 0) and broadcast the key encoder
+        and queue from rank 0, so every rank starts from the same task state (fresh or resumed)."""
+        super().prepare_distributed(device_ids=device_ids, **ddp_kwargs)
+        if world_size() > 1:
+            for tensor in [*self.key_encoder.module.state_dict().values(), *self.queue.buffers()]:
+                dist.broadcast(tensor, src=0)
+        return self
+
+    def update_ema(self, step: Optional[int] = None) -> None:
+        """After an optimiser update: the key encoder follows the query model, then the ``--model-ema`` copy."""
+        self.key_encoder.update(self.model)
+        super().update_ema(step=step)
+
+    def get_task_state(self, module: Optional[nn.Module] = None, ema: bool = False) -> Dict[str, Any]:
+        if ema:
+            return {}
+        return {'key_encoder': self.key_encoder.module.state_dict(), 'queue': self.queue.state_dict()}
+
+    def load_task_state(
+            self,
+            state: Optional[Dict[str, Any]],
+            strict: bool = True,
+            module: Optional[nn.Module] = None,
+            ema: bool = False,
+    ) -> None:
+        if ema:
+            return
+        if not state or 'key_encoder' not in state or 'queue' not in state:
+            if strict:
+                raise ValueError(
+                    'checkpoint has no paco task_state (key_encoder, queue): it was not written by a paco task; '
+                    'use --initial-checkpoint to start paco from its weights')
+            _logger.warning('No paco task state in checkpoint: key encoder set to the query model, queue emptied.')
+            self.key_encoder.set(self.model)
+            self.queue.reset()
+            return
+        queue_state = state['queue']
+        if queue_state['features'].shape != self.queue.features.shape:
+            raise ValueError(
+                f'checkpoint queue holds {list(queue_state["features"].shape)} (slots x dim), this task '
+                f'{list(self.queue.features.shape)}: use the same --paco-queue-size and --paco-proj-dim')
+        self.key_encoder.module.load_state_dict(state['key_encoder'], strict=strict)
+        self.queue.load_state_dict(queue_state)

@@ -1,0 +1,880 @@
+#!/usr/bin/env python3
+""" Train timm models with the PaCo / GPaCo / CE / Balanced Softmax tasks of timm_paco.
+
+Takes the flags of timm's own train.py (same names, defaults and meanings) plus ``--task`` and ``--paco-*``;
+built on timm's library (datasets, loaders, optimisers, schedulers, ``timm.task``, ``CheckpointSaver``).
+
+    python train.py --data-dir /data --dataset torch/cifar100 --model paco_resnet32 --img-size 32 ...
+    torchrun --nproc_per_node 8 train.py --data-dir /imagenet --dataset lt:ImageNet_LT_train.txt \\
+        --model paco_resnet50 --task paco --amp --channels-last ...
+
+Batches are view-major: ``input [V·B, C, H, W]``, ``target [B]`` (``timm_paco.data.stack_views``). Each epoch
+reseeds the global RNGs from ``(--seed, epoch, rank)``, so ``--resume`` of an epoch checkpoint continues
+exactly as the uninterrupted run (bit-exact on CPU with ``--workers 0``).
+"""
+import argparse
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from contextlib import suppress
+from datetime import datetime
+from functools import partial
+
+import torch
+import torch.nn as nn
+import torchvision.utils
+import yaml
+
+from timm import utils
+from timm.data import FastCollateMixup, Mixup, create_loader, create_transform, resolve_data_config
+from timm.layers import convert_sync_batchnorm, set_fast_norm
+from timm.loss import create_classification_loss
+from timm.models import create_model, safe_model_name
+from timm.optim import create_optimizer_v2, optimizer_kwargs
+from timm.scheduler import create_scheduler_v2, scheduler_kwargs
+from timm.task import ClassificationTask, evaluation_sample_limit, load_task_ema_checkpoint, resume_task_checkpoint
+
+from timm_paco.data import (
+    MultiViewTransform, count_classes, create_paco_dataset, create_view_loader, create_view_transform,
+    parse_view_recipe, save_class_counts,
+)
+from timm_paco.models import PaCoModel, wrap
+from timm_paco.tasks import LOGIT_ADJUST_MODES, TASK_NAMES, create_task, resolve_logit_adjust
+
+_logger = logging.getLogger('train')
+
+TIMM_VIEWS = 'timm'  # --paco-views value: timm's own single-view training transform
+_TASK_SMOOTHING = {'ce': 0.1, 'gpaco': 0.1, 'paco': 0.0, 'balanced-softmax': 0.0}
+_EPOCH_SEED_STRIDE = 10007  # per-epoch reseed: seed + stride * epoch (+ rank)
+
+
+def _timm_args(parser: argparse.ArgumentParser) -> None:
+    """timm train.py's flags: names, defaults and meanings as there, help in short."""
+    parser.add_argument('data', nargs='?', metavar='DIR', const=None, help='dataset root (deprecated, use --data-dir)')
+
+    g = parser.add_argument_group('Dataset')
+    g.add_argument('--data-dir', metavar='DIR', help='dataset root folder')
+    g.add_argument('--dataset', metavar='NAME', default='',
+                   help='"<type>/<name>" timm dataset, "lt:<split list>", or "" for an image folder')
+    g.add_argument('--train-split', metavar='NAME', default='train', help='training split (default: train)')
+    g.add_argument('--val-split', metavar='NAME', default='validation',
+                   help='validation split, "" for none (default: validation)')
+    g.add_argument('--train-num-samples', type=int, default=None, metavar='N', help='train samples (iterable datasets)')
+    g.add_argument('--val-num-samples', type=int, default=None, metavar='N', help='val samples (iterable datasets)')
+    g.add_argument('--dataset-download', action='store_true', default=False,
+                   help='download torch/ and tfds/ datasets that can be')
+    g.add_argument('--class-map', type=str, default='', metavar='FILENAME', help='class name to index map file')
+    g.add_argument('--input-img-mode', type=str, default=None, help='PIL mode images are converted to')
+    g.add_argument('--input-key', type=str, default=None, help='dataset key of the image')
+    g.add_argument('--target-key', type=str, default=None, help='dataset key of the label')
+    g.add_argument('--dataset-trust-remote-code', action='store_true', default=False,
+                   help='let Hugging Face datasets run code from the dataset repository')
+
+    g = parser.add_argument_group('Model')
+    g.add_argument('--model', type=str, default='resnet50', metavar='MODEL', help='model name (default: resnet50)')
+    g.add_argument('--pretrained', action='store_true', default=False, help='start from pretrained weights')
+    g.add_argument('--pretrained-path', type=str, default=None, help='use this file as the pretrained weights')
+    g.add_argument('--initial-checkpoint', type=str, default='', metavar='PATH', help='load these weights at start')
+    g.add_argument('--resume', type=str, default='', metavar='PATH',
+                   help='resume model, optimizer, scaler, EMA and task state (queue, key encoder)')
+    g.add_argument('--no-resume-opt', action='store_true', default=False, help='do not resume optimizer state')
+    g.add_argument('--num-classes', type=int, default=None, metavar='N', help='classes (default: the model\'s)')
+    g.add_argument('--gp', type=str, default=None, metavar='POOL', help='global pool type (default: the model\'s)')
+    g.add_argument('--img-size', type=int, default=None, metavar='N', help='image size (default: the model\'s)')
+    g.add_argument('--in-chans', type=int, default=None, metavar='N', help='image channels (default: 3)')
+    g.add_argument('--input-size', type=int, nargs=3, default=None, metavar='N', help='input C H W')
+    g.add_argument('--crop-pct', type=float, default=None, metavar='N', help='eval centre crop fraction')
+    g.add_argument('--mean', type=float, nargs='+', default=None, metavar='MEAN', help='dataset mean override')
+    g.add_argument('--std', type=float, nargs='+', default=None, metavar='STD', help='dataset std override')
+    g.add_argument('--interpolation', type=str, default='', metavar='NAME', help='resize interpolation override')
+    g.add_argument('-b', '--batch-size', type=int, default=128, metavar='N',
+                   help='images per process and step (default: 128)')
+    g.add_argument('-vb', '--validation-batch-size', type=int, default=None, metavar='N', help='eval batch size')
+    g.add_argument('--channels-last', action='store_true', default=False, help='channels_last memory layout')
+    g.add_argument('--fuser', type=str, default='', help='jit fuser: "", te, old or nvfuser')
+    g.add_argument('--grad-accum-steps', type=int, default=1, metavar='N', help='steps per optimizer update (default: 1)')
+    g.add_argument('--grad-checkpointing', action='store_true', default=False, help='gradient checkpointing')
+    g.add_argument('--fast-norm', action='store_true', default=False, help='timm\'s experimental fast norm')
+    g.add_argument('--model-kwargs', nargs='*', default={}, action=utils.ParseKwargs)
+    g.add_argument('--head-init-scale', type=float, default=None, help='scale the classifier init by this')
+    g.add_argument('--head-init-bias', type=float, default=None, help='classifier bias init value')
+    g.add_argument('--torchcompile-mode', type=str, default=None, help='torch.compile mode')
+    scripting = g.add_mutually_exclusive_group()
+    scripting.add_argument('--torchscript', dest='torchscript', action='store_true', help='torch.jit.script the model')
+    scripting.add_argument('--torchcompile', nargs='?', type=str, default=None, const='inductor',
+                           help='torch.compile with this backend (default: inductor)')
+
+    g = parser.add_argument_group('Device')
+    g.add_argument('--device', type=str, default='cuda', help='device (default: cuda)')
+    g.add_argument('--amp', action='store_true', default=False, help='mixed precision (autocast)')
+    g.add_argument('--amp-dtype', type=str, default='float16', help='autocast dtype: float16 or bfloat16')
+    g.add_argument('--model-dtype', type=str, default=None, help='model dtype without AMP (default: float32)')
+    g.add_argument('--no-ddp-bb', action='store_true', default=False, help='DDP without buffer broadcast')
+    g.add_argument('--synchronize-step', action='store_true', default=False, help='synchronize the device each step')
+    g.add_argument('--local_rank', type=int, default=0)
+    g.add_argument('--device-modules', type=str, nargs='+', default=None, help='modules to import for the device')
+
+    g = parser.add_argument_group('Optimizer')
+    g.add_argument('--opt', type=str, default='sgd', metavar='OPTIMIZER', help='optimizer (default: sgd)')
+    g.add_argument('--opt-eps', type=float, default=None, metavar='EPSILON', help='optimizer epsilon')
+    g.add_argument('--opt-betas', type=float, nargs='+', default=None, metavar='BETA', help='optimizer betas')
+    g.add_argument('--momentum', type=float, default=0.9, metavar='M', help='optimizer momentum (default: 0.9)')
+    g.add_argument('--weight-decay', type=float, default=2e-5, help='weight decay (default: 2e-5)')
+    g.add_argument('--clip-grad', type=float, default=None, metavar='NORM', help='gradient clipping value')
+    g.add_argument('--clip-mode', type=str, default='norm', help='clipping mode: norm, value or agc')
+    g.add_argument('--layer-decay', type=float, default=None, help='layer-wise lr decay')
+    g.add_argument('--layer-decay-min-scale', type=float, default=0, help='layer-wise lr decay minimum scale')
+    g.add_argument('--layer-decay-no-opt-scale', type=float, default=None, help='layer-wise lr decay no-opt scale')
+    g.add_argument('--opt-kwargs', nargs='*', default={}, action=utils.ParseKwargs)
+
+    g = parser.add_argument_group('Learning rate schedule')
+    g.add_argument('--sched', type=str, default='cosine', metavar='SCHEDULER', help='lr schedule (default: cosine)')
+    g.add_argument('--sched-on-updates', action='store_true', default=False, help='step the schedule per update')
+    g.add_argument('--lr', type=float, default=None, metavar='LR', help='learning rate (default: from --lr-base)')
+    g.add_argument('--lr-base', type=float, default=0.1, metavar='LR', help='lr per --lr-base-size images')
+    g.add_argument('--lr-base-size', type=int, default=256, metavar='DIV', help='batch size of --lr-base')
+    g.add_argument('--lr-base-scale', type=str, default='', metavar='SCALE', help='linear or sqrt lr scaling')
+    g.add_argument('--lr-noise', type=float, nargs='+', default=None, metavar='pct, pct', help='lr noise epochs')
+    g.add_argument('--lr-noise-pct', type=float, default=0.67, metavar='PERCENT', help='lr noise limit')
+    g.add_argument('--lr-noise-std', type=float, default=1.0, metavar='STDDEV', help='lr noise std')
+    g.add_argument('--lr-cycle-mul', type=float, default=1.0, metavar='MULT', help='lr cycle length multiplier')
+    g.add_argument('--lr-cycle-decay', type=float, default=0.5, metavar='MULT', help='lr decay per cycle')
+    g.add_argument('--lr-cycle-limit', type=int, default=1, metavar='N', help='lr cycles')
+    g.add_argument('--lr-k-decay', type=float, default=1.0, help='k-decay of cosine / poly schedules')
+    g.add_argument('--warmup-lr', type=float, default=1e-5, metavar='LR', help='warmup lr (default: 1e-5)')
+    g.add_argument('--min-lr', type=float, default=0, metavar='LR', help='lower lr bound (default: 0)')
+    g.add_argument('--epochs', type=int, default=300, metavar='N', help='epochs (default: 300)')
+    g.add_argument('--epoch-repeats', type=float, default=0., metavar='N', help='dataset repeats per epoch')
+    g.add_argument('--start-epoch', type=int, default=None, metavar='N', help='start epoch (overrides resume)')
+    g.add_argument('--decay-milestones', type=int, nargs='+', default=[90, 180, 270], metavar='MILESTONES',
+                   help='multistep decay epochs')
+    g.add_argument('--decay-epochs', type=float, default=90, metavar='N', help='step decay interval')
+    g.add_argument('--warmup-epochs', type=int, default=5, metavar='N', help='warmup epochs (default: 5)')
+    g.add_argument('--warmup-prefix', action='store_true', default=False, help='warmup before the decay schedule')
+    g.add_argument('--cooldown-epochs', type=int, default=0, metavar='N', help='epochs at min lr after the schedule')
+    g.add_argument('--patience-epochs', type=int, default=10, metavar='N', help='plateau patience')
+    g.add_argument('--decay-rate', '--dr', type=float, default=0.1, metavar='RATE', help='lr decay rate')
+
+    g = parser.add_argument_group('Augmentation and regularization')
+    g.add_argument('--no-aug', action='store_true', default=False,
+                   help='no training augmentation (every view is the plain resized / cropped image)')
+    g.add_argument('--train-crop-mode', type=str, default=None, help='training crop mode')
+    g.add_argument('--scale', type=float, nargs='+', default=[0.08, 1.0], metavar='PCT', help='random crop scale')
+    g.add_argument('--ratio', type=float, nargs='+', default=[3. / 4., 4. / 3.], metavar='RATIO',
+                   help='random crop aspect ratio')
+    g.add_argument('--hflip', type=float, default=0.5, help='horizontal flip probability')
+    g.add_argument('--vflip', type=float, default=0., help='vertical flip probability')
+    g.add_argument('--color-jitter', type=float, default=0.4, metavar='PCT', help='colour jitter strength')
+    g.add_argument('--color-jitter-prob', type=float, default=None, metavar='PCT', help='colour jitter probability')
+    g.add_argument('--grayscale-prob', type=float, default=None, metavar='PCT', help='grayscale probability')
+    g.add_argument('--gaussian-blur-prob', type=float, default=None, metavar='PCT', help='gaussian blur probability')
+    g.add_argument('--aa', type=str, default=None, metavar='NAME',
+                   help='auto-augment policy (with views: replaces the randcls view\'s RandAugment)')
+    g.add_argument('--aug-repeats', type=float, default=0, help='repeated augmentation (distributed only)')
+    g.add_argument('--aug-splits', type=int, default=0, help='AugMix splits (not with timm_paco tasks)')
+    g.add_argument('--jsd-loss', action='store_true', default=False, help='JSD + CE loss (not with timm_paco tasks)')
+    g.add_argument('--bce-loss', action='store_true', default=False, help='BCE loss (ce task, single view)')
+    g.add_argument('--bce-sum', action='store_true', default=False, help='sum BCE over classes')
+    g.add_argument('--bce-target-thresh', type=float, default=None, help='binarize soft BCE targets at this value')
+    g.add_argument('--bce-pos-weight', type=float, default=None, help='BCE positive weight')
+    g.add_argument('--reprob', type=float, default=0., metavar='PCT', help='random erasing probability')
+    g.add_argument('--remode', type=str, default='pixel', help='random erasing mode')
+    g.add_argument('--recount', type=int, default=1, help='random erasing count')
+    g.add_argument('--resplit', action='store_true', default=False,
+                   help='no random erasing on the first split (with views: view 0)')
+    g.add_argument('--mixup', type=float, default=0.0, help='mixup alpha (ce task, single view)')
+    g.add_argument('--cutmix', type=float, default=0.0, help='cutmix alpha (ce task, single view)')
+    g.add_argument('--cutmix-minmax', type=float, nargs='+', default=None, help='cutmix min / max ratio')
+    g.add_argument('--mixup-prob', type=float, default=1.0, help='probability of mixup or cutmix')
+    g.add_argument('--mixup-switch-prob', type=float, default=0.5, help='probability of cutmix instead of mixup')
+    g.add_argument('--mixup-mode', type=str, default='batch', help='mixup per batch, pair or elem')
+    g.add_argument('--mixup-off-epoch', type=int, default=0, metavar='N', help='stop mixup at this epoch')
+    g.add_argument('--smoothing', type=float, default=None,
+                   help='label smoothing (default: 0.1 for ce and gpaco as timm / GPaCo, 0 for paco and '
+                        'balanced-softmax as in their papers)')
+    g.add_argument('--train-interpolation', type=str, default='random', help='training interpolation')
+    g.add_argument('--drop', type=float, default=0.0, metavar='PCT', help='dropout rate')
+    g.add_argument('--drop-connect', type=float, default=None, metavar='PCT', help='deprecated, use --drop-path')
+    g.add_argument('--drop-path', type=float, default=None, metavar='PCT', help='drop path rate')
+    g.add_argument('--drop-block', type=float, default=None, metavar='PCT', help='drop block rate')
+
+    g = parser.add_argument_group('Batch norm')
+    g.add_argument('--bn-momentum', type=float, default=None, help='BatchNorm momentum override')
+    g.add_argument('--bn-eps', type=float, default=None, help='BatchNorm epsilon override')
+    g.add_argument('--sync-bn', action='store_true', help='synchronized BatchNorm (distributed)')
+    g.add_argument('--dist-bn', type=str, default='reduce',
+                   help='share BatchNorm stats between ranks after each epoch: broadcast, reduce or ""')
+    g.add_argument('--split-bn', action='store_true', help='BatchNorm per AugMix split (not with timm_paco tasks)')
+
+    g = parser.add_argument_group('Model EMA (separate from the PaCo key encoder)')
+    g.add_argument('--model-ema', action='store_true', default=False, help='keep an EMA of the model weights')
+    g.add_argument('--model-ema-force-cpu', action='store_true', default=False, help='EMA on CPU, no EMA eval')
+    g.add_argument('--model-ema-decay', type=float, default=0.9998, help='EMA decay (default: 0.9998)')
+    g.add_argument('--model-ema-warmup', action='store_true', help='EMA decay warmup')
+
+    g = parser.add_argument_group('Miscellaneous')
+    g.add_argument('--seed', type=int, default=42, metavar='S', help='random seed (default: 42)')
+    g.add_argument('--worker-seeding', type=str, default='all', help='worker seeding mode')
+    g.add_argument('--log-interval', type=int, default=50, metavar='N', help='updates between progress lines')
+    g.add_argument('--val-interval', type=int, default=1, metavar='N', help='epochs between eval / checkpoints')
+    g.add_argument('--recovery-interval', type=int, default=0, metavar='N', help='updates between recovery saves')
+    g.add_argument('--checkpoint-hist', type=int, default=10, metavar='N', help='checkpoints kept (default: 10)')
+    g.add_argument('-j', '--workers', type=int, default=4, metavar='N', help='loader workers (default: 4)')
+    g.add_argument('--save-images', action='store_true', default=False, help='save input batches when logging')
+    g.add_argument('--pin-mem', action='store_true', default=False, help='pin loader memory')
+    g.add_argument('--no-prefetcher', action='store_true', default=False, help='no device prefetcher')
+    g.add_argument('--output', type=str, default='', metavar='PATH', help='output root (default: ./output/train)')
+    g.add_argument('--experiment', type=str, default='', metavar='NAME', help='run sub-folder name')
+    g.add_argument('--eval-metric', type=str, default='top1', metavar='EVAL_METRIC', help='best metric')
+    g.add_argument('--tta', type=int, default=0, metavar='N', help='test-time augmentation factor')
+    g.add_argument('--use-multi-epochs-loader', action='store_true', default=False, help='reuse loader workers')
+    g.add_argument('--log-wandb', action='store_true', default=False, help='log to wandb')
+    g.add_argument('--wandb-project', type=str, default=None, help='wandb project')
+    g.add_argument('--wandb-tags', type=str, nargs='+', default=[], help='wandb tags')
+    g.add_argument('--wandb-resume-id', type=str, default='', metavar='ID', help='wandb run id to resume')
+    g.add_argument('--train-img-sizes', type=int, nargs='+', default=None,
+                   help='per-batch image sizes (single timm view only)')
+    g.add_argument('--train-batch-sizes', type=int, nargs='+', default=None, help='batch size per --train-img-sizes')
+    g.add_argument('--train-size-probs', type=float, nargs='+', default=None, help='weights of --train-img-sizes')
+    g.add_argument('--train-size-schedule', type=str, default='constant', choices=('constant', 'progressive'),
+                   help='image size schedule')
+    g.add_argument('--train-size-schedule-spread', type=float, default=0.65, help='progressive schedule spread')
+    g.add_argument('--train-size-random-mix', type=float, default=0.1, help='random share of a progressive schedule')
+    g.add_argument('--train-batches-per-epoch', '--train-steps-per-epoch', type=int, default=None,
+                   help='loader batches per epoch of a scheduled-size loader')
+    g.add_argument('--variable-batch-loss-scale', type=str, default='none', choices=('none', 'sqrt', 'linear'),
+                   help='loss scale of variable batch sizes')
+    g.add_argument('--naflex-loader', action='store_true', default=False, help='NaFlex loader (not supported here)')
+    g.add_argument('--naflex-train-seq-lens', type=int, nargs='+', default=[128, 256, 576, 784, 1024])
+    g.add_argument('--naflex-max-seq-len', type=int, default=576)
+    g.add_argument('--naflex-patch-sizes', type=int, nargs='+', default=None)
+    g.add_argument('--naflex-patch-size-probs', type=float, nargs='+', default=None)
+    g.add_argument('--naflex-loss-scale', type=str, default='linear', choices=('none', 'sqrt', 'linear'))
+    g.add_argument('--naflex-patchify-channels-first', action='store_true', default=False)
+
+    g = parser.add_argument_group('Knowledge distillation (timm\'s tasks; not combinable with --task)')
+    g.add_argument('--kd-model-name', type=str, default=None, help='teacher model')
+    g.add_argument('--kd-distill-type', type=str, default='logit', choices=['logit', 'feature', 'token'])
+    g.add_argument('--kd-loss-type', type=str, default='kl')
+    g.add_argument('--distill-loss-weight', type=float, default=None)
+    g.add_argument('--task-loss-weight', type=float, default=None)
+    g.add_argument('--kd-temperature', type=float, default=4.0)
+    g.add_argument('--kd-student-feature-dim', type=int, default=None)
+    g.add_argument('--kd-teacher-feature-dim', type=int, default=None)
+    g.add_argument('--kd-token-distill-type', type=str, default='soft', choices=['soft', 'hard'])
+
+
+def _paco_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group('PaCo / GPaCo')
+    g.add_argument('--task', type=str, default=None, choices=TASK_NAMES,
+                   help='training task (default: the model\'s own, ce for plain timm models)')
+    g.add_argument('--paco-alpha', type=float, default=None,
+                   help='weight of same-class samples (default: 0.05, the loss default)')
+    g.add_argument('--paco-beta', type=float, default=None, help='weight of the class centre (default: 1.0)')
+    g.add_argument('--paco-gamma', type=float, default=None, help='weight of samples in the denominator (default: 1.0)')
+    g.add_argument('--paco-temperature', type=float, default=None, help='contrast temperature (default: 0.2)')
+    g.add_argument('--paco-queue-size', type=int, default=8192, help='paco queue slots (default: 8192)')
+    g.add_argument('--paco-momentum', type=float, default=0.999, help='paco key encoder EMA decay (default: 0.999)')
+    g.add_argument('--paco-proj-dim', type=int, default=None,
+                   help='embedding width (default: the variant\'s, 128 when wrapping a timm model)')
+    g.add_argument('--paco-proj-type', type=str, default=None, choices=('mlp', 'mlp3'),
+                   help='projector layout (default: the variant\'s; wrapping: mlp3 for attention models, else mlp)')
+    g.add_argument('--paco-views', type=str, default=None,
+                   help=f'view recipe, e.g. randcls_sim, sim_sim, single; "{TIMM_VIEWS}" = timm\'s single-view '
+                        f'transform (default: randcls_sim for paco / gpaco, {TIMM_VIEWS} for ce / balanced-softmax)')
+    g.add_argument('--paco-logit-adjust', type=str, default='auto', choices=LOGIT_ADJUST_MODES,
+                   help='class prior on the paco / gpaco centre logits: auto = when the training class counts are '
+                        'long-tailed (max / min > 2)')
+    g.add_argument('--imb-factor', type=float, default=None,
+                   help='subsample the training split to a long tail with n_min / n_max = this')
+    g.add_argument('--imb-seed', type=int, default=0, help='seed of the long-tail subsampling')
+    g.add_argument('--push-to-hub', type=str, default=None, metavar='REPO_ID',
+                   help='push the final checkpoint to this Hugging Face Hub repository')
+    g.add_argument('--hub-private', action='store_true', default=False, help='create the Hub repository private')
+    g.add_argument('--hub-revision', type=str, default=None, help='Hub branch to push to')
+
+
+def build_parser():
+    config_parser = argparse.ArgumentParser(description='Training Config', add_help=False)
+    config_parser.add_argument('-c', '--config', default='', type=str, metavar='FILE',
+                               help='YAML file of flag defaults')
+    parser = argparse.ArgumentParser(description='timm-paco training')
+    _timm_args(parser)
+    _paco_args(parser)
+    return config_parser, parser
+
+
+def parse_args(argv=None):
+    config_parser, parser = build_parser()
+    args_config, remaining = config_parser.parse_known_args(argv)
+    if args_config.config:
+        with open(args_config.config, 'r') as f:
+            parser.set_defaults(**yaml.safe_load(f))
+    args = parser.parse_args(remaining)
+    return parser, args, yaml.safe_dump(args.__dict__, default_flow_style=False)
+
+
+def _check_args(parser, args, task: str, num_views: int, timm_views: bool) -> None:
+    """Stop with a clear message on flags that cannot combine with ``task`` and its views."""
+    mixup = args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None
+    if args.naflex_loader:
+        parser.error('--naflex-loader: NaFlex patch batches are not supported by the timm_paco tasks')
+    if args.kd_model_name is not None:
+        parser.error('--kd-model-name selects timm\'s distillation tasks, which do not combine with --task; '
+                     'use timm\'s train.py for distillation')
+    if args.aug_splits or args.jsd_loss or args.split_bn:
+        parser.error('--aug-splits / --jsd-loss / --split-bn (AugMix splits) do not combine with the view batches '
+                     'of the timm_paco tasks; use --paco-views for several views per image')
+    if (mixup or args.bce_loss) and (task != 'ce' or not timm_views):
+        parser.error(f'--mixup / --cutmix / --bce-loss mix or soften the targets; they work only with --task ce '
+                     f'and --paco-views {TIMM_VIEWS} (got --task {task} with {num_views} view(s))')
+    if task == 'paco' and num_views != 2:
+        parser.error(f'--task paco needs two views per image (query, key); --paco-views gives {num_views}')
+    if args.torchscript and task in ('paco', 'gpaco'):
+        parser.error('--torchscript: the paco / gpaco models are not scriptable; use --torchcompile')
+    if not timm_views:
+        for flag, value in (('--train-img-sizes', args.train_img_sizes),
+                            ('--train-batches-per-epoch', args.train_batches_per_epoch),
+                            ('--aug-repeats', args.aug_repeats or None)):
+            if value is not None:
+                parser.error(f'{flag} works only with timm\'s single-view loader (--paco-views {TIMM_VIEWS})')
+        if args.resplit and args.no_prefetcher:
+            parser.error('--resplit with --paco-views needs the prefetcher (it skips erasing view 0 on the device)')
+
+
+def _create_model(args, in_chans: int):
+    kwargs = dict(
+        pretrained=args.pretrained,
+        in_chans=in_chans,
+        num_classes=args.num_classes,
+        drop_rate=args.drop,
+        drop_path_rate=args.drop_path if args.drop_path is not None else args.drop_connect,
+        drop_block_rate=args.drop_block,
+        global_pool=args.gp,
+        bn_momentum=args.bn_momentum,
+        bn_eps=args.bn_eps,
+        scriptable=args.torchscript,
+        checkpoint_path=args.initial_checkpoint,
+        **args.model_kwargs,
+    )
+    if args.pretrained_path:
+        kwargs['pretrained_cfg_overlay'] = dict(file=args.pretrained_path, num_classes=-1)
+    model = create_model(args.model, **kwargs)
+    proj = {k: v for k, v in (('proj_dim', args.paco_proj_dim), ('proj_type', args.paco_proj_type)) if v is not None}
+    if isinstance(model, PaCoModel) and proj:
+        model = create_model(args.model, **kwargs, **proj)
+    task = args.task or getattr(model, 'default_task', 'ce')
+    if task in ('paco', 'gpaco') and not isinstance(model, PaCoModel):
+        model = wrap(model, proj_dim=args.paco_proj_dim or 128, proj_type=args.paco_proj_type, default_task=task)
+    if args.head_init_scale is not None:
+        with torch.no_grad():
+            model.get_classifier().weight.mul_(args.head_init_scale)
+            model.get_classifier().bias.mul_(args.head_init_scale)
+    if args.head_init_bias is not None:
+        nn.init.constant_(model.get_classifier().bias, args.head_init_bias)
+    return model, task
+
+
+def _view_transform(args, recipe: str, data_config, interpolation: str):
+    """The V-view training transform of ``recipe`` from timm's augmentation flags."""
+    input_size = data_config['input_size']
+    common = dict(mean=data_config['mean'], std=data_config['std'], use_prefetcher=args.prefetcher)
+    names = parse_view_recipe(recipe)
+    if args.no_aug:
+        plain = create_transform(input_size, is_training=True, no_aug=True, interpolation=interpolation, **common)
+        return MultiViewTransform([plain] * len(names))
+    optional = {k: v for k, v in (
+        ('rand_augment', args.aa), ('grayscale_prob', args.grayscale_prob),
+        ('gaussian_blur_prob', args.gaussian_blur_prob)) if v is not None}
+    return create_view_transform(
+        input_size, views=names, scale=tuple(args.scale), ratio=tuple(args.ratio), hflip=args.hflip,
+        vflip=args.vflip, interpolation=interpolation, train_crop_mode=args.train_crop_mode,
+        color_jitter=args.color_jitter, re_prob=args.reprob, re_mode=args.remode, re_count=args.recount,
+        **optional, **common)
+
+
+def _reseed(args, epoch: int) -> None:
+    """Global RNGs as a function of (seed, epoch, rank): augmentation and shuffling restart exactly on resume."""
+    utils.random_seed(args.seed + _EPOCH_SEED_STRIDE * epoch, args.rank)
+
+
+def _set_loader_epoch(loader, epoch: int) -> None:
+    for obj in (loader.dataset, getattr(loader, 'batch_sampler', None), getattr(loader, 'sampler', None)):
+        if hasattr(obj, 'set_epoch'):
+            obj.set_epoch(epoch)
+            return
+
+
+def main(argv=None):
+    utils.setup_default_logging()
+    parser, args, args_text = parse_args(argv)
+
+    if args.device_modules:
+        import importlib
+        for module in args.device_modules:
+            importlib.import_module(module)
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+    if args.push_to_hub:
+        from timm_paco.hub import require_token
+        require_token()  # fail before training, not after it
+    args.prefetcher = not args.no_prefetcher
+    args.grad_accum_steps = max(1, args.grad_accum_steps)
+    device = utils.init_distributed_device(args)
+    if args.distributed:
+        _logger.info(f'Distributed training: process {args.rank} of {args.world_size}, device {args.device}.')
+    else:
+        _logger.info(f'Training with a single process on {args.device}.')
+
+    model_dtype = None
+    if args.model_dtype:
+        if args.model_dtype not in ('float32', 'float16', 'bfloat16'):
+            parser.error(f'--model-dtype: expected float32, float16 or bfloat16, got {args.model_dtype}')
+        model_dtype = getattr(torch, args.model_dtype)
+    amp_dtype = torch.float16
+    if args.amp:
+        if model_dtype not in (None, torch.float32):
+            parser.error('--amp needs a float32 model (--model-dtype float32 or unset)')
+        if args.amp_dtype not in ('float16', 'bfloat16'):
+            parser.error(f'--amp-dtype: expected float16 or bfloat16, got {args.amp_dtype}')
+        amp_dtype = getattr(torch, args.amp_dtype)
+
+    utils.random_seed(args.seed, args.rank)
+    if args.fuser:
+        utils.set_jit_fuser(args.fuser)
+    if args.fast_norm:
+        set_fast_norm()
+
+    in_chans = args.in_chans or (args.input_size[0] if args.input_size is not None else 3)
+    model, task_name = _create_model(args, in_chans)
+    if args.num_classes is None:
+        args.num_classes = model.num_classes
+    args.task = task_name
+    recipe = args.paco_views or ('randcls_sim' if task_name in ('paco', 'gpaco') else TIMM_VIEWS)
+    timm_views = recipe == TIMM_VIEWS
+    num_views = 1 if timm_views else len(parse_view_recipe(recipe))
+    _check_args(parser, args, task_name, num_views, timm_views)
+    if args.smoothing is None:
+        args.smoothing = _TASK_SMOOTHING[task_name]
+    if args.grad_checkpointing:
+        model.set_grad_checkpointing(enable=True)
+    if utils.is_primary(args):
+        _logger.info(f'Model {safe_model_name(args.model)} created, task {task_name}, {num_views} view(s) '
+                     f'({recipe}), param count: {sum(p.numel() for p in model.parameters())}')
+
+    data_config = resolve_data_config(vars(args), model=model, verbose=utils.is_primary(args))
+    model.to(device=device, dtype=model_dtype)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if args.distributed and args.sync_bn:
+        args.dist_bn = ''
+        model = convert_sync_batchnorm(model)
+    if args.torchscript:
+        model = torch.jit.script(model)
+
+    amp_autocast = suppress
+    loss_scaler = None
+    if args.amp:
+        amp_autocast = partial(torch.autocast, device_type=device.type, dtype=amp_dtype)
+        if device.type == 'cuda' and amp_dtype == torch.float16:
+            loss_scaler = utils.NativeScaler(device=device.type)
+        _logger.info(f'Mixed precision: autocast {amp_dtype}, grad scaler {"on" if loss_scaler else "off"}.')
+
+    # datasets (long-tail flags and `lt:` lists via timm_paco.data) and the training class counts
+    if args.data and not args.data_dir:
+        args.data_dir = args.data
+    input_img_mode = args.input_img_mode or ('RGB' if data_config['input_size'][0] == 3 else 'L')
+    dataset_kwargs = dict(
+        class_map=args.class_map, download=args.dataset_download, batch_size=args.batch_size,
+        input_img_mode=input_img_mode, input_key=args.input_key, target_key=args.target_key,
+        trust_remote_code=args.dataset_trust_remote_code, num_classes=args.num_classes,
+    )
+    dataset_train = create_paco_dataset(
+        args.dataset, root=args.data_dir, split=args.train_split, is_training=True, imb_factor=args.imb_factor,
+        imb_seed=args.imb_seed, seed=args.seed, repeats=args.epoch_repeats, num_samples=args.train_num_samples,
+        **dataset_kwargs)
+    dataset_eval = None
+    if args.val_split:
+        dataset_eval = create_paco_dataset(
+            args.dataset, root=args.data_dir, split=args.val_split, is_training=False,
+            num_samples=args.val_num_samples, **dataset_kwargs)
+
+    needs_counts = task_name == 'balanced-softmax' or (
+        task_name in ('paco', 'gpaco') and args.paco_logit_adjust != 'off')
+    class_counts = None
+    try:
+        class_counts = count_classes(dataset_train, num_classes=args.num_classes)
+    except ValueError as e:
+        if needs_counts:
+            raise
+        _logger.warning(f'No training class counts ({e}); class_counts.json is not written.')
+    logit_adjust = resolve_logit_adjust(task_name, args.paco_logit_adjust, class_counts)
+
+    # loaders
+    interpolation = args.train_interpolation
+    if args.no_aug or not interpolation:
+        interpolation = data_config['interpolation']
+    common_loader_kwargs = dict(
+        mean=data_config['mean'], std=data_config['std'], pin_memory=args.pin_mem,
+        img_dtype=model_dtype or torch.float32, device=device, distributed=args.distributed,
+        use_prefetcher=args.prefetcher, num_workers=args.workers, worker_seeding=args.worker_seeding,
+        use_multi_epochs_loader=args.use_multi_epochs_loader,
+    )
+    mixup_fn = None
+    mixup_active = args.mixup > 0 or args.cutmix > 0. or args.cutmix_minmax is not None
+    if timm_views:
+        collate_fn = None
+        if mixup_active:
+            mixup_args = dict(
+                mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=args.cutmix_minmax,
+                prob=args.mixup_prob, switch_prob=args.mixup_switch_prob, mode=args.mixup_mode,
+                label_smoothing=args.smoothing, num_classes=args.num_classes)
+            if args.prefetcher:
+                collate_fn = FastCollateMixup(**mixup_args)
+            else:
+                mixup_fn = Mixup(**mixup_args)
+        loader_train = create_loader(
+            dataset_train, input_size=data_config['input_size'], batch_size=args.batch_size, is_training=True,
+            no_aug=args.no_aug, re_prob=args.reprob, re_mode=args.remode, re_count=args.recount,
+            re_split=args.resplit, train_crop_mode=args.train_crop_mode, scale=args.scale, ratio=args.ratio,
+            hflip=args.hflip, vflip=args.vflip, color_jitter=args.color_jitter,
+            color_jitter_prob=args.color_jitter_prob, grayscale_prob=args.grayscale_prob,
+            gaussian_blur_prob=args.gaussian_blur_prob, auto_augment=args.aa, num_aug_repeats=args.aug_repeats,
+            interpolation=interpolation, collate_fn=collate_fn, input_size_choices=args.train_img_sizes,
+            batch_size_choices=args.train_batch_sizes, batch_choice_weights=args.train_size_probs,
+            batch_choice_seed=args.seed, batch_choice_schedule=args.train_size_schedule,
+            batch_schedule_epochs=args.epochs if args.train_size_schedule == 'progressive' else None,
+            batch_schedule_spread=args.train_size_schedule_spread,
+            batch_schedule_random_mix=args.train_size_random_mix, num_batches=args.train_batches_per_epoch,
+            **common_loader_kwargs)
+    else:
+        loader_train = create_view_loader(
+            dataset_train, _view_transform(args, recipe, data_config, interpolation), args.batch_size,
+            is_training=True, channels=data_config['input_size'][0], re_prob=0. if args.no_aug else args.reprob,
+            re_mode=args.remode, re_count=args.recount, re_num_splits=num_views if args.resplit else 0,
+            **common_loader_kwargs)
+    batch_size_reference = float(args.batch_size)
+    if args.train_img_sizes is not None:
+        batch_size_reference = loader_train.batch_sampler.average_batch_size
+
+    if not args.lr:
+        global_batch_size = batch_size_reference * args.world_size * args.grad_accum_steps
+        batch_ratio = global_batch_size / args.lr_base_size
+        if not args.lr_base_scale:
+            args.lr_base_scale = 'sqrt' if any(o in args.opt.lower() for o in ('ada', 'lamb')) else 'linear'
+        if args.lr_base_scale == 'sqrt':
+            batch_ratio = batch_ratio ** 0.5
+        args.lr = args.lr_base * batch_ratio
+        _logger.info(f'Learning rate {args.lr} from --lr-base {args.lr_base} and global batch {global_batch_size:g}.')
+
+    loader_eval = None
+    if dataset_eval is not None:
+        loader_eval = create_loader(
+            dataset_eval, input_size=data_config['input_size'],
+            batch_size=args.validation_batch_size or args.batch_size, is_training=False,
+            interpolation=data_config['interpolation'], crop_pct=data_config['crop_pct'], **common_loader_kwargs)
+
+    # the task
+    task_kwargs = dict(device=device, dtype=model_dtype, verbose=utils.is_primary(args))
+    if mixup_active or args.bce_loss:
+        criterion = create_classification_loss(
+            loss_type='bce' if args.bce_loss else None, smoothing=args.smoothing, soft_targets=mixup_active,
+            pos_weight=args.bce_pos_weight, bce_target_thresh=args.bce_target_thresh, bce_sum=args.bce_sum)
+        task = ClassificationTask(model, criterion=criterion, **task_kwargs)
+    else:
+        task = create_task(
+            task_name, model, num_views=num_views, class_counts=class_counts,
+            logit_adjust='on' if logit_adjust else 'off', smoothing=args.smoothing, alpha=args.paco_alpha,
+            beta=args.paco_beta, gamma=args.paco_gamma, temperature=args.paco_temperature,
+            queue_size=args.paco_queue_size, momentum=args.paco_momentum, **task_kwargs)
+    if utils.is_primary(args):
+        _logger.info(f'Task {type(task).__name__}: {task.criterion}')
+
+    optimizer = create_optimizer_v2(task.get_trainable_module(), **optimizer_kwargs(cfg=args), **args.opt_kwargs)
+
+    resume_epoch = None
+    if args.resume:
+        resume_epoch = resume_task_checkpoint(
+            task, args.resume, optimizer=None if args.no_resume_opt else optimizer,
+            loss_scaler=None if args.no_resume_opt else loss_scaler, log_info=utils.is_primary(args))
+    if args.model_ema:
+        task.setup_ema(decay=args.model_ema_decay, use_warmup=args.model_ema_warmup,
+                       device='cpu' if args.model_ema_force_cpu else None)
+        if args.resume:
+            load_task_ema_checkpoint(task, args.resume)
+    if args.torchcompile:
+        task.compile(backend=args.torchcompile, mode=args.torchcompile_mode)
+        if task.has_ema():
+            task.compile_ema(backend=args.torchcompile, mode=args.torchcompile_mode)
+    if args.distributed:
+        task.prepare_distributed(
+            device_ids=[device] if device.type == 'cuda' else None, broadcast_buffers=not args.no_ddp_bb)
+
+    # output folder, checkpoints, class counts
+    eval_metric = args.eval_metric if loader_eval is not None else 'loss'
+    decreasing_metric = eval_metric == 'loss'
+    saver = None
+    output_dir = None
+    if utils.is_primary(args):
+        exp_name = args.experiment or '-'.join([
+            datetime.now().strftime('%Y%m%d-%H%M%S'), safe_model_name(args.model), str(data_config['input_size'][-1])])
+        output_dir = utils.get_outdir(args.output if args.output else './output/train', exp_name)
+        saver = utils.CheckpointSaver(
+            model=task.get_trainable_module(), optimizer=optimizer, args=args, amp_scaler=loss_scaler,
+            checkpoint_dir=output_dir, recovery_dir=output_dir, decreasing=decreasing_metric,
+            max_history=args.checkpoint_hist, task=task)
+        if args.resume and os.path.dirname(os.path.abspath(args.resume)) == os.path.abspath(output_dir):
+            saver.load_state_dict_from_checkpoint(args.resume)
+        with open(os.path.join(output_dir, 'args.yaml'), 'w') as f:
+            f.write(args_text)
+        if class_counts is not None:
+            save_class_counts(class_counts, output_dir)
+        if args.log_wandb:
+            _init_wandb(args, exp_name)
+
+    updates_per_epoch = (len(loader_train) + args.grad_accum_steps - 1) // args.grad_accum_steps
+    lr_scheduler, num_epochs = create_scheduler_v2(
+        optimizer, **scheduler_kwargs(args, decreasing_metric=decreasing_metric), updates_per_epoch=updates_per_epoch)
+    start_epoch = args.start_epoch if args.start_epoch is not None else (resume_epoch or 0)
+    if lr_scheduler is not None and start_epoch > 0:
+        if args.sched_on_updates:
+            lr_scheduler.step_update(start_epoch * updates_per_epoch)
+        else:
+            lr_scheduler.step(start_epoch)
+    _logger.info(f'Scheduled epochs: {num_epochs}, {updates_per_epoch} updates per epoch.')
+
+    best_metric, best_epoch = None, None
+    results = []
+    try:
+        for epoch in range(start_epoch, num_epochs):
+            _reseed(args, epoch)
+            _set_loader_epoch(loader_train, epoch)
+            train_metrics = train_one_epoch(
+                epoch, task, loader_train, optimizer, args, device=device, lr_scheduler=lr_scheduler, saver=saver,
+                output_dir=output_dir, amp_autocast=amp_autocast, loss_scaler=loss_scaler, model_dtype=model_dtype,
+                mixup_fn=mixup_fn, batch_size_reference=batch_size_reference)
+
+            if args.distributed and args.dist_bn in ('broadcast', 'reduce'):
+                utils.distribute_bn(task.get_trainable_module(), args.world_size, args.dist_bn == 'reduce')
+
+            last_epoch = epoch + 1 == num_epochs
+            if (epoch + 1) % args.val_interval != 0 and not last_epoch:
+                if lr_scheduler is not None:
+                    lr_scheduler.step(epoch + 1, metric=None)
+                continue
+
+            eval_metrics = None
+            if loader_eval is not None:
+                eval_metrics = validate(task, loader_eval, args, device, amp_autocast, model_dtype)
+                if task.has_ema() and not args.model_ema_force_cpu:
+                    if args.distributed and args.dist_bn in ('broadcast', 'reduce'):
+                        utils.distribute_bn(
+                            task.get_trainable_module(ema=True), args.world_size, args.dist_bn == 'reduce')
+                    eval_metrics = validate(task, loader_eval, args, device, amp_autocast, model_dtype, ema=True)
+
+            if output_dir is not None:
+                lrs = [group['lr'] for group in optimizer.param_groups]
+                utils.update_summary(
+                    epoch, train_metrics, eval_metrics, filename=os.path.join(output_dir, 'summary.csv'),
+                    lr=sum(lrs) / len(lrs), write_header=not results, log_wandb=args.log_wandb)
+            latest_metric = (eval_metrics or train_metrics)[eval_metric]
+            if saver is not None:
+                best_metric, best_epoch = saver.save_checkpoint(epoch, metric=latest_metric)
+            if lr_scheduler is not None:
+                lr_scheduler.step(epoch + 1, latest_metric)
+            results.append({'epoch': epoch, 'train': train_metrics, **({'validation': eval_metrics} if eval_metrics else {})})
+    except KeyboardInterrupt:
+        pass
+
+    if args.distributed:
+        torch.distributed.destroy_process_group()
+    if best_metric is not None:
+        _logger.info(f'*** Best metric: {best_metric} (epoch {best_epoch})')
+    if utils.is_primary(args):
+        if args.push_to_hub and output_dir is not None:
+            _push_to_hub(args, output_dir, isinstance(model, PaCoModel))
+        print(f'--result\n{json.dumps(results[-10:], indent=4)}')
+    return results
+
+
+def _init_wandb(args, exp_name):
+    try:
+        import wandb
+    except ImportError:
+        _logger.warning('--log-wandb: wandb is not installed (pip install wandb); metrics are not sent to wandb.')
+        args.log_wandb = False
+        return
+    wandb.init(project=args.wandb_project, name=exp_name, config=args, tags=args.wandb_tags,
+               resume='must' if args.wandb_resume_id else None, id=args.wandb_resume_id or None)
+
+
+def _push_to_hub(args, output_dir, paco_model: bool):
+    """Upload the best (else last) checkpoint with ``timm_paco.hub.push_checkpoint``."""
+    from timm_paco.hub import push_checkpoint
+    checkpoint = os.path.join(output_dir, 'model_best.pth.tar')
+    if not os.path.isfile(checkpoint):
+        checkpoint = os.path.join(output_dir, 'last.pth.tar')
+    commit = push_checkpoint(
+        checkpoint, args.push_to_hub, model_name=args.model, form='paco' if paco_model else 'timm',
+        private=args.hub_private, revision=args.hub_revision)
+    _logger.info(f'Pushed {checkpoint} to the Hub: {getattr(commit, "commit_url", commit)}')
+
+
+def train_one_epoch(
+        epoch, task, loader, optimizer, args, device, lr_scheduler=None, saver=None, output_dir=None,
+        amp_autocast=suppress, loss_scaler=None, model_dtype=None, mixup_fn=None, batch_size_reference=None,
+):
+    """One epoch of task steps; returns ``{'loss', <named loss parts>}`` averaged over the epoch (and ranks)."""
+    if args.mixup_off_epoch and epoch >= args.mixup_off_epoch:
+        if args.prefetcher and getattr(loader, 'mixup_enabled', False):
+            loader.mixup_enabled = False
+        elif mixup_fn is not None:
+            mixup_fn.mixup_enabled = False
+
+    second_order = getattr(optimizer, 'is_second_order', False)
+    meters = OrderedDict(loss=utils.AverageMeter())
+    update_time_m, data_time_m = utils.AverageMeter(), utils.AverageMeter()
+    task.get_trainable_module().train()
+
+    num_batches = len(loader)
+    accum = args.grad_accum_steps
+    updates_per_epoch = (num_batches + accum - 1) // accum
+    last_group_start = num_batches - num_batches % accum
+    num_updates = epoch * updates_per_epoch
+    scheduled_sizes = args.train_img_sizes is not None
+    clip_parameters = None
+
+    optimizer.zero_grad()
+    update_sample_count = 0
+    data_start = update_start = time.time()
+    for batch_idx, (input, target) in enumerate(loader):
+        last_batch = batch_idx == num_batches - 1
+        need_update = last_batch or (batch_idx + 1) % accum == 0
+        update_idx = batch_idx // accum
+        accum_steps = num_batches % accum if batch_idx >= last_group_start else accum
+        if not args.prefetcher:
+            input, target = input.to(device=device, dtype=model_dtype), target.to(device=device)
+            if mixup_fn is not None:
+                input, target = mixup_fn(input, target)
+        if args.channels_last:
+            input = input.contiguous(memory_format=torch.channels_last)
+        batch_size = target.shape[0]
+        data_time_m.update(accum_steps * (time.time() - data_start))
+
+        loss_scale = 1.0 / accum_steps
+        if scheduled_sizes and args.variable_batch_loss_scale != 'none':
+            ratio = batch_size / batch_size_reference
+            loss_scale *= ratio ** 0.5 if args.variable_batch_loss_scale == 'sqrt' else ratio
+
+        sync = task.no_sync() if args.distributed and not need_update else suppress()
+        with sync:
+            with amp_autocast():
+                result = task(input, target)
+            loss = result['loss']
+            if args.clip_grad is not None and clip_parameters is None:
+                clip_parameters = list(task.get_clip_parameters(exclude_head='agc' in args.clip_mode))
+            if loss_scaler is not None:
+                loss_scaler(
+                    loss * loss_scale, optimizer, clip_grad=args.clip_grad, clip_mode=args.clip_mode,
+                    parameters=clip_parameters, create_graph=second_order, need_update=need_update)
+            else:
+                (loss * loss_scale).backward(create_graph=second_order)
+                if need_update:
+                    if args.clip_grad is not None:
+                        utils.dispatch_clip_grad(clip_parameters, value=args.clip_grad, mode=args.clip_mode)
+                    optimizer.step()
+
+        for name, value in result.items():
+            if name == 'loss' or name.startswith('loss_'):
+                meters.setdefault(name, utils.AverageMeter()).update(value.item(), batch_size)
+        update_sample_count += batch_size * args.world_size
+        if not need_update:
+            data_start = time.time()
+            continue
+
+        num_updates += 1
+        optimizer.zero_grad()
+        task.update_ema(step=num_updates)
+        if args.synchronize_step and device.type == 'cuda':
+            torch.cuda.synchronize()
+        now = time.time()
+        update_time_m.update(now - update_start)
+        update_start = now
+
+        if update_idx % args.log_interval == 0 or last_batch:
+            lrs = [group['lr'] for group in optimizer.param_groups]
+            loss_now, loss_avg = meters['loss'].val, meters['loss'].avg
+            if args.distributed:
+                loss_now = utils.reduce_tensor(loss.new([loss_now]), args.world_size).item()
+                loss_avg = utils.reduce_tensor(loss.new([loss_avg]), args.world_size).item()
+            if utils.is_primary(args):
+                parts = ''.join(f'  {k[5:].capitalize()}: {m.val:#.3g}' for k, m in meters.items() if k != 'loss')
+                _logger.info(
+                    f'Train: {epoch} [{update_idx:>4d}/{updates_per_epoch} '
+                    f'({100. * (update_idx + 1) / updates_per_epoch:>3.0f}%)]  '
+                    f'Loss: {loss_now:#.3g} ({loss_avg:#.3g}){parts}  '
+                    f'Time: {update_time_m.val:.3f}s, {update_sample_count / update_time_m.val:>7.2f}/s  '
+                    f'({update_time_m.avg:.3f}s, {update_sample_count / update_time_m.avg:>7.2f}/s)  '
+                    f'LR: {sum(lrs) / len(lrs):.3e}  '
+                    f'Data: {data_time_m.val:.3f} ({data_time_m.avg:.3f})')
+                if args.save_images and output_dir:
+                    torchvision.utils.save_image(
+                        input, os.path.join(output_dir, f'train-batch-{batch_idx}.jpg'), padding=0, normalize=True)
+
+        if saver is not None and args.recovery_interval and (update_idx + 1) % args.recovery_interval == 0:
+            saver.save_recovery(epoch, batch_idx=update_idx)
+        if lr_scheduler is not None:
+            lr_scheduler.step_update(num_updates=num_updates, metric=meters['loss'].avg)
+        update_sample_count = 0
+        data_start = time.time()
+
+    if hasattr(optimizer, 'sync_lookahead'):
+        optimizer.sync_lookahead()
+    metrics = OrderedDict()
+    for name, meter in meters.items():
+        value = meter.avg
+        if args.distributed:
+            value = utils.reduce_tensor(torch.tensor([value], device=device, dtype=torch.float64), args.world_size).item()
+        metrics[name] = value
+    return metrics
+
+
+def validate(task, loader, args, device, amp_autocast=suppress, model_dtype=None, ema=False):
+    """Top-1 / top-5 / CE loss of the (EMA) eval model with timm's evaluator; ``--tta`` folds augmented copies."""
+    model = task.get_eval_model(ema=ema)
+    model.eval()
+    evaluator = task.create_evaluator(max_samples=evaluation_sample_limit(loader))
+    batch_time_m = utils.AverageMeter()
+    last_idx = len(loader) - 1
+    end = time.time()
+    with torch.inference_mode():
+        for batch_idx, (input, target) in enumerate(loader):
+            if not args.prefetcher:
+                input, target = input.to(device=device, dtype=model_dtype), target.to(device=device)
+            if args.channels_last:
+                input = input.contiguous(memory_format=torch.channels_last)
+            with amp_autocast():
+                output = model(input)
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            if args.tta > 1:
+                output = output.unfold(0, args.tta, args.tta).mean(dim=2)
+                target = target[0:target.size(0):args.tta]
+            evaluator.update(output, target)
+            batch_time_m.update(time.time() - end)
+            end = time.time()
+            if utils.is_primary(args) and (batch_idx == last_idx or batch_idx % args.log_interval == 0):
+                running = evaluator.summary()
+                _logger.info(
+                    f'Test{" (EMA)" if ema else ""}: [{batch_idx:>4d}/{last_idx}]  '
+                    f'Time: {batch_time_m.val:.3f} ({batch_time_m.avg:.3f})  '
+                    f'Loss: {running["loss"]:>6.3f}  Acc@1: {running["top1"]:>7.3f}  Acc@5: {running["top5"]:>7.3f}')
+    return evaluator.compute(distributed=args.distributed)
+
+
+if __name__ == '__main__':
+    main()
