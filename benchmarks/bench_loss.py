@@ -15,9 +15,10 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch.profiler import ProfilerActivity, profile
+
 
 from timm_paco.losses import PaCoLoss
+from timm_paco.profiling import peak_allocated_bytes
 
 
 def dense_paco_loss(logits, features, labels, queue, queue_labels, log_prior,
@@ -38,18 +39,6 @@ def dense_paco_loss(logits, features, labels, queue, queue_labels, log_prior,
     log_prob = scores - torch.log((torch.exp(scores) * denom_mask).sum(dim=1, keepdim=True) + 1e-12)
     mean_log_prob_pos = (pos_weight * log_prob).sum(dim=1) / pos_weight.sum(dim=1)
     return -mean_log_prob_pos.mean()
-
-
-def peak_bytes(fn):
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]'),
-                    key=lambda e: e.start_ns())
-    level = peak = 0
-    for e in events:
-        level += e.nbytes()
-        peak = max(peak, level)
-    return peak
 
 
 def make_inputs(anchors, queue_size, classes, dim, seed=0):
@@ -98,9 +87,9 @@ def bench(args, anchors, queue_size, classes, dim):
         fast_t.append(timed(run_fast))
         dense_t.append(timed(run_dense))
     logits.grad = features.grad = None
-    fast_mem = peak_bytes(run_fast)
+    fast_mem = peak_allocated_bytes(run_fast)
     logits.grad = features.grad = None
-    dense_mem = peak_bytes(run_dense)
+    dense_mem = peak_allocated_bytes(run_dense)
     fast_ms, dense_ms = (1e3 * statistics.median(t[0] for t in ts) for ts in (fast_t, dense_t))
     fast_cpu, dense_cpu = (1e3 * statistics.median(t[1] for t in ts) for ts in (fast_t, dense_t))
     return dict(

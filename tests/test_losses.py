@@ -7,6 +7,7 @@ from timm_paco.losses import (
     BalancedSoftmaxLoss, CELoss, GPaCoLoss, PaCoLoss, SupConLoss, create_loss, is_loss, list_losses, register_loss)
 from timm_paco.losses import registry as loss_registry
 from timm_paco.losses._contrast import sample_logsumexp
+from timm_paco.profiling import peak_allocated_bytes
 
 from reference_losses import balanced_softmax_reference, paco_dense_reference, paco_reference, supcon_reference
 
@@ -179,26 +180,13 @@ def test_sample_logsumexp_gradcheck():
     assert torch.autograd.gradcheck(lambda f: sample_logsumexp(f, None, 0.3), (features,))
 
 
-def _peak_bytes(fn):
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]'),
-                    key=lambda e: e.start_ns())
-    level = peak = 0
-    for e in events:
-        level += e.nbytes()
-        peak = max(peak, level)
-    return peak
-
-
 def test_paco_memory_has_no_dense_masks():
     # forward + backward must stay far below one float32 [A, C + A + N] matrix per intermediate
     A, N, C, D = 64, 2048, 1000, 32
     logits, features, labels, queue, qlabels = _inputs(A, N, C, D, seed=12, dtype=torch.float32)
     queue = queue.detach()
     crit = PaCoLoss(C, class_counts=torch.ones(C))
-    peak = _peak_bytes(lambda: crit(logits, features, labels, queue, qlabels).backward())
+    peak = peak_allocated_bytes(lambda: crit(logits, features, labels, queue, qlabels).backward())
     dense_matrix = A * (C + A + N) * 4
     assert peak < 2.5 * dense_matrix, (peak, dense_matrix)
 

@@ -36,5 +36,9 @@ class CELoss(nn.Module):
         check_loss_inputs(
             self.num_classes, logits, features, labels, queue_features, queue_labels, need_features=False)
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            logits = logits.to(compute_dtype(logits))
+            logits = self.adjust_logits(logits.to(compute_dtype(logits)))
             return F.cross_entropy(logits, labels.long(), label_smoothing=self.label_smoothing)
+
+    def adjust_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Hook applied to the float32 (or float64) logits before the softmax; identity for plain CE."""
+        return logits
