@@ -16,7 +16,6 @@ import time
 import torch
 import torch.nn.functional as F
 
-
 from timm_paco.losses import PaCoLoss
 from timm_paco.profiling import peak_allocated_bytes
 
