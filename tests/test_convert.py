@@ -173,7 +173,7 @@ def test_cli_infers_model_and_writes_file_and_folder(tmp_path, capsys, monkeypat
 def test_bad_checkpoints_raise_one_clear_error(tmp_path, seed_resnet):
     src = seed_resnet[False][0]
     dst = str(tmp_path / 'bad.safetensors')
-    with pytest.raises(ValueError, match=r'does not fit paco_resnet50: missing keys: backbone\.layer1\.1\.'):
+    with pytest.raises(ValueError, match=r'does not match model paco_resnet50: missing keys: backbone\.layer1\.1\.'):
         convert_checkpoint(src, dst, model_name='paco_resnet50', layers=(2, 1, 1, 1))  # deeper than the weights
     with pytest.raises(ValueError, match='class count mismatch: .* 10 classes'):
         convert_checkpoint(src, dst, model_name='paco_resnet50', num_classes=1000, **TINY_RESNET)
@@ -190,7 +190,7 @@ def test_bad_checkpoints_raise_one_clear_error(tmp_path, seed_resnet):
         convert_checkpoint(str(tmp_path / 'nope.pth'), dst)
     text = tmp_path / 'notes.txt'
     text.write_text('not a checkpoint')
-    with pytest.raises(ValueError, match='notes.txt: not a checkpoint'):
+    with pytest.raises(ValueError, match="notes.txt' is not a loadable PyTorch checkpoint"):
         convert_checkpoint(str(text), dst)
 
     class Payload:

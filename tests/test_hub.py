@@ -246,11 +246,11 @@ def _bad_checkpoints(wrapped, tmp):
 
 @pytest.mark.parametrize('case, kwargs, match', [
     ('wrong_arch', dict(model_name='test_efficientnet'),
-     r"does not match architecture 'test_efficientnet'.*missing keys: backbone\.conv_stem"),
+     r"does not match model test_efficientnet: .*missing keys: backbone\.conv_stem"),
     ('wrong_classes', dict(num_classes=7),
-     r"does not match architecture 'test_resnet'.*class count: checkpoint has 5 classes.*num_classes=7"),
+     r"does not match model test_resnet: .*class count mismatch: checkpoint classifier has 5 classes.*num_classes=7"),
     ('missing_keys', dict(path='missing.pth'),
-     r"missing\.pth' does not match architecture 'test_resnet'.*missing keys: backbone\.fc\.weight, "
+     r"missing\.pth' does not match model test_resnet: .*missing keys: backbone\.fc\.weight, "
      r"projector\.0\.weight$"),
     ('list_pickle', dict(path='list.pth'), r"list\.pth' holds a list, expected a train\.py checkpoint"),
     ('object_pickle', dict(path='object.pth'), r"object\.pth' is not a loadable PyTorch checkpoint with weights_only"),

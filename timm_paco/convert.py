@@ -4,7 +4,7 @@
 
 SRC: a seed checkpoint (``.pth.tar`` with ``state_dict`` = ``module.encoder_q.*`` / ``module.linear.*``
 for the ResNets, or the MAE-ViT GPaCo ``checkpoint-*.pth`` with ``model``), or a safetensors file.
-Safetensors are preferred; pickles are read with ``torch.load(weights_only=True)``.
+Read with ``timm_paco.checkpoint_io`` (safetensors sniffed by content; pickles with ``weights_only=True``).
 The architecture (PaCo vs GPaCo from the projector, depth / width / groups from the tensors) and the
 class count are read from the weights unless ``--model`` / ``--num-classes`` say otherwise, in which
 case they are checked. DST: ``*.safetensors`` writes one file; any other path writes a folder with
@@ -24,6 +24,7 @@ import timm
 from timm.models import split_model_name_tag
 from timm.models._pretrained import filter_pretrained_cfg
 
+from .checkpoint_io import load_checkpoint_file as load_checkpoint
 from .models.checkpoint_filter import check_state_dict, convert_state_dict, unwrap_checkpoint
 
 __all__ = ['load_checkpoint', 'infer_model_name', 'convert_checkpoint', 'main']
@@ -38,69 +39,6 @@ _RESNETS = {  # (blocks per stage, groups, width per group) -> timm name
 }
 _VITS = {(16, 768, 12): 'vit_base_patch16_224', (16, 1024, 24): 'vit_large_patch16_224'}
 _CIFAR_RESNETS = {(5, 5, 5): 'resnet32'}
-_SAFETENSORS_MAGIC_OFFSET = 8
-
-
-def _safe_globals():
-    """Non-tensor types the seeds' pickles hold besides tensors: argparse args, numpy scalars."""
-    import numpy as np
-    types = [argparse.Namespace, np.dtype]
-    for mod_name in ('numpy._core.multiarray', 'numpy.core.multiarray'):
-        try:
-            mod = __import__(mod_name, fromlist=['scalar'])
-            types.append(mod.scalar)
-            break
-        except (ImportError, AttributeError):
-            continue
-    types += [type(np.dtype(t)) for t in ('float64', 'float32', 'int64', 'int32')]
-    return types
-
-
-def _is_safetensors(path: str) -> bool:
-    with open(path, 'rb') as f:
-        head = f.read(_SAFETENSORS_MAGIC_OFFSET + 1)
-    if len(head) < _SAFETENSORS_MAGIC_OFFSET + 1:
-        return False
-    header_len = int.from_bytes(head[:_SAFETENSORS_MAGIC_OFFSET], 'little')
-    return head[_SAFETENSORS_MAGIC_OFFSET:] == b'{' and 0 < header_len < os.path.getsize(path)
-
-
-def load_checkpoint(path: str) -> Any:
-    """Read a checkpoint file: safetensors if it is one, else a pickle with ``weights_only=True``.
-
-    A folder is read through its ``model.safetensors`` (preferred) or ``pytorch_model.bin``.
-    """
-    if os.path.isdir(path):
-        for name in ('model.safetensors', 'pytorch_model.bin'):
-            if os.path.isfile(os.path.join(path, name)):
-                return load_checkpoint(os.path.join(path, name))
-        raise FileNotFoundError(f'{path}: folder has no model.safetensors or pytorch_model.bin')
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint file not found: {path}')
-    if _is_safetensors(path):
-        import safetensors.torch
-        try:
-            return safetensors.torch.load_file(path, device='cpu')
-        except Exception as e:  # a corrupt header raises library-specific errors
-            raise ValueError(f'{path}: not a readable safetensors file ({e})') from e
-    try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # UnpicklingError, EOFError, zip errors, ... all mean "not a checkpoint"
-        raise ValueError(
-            f'{path}: not a checkpoint readable with torch.load(weights_only=True) or safetensors '
-            f'({type(e).__name__}: {_unpickle_reason(e)})') from e
-
-
-def _unpickle_reason(error: Exception) -> str:
-    """The specific part of torch's weights-only error (which global / opcode was refused)."""
-    msg = str(error)
-    if 'WeightsUnpickler error:' in msg:
-        msg = msg.split('WeightsUnpickler error:', 1)[1].strip().split('\n\n')[0]
-        return msg.split(' Please use')[0].strip()
-    paras = [p.strip() for p in msg.split('\n\n') if p.strip()]
-    useful = [p for p in paras if not p.startswith(('Weights only load failed', 'Check the documentation'))]
-    return (useful or paras or ['unreadable'])[0].splitlines()[0]
 
 
 def _blocks_per_stage(sd: Dict[str, torch.Tensor], prefix: str, num_stages: int) -> Tuple[int, ...]:

@@ -2,7 +2,8 @@
 
 A PaCo checkpoint's state dict has ``backbone.*`` and ``projector.*`` keys (``PaCoModel``). Loaded into a
 plain timm model, ``backbone.`` is stripped and ``projector.*`` dropped; loaded into a PaCo model, plain
-backbone keys get the ``backbone.`` prefix and the projector (unused for logits) may be absent.
+backbone keys get the ``backbone.`` prefix and the projector (unused for logits) may be absent
+(``timm_paco.models.checkpoint_filter.adapt_state_dict`` / ``check_state_dict``).
 """
 import os
 from typing import Any, Dict, List, Optional
@@ -10,8 +11,7 @@ from typing import Any, Dict, List, Optional
 import torch.nn as nn
 from timm.models import create_model, load_state_dict
 
-BACKBONE = 'backbone.'
-PROJECTOR = 'projector.'
+from ..models.checkpoint_filter import PROJECTOR, adapt_state_dict, check_state_dict, classifier_module_name
 
 
 def split_checkpoints(checkpoint: str) -> List[str]:
@@ -19,49 +19,19 @@ def split_checkpoints(checkpoint: str) -> List[str]:
     return [c.strip() for c in checkpoint.split(',') if c.strip()] if checkpoint else []
 
 
-def _is_paco_keys(keys) -> bool:
-    keys = list(keys)
-    return (any(k.startswith(PROJECTOR) for k in keys) or any(k.startswith(BACKBONE) for k in keys)) \
-        and all(k.startswith((BACKBONE, PROJECTOR)) for k in keys)
-
-
-def adapt_state_dict(state_dict: Dict[str, Any], model: nn.Module) -> Dict[str, Any]:
-    """Re-key ``state_dict`` between the PaCo (``backbone.* / projector.*``) and plain timm layouts so it
-    matches ``model``'s layout. Unchanged when both already agree."""
-    model_paco = _is_paco_keys(model.state_dict().keys())
-    ckpt_paco = _is_paco_keys(state_dict.keys())
-    if ckpt_paco and not model_paco:
-        return {k[len(BACKBONE):]: v for k, v in state_dict.items() if k.startswith(BACKBONE)}
-    if model_paco and not ckpt_paco:
-        return {BACKBONE + k: v for k, v in state_dict.items()}
-    return state_dict
-
-
 def _checkpoint_num_classes(state_dict: Dict[str, Any], model: nn.Module) -> Optional[int]:
-    classifier = getattr(model, 'pretrained_cfg', {}).get('classifier')
-    if not classifier:
-        return None
-    bare = classifier[len(BACKBONE):] if classifier.startswith(BACKBONE) else classifier
-    for name in (classifier, bare, BACKBONE + bare):
-        w = state_dict.get(f'{name}.weight')
-        if w is not None and w.ndim >= 1:
-            return int(w.shape[0])
-    return None
+    """Classes of the checkpoint's classifier (read in ``model``'s layout), None if it has none."""
+    name = classifier_module_name(model)
+    w = adapt_state_dict(state_dict, model).get(f'{name}.weight') if name else None
+    return int(w.shape[0]) if w is not None and w.ndim >= 1 else None
 
 
 def load_eval_checkpoint(model: nn.Module, state_dict: Dict[str, Any], path: str, model_name: str):
     """Load an adapted state dict; only ``projector.*`` may be missing. Raises ValueError naming ``path``."""
-    state_dict = adapt_state_dict(state_dict, model)
-    try:
-        missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as e:
-        raise ValueError(f'--checkpoint {path} does not match model {model_name}: {e}') from e
-    missing = [k for k in missing if not k.startswith(PROJECTOR)]
-    if missing or unexpected:
-        raise ValueError(
-            f'--checkpoint {path} does not match model {model_name}: '
-            f'{len(missing)} missing keys (first: {missing[:3]}), '
-            f'{len(unexpected)} unexpected keys (first: {unexpected[:3]})')
+    state_dict = check_state_dict(
+        adapt_state_dict(state_dict, model), model, source=f'--checkpoint {path}', model_name=model_name,
+        optional_prefixes=(PROJECTOR,))
+    model.load_state_dict(state_dict, strict=False)
 
 
 def create_eval_model(

@@ -7,10 +7,10 @@ from timm.models import resolve_model_input_args
 from torch import nn
 
 from ..models import PaCoModel
+from ..models.checkpoint_filter import adapt_state_dict, check_state_dict, classifier_module_name, is_paco_state_dict
 from .checkpoint import TrainedCheckpoint
 
-__all__ = ['is_paco_model', 'model_name_from_checkpoint', 'build_trained_model', 'check_state_dict',
-           'stem_weight_key']
+__all__ = ['is_paco_model', 'model_name_from_checkpoint', 'build_trained_model', 'stem_weight_key']
 
 
 def is_paco_model(model: nn.Module) -> bool:
@@ -50,44 +50,6 @@ def model_name_from_checkpoint(ckpt: TrainedCheckpoint, model_name: Optional[str
         raise ValueError(
             f"model_name: '{name}' is not a registered timm model (import timm_paco registers the PaCo variants)")
     return name
-
-
-def _module_name(model: nn.Module, module: nn.Module) -> Optional[str]:
-    return next((n for n, m in model.named_modules() if m is module), None)
-
-
-def _classifier_key(model: nn.Module) -> Optional[str]:
-    name = _module_name(model, model.get_classifier()) if hasattr(model, 'get_classifier') else None
-    return f'{name}.weight' if name else None
-
-
-def check_state_dict(model: nn.Module, state_dict: Dict[str, torch.Tensor], model_name: str, source: str) -> None:
-    """Raise one ValueError naming every missing / unexpected key and shape mismatch (first few of each)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    shapes = [
-        f'{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}'
-        for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
-    if not (missing or unexpected or shapes):
-        return
-
-    def _few(keys):
-        return ', '.join(keys[:5]) + (f', ... ({len(keys)} in all)' if len(keys) > 5 else '')
-
-    problems = []
-    cls_key = _classifier_key(model)
-    if cls_key and cls_key in state_dict and state_dict[cls_key].shape[0] != expected[cls_key].shape[0]:
-        problems.append(
-            f'class count: checkpoint has {state_dict[cls_key].shape[0]} classes ({cls_key}), '
-            f'model built with num_classes={expected[cls_key].shape[0]}')
-    if missing:
-        problems.append(f'missing keys: {_few(missing)}')
-    if unexpected:
-        problems.append(f'unexpected keys: {_few(unexpected)}')
-    if shapes:
-        problems.append(f'shape mismatch: {_few(shapes)}')
-    raise ValueError(f"checkpoint '{source}' does not match architecture '{model_name}': " + '; '.join(problems))
 
 
 def stem_weight_key(model: nn.Module) -> Optional[str]:
@@ -130,14 +92,15 @@ def build_trained_model(
 
     model = _create(num_classes, in_chans)
     # train.py wraps plain timm names for --task paco|gpaco: backbone.* + projector.* keys under a plain name
-    wrapped = not is_paco_model(model) and any(k.startswith('backbone.') for k in ckpt.state_dict)
-    prefix = 'backbone.' if wrapped else ''
+    wrapped = not is_paco_model(model) and is_paco_state_dict(ckpt.state_dict)
     nc, ic = num_classes, in_chans
     if nc is None or ic is None:
         # bare state dicts and .safetensors carry no args: read class count / channels off the weights
-        keys = dict(nc=(_classifier_key(model), 0), ic=(stem_weight_key(model), 1))
+        cls_name = classifier_module_name(model)
+        keys = dict(nc=(f'{cls_name}.weight' if cls_name else None, 0), ic=(stem_weight_key(model), 1))
+        in_model_layout = adapt_state_dict(ckpt.state_dict, model)
         built = {k: _infer_int(model.state_dict(), key, dim) for k, (key, dim) in keys.items()}
-        found = {k: _infer_int(ckpt.state_dict, prefix + key if key else None, dim) for k, (key, dim) in keys.items()}
+        found = {k: _infer_int(in_model_layout, key, dim) for k, (key, dim) in keys.items()}
         nc = nc or found['nc'] or built['nc']
         ic = ic or found['ic'] or built['ic']
         if (nc, ic) != (built['nc'], built['ic']):
@@ -149,6 +112,6 @@ def build_trained_model(
         # a registered PaCo variant trained with a non-default projector (e.g. --model-kwargs proj_dim=...)
         kwargs.update(proj_kwargs)
         model = _create(nc, ic)
-    check_state_dict(model, ckpt.state_dict, name, ckpt.path)
-    model.load_state_dict(ckpt.state_dict, strict=True)
+    state_dict = check_state_dict(ckpt.state_dict, model, source=f"checkpoint '{ckpt.path}'", model_name=name)
+    model.load_state_dict(state_dict, strict=True)
     return model.eval()

@@ -1,16 +1,16 @@
-"""Read a trained checkpoint: train.py output, a bare state dict, or a .safetensors file.
+"""Read a trained checkpoint: train.py output, a bare state dict, or a safetensors file.
 
-Pickles are read with ``weights_only=True`` (``argparse.Namespace`` allow-listed for train.py's ``args``);
-``.safetensors`` files are read with safetensors. Nothing else is unpickled.
+Files are read with ``timm_paco.checkpoint_io.load_checkpoint_file`` (safetensors recognised by content;
+pickles with ``weights_only=True``); a folder is read through its ``model.safetensors`` / ``pytorch_model.bin``.
 """
 import argparse
-import os
-import pickle
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 import torch
-from timm.models import clean_state_dict
+
+from ..checkpoint_io import is_safetensors, load_checkpoint_file, resolve_checkpoint_file
+from ..models.checkpoint_filter import unwrap_checkpoint
 
 __all__ = ['TrainedCheckpoint', 'read_checkpoint']
 
@@ -30,75 +30,42 @@ class TrainedCheckpoint:
     metric: Optional[float] = None
 
 
-def _load_pickle(path: str) -> Any:
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location='cpu', weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError) as e:
-        raise ValueError(
-            f"checkpoint '{path}' is not a loadable PyTorch checkpoint with weights_only=True "
-            f"(expected a train.py checkpoint, a state dict or a .safetensors file): {e}") from e
-
-
-def _check_tensors(state_dict: Any, path: str, what: str) -> Dict[str, torch.Tensor]:
-    if not isinstance(state_dict, dict) or not state_dict:
-        raise ValueError(f"checkpoint '{path}': {what} must be a non-empty dict of tensors, got {type(state_dict).__name__}")
-    bad = [k for k, v in state_dict.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ValueError(
-            f"checkpoint '{path}': {what} must map parameter names to tensors; "
-            f"{len(bad)} entries are not (first: {bad[:3]!r}). Expected a train.py checkpoint with "
-            f"'state_dict', or a bare state dict.")
-    return clean_state_dict(state_dict)
-
-
 def read_checkpoint(path: str, ema: bool = False) -> TrainedCheckpoint:
     """Read weights and training metadata from ``path``.
 
     Args:
         path: train.py checkpoint (``state_dict``, optional ``state_dict_ema``, ``args``, ``epoch``, ``metric``),
-            a pickled bare state dict, or a ``.safetensors`` file.
+            a pickled bare state dict, a safetensors file, or a folder with one of these.
         ema: take ``state_dict_ema``; a ValueError if the checkpoint has none.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
-    if path.endswith('.safetensors'):
-        if ema:
-            raise ValueError(
-                f"checkpoint '{path}': ema=True needs a train.py checkpoint with 'state_dict_ema'; "
-                f"a .safetensors file holds a single set of weights")
-        import safetensors.torch
-        try:
-            state_dict = safetensors.torch.load_file(path, device='cpu')
-        except Exception as e:  # safetensors raises its own SafetensorError for corrupt headers
-            raise ValueError(f"checkpoint '{path}' is not a readable .safetensors file: {e}") from e
-        return TrainedCheckpoint(path=path, state_dict=_check_tensors(state_dict, path, 'the file'))
-
-    obj = _load_pickle(path)
+    path = resolve_checkpoint_file(path)
+    if ema and is_safetensors(path):
+        raise ValueError(
+            f"checkpoint '{path}': ema=True needs a train.py checkpoint with 'state_dict_ema'; "
+            f"a safetensors file holds a single set of weights")
+    obj = load_checkpoint_file(path)
     if not isinstance(obj, dict):
         raise ValueError(
             f"checkpoint '{path}' holds a {type(obj).__name__}, expected a train.py checkpoint dict "
             f"with 'state_dict' or a bare state dict")
+    if ema and 'state_dict' not in obj:
+        raise ValueError(f"checkpoint '{path}': ema=True but it is a bare state dict without 'state_dict_ema'")
+    if ema and obj.get('state_dict_ema') is None:
+        raise ValueError(
+            f"checkpoint '{path}': ema=True but it has no 'state_dict_ema' "
+            f"(train with --model-ema, or export without --ema); keys: {sorted(obj)}")
+    # train.py's 'state_dict' (or 'state_dict_ema'), else the bare state dict itself
+    weights = obj['state_dict_ema'] if ema else obj
+    state_dict = unwrap_checkpoint(weights, source=f"checkpoint '{path}'" + (" 'state_dict_ema'" if ema else ''))
     if 'state_dict' not in obj:
-        if ema:
-            raise ValueError(f"checkpoint '{path}': ema=True but it is a bare state dict without 'state_dict_ema'")
-        return TrainedCheckpoint(path=path, state_dict=_check_tensors(obj, path, 'the state dict'))
-
-    key = 'state_dict'
-    if ema:
-        if obj.get('state_dict_ema') is None:
-            raise ValueError(
-                f"checkpoint '{path}': ema=True but it has no 'state_dict_ema' "
-                f"(train with --model-ema, or export without --ema); keys: {sorted(obj)}")
-        key = 'state_dict_ema'
+        return TrainedCheckpoint(path=path, state_dict=state_dict)
     args = obj.get('args')
     if isinstance(args, argparse.Namespace):
         args = vars(args)
     metric = obj.get('metric')
     return TrainedCheckpoint(
         path=path,
-        state_dict=_check_tensors(obj[key], path, f"'{key}'"),
+        state_dict=state_dict,
         ema=ema,
         args=dict(args or {}),
         epoch=obj.get('epoch'),

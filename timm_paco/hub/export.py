@@ -14,7 +14,8 @@ import timm
 from timm.models import get_model_args, model_entrypoint, save_for_hf
 from torch import nn
 
-from .build import build_trained_model, check_state_dict, is_paco_model, stem_weight_key
+from ..models.checkpoint_filter import check_state_dict
+from .build import build_trained_model, is_paco_model, stem_weight_key
 from .checkpoint import TrainedCheckpoint, read_checkpoint
 from .model_card import model_card, read_results
 
@@ -57,8 +58,8 @@ def plain_timm_model(model: nn.Module) -> nn.Module:
             f"form='timm': backbone architecture '{arch}' is registered by {module}, not by timm itself, so plain "
             f"timm could not load it; export form='paco' instead")
     plain = timm.create_model(arch, pretrained=False, **get_model_args(backbone))
-    state_dict = backbone.state_dict()
-    check_state_dict(plain, state_dict, arch, f'backbone of {_architecture(model) or arch}')
+    state_dict = check_state_dict(
+        backbone.state_dict(), plain, source=f'backbone of {_architecture(model) or arch}', model_name=arch)
     plain.load_state_dict(state_dict, strict=True)
     return plain.eval()
 

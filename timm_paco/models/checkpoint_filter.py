@@ -1,6 +1,6 @@
 """ Convert the PaCo / GPaCo seed checkpoints' state dicts to PaCoModel keys and check them.
 
-Layouts understood (a leading ``module.`` from DDP is stripped first):
+Layouts understood (DDP / torch.compile prefixes ``module.`` / ``_orig_mod.`` are stripped first):
 
 * ``timm_paco``: ours, ``backbone.*`` + ``projector.*``; passed through.
 * ``moco``: the PaCo / GPaCo ResNet seeds (``MoCo`` wrapper, checkpoint key ``state_dict``):
@@ -14,17 +14,23 @@ Layouts understood (a leading ``module.`` from DDP is stripped first):
 
 ``checkpoint_filter_fn(state_dict, model)`` is what ``build_model_with_cfg`` calls; it converts and
 then checks the result against ``model`` so a wrong architecture or class count is one ValueError
-naming the mismatching keys instead of a long strict-load trace.
+naming the mismatching keys instead of a long strict-load trace. ``check_state_dict`` is that check for
+any model (hub export, evaluation, conversion); ``adapt_state_dict`` moves a state dict between the
+PaCoModel layout (``backbone.*`` / ``projector.*``) and the plain timm one.
 """
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from timm.models import clean_state_dict
 
 __all__ = [
     'unwrap_checkpoint', 'detect_layout', 'convert_state_dict', 'check_state_dict', 'checkpoint_filter_fn',
-    'classifier_name',
+    'classifier_name', 'classifier_module_name', 'is_paco_state_dict', 'adapt_state_dict',
 ]
+
+BACKBONE = 'backbone.'
+PROJECTOR = 'projector.'
 
 _QUEUE_KEYS = ('queue', 'queue_l', 'queue_ptr')
 _MOCO_DROP_PREFIXES = ('encoder_k.', 'linear_k.')
@@ -38,7 +44,8 @@ def _fmt(keys, limit: int = _LIST_LIMIT) -> str:
 
 
 def unwrap_checkpoint(checkpoint: Any, source: str = 'checkpoint') -> Dict[str, torch.Tensor]:
-    """Return the tensor state dict inside a checkpoint object (``state_dict`` / ``model`` / bare)."""
+    """Return the tensor state dict inside a checkpoint object (``state_dict`` / ``model`` / bare), DDP and
+    torch.compile prefixes (``module.``, ``_orig_mod.``) removed; a ValueError naming ``source`` otherwise."""
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f'{source}: expected a dict checkpoint, got {type(checkpoint).__name__}')
     for key in ('state_dict', 'model'):
@@ -46,21 +53,15 @@ def unwrap_checkpoint(checkpoint: Any, source: str = 'checkpoint') -> Dict[str, 
         if isinstance(inner, Mapping):
             checkpoint = inner
             break
-    tensors = {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in checkpoint.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not tensors:
         raise ValueError(
             f'{source}: no tensors found; expected a state dict or a dict with a "state_dict" or "model" '
             f'entry, got keys {_fmt(map(str, checkpoint.keys()))}')
     others = [str(k) for k in checkpoint if k not in tensors]
     if others:
-        raise ValueError(f'{source}: state dict has non-tensor entries {_fmt(others)}')
-    return dict(tensors)
-
-
-def _strip_prefix(state_dict: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
-    if state_dict and all(k.startswith(prefix) for k in state_dict):
-        return {k[len(prefix):]: v for k, v in state_dict.items()}
-    return state_dict
+        raise ValueError(f'{source}: state dict has entries that are not parameter name -> tensor: {_fmt(others)}')
+    return clean_state_dict(tensors)
 
 
 def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -86,7 +87,7 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor], classifier: str =
         classifier: Name of the backbone's classifier module (``fc`` for ResNets), the target of the
             seeds' ``linear.*`` class centres.
     """
-    sd = _strip_prefix(_strip_prefix(dict(state_dict), 'module.'), '_orig_mod.')
+    sd = clean_state_dict(dict(state_dict))
     layout = detect_layout(sd)
     if layout == 'timm_paco':
         return sd
@@ -113,14 +114,38 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor], classifier: str =
     return out
 
 
+def classifier_module_name(model: nn.Module) -> Optional[str]:
+    """Dotted name of ``model``'s classifier module (``fc``, ``head``; ``backbone.fc`` in a PaCoModel), or None
+    if ``model`` has no ``get_classifier`` or its classifier is not one of its submodules."""
+    target = model.get_classifier() if hasattr(model, 'get_classifier') else None
+    return next((n for n, m in model.named_modules() if m is target and n), None) if target is not None else None
+
+
 def classifier_name(model: nn.Module) -> str:
     """Dotted name of a PaCoModel's classifier module relative to its backbone (``fc``, ``head``)."""
-    backbone = model.backbone
-    target = backbone.get_classifier()
-    for name, module in backbone.named_modules():
-        if module is target and name:
-            return name
-    raise ValueError(f'cannot find the classifier module of {type(backbone).__name__}')
+    name = classifier_module_name(model.backbone)
+    if name is None:
+        raise ValueError(f'cannot find the classifier module of {type(model.backbone).__name__}')
+    return name
+
+
+def is_paco_state_dict(keys: Iterable[str]) -> bool:
+    """True if every key is under ``backbone.`` / ``projector.`` (the PaCoModel layout) and there is one."""
+    keys = list(keys)
+    return bool(keys) and all(k.startswith((BACKBONE, PROJECTOR)) for k in keys)
+
+
+def adapt_state_dict(state_dict: Mapping[str, Any], model: nn.Module) -> Dict[str, Any]:
+    """Re-key ``state_dict`` between the PaCo (``backbone.*`` / ``projector.*``) and plain timm layouts to match
+    ``model``'s: into a plain model ``backbone.`` is stripped and ``projector.*`` dropped; into a PaCo model plain
+    keys get the ``backbone.`` prefix (the projector is then absent). Unchanged when both layouts agree."""
+    model_paco = is_paco_state_dict(model.state_dict().keys())
+    ckpt_paco = is_paco_state_dict(state_dict.keys())
+    if ckpt_paco and not model_paco:
+        return {k[len(BACKBONE):]: v for k, v in state_dict.items() if k.startswith(BACKBONE)}
+    if model_paco and not ckpt_paco:
+        return {BACKBONE + k: v for k, v in state_dict.items()}
+    return dict(state_dict)
 
 
 def check_state_dict(
@@ -128,41 +153,57 @@ def check_state_dict(
         model: nn.Module,
         allow_classifier_mismatch: bool = False,
         source: str = 'checkpoint',
+        model_name: Optional[str] = None,
+        optional_prefixes: Tuple[str, ...] = (),
 ) -> Dict[str, torch.Tensor]:
-    """Check a converted state dict against ``model``; return it with absent BN counters filled in.
+    """Check ``state_dict`` against ``model`` (any timm model or PaCoModel); return it with absent BN counters
+    filled in.
 
-    Raises one ValueError listing the class-count mismatch, missing / unexpected keys and shape
-    mismatches. With ``allow_classifier_mismatch`` the classifier may differ (timm then drops it).
+    Raises one ValueError, ``'{source} does not match model {model_name}: ...'``, listing the class-count
+    mismatch, missing / unexpected keys and shape mismatches (first few of each).
+
+    Args:
+        allow_classifier_mismatch: the classifier may differ or be absent (timm's loader then drops it).
+        model_name: named in the error; default the model's pretrained_cfg architecture.
+        optional_prefixes: keys under these may be missing (e.g. ``('projector.',)`` for evaluation).
     """
-    name = (getattr(model, 'pretrained_cfg', None) or {}).get('architecture') or type(model).__name__
+    name = model_name or (getattr(model, 'pretrained_cfg', None) or {}).get('architecture') or type(model).__name__
     expected = model.state_dict()
     sd = dict(state_dict)
     for key, value in expected.items():  # counters absent from old checkpoints carry no information
         if key.endswith('num_batches_tracked') and key not in sd:
             sd[key] = torch.zeros_like(value)
-    cls_prefix = f'backbone.{classifier_name(model)}.'
+    cls_name = classifier_module_name(model)
+    cls_prefix = f'{cls_name}.' if cls_name else None
+    cls_key = f'{cls_prefix}weight' if cls_prefix and f'{cls_prefix}weight' in expected else None
+    skip_cls = allow_classifier_mismatch  # classifier shapes reported (or allowed) as a class-count mismatch
     problems = []
-    cls_weight = sd.get(cls_prefix + 'weight')
-    if cls_weight is not None and cls_weight.shape != expected[cls_prefix + 'weight'].shape \
+    cls_weight = sd.get(cls_key) if cls_key else None
+    if cls_weight is not None and cls_weight.ndim and cls_weight.shape[0] != expected[cls_key].shape[0] \
             and not allow_classifier_mismatch:
         problems.append(
-            f'class count mismatch: {source} classifier has {cls_weight.shape[0]} classes (feature width '
-            f'{tuple(cls_weight.shape[1:])}), {name} has {expected[cls_prefix + "weight"].shape[0]} '
-            f'(feature width {tuple(expected[cls_prefix + "weight"].shape[1:])})')
-    is_cls = (lambda k: k.startswith(cls_prefix)) if allow_classifier_mismatch else (lambda k: False)
-    missing = [k for k in expected if k not in sd and not is_cls(k)]
+            f'class count mismatch: checkpoint classifier has {cls_weight.shape[0]} classes, model built with '
+            f'num_classes={expected[cls_key].shape[0]} ({cls_key}: checkpoint {tuple(cls_weight.shape)} vs model '
+            f'{tuple(expected[cls_key].shape)})')
+        skip_cls = True
+
+    def _is_cls(k):
+        return cls_prefix is not None and k.startswith(cls_prefix)
+
+    missing = [k for k in expected if k not in sd and not k.startswith(optional_prefixes)
+               and not (allow_classifier_mismatch and _is_cls(k))]
     unexpected = [k for k in sd if k not in expected]
     shapes = [
         f'{k}: {tuple(sd[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
-        if k in sd and sd[k].shape != v.shape and not k.startswith(cls_prefix)]
+        if k in sd and sd[k].shape != v.shape and not (skip_cls and _is_cls(k))]
     if missing:
         problems.append(f'missing keys: {_fmt(missing)}')
     if unexpected:
         problems.append(f'unexpected keys: {_fmt(unexpected)}')
     if shapes:
-        problems.append(f'shape mismatches ({source} vs model): {_fmt(shapes)}')
+        problems.append(f'shape mismatches (checkpoint vs model): {_fmt(shapes)}')
     if problems:
-        raise ValueError(f'{source} does not fit {name}: ' + '; '.join(problems))
+        raise ValueError(f'{source} does not match model {name}: ' + '; '.join(problems))
     return sd
 
 
