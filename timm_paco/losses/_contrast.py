@@ -72,26 +72,25 @@ def positive_stats(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per anchor: (number of same-label samples j ≠ i, Σ of f_i·k_j over them), both [A].
 
-    Contrast rows are summed per label (only labels present among the anchors, plus one discard row),
+    Contrast rows are summed per label (only labels present among the anchors; other queue rows are dropped),
     so the cost is O((A+N)·D) instead of an [A, A+N] mask.
     """
     present, anchor_slot = torch.unique(labels, return_inverse=True)
     num_slots = present.numel()
-    discard = num_slots
-
-    def slots_of(lab):
-        pos = torch.searchsorted(present, lab).clamp_max_(num_slots - 1)
-        return torch.where(present[pos] == lab, pos, torch.full_like(pos, discard))
 
     sources = [(features, anchor_slot)]
     if queue is not None and queue.shape[0]:
-        sources.append((queue, slots_of(queue_labels)))
-    class_sums = features.new_zeros(num_slots + 1, features.shape[1])
-    class_counts = torch.zeros(num_slots + 1, dtype=torch.long, device=features.device)
+        # only queue rows whose label some anchor has are positives of anyone: drop the rest up front, so
+        # they neither cost a pass over [N, D] nor collide on one accumulator row
+        pos = torch.searchsorted(present, queue_labels).clamp_max_(num_slots - 1)
+        keep = present[pos] == queue_labels
+        sources.append((queue[keep], pos[keep]))
+    class_sums = features.new_zeros(num_slots, features.shape[1])
+    class_counts = torch.zeros(num_slots, dtype=torch.long, device=features.device)
     for rows, slots in sources:
         # index_put with accumulate: much faster than index_add on CPU for many colliding rows
         class_sums = class_sums.index_put((slots,), rows, accumulate=True)
-        class_counts += torch.bincount(slots, minlength=num_slots + 1)
+        class_counts += torch.bincount(slots, minlength=num_slots)
     pos_dot = (features * (class_sums[anchor_slot] - features)).sum(dim=1)
     pos_count = (class_counts[anchor_slot] - 1).to(features.dtype)
     return pos_count, pos_dot

@@ -22,6 +22,11 @@ __all__ = ['paco_log_terms']
 _MAX_SIM_BOUND = 30.0
 
 
+def _contrast_set(features: torch.Tensor, queue: Optional[torch.Tensor]) -> torch.Tensor:
+    """k = features ∪ queue, [A+N, D]."""
+    return features if queue is None else torch.cat([features, queue])
+
+
 def _sample_exp(features: torch.Tensor, queue: Optional[torch.Tensor], scale: float):
     """Returns (exp(s_ij − m_i) [A, A+N] with the self column 0, row shift m_i [A])."""
     num_anchors = features.shape[0]
@@ -29,14 +34,11 @@ def _sample_exp(features: torch.Tensor, queue: Optional[torch.Tensor], scale: fl
     if queue is not None:
         contrast_norm = torch.maximum(contrast_norm, queue.norm(dim=1).amax())
     bound = features.norm(dim=1) * contrast_norm * scale
-    num_contrast = num_anchors + (0 if queue is None else queue.shape[0])
-    out = features.new_empty(num_anchors, num_contrast)
     exact_max = float(bound.max()) > _MAX_SIM_BOUND
     shift = torch.zeros_like(bound) if exact_max else -bound
-    # out = scale · f_i·k_j − m_i in one GEMM per block (m = bound; exact row max below if too large)
-    torch.addmm(shift[:, None], features, features.t(), alpha=scale, out=out[:, :num_anchors])
-    if queue is not None:
-        torch.addmm(shift[:, None], features, queue.t(), alpha=scale, out=out[:, num_anchors:])
+    # out = scale · f_i·k_j − m_i in one GEMM into a contiguous buffer (m = bound; exact row max below if too
+    # large); two GEMMs into column blocks of one buffer are slower and cost a copy on CPU
+    out = torch.addmm(shift[:, None], features, _contrast_set(features, queue).t(), alpha=scale)
     out[:, :num_anchors].diagonal().fill_(float('-inf'))
     if exact_max:
         row_max = out.amax(dim=1)
@@ -87,9 +89,8 @@ class _PaCoLogTerms(torch.autograd.Function):
             grad_sims = samples.mul_((torch.exp(sample_shift - lse) * grad_den / ctx.temperature)[:, None])
             g_batch = grad_sims[:, :num_anchors]
             if need_f:
-                grad_features = g_batch @ features + g_batch.t() @ features
-                if queue is not None:
-                    grad_features += grad_sims[:, num_anchors:] @ queue
+                # as anchors (one GEMM over the whole contrast set) and as contrast samples of the batch
+                grad_features = torch.addmm(g_batch.t() @ features, grad_sims, _contrast_set(features, queue))
             if need_q:
                 grad_queue = grad_sims[:, num_anchors:].t() @ features
         return grad_logits, grad_features, grad_queue, None, None, None, None, None
