@@ -421,7 +421,10 @@ def main(argv=None):
 
     if args.push_to_hub:
         from timm_paco.hub import require_token
-        require_token()  # fail before training, not after it
+        try:
+            require_token()  # fail before training, not after it
+        except ValueError as e:
+            parser.error(f'--push-to-hub {args.push_to_hub}: {e}')
     args.prefetcher = not args.no_prefetcher
     args.grad_accum_steps = max(1, args.grad_accum_steps)
     device = utils.init_distributed_device(args)
@@ -713,13 +716,21 @@ def _init_wandb(args, exp_name):
 
 
 def _push_to_hub(args, output_dir, paco_model: bool):
-    """Upload the best (else last) checkpoint with ``timm_paco.hub.push_checkpoint``."""
+    """Upload the best (else last) checkpoint with ``timm_paco.hub.push_checkpoint``.
+
+    A registered PaCo architecture (``paco_resnet50``, ...) goes up whole (form ``'paco'``). A plain timm model,
+    also one train.py wrapped for ``--task paco|gpaco``, goes up as that plain timm model (form ``'timm'``, the
+    training-only projector dropped): config.json names the timm architecture, which cannot rebuild the wrapper.
+    """
+    from timm.models import is_model, model_entrypoint
     from timm_paco.hub import push_checkpoint
     checkpoint = os.path.join(output_dir, 'model_best.pth.tar')
     if not os.path.isfile(checkpoint):
         checkpoint = os.path.join(output_dir, 'last.pth.tar')
+    registered_paco = paco_model and is_model(args.model) and \
+        model_entrypoint(args.model).__module__.startswith('timm_paco.')
     commit = push_checkpoint(
-        checkpoint, args.push_to_hub, model_name=args.model, form='paco' if paco_model else 'timm',
+        checkpoint, args.push_to_hub, model_name=args.model, form='paco' if registered_paco else 'timm',
         private=args.hub_private, revision=args.hub_revision)
     _logger.info(f'Pushed {checkpoint} to the Hub: {getattr(commit, "commit_url", commit)}')
 

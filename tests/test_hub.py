@@ -1,11 +1,11 @@
 """Hub export / push / load round trip (timm_paco.hub).
 
 No network: the Hub download is replayed through huggingface_hub's real cache (laid out as a download
-lays it out, read with HF_HUB_OFFLINE=1 in a fresh interpreter), the upload goes to a minimal Hub API on
-127.0.0.1. Models: ``paco_resnet32`` (registered PaCo form) and a wrapped timm ``test_resnet`` (plain form).
+lays it out, read with HF_HUB_OFFLINE=1 in a fresh interpreter), the upload goes to the minimal Hub API on
+127.0.0.1 in tests/_hub_server.py. Models: ``paco_resnet32`` (registered PaCo form) and a wrapped timm
+``test_resnet`` (plain form).
 """
 import argparse
-import base64
 import hashlib
 import json
 import os
@@ -13,8 +13,6 @@ import pickle
 import subprocess
 import sys
 import textwrap
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -25,6 +23,8 @@ import timm_paco  # noqa: F401  registers the PaCo architectures
 from timm_paco.hub import export_checkpoint, push_checkpoint, read_checkpoint
 from timm_paco.hub.__main__ import main as hub_main
 from timm_paco.models import PaCoModel, wrap
+
+from _hub_server import COMMIT_OID, LocalHub
 
 RESULTS = {'model': 'test_resnet', 'top1': 81.2345, 'top1_err': 18.7655, 'top5': 99.125, 'top5_err': 0.875,
            'many_acc': 93.5, 'medium_acc': 78.25, 'few_acc': 61.0, 'param_count': 0.37}
@@ -293,62 +293,21 @@ def test_push_without_token(wrapped, tmp_path, monkeypatch):
         push_checkpoint(wrapped['path'], 'org/name', form='timm', endpoint='http://127.0.0.1:9')
 
 
-class _FakeHub(BaseHTTPRequestHandler):
-    """Just enough of the Hub API for HfApi.create_repo / create_branch / upload_folder (regular files)."""
-    log = []
-
-    def log_message(self, *args):
-        pass
-
-    def _reply(self, body):
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header('Content-Type', 'application/json')
-        self.send_header('Content-Length', str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
-        base = f'http://127.0.0.1:{self.server.server_port}'
-        self.log.append((self.path, self.headers.get('Authorization'), body))
-        if self.path == '/api/repos/create':
-            req = json.loads(body)
-            self._reply({'url': f"{base}/{req['organization']}/{req['name']}"})
-        elif '/preupload/' in self.path:
-            files = json.loads(body)['files']
-            self._reply({'files': [{'path': f['path'], 'uploadMode': 'regular', 'shouldIgnore': False, 'oid': None}
-                                   for f in files]})
-        elif '/commit/' in self.path:
-            self._reply({'commitUrl': f'{base}/org/name/commit/{"a" * 40}', 'commitOid': 'a' * 40})
-        else:  # /api/validate-yaml, /api/models/<repo>/branch/<name>
-            self._reply({})
-
-
 def test_push_to_local_hub(wrapped, tmp_path):
-    server = ThreadingHTTPServer(('127.0.0.1', 0), _FakeHub)
-    _FakeHub.log = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with LocalHub() as hub:
         info = push_checkpoint(
             wrapped['path'], 'org/name', form='timm', private=True, revision='v1', commit_message='PaCo weights',
-            token='hf_local_test_token', endpoint=f'http://127.0.0.1:{server.server_port}')
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert info.oid == 'a' * 40
-    paths = [p for p, _, _ in _FakeHub.log]
+            token='hf_local_test_token', endpoint=hub.endpoint)
+    assert info.oid == COMMIT_OID
+    paths = [r.path for r in hub.requests]
     assert paths[0] == '/api/repos/create' and '/api/models/org/name/branch/v1' in paths
-    assert all(auth == 'Bearer hf_local_test_token' for _, auth, _ in _FakeHub.log)
-    create = json.loads(_FakeHub.log[0][2])
+    assert all(r.authorization == 'Bearer hf_local_test_token' for r in hub.requests)
+    create = hub.created_repo()
     assert create['name'] == 'name' and create['organization'] == 'org' and create['visibility'] == 'private'
 
-    commit = [b for p, _, b in _FakeHub.log if p.startswith('/api/models/org/name/commit/')]
-    assert paths[-1] == '/api/models/org/name/commit/v1' and len(commit) == 1
-    lines = [json.loads(line) for line in commit[0].decode().splitlines()]
-    assert lines[0]['key'] == 'header' and lines[0]['value']['summary'] == 'PaCo weights'
-    uploaded = {v['value']['path']: base64.b64decode(v['value']['content']) for v in lines[1:] if v['key'] == 'file'}
+    assert paths[-1] == '/api/models/org/name/commit/v1'
+    header, uploaded = hub.commit('org/name', 'v1')
+    assert header['summary'] == 'PaCo weights'
     expected = export_checkpoint(wrapped['path'], str(tmp_path / 'expected'), form='timm', repo_name='org/name')
     assert sorted(uploaded) == ['README.md', 'config.json', 'model.safetensors']
     for name, data in uploaded.items():
