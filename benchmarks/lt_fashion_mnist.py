@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Long-tailed Fashion-MNIST benchmark: CE, Balanced Softmax, PaCo and GPaCo with one recipe and 3 seeds.
+
+    python benchmarks/lt_fashion_mnist.py    # 15 min on 2 CPU cores; writes docs/lt_fashion_mnist.{md,png}
+
+Every run uses ``timm_paco.quickstart.RECIPE`` (same backbone, input size, two augmented views per image, optimiser,
+schedule, batch size, epochs) on the same data: the first ``--n-max`` training images of each class made
+long-tailed with ``--imb-factor 0.01`` (the draw depends on the seed), validated on the first ``--n-test`` test
+images of each class. ``--jobs`` runs go in parallel, each with ``--threads`` torch threads. Seeds
+(``--seeds``) fix both the long-tail draw and training. For each method the table gives mean ± sample standard
+deviation over seeds of overall, many / medium / few top-1; the figure plots per-class accuracy (mean over seeds)
+against training images per class.
+
+Runs go to ``--output/<task>-seed<seed>/`` (checkpoints, ``results.json``, per-class CSV / PNG), their logs to
+``--output/logs/<task>-seed<seed>.log``, the summary to ``--output/summary.json``. ``--resume`` reuses runs whose
+``results.json`` exists.
+"""
+import argparse
+import csv
+import json
+import os
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence
+
+from timm_paco.quickstart import (
+    DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, MANY_SHOT_THR, RECIPE, TASK_FLAGS, TINY_N_MAX, TINY_N_TEST, TINY_RECIPE,
+    cap_per_class, prepare_data, run_job,
+)
+
+TASK_NAMES = {'ce': 'CE', 'balanced-softmax': 'Balanced Softmax', 'paco': 'PaCo', 'gpaco': 'GPaCo'}
+METRICS = (('top1', 'overall'), ('many_acc', 'many'), ('medium_acc', 'medium'), ('few_acc', 'few'))
+DISCUSSION_BEGIN = '<!-- discussion: kept when the script rewrites this file -->'
+DISCUSSION_END = '<!-- end of discussion -->'
+
+
+def _parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--output', default=os.path.join('output', 'lt_fashion_mnist'), help='run folder')
+    parser.add_argument('--docs', default='docs', help='folder for lt_fashion_mnist.md / .png')
+    parser.add_argument('--tasks', nargs='+', default=list(TASK_NAMES), choices=list(TASK_NAMES))
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--n-max', type=int, default=DEFAULT_N_MAX,
+                        help=f'training images per class before the long tail (default: {DEFAULT_N_MAX})')
+    parser.add_argument('--n-test', type=int, default=200,
+                        help='test images per class, the first in file order (default: 200; 0 = all 1,000)')
+    parser.add_argument('--jobs', type=int, default=2, help='runs in parallel (default: 2)')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch threads per run (OMP_NUM_THREADS, default: 1; jobs x threads = cores)')
+    parser.add_argument('--epochs', type=int, default=None,
+                        help=f'override the epochs (default: {RECIPE["epochs"]})')
+    parser.add_argument('--tiny', action='store_true',
+                        help=f'smoke-test budget: 1 epoch, {TINY_N_MAX} training and {TINY_N_TEST} test images '
+                             f'per class')
+    parser.add_argument('--resume', action='store_true', help='reuse runs whose results.json exists')
+    return parser.parse_args(argv)
+
+
+def read_per_class(path: str) -> List[Dict]:
+    """Rows of validate.py's per-class CSV with ``train_count`` / ``accuracy`` as numbers."""
+    with open(path, newline='') as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f'{path}: no per-class rows')
+    for r in rows:
+        if r['train_count'] == '' or r['accuracy'] == '':
+            raise ValueError(f'{path}: class {r["class_index"]} lacks train_count or accuracy')
+    return [dict(class_index=int(r['class_index']), train_count=int(r['train_count']),
+                 accuracy=float(r['accuracy'])) for r in rows]
+
+
+def mean_std(values: Sequence[float]):
+    """(mean, sample standard deviation; 0 for a single value)."""
+    values = [float(v) for v in values]
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.)
+
+
+def summarise(runs: Dict[str, List[Dict]]) -> Dict[str, Dict]:
+    """Per task: mean / std of each metric over seeds and the per-class accuracy averaged over seeds."""
+    summary = {}
+    for task, results in runs.items():
+        entry = {'seeds': [r['seed'] for r in results]}
+        for key, _ in METRICS:
+            values = [r[key] for r in results]
+            if any(v is None for v in values):
+                raise ValueError(f'{task}: metric {key} missing in a run (a split without test images?)')
+            entry[key] = mean_std(values)
+        per_class = [read_per_class(r['per_class_file']) for r in results]
+        counts = [[row['train_count'] for row in pc] for pc in per_class]
+        if any(c != counts[0] for c in counts):
+            raise ValueError(f'{task}: training class counts differ between seeds: {counts}')
+        entry['train_count'] = counts[0]
+        entry['class_accuracy'] = [
+            mean_std([pc[c]['accuracy'] for pc in per_class]) for c in range(len(counts[0]))]
+        summary[task] = entry
+    return summary
+
+
+def plot(summary: Dict[str, Dict], path: str):
+    """One line per method: per-class accuracy (mean over seeds, band = ± std) against training count (log x)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for task, entry in summary.items():
+        order = sorted(range(len(entry['train_count'])), key=lambda c: entry['train_count'][c])
+        x = [max(entry['train_count'][c], 1) for c in order]
+        mean = [entry['class_accuracy'][c][0] for c in order]
+        std = [entry['class_accuracy'][c][1] for c in order]
+        line, = ax.plot(x, mean, marker='o', ms=4, label=TASK_NAMES[task])
+        ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                        color=line.get_color(), alpha=0.12, lw=0)
+    ax.axvline(MANY_SHOT_THR + 0.5, color='grey', ls='--', lw=0.8)
+    ax.axvline(FEW_SHOT_THR - 0.5, color='grey', ls=':', lw=0.8)
+    ax.set_xscale('log')
+    ax.set_xlabel(f'training images per class (few < {FEW_SHOT_THR} ≤ medium ≤ {MANY_SHOT_THR} < many)')
+    ax.set_ylabel('test top-1 accuracy (%), mean over seeds')
+    ax.set_ylim(-2, 102)
+    seeds = next(iter(summary.values()))['seeds']
+    ax.set_title(f'Fashion-MNIST-LT (imbalance {IMB_FACTOR}), ResNet-32, seeds {seeds}')
+    ax.legend(loc='lower right', fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(ms) -> str:
+    return f'{ms[0]:.2f} ± {ms[1]:.2f}'
+
+
+def _findings(summary: Dict[str, Dict]) -> List[str]:
+    lines = []
+    for key, name in METRICS:
+        best = max(summary, key=lambda t: summary[t][key][0])
+        lines.append(f'- {name}: best {TASK_NAMES[best]} ({_fmt(summary[best][key])})')
+    contrastive = [t for t in ('paco', 'gpaco') if t in summary]
+    baselines = [t for t in ('ce', 'balanced-softmax') if t in summary]
+    if contrastive and baselines:
+        for key, name in (('top1', 'overall'), ('few_acc', 'few-shot')):
+            top_base = max(summary[t][key][0] for t in baselines)
+            ahead = [TASK_NAMES[t] for t in contrastive if summary[t][key][0] > top_base]
+            lines.append(f'- {name}: ahead of the best baseline ({top_base:.2f}): '
+                         f'{", ".join(ahead) if ahead else "neither PaCo nor GPaCo"}')
+    return lines
+
+
+def _kept_discussion(path: str) -> str:
+    if not os.path.isfile(path):
+        return ''
+    with open(path) as f:
+        text = f.read()
+    if DISCUSSION_BEGIN in text and DISCUSSION_END in text:
+        return text[text.index(DISCUSSION_BEGIN) + len(DISCUSSION_BEGIN):text.index(DISCUSSION_END)].strip('\n')
+    return ''
+
+
+def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: str, recipe: Dict, n_max: int,
+                   n_test: Optional[int], timings: Dict[str, float]):
+    counts = next(iter(summary.values()))['train_count']
+    seeds = next(iter(summary.values()))['seeds']
+    test_set = (f'the first {n_test} test images of each class ({10 * n_test} in all)' if n_test
+                else 'the full 10,000-image test set (1,000 per class)')
+    lines = [
+        '# Long-tailed Fashion-MNIST: CE, Balanced Softmax, PaCo, GPaCo',
+        '',
+        f'Reproduce: `{command}`',
+        '',
+        '| method | overall | many | medium | few |',
+        '|---|---|---|---|---|',
+    ]
+    for task, entry in summary.items():
+        lines.append(f'| {TASK_NAMES[task]} | ' + ' | '.join(_fmt(entry[k]) for k, _ in METRICS) + ' |')
+    lines += [
+        '',
+        f'Test top-1 accuracy (%) on {test_set}, mean ± sample std over seeds {seeds}.',
+        '',
+        f'![per-class accuracy against training images per class]({os.path.basename(figure)})',
+        '',
+        '## Setup',
+        '',
+        f'- Data: the first {n_max} training images of each class, made long-tailed with imbalance factor '
+        f'{IMB_FACTOR} (`n_c = int({n_max} · {IMB_FACTOR}^(c/9))`, seeded draw): {counts} images per class, '
+        f'{sum(counts)} in all. Test: {test_set}.',
+        f'- Splits by training images: many > {MANY_SHOT_THR}, medium {FEW_SHOT_THR}–{MANY_SHOT_THR}, '
+        f'few < {FEW_SHOT_THR} (validate.py `--many-shot-thr {MANY_SHOT_THR} --few-shot-thr {FEW_SHOT_THR}`): '
+        + ', '.join(f'{s} {sum(1 for n in counts if sp(n))} classes' for s, sp in (
+            ('many', lambda n: n > MANY_SHOT_THR),
+            ('medium', lambda n: FEW_SHOT_THR <= n <= MANY_SHOT_THR),
+            ('few', lambda n: n < FEW_SHOT_THR))) + '.',
+        f'- Same budget for every method: CIFAR ResNet-32 (`resnet32_cifar`; PaCo / GPaCo wrap it as '
+        f'`paco_resnet32`, adding only the projector), {recipe["img_size"]}x{recipe["img_size"]} RGB input, '
+        f'views `{recipe["views"]}` (two augmented views of every image for every method: CE and Balanced Softmax '
+        f'average their loss over both views, so all methods see the same augmented images per step), '
+        f'SGD momentum 0.9, lr {recipe["lr"]}, weight decay {recipe["weight_decay"]}, cosine schedule with '
+        f'{recipe["warmup_epochs"]} warm-up epoch(s), batch {recipe["batch_size"]} images, '
+        f'{recipe["epochs"]} epochs, random-resized-crop scale {tuple(recipe["scale"])}, CPU. Loss settings: '
+        f'train.py\'s per-task label smoothing (0.1 for CE and GPaCo, 0 for Balanced Softmax and PaCo), '
+        f'class-prior logit adjustment on for PaCo / GPaCo, and the papers\' CIFAR-100-LT ResNet-32 loss '
+        f'settings for the contrastive methods (beta 1, gamma 1; '
+        + '; '.join(f'{t}: `{" ".join(flags)}`' for t, flags in TASK_FLAGS.items()) + '), PaCo\'s '
+        f'queue ({recipe["paco_queue_size"]}) and key-encoder momentum ({recipe["paco_momentum"]}) scaled down '
+        f'to this small data set and short schedule.',
+        '- The last-epoch checkpoint is evaluated (no model selection on the test set).',
+        f'- Wall time: {timings["total"] / 60:.1f} min for {timings["runs"]} train + validate runs, '
+        f'{timings["jobs"]} at a time with {timings["threads"]} torch thread(s) each.',
+        '',
+        '## Findings (computed from the table)',
+        '',
+        *_findings(summary),
+        '',
+        '## Discussion',
+        '',
+        DISCUSSION_BEGIN,
+        _kept_discussion(path),
+        DISCUSSION_END,
+        '',
+    ]
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines))
+
+
+def main(argv=None):
+    args = _parse_args(argv)
+    if args.jobs < 1:
+        raise ValueError(f'--jobs: expected a positive number of parallel runs, got {args.jobs}')
+    start = time.time()
+    recipe = dict(TINY_RECIPE if args.tiny else RECIPE)
+    if args.epochs is not None:
+        recipe['epochs'] = args.epochs
+    n_max, n_test = (TINY_N_MAX, TINY_N_TEST) if args.tiny else (args.n_max, args.n_test or None)
+    output = os.path.abspath(args.output)
+    os.makedirs(output, exist_ok=True)
+    os.makedirs(args.docs, exist_ok=True)
+
+    source = prepare_data(os.path.join(output, 'data', 'fashion_mnist'))
+    data_dir = os.path.join(output, 'data', f'fashion_mnist_nmax{n_max}' + (f'_test{n_test}' if n_test else ''))
+    cap_per_class(source, data_dir, n_max, n_test)
+
+    jobs = [(seed, task) for seed in args.seeds for task in args.tasks]  # seed-major
+    log_dir = os.path.join(output, 'logs')
+    os.makedirs(log_dir, exist_ok=True)
+
+    def one(i, seed, task):
+        train_dir = os.path.join(output, f'{task}-seed{seed}')
+        results_file = os.path.join(train_dir, 'results.json')
+        if args.resume and os.path.isfile(results_file):
+            with open(results_file) as f:
+                results = json.load(f)
+            print(f'[{time.time() - start:7.1f}s] run {i}/{len(jobs)}: {task} seed {seed} reused', flush=True)
+        else:
+            results = run_job(
+                task, data_dir, output, seed, recipe, start=start, threads=args.threads,
+                log_file=os.path.join(log_dir, f'{task}-seed{seed}.log'),
+                stage_names=(f'run {i}/{len(jobs)}: train {task} (seed {seed})',
+                             f'run {i}/{len(jobs)}: validate {task} (seed {seed})'))
+        print(f'[{time.time() - start:7.1f}s] {task} seed {seed}: '
+              + ', '.join(f'{n} {results[k]}' for k, n in METRICS), flush=True)
+        return dict(results, seed=seed, per_class_file=os.path.join(train_dir, 'results_per_class.csv'))
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(one, i + 1, seed, task) for i, (seed, task) in enumerate(jobs)]
+        finished = [f.result() for f in futures]
+    runs = {t: [r for (_, task), r in zip(jobs, finished) if task == t] for t in args.tasks}
+    total = len(jobs)
+
+    summary = summarise(runs)
+    timings = {'total': time.time() - start, 'runs': total, 'jobs': args.jobs, 'threads': args.threads}
+    figure = os.path.join(args.docs, 'lt_fashion_mnist.png')
+    markdown = os.path.join(args.docs, 'lt_fashion_mnist.md')
+    plot(summary, figure)
+    command = 'python benchmarks/lt_fashion_mnist.py' + (' --tiny' if args.tiny else '') + (
+        f' --epochs {args.epochs}' if args.epochs is not None else '') + (
+        f' --n-max {args.n_max}' if args.n_max != DEFAULT_N_MAX and not args.tiny else '')
+    write_markdown(summary, markdown, figure, command, recipe, n_max, n_test, timings)
+    with open(os.path.join(output, 'summary.json'), 'w') as f:
+        json.dump(dict(summary=summary, recipe=recipe, n_max=n_max, n_test=n_test, timings=timings), f, indent=2)
+    print(f'\n[{timings["total"]:7.1f}s] wrote {markdown} and {figure}')
+    with open(markdown) as f:
+        print(''.join(f.readlines()[4:4 + 2 + len(summary)]))
+    return summary
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,100 @@
+"""Quick start and long-tail benchmark: IDX pool on the real Fashion-MNIST, and both scripts end to end (--tiny)."""
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from torchvision.datasets import FashionMNIST
+
+from timm_paco.data.imbalance import long_tail_counts
+from timm_paco.quickstart import TINY_N_MAX, TINY_N_TEST, cap_per_class, read_idx, write_idx
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_idx_round_trip(tmp_path):
+    images = np.random.RandomState(0).randint(0, 256, size=(5, 3, 4), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
+    write_idx(str(tmp_path / 'img'), images)
+    write_idx(str(tmp_path / 'lbl'), labels)
+    np.testing.assert_array_equal(read_idx(str(tmp_path / 'img')), images)
+    np.testing.assert_array_equal(read_idx(str(tmp_path / 'lbl')), labels)
+    with pytest.raises(ValueError, match='1-d label or 3-d image'):
+        write_idx(str(tmp_path / 'bad'), images[0])
+
+
+def test_cap_per_class_keeps_first_images_of_each_class(fmnist_root, tmp_path):
+    counts = cap_per_class(fmnist_root, str(tmp_path), n_max=7, n_test=3)
+    assert counts == [7] * 10
+    full = FashionMNIST(fmnist_root, train=True)
+    capped = FashionMNIST(str(tmp_path), train=True)
+    test = FashionMNIST(str(tmp_path), train=False)
+    assert len(capped) == 70 and len(test) == 30
+    targets = full.targets.numpy()
+    expected = np.sort(np.concatenate([np.flatnonzero(targets == c)[:7] for c in range(10)]))
+    np.testing.assert_array_equal(capped.targets.numpy(), targets[expected])
+    np.testing.assert_array_equal(capped.data.numpy(), full.data.numpy()[expected])
+    with pytest.raises(ValueError, match='--n-max'):
+        cap_per_class(fmnist_root, str(tmp_path / 'x'), n_max=0)
+
+
+def _run(argv, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_quickstart_and_benchmark_tiny(tmp_path):
+    out = tmp_path / 'out'
+    # quick start: data, train.py, validate.py as a user runs them
+    stdout = _run([sys.executable, '-m', 'timm_paco.quickstart', '--tiny', '--threads', '1', '--output', str(out)],
+                  tmp_path)
+    run0 = out / 'paco-seed0'
+    results = json.loads((run0 / 'results.json').read_text())
+    for key in ('top1', 'many_acc', 'medium_acc', 'few_acc'):
+        assert 0. <= results[key] <= 100.
+    assert f"overall {results['top1']:.2f}" in stdout
+    assert all(f"stage {i}/3" in stdout for i in (1, 2, 3)) and "train.py" in stdout and "validate.py" in stdout
+    assert (results['many_classes'], results['medium_classes'], results['few_classes']) == (2, 3, 5)
+    with open(run0 / 'results_per_class.csv', newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r['train_count']) for r in rows] == long_tail_counts(TINY_N_MAX, 10, 0.01)
+    assert [int(r['val_count']) for r in rows] == [TINY_N_TEST] * 10
+    assert (run0 / 'results_per_class.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert json.loads((run0 / 'class_counts.json').read_text()) is not None
+
+    # benchmark: aggregates the quick start's seed-0 PaCo run (--resume) into its table, figure and summary
+    docs = tmp_path / 'docs'
+    stdout = _run([sys.executable, os.path.join(REPO, 'benchmarks', 'lt_fashion_mnist.py'), '--tiny', '--tasks',
+                   'paco', '--seeds', '0', '--resume', '--output', str(out), '--docs', str(docs)], tmp_path)
+    assert 'paco seed 0 reused' in stdout
+    table = (docs / 'lt_fashion_mnist.md').read_text()
+    row = next(line for line in table.splitlines() if line.startswith('| PaCo |'))
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    assert cells[1:] == [f'{results[k]:.2f} ± 0.00' for k in ('top1', 'many_acc', 'medium_acc', 'few_acc')]
+    assert 'python benchmarks/lt_fashion_mnist.py --tiny' in table
+    assert (docs / 'lt_fashion_mnist.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    summary = json.loads((out / 'summary.json').read_text())['summary']['paco']
+    assert summary['seeds'] == [0]
+    assert summary['train_count'] == long_tail_counts(TINY_N_MAX, 10, 0.01)
+    accuracy = [float(r['accuracy']) for r in rows]
+    assert [m for m, _ in summary['class_accuracy']] == pytest.approx(accuracy)
+
+
+def test_benchmark_statistics():
+    """mean ± sample std over seeds, as in the table."""
+    path = os.path.join(REPO, 'benchmarks', 'lt_fashion_mnist.py')
+    spec = importlib.util.spec_from_file_location('lt_benchmark', path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    mean_std = benchmark.mean_std
+    values = [53.4, 55.6, 59.6]
+    mean, std = mean_std(values)
+    assert mean == pytest.approx(np.mean(values))
+    assert std == pytest.approx(np.std(values, ddof=1))
+    assert mean_std([7.0]) == (7.0, 0.)
