@@ -137,6 +137,9 @@ def test_split_list_round_trip(tmp_path, png_root):
     assert test.targets == [y for _, y, _ in rows[12:]]
     assert os.path.basename(test.list_file) == 'Tiny_LT_test.txt'
     assert count_classes(test, num_classes=10) == np.bincount(test.targets, minlength=10).tolist()
+    # a list named directly is read as given, whatever the split (validate.py's default is 'validation')
+    named = create_paco_dataset('lt:' + str(tmp_path / 'Tiny_LT_test.txt'), root=root, split='validation')
+    assert os.path.basename(named.list_file) == 'Tiny_LT_test.txt' and named.targets == test.targets
 
 
 def test_folder_dataset_counts(tmp_path, png_root):

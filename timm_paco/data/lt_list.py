@@ -19,7 +19,7 @@ _SPLIT_NAMES = dict(
     val='val', valid='val', validation='val', eval='val', evaluation='val',
     test='test',
 )
-_SPLIT_SUFFIX = re.compile(r'^(?P<stem>.*)_(train|val|test)\.txt$')
+_SPLIT_SUFFIX = re.compile(r'^(?P<stem>.*)_train\.txt$')
 
 
 def read_split_list(
@@ -63,9 +63,10 @@ def read_split_list(
 def resolve_split_list(list_file: str, split: Optional[str]) -> str:
     """Pick the list for ``split``.
 
-    ``split`` naming a ``.txt`` file is used as is. A list named ``<stem>_{train,val,test}.txt`` is swapped for
-    ``<stem>_<split>.txt`` (``validation`` and its synonyms -> ``val``), so ``lt:/x/ImageNet_LT_train.txt``
-    with ``--val-split test`` reads ``ImageNet_LT_test.txt``. Any other list name is used for every split.
+    ``split`` naming a ``.txt`` file is used as is. The training list ``<stem>_train.txt`` stands for the whole
+    set: it is swapped for ``<stem>_<split>.txt`` (``validation`` and its synonyms -> ``val``), so
+    ``lt:/x/ImageNet_LT_train.txt`` with ``--val-split test`` reads ``ImageNet_LT_test.txt``. Any other list
+    (``ImageNet_LT_test.txt`` named directly, too) is read as given for every split.
     """
     if split and split.endswith('.txt'):
         return split
