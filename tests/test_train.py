@@ -106,6 +106,20 @@ def test_task_trains_checkpoints_and_resumes_exactly(image_folder, tmp_path, tas
         _assert_tensors_equal(a['task_state'], b['task_state'], 'task_state')
 
 
+@pytest.mark.parametrize('task', ['paco', 'gpaco'])
+def test_bf16_autocast_and_channels_last(image_folder, tmp_path, task):
+    # the mixed-precision path on the CPU: bf16 autocast around the model, contrastive loss in float32
+    train.main(_args(image_folder, tmp_path, task, '--task', task, '--epochs', '1', '--no-prefetcher',
+                     '--amp', '--amp-dtype', 'bfloat16', '--channels-last'))
+    row = _summary(tmp_path / task)[0]
+    for key in ('train_loss', 'train_loss_centre', 'train_loss_contrast'):
+        assert torch.isfinite(torch.tensor(float(row[key]))), key
+    assert float(row['train_loss']) == pytest.approx(
+        float(row['train_loss_centre']) + float(row['train_loss_contrast']), rel=1e-4)
+    state = _checkpoint(tmp_path / task)['state_dict']
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+
+
 def test_conflicting_flag_stops_with_message(image_folder, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train.main(_args(image_folder, tmp_path, 'mixup', '--task', 'paco', '--mixup', '0.8', '--epochs', '1'))
