@@ -46,6 +46,15 @@ class ViewTask(ClassificationTask):
         """The unwrapped trainable model (no DDP / compile wrapper)."""
         return unwrap_model(self.trainable_module)
 
+    def require_paco_model(self, task_name: str) -> nn.Module:
+        """The unwrapped model, checked to give embeddings (a ``PaCoModel``: backbone + projector, ``proj_dim``)."""
+        model = self.model
+        if not hasattr(model, 'projector') or not isinstance(getattr(model, 'proj_dim', None), int):
+            raise ValueError(
+                f'{task_name} needs a PaCoModel (backbone + projector), got {type(model).__name__}; '
+                f'wrap it with timm_paco.models.wrap')
+        return model
+
     def batch_size(self, input: torch.Tensor, target: torch.Tensor) -> int:
         """Images B in a view-major batch; ValueError unless ``input`` has ``num_views · B`` rows."""
         if target.ndim != 1:

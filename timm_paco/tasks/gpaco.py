@@ -35,10 +35,7 @@ class GPaCoTask(ViewTask):
             verbose: bool = True,
     ):
         super().__init__(model, criterion, num_views=num_views, device=device, dtype=dtype, verbose=verbose)
-        if not hasattr(self.model, 'projector'):
-            raise ValueError(
-                f'gpaco needs a PaCoModel (backbone + projector), got {type(self.model).__name__}; '
-                f'wrap it with timm_paco.models.wrap')
+        self.require_paco_model('gpaco')
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> Dict[str, torch.Tensor]:
         batch_size = self.batch_size(input, target)

@@ -53,11 +53,7 @@ class PaCoTask(ViewTask):
             verbose: bool = True,
     ):
         super().__init__(model, criterion, num_views=2, device=device, dtype=dtype, verbose=verbose)
-        model = self.model
-        if not hasattr(model, 'projector') or not isinstance(getattr(model, 'proj_dim', None), int):
-            raise ValueError(
-                f'paco needs a PaCoModel (backbone + projector), got {type(model).__name__}; '
-                f'wrap it with timm_paco.models.wrap')
+        model = self.require_paco_model('paco')
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f'momentum must lie in [0, 1), got {momentum!r}')
         self.momentum = float(momentum)
