@@ -560,6 +560,9 @@ def main(argv=None):
             is_training=True, channels=data_config['input_size'][0], re_prob=0. if args.no_aug else args.reprob,
             re_mode=args.remode, re_count=args.recount, re_num_splits=num_views if args.resplit else 0,
             **common_loader_kwargs)
+    if len(loader_train) == 0:  # the training loader drops the last partial batch
+        parser.error(f'-b/--batch-size {args.batch_size}: {len(dataset_train)} training samples over '
+                     f'{args.world_size} process(es) give no full batch; use a smaller batch size')
     batch_size_reference = float(args.batch_size)
     if args.train_img_sizes is not None:
         batch_size_reference = loader_train.batch_sampler.average_batch_size

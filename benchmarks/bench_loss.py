@@ -1,12 +1,14 @@
-"""PaCo loss: forward + backward time and peak CPU memory, fast (timm_paco.losses.PaCoLoss) vs dense.
+"""PaCo loss: forward + backward time and peak memory, fast (timm_paco.losses.PaCoLoss) vs dense.
 
 The dense baseline is the straightforward float32 formula the reference implementations use: concatenate
 centre logits and similarities, build float masks for positives / self-exclusion / gamma, exp · mask, log,
-weighted mean. Peak memory is measured with torch.profiler (profile_memory=True) as the running sum of
-every allocation and free event during one forward + backward, above what was allocated before it.
+weighted mean. Peak memory is what one forward + backward allocates above what was allocated before it:
+on the CPU the running sum of torch.profiler's allocation / free events, on CUDA the allocator's peak
+statistic. CUDA times synchronise the device around each run; TF32 matmuls are off (float32 both).
 
     python benchmarks/bench_loss.py                 # both configurations of docs/benchmarks.md
     python benchmarks/bench_loss.py --threads 1      # the same on one thread
+    python benchmarks/bench_loss.py --device cuda    # on a GPU
     python benchmarks/bench_loss.py --anchors 64 --queue 1024 --classes 100 --dim 32
 """
 import argparse
@@ -15,6 +17,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+from torch.profiler import ProfilerActivity, profile
 
 from timm_paco.losses import PaCoLoss
 from timm_paco.profiling import peak_allocated_bytes
@@ -26,7 +30,7 @@ def dense_paco_loss(logits, features, labels, queue, queue_labels, log_prior,
     contrast = torch.cat([features, queue])
     contrast_labels = torch.cat([labels, queue_labels])
     same_label = torch.eq(labels[:, None], contrast_labels[None, :]).float()
-    not_self = torch.ones_like(same_label).scatter(1, torch.arange(num_anchors)[:, None], 0.0)
+    not_self = torch.ones_like(same_label).scatter(1, torch.arange(num_anchors, device=labels.device)[:, None], 0.0)
     sims = features @ contrast.t() / temperature
     scores = torch.cat([logits + log_prior, sims], dim=1)
     scores = scores - scores.max(dim=1, keepdim=True)[0].detach()
@@ -40,7 +44,7 @@ def dense_paco_loss(logits, features, labels, queue, queue_labels, log_prior,
     return -mean_log_prob_pos.mean()
 
 
-def make_inputs(anchors, queue_size, classes, dim, seed=0):
+def make_inputs(anchors, queue_size, classes, dim, seed=0, device='cpu'):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(anchors, classes, generator=g).requires_grad_()
     features = F.normalize(torch.randn(anchors, dim, generator=g), dim=1).requires_grad_()
@@ -49,12 +53,41 @@ def make_inputs(anchors, queue_size, classes, dim, seed=0):
     queue_labels = (torch.rand(queue_size, generator=g) ** 3 * classes).long()
     queue = F.normalize(torch.randn(queue_size, dim, generator=g), dim=1)  # momentum-encoder side: no grad
     counts = torch.bincount(queue_labels, minlength=classes)
-    return logits, features, labels, queue, queue_labels, counts
+    moved = [t.detach().to(device) for t in (logits, features, labels, queue, queue_labels)]
+    moved[0].requires_grad_()
+    moved[1].requires_grad_()
+    return (*moved, counts)
+
+
+def peak_bytes(fn, device):
+    """Bytes one call of fn allocates above what was allocated before it."""
+    if device.type != 'cuda':
+        return peak_allocated_bytes(fn)
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+def _print_profile(fn, device):
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    for _ in range(3):
+        fn()
+    with profile(activities=activities) as prof:
+        fn()
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+    sort = 'device_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
+    print(prof.key_averages().table(sort_by=sort, row_limit=25))
 
 
 def bench(args, anchors, queue_size, classes, dim):
-    logits, features, labels, queue, queue_labels, counts = make_inputs(anchors, queue_size, classes, dim)
-    crit = PaCoLoss(classes, class_counts=counts)
+    device = torch.device(args.device)
+    logits, features, labels, queue, queue_labels, counts = make_inputs(anchors, queue_size, classes, dim,
+                                                                        device=device)
+    crit = PaCoLoss(classes, class_counts=counts).to(device)
     log_prior = crit.log_prior.float()
 
     def run_fast():
@@ -72,11 +105,19 @@ def bench(args, anchors, queue_size, classes, dim):
         loss.backward()
         results[name] = (loss.detach(), logits.grad.clone(), features.grad.clone())
     diffs = [(a - b).abs().max().item() for a, b in zip(results['fast'], results['dense'])]
+    if args.profile:
+        _print_profile(run_fast, device)
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
 
     def timed(fn):
         logits.grad = features.grad = None
+        sync()
         start, start_cpu = time.perf_counter(), time.process_time()
         fn()
+        sync()
         return time.perf_counter() - start, time.process_time() - start_cpu
 
     for _ in range(args.warmup):
@@ -86,9 +127,9 @@ def bench(args, anchors, queue_size, classes, dim):
         fast_t.append(timed(run_fast))
         dense_t.append(timed(run_dense))
     logits.grad = features.grad = None
-    fast_mem = peak_allocated_bytes(run_fast)
+    fast_mem = peak_bytes(run_fast, device)
     logits.grad = features.grad = None
-    dense_mem = peak_allocated_bytes(run_dense)
+    dense_mem = peak_bytes(run_dense, device)
     fast_ms, dense_ms = (1e3 * statistics.median(t[0] for t in ts) for ts in (fast_t, dense_t))
     fast_cpu, dense_cpu = (1e3 * statistics.median(t[1] for t in ts) for ts in (fast_t, dense_t))
     return dict(
@@ -107,15 +148,19 @@ def main():
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=15)
     parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (default: torch default)')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda')
+    parser.add_argument('--profile', action='store_true', help="print torch.profiler's table of the fast loss")
     parser.add_argument('--max-diff-tol', type=float, default=1e-4, help='fail if fast and dense disagree by more')
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = False
     if args.anchors is None:
         configs = [(256, 8192, 1000, 128), (128, 8192, 8142, 128)]
     else:
         configs = [(args.anchors, args.queue, args.classes, args.dim)]
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, float32, forward + backward, '
+    where = torch.cuda.get_device_name() if args.device.startswith('cuda') else f'{torch.get_num_threads()} threads'
+    print(f'torch {torch.__version__}, {where}, float32, forward + backward, '
           f'median of {args.repeats} after {args.warmup} warm-up')
     print('| config | dense ms | fast ms | speed-up (wall) | speed-up (CPU time) | dense peak MiB | fast peak MiB '
           '| memory ratio | max abs diff |')

@@ -6,6 +6,10 @@ CE runs the plain timm model on both views (``--task ce --paco-views randcls_sim
 run the same backbone wrapped with the projector. Inputs are random tensors, so only the step is timed.
 
     python benchmarks/bench_step.py --model resnet18 --img-size 64 -b 32 --device cpu
+    python benchmarks/bench_step.py --model resnet50 --img-size 224 -b 128 --amp --channels-last   # a GPU
+
+``--amp`` autocasts to ``--amp-dtype`` (bfloat16 by default); float16 on CUDA adds torch's grad scaler as
+train.py does (timm's NativeScaler). Images/s counts images (each of which has 2 views) per second.
 """
 import argparse
 import json
@@ -29,7 +33,8 @@ def parse_args(argv=None):
     parser.add_argument('--rounds', type=int, default=3, help='interleaved rounds; the median round is reported')
     parser.add_argument('--queue-size', type=int, default=8192)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--amp', action='store_true', help='bfloat16 autocast')
+    parser.add_argument('--amp', action='store_true', help='autocast to --amp-dtype')
+    parser.add_argument('--amp-dtype', default='bfloat16', choices=('bfloat16', 'float16'))
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--json', default='', help='write the results to this file')
@@ -53,14 +58,19 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _run(task, optimizer, input, target, steps, device, autocast):
+def _run(task, optimizer, input, target, steps, device, autocast, scaler):
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         with autocast():
             loss = task(input, target)['loss']
-        loss.backward()
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         optimizer.zero_grad(set_to_none=True)
         task.update_ema()
     _sync(device)
@@ -77,9 +87,14 @@ def main(argv=None):
     if args.channels_last:
         input = input.contiguous(memory_format=torch.channels_last)
     target = torch.randint(0, args.num_classes, (args.batch_size,), generator=g).to(device)
+    scaler = None
     if args.amp:
+        amp_dtype = getattr(torch, args.amp_dtype)
+
         def autocast():
-            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+            return torch.autocast(device_type=device.type, dtype=amp_dtype)
+        if amp_dtype == torch.float16 and device.type == 'cuda':
+            scaler = torch.amp.GradScaler(device.type)
     else:
         from contextlib import nullcontext as autocast
 
@@ -90,13 +105,15 @@ def main(argv=None):
     times = {n: [] for n in names}
     for _ in range(args.rounds):
         for n in names:
-            _run(*built[n], input, target, args.warmup, device, autocast)
-            times[n].append(_run(*built[n], input, target, args.steps, device, autocast))
+            _run(*built[n], input, target, args.warmup, device, autocast, scaler)
+            times[n].append(_run(*built[n], input, target, args.steps, device, autocast, scaler))
     median = {n: sorted(t)[len(t) // 2] for n, t in times.items()}
     result = dict(
         device=str(device), torch_threads=torch.get_num_threads(), model=args.model, img_size=args.img_size,
-        batch_size=args.batch_size, views=2, amp=args.amp,
+        batch_size=args.batch_size, views=2, amp=args.amp_dtype if args.amp else False,
+        channels_last=args.channels_last,
         step_s={n: round(median[n], 4) for n in names},
+        images_per_s={n: round(args.batch_size / median[n], 1) for n in names},
         ratio_over_ce={n: round(median[n] / median['ce'], 3) for n in names},
     )
     print(json.dumps(result, indent=2))

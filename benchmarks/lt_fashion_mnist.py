@@ -2,11 +2,14 @@
 """Long-tailed Fashion-MNIST benchmark: CE, Balanced Softmax, PaCo and GPaCo with one recipe and 3 seeds.
 
     python benchmarks/lt_fashion_mnist.py    # 15 min on 2 CPU cores; writes docs/lt_fashion_mnist.{md,png}
+    python benchmarks/lt_fashion_mnist.py --budget large --device cuda --jobs 4 --workers 3
+                                             # minutes on a GPU; writes docs/lt_fashion_mnist_large.{md,png}
 
 Every run uses ``timm_paco.quickstart.RECIPE`` (same backbone, input size, two augmented views per image, optimiser,
 schedule, batch size, epochs) on the same data: the first ``--n-max`` training images of each class made
 long-tailed with ``--imb-factor 0.01`` (the draw depends on the seed), validated on the first ``--n-test`` test
-images of each class. ``--jobs`` runs go in parallel, each with ``--threads`` torch threads. Seeds
+images of each class. ``--budget large`` trains with ``LARGE_RECIPE`` on ``LARGE_N_MAX`` images in the largest
+class and validates on the whole test set. ``--jobs`` runs go in parallel, each with ``--threads`` torch threads. Seeds
 (``--seeds``) fix both the long-tail draw and training. For each method the table gives mean ± sample standard
 deviation over seeds of overall, many / medium / few top-1; the figure plots per-class accuracy (mean over seeds)
 against training images per class.
@@ -19,14 +22,15 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
 
 from timm_paco.quickstart import (
-    DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, MANY_SHOT_THR, RECIPE, TASK_FLAGS, TINY_N_MAX, TINY_N_TEST, TINY_RECIPE,
-    cap_per_class, prepare_data, run_job,
+    DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, RECIPE, TASK_FLAGS, TINY_N_MAX,
+    TINY_N_TEST, TINY_RECIPE, cap_per_class, prepare_data, run_job,
 )
 
 TASK_NAMES = {'ce': 'CE', 'balanced-softmax': 'Balanced Softmax', 'paco': 'PaCo', 'gpaco': 'GPaCo'}
@@ -41,10 +45,17 @@ def _parse_args(argv=None):
     parser.add_argument('--docs', default='docs', help='folder for lt_fashion_mnist.md / .png')
     parser.add_argument('--tasks', nargs='+', default=list(TASK_NAMES), choices=list(TASK_NAMES))
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    parser.add_argument('--n-max', type=int, default=DEFAULT_N_MAX,
-                        help=f'training images per class before the long tail (default: {DEFAULT_N_MAX})')
-    parser.add_argument('--n-test', type=int, default=200,
-                        help='test images per class, the first in file order (default: 200; 0 = all 1,000)')
+    parser.add_argument('--budget', default='small', choices=('small', 'large'),
+                        help=f'small: RECIPE, --n-max {DEFAULT_N_MAX}, --n-test 200 (2 CPU cores); large: '
+                             f'LARGE_RECIPE, --n-max {LARGE_N_MAX}, the whole test set (a GPU)')
+    parser.add_argument('--n-max', type=int, default=None,
+                        help='training images per class before the long tail (default: the budget\'s)')
+    parser.add_argument('--n-test', type=int, default=None,
+                        help='test images per class, the first in file order (default: the budget\'s; 0 = all 1,000)')
+    parser.add_argument('--device', default='cpu', help='train.py / validate.py --device (default: cpu)')
+    parser.add_argument('--workers', type=int, default=1, help='data-loading processes per run (default: 1)')
+    parser.add_argument('--train-flags', default='',
+                        help='extra train.py flags for every run, e.g. --train-flags="--paco-logit-adjust off"')
     parser.add_argument('--jobs', type=int, default=2, help='runs in parallel (default: 2)')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads per run (OMP_NUM_THREADS, default: 1; jobs x threads = cores)')
@@ -195,7 +206,8 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         f'average their loss over both views, so all methods see the same augmented images per step), '
         f'SGD momentum 0.9, lr {recipe["lr"]}, weight decay {recipe["weight_decay"]}, cosine schedule with '
         f'{recipe["warmup_epochs"]} warm-up epoch(s), batch {recipe["batch_size"]} images, '
-        f'{recipe["epochs"]} epochs, random-resized-crop scale {tuple(recipe["scale"])}, CPU. Loss settings: '
+        f'{recipe["epochs"]} epochs, random-resized-crop scale {tuple(recipe["scale"])}, '
+        f'device {timings["device"]}. Loss settings: '
         f'train.py\'s per-task label smoothing (0.1 for CE and GPaCo, 0 for Balanced Softmax and PaCo), '
         f'class-prior logit adjustment on for PaCo / GPaCo, and the papers\' CIFAR-100-LT ResNet-32 loss '
         f'settings for the contrastive methods (beta 1, gamma 1; '
@@ -204,7 +216,8 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         f'to this small data set and short schedule.',
         '- The last-epoch checkpoint is evaluated (no model selection on the test set).',
         f'- Wall time: {timings["total"] / 60:.1f} min for {timings["runs"]} train + validate runs, '
-        f'{timings["jobs"]} at a time with {timings["threads"]} torch thread(s) each.',
+        f'{timings["jobs"]} at a time with {timings["threads"]} torch thread(s) and {timings["workers"]} '
+        f'data-loading process(es) each, on {timings["device"]}.',
         '',
         '## Findings (computed from the table)',
         '',
@@ -226,10 +239,16 @@ def main(argv=None):
     if args.jobs < 1:
         raise ValueError(f'--jobs: expected a positive number of parallel runs, got {args.jobs}')
     start = time.time()
-    recipe = dict(TINY_RECIPE if args.tiny else RECIPE)
+    large = args.budget == 'large'
+    recipe = dict(TINY_RECIPE if args.tiny else LARGE_RECIPE if large else RECIPE)
     if args.epochs is not None:
         recipe['epochs'] = args.epochs
-    n_max, n_test = (TINY_N_MAX, TINY_N_TEST) if args.tiny else (args.n_max, args.n_test or None)
+    if args.tiny:
+        n_max, n_test = TINY_N_MAX, TINY_N_TEST
+    else:
+        n_max = args.n_max if args.n_max is not None else LARGE_N_MAX if large else DEFAULT_N_MAX
+        n_test = args.n_test if args.n_test is not None else 0 if large else 200
+        n_test = n_test or None
     output = os.path.abspath(args.output)
     os.makedirs(output, exist_ok=True)
     os.makedirs(args.docs, exist_ok=True)
@@ -251,7 +270,8 @@ def main(argv=None):
             print(f'[{time.time() - start:7.1f}s] run {i}/{len(jobs)}: {task} seed {seed} reused', flush=True)
         else:
             results = run_job(
-                task, data_dir, output, seed, recipe, start=start, threads=args.threads,
+                task, data_dir, output, seed, recipe, start=start, threads=args.threads, workers=args.workers,
+                device=args.device, extra_flags=shlex.split(args.train_flags),
                 log_file=os.path.join(log_dir, f'{task}-seed{seed}.log'),
                 stage_names=(f'run {i}/{len(jobs)}: train {task} (seed {seed})',
                              f'run {i}/{len(jobs)}: validate {task} (seed {seed})'))
@@ -266,13 +286,22 @@ def main(argv=None):
     total = len(jobs)
 
     summary = summarise(runs)
-    timings = {'total': time.time() - start, 'runs': total, 'jobs': args.jobs, 'threads': args.threads}
-    figure = os.path.join(args.docs, 'lt_fashion_mnist.png')
-    markdown = os.path.join(args.docs, 'lt_fashion_mnist.md')
+    timings = {'total': time.time() - start, 'runs': total, 'jobs': args.jobs, 'threads': args.threads,
+               'workers': args.workers, 'device': args.device}
+    stem = 'lt_fashion_mnist' + ('_large' if large else '')
+    figure = os.path.join(args.docs, stem + '.png')
+    markdown = os.path.join(args.docs, stem + '.md')
     plot(summary, figure)
     command = 'python benchmarks/lt_fashion_mnist.py' + (' --tiny' if args.tiny else '') + (
+        f' --budget {args.budget}' if large else '') + (
         f' --epochs {args.epochs}' if args.epochs is not None else '') + (
-        f' --n-max {args.n_max}' if args.n_max != DEFAULT_N_MAX and not args.tiny else '')
+        f' --n-max {args.n_max}' if args.n_max is not None and not args.tiny else '') + (
+        f' --n-test {args.n_test}' if args.n_test is not None and not args.tiny else '') + (
+        f' --device {args.device}' if args.device != 'cpu' else '') + (
+        f' --tasks {" ".join(args.tasks)}' if args.tasks != list(TASK_NAMES) else '') + (
+        f' --seeds {" ".join(map(str, args.seeds))}' if args.seeds != [0, 1, 2] else '') + (
+        f' --train-flags="{args.train_flags}"' if args.train_flags else '') + (
+        f' --jobs {args.jobs} --workers {args.workers}' if large else '')
     write_markdown(summary, markdown, figure, command, recipe, n_max, n_test, timings)
     with open(os.path.join(output, 'summary.json'), 'w') as f:
         json.dump(dict(summary=summary, recipe=recipe, n_max=n_max, n_test=n_test, timings=timings), f, indent=2)

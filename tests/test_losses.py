@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from timm_paco.losses import (
     BalancedSoftmaxLoss, CELoss, GPaCoLoss, PaCoLoss, SupConLoss, create_loss, is_loss, list_losses, register_loss)
 from timm_paco.losses import registry as loss_registry
-from timm_paco.losses._contrast import sample_logsumexp
+from timm_paco.losses._contrast import _positive_stats_all_classes, positive_stats, sample_logsumexp
 from timm_paco.profiling import peak_allocated_bytes
 
 from reference_losses import balanced_softmax_reference, paco_dense_reference, paco_reference, supcon_reference
@@ -178,6 +178,26 @@ def test_sample_logsumexp_gradcheck():
     queue = F.normalize(torch.randn(4, 3, generator=g, dtype=torch.float64), dim=1).requires_grad_()
     assert torch.autograd.gradcheck(lambda f, q: sample_logsumexp(f, q, 0.3), (features, queue))
     assert torch.autograd.gradcheck(lambda f: sample_logsumexp(f, None, 0.3), (features,))
+
+
+@pytest.mark.parametrize('with_queue', [False, True])
+def test_positive_stats_both_layouts_match_a_mask(with_queue):
+    # the CPU layout (labels present among the anchors) and the synchronisation-free one used on GPUs
+    # (every class) against an explicit same-label mask; the queue holds labels no anchor has
+    g = torch.Generator().manual_seed(21)
+    features = torch.randn(12, 5, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 4, (12,), generator=g)
+    queue = torch.randn(30, 5, generator=g, dtype=torch.float64) if with_queue else None
+    queue_labels = torch.randint(0, 9, (30,), generator=g) if with_queue else None
+    contrast = features if queue is None else torch.cat([features, queue])
+    contrast_labels = labels if queue is None else torch.cat([labels, queue_labels])
+    mask = (labels[:, None] == contrast_labels[None, :]).double()
+    mask[:, :12].fill_diagonal_(0.0)
+    want_count, want_dot = mask.sum(dim=1), (mask * (features @ contrast.t())).sum(dim=1)
+    for layout in (positive_stats, _positive_stats_all_classes):
+        count, dot = layout(features, labels, queue, queue_labels, 9)
+        torch.testing.assert_close(count, want_count, rtol=0, atol=0)
+        torch.testing.assert_close(dot, want_dot, rtol=1e-12, atol=1e-12)
 
 
 def test_paco_memory_has_no_dense_masks():

@@ -132,6 +132,33 @@ def test_state_dict_round_trip_gives_identical_behaviour():
             assert torch.equal(fa, fb) and torch.equal(la, lb)
 
 
+def test_full_ring_and_loaded_states_return_exactly_the_written_slots():
+    # a full ring is returned without a mask; loading a partial state into a full queue (and the reverse)
+    # or resetting must bring the mask back
+    full = LabelledQueue(5, 2)
+    full.enqueue(*make_batch(7, 2, seed=50))
+    features, labels = full.get()
+    assert features.shape == (5, 2) and torch.equal(features, full.features)
+    assert features.data_ptr() != full.features.data_ptr()  # a copy, as for a partial ring
+
+    partial = LabelledQueue(5, 2)
+    partial.enqueue(*make_batch(3, 2, seed=51))
+    full.load_state_dict(partial.state_dict())
+    features, labels = full.get()
+    assert torch.equal(features, partial.features[:3]) and torch.equal(labels, partial.labels[:3])
+
+    refill = LabelledQueue(5, 2)
+    refill.enqueue(*make_batch(2, 2, seed=52))
+    assert refill.get()[0].shape == (2, 2)
+    refill.load_state_dict(LabelledQueue(5, 2).state_dict() | {'valid': torch.ones(5, dtype=torch.bool)})
+    assert refill.get()[0].shape == (5, 2)
+    refill.reset()
+    assert refill.get()[0].shape == (0, 2)
+    refill.enqueue(*make_batch(4, 2, seed=53))
+    refill.enqueue(*make_batch(1, 2, seed=54))  # fills the ring across two calls
+    assert refill.get()[0].shape == (5, 2) and bool(refill.valid.all())
+
+
 def test_enqueue_detaches_casts_and_get_returns_copies():
     queue = LabelledQueue(4, 3)
     features = torch.randn(2, 3, requires_grad=True)

@@ -9,38 +9,19 @@ import sys
 
 import pytest
 import torch
-import torchvision
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import train  # noqa: E402
 
-NUM_CLASSES = 4
+NUM_CLASSES = 4  # conftest's image_folder
 
 
-@pytest.fixture(scope='module')
-def image_folder(tmp_path_factory, fmnist_root):
-    """Fashion-MNIST PNGs for classes 0-3: 4 training and 2 validation images each, timm folder layout."""
-    root = tmp_path_factory.mktemp('fmnist_folder')
-    dataset = torchvision.datasets.FashionMNIST(fmnist_root, train=True)
-    for split, per_class, start in (('train', 4, 0), ('validation', 2, 5000)):
-        seen = [0] * NUM_CLASSES
-        index = start
-        while sum(seen) < per_class * NUM_CLASSES:
-            img, label = dataset[index]
-            if label < NUM_CLASSES and seen[label] < per_class:
-                seen[label] += 1
-                os.makedirs(root / split / str(label), exist_ok=True)
-                img.save(root / split / str(label) / f'{index}.png')
-            index += 1
-    return str(root)
-
-
-def _args(image_folder, output, experiment, *extra):
+def _args(image_folder, output, experiment, *extra, device='cpu'):
     return [
         '--data-dir', image_folder, '--model', 'test_convnext', '--img-size', '32',
         '--num-classes', str(NUM_CLASSES), '-b', '4', '--lr', '0.02', '--warmup-epochs', '0',
-        '--device', 'cpu', '--workers', '0', '--seed', '0', '--paco-queue-size', '8', '--log-interval', '2',
+        '--device', device, '--workers', '0', '--seed', '0', '--paco-queue-size', '8', '--log-interval', '2',
         '--output', str(output), '--experiment', experiment, *extra,
     ]
 
@@ -125,6 +106,14 @@ def test_conflicting_flag_stops_with_message(image_folder, tmp_path, capsys):
         train.main(_args(image_folder, tmp_path, 'mixup', '--task', 'paco', '--mixup', '0.8', '--epochs', '1'))
     assert '--mixup' in capsys.readouterr().err
     assert not (tmp_path / 'mixup').exists()
+
+
+def test_batch_larger_than_training_set_stops_with_message(image_folder, tmp_path, capsys):
+    # 16 training images, batch 32: timm's scheduler would assert on 0 updates per epoch
+    with pytest.raises(SystemExit):
+        train.main(_args(image_folder, tmp_path, 'big-batch', '--task', 'gpaco', '--epochs', '1', '-b', '32'))
+    err = capsys.readouterr().err
+    assert '-b/--batch-size 32' in err and '16 training samples' in err
 
 
 def _free_port():

@@ -13,7 +13,7 @@ rank 1's, ...), so every rank holds the same queue, equal to a 1-process queue f
 All state is in registered buffers (``features [K, D]``, ``labels [K]`` int64, ``valid [K]`` bool,
 ``ptr`` scalar int64), so the queue follows ``.to(device)`` and is restored exactly by ``load_state_dict``.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -76,6 +76,9 @@ class LabelledQueue(nn.Module):
         self.register_buffer('labels', torch.zeros(size, dtype=torch.int64))
         self.register_buffer('valid', torch.zeros(size, dtype=torch.bool))
         self.register_buffer('ptr', torch.zeros((), dtype=torch.int64))
+        # host copy of valid.all(); None = not known. Once the ring is full, get() needs no host
+        # synchronisation (boolean indexing would make a GPU wait every step).
+        self._full: Optional[bool] = False
 
     @property
     def size(self) -> int:
@@ -125,6 +128,8 @@ class LabelledQueue(nn.Module):
         self.labels[slots] = labels[num_rows - keep:]
         self.valid[slots] = True
         self.ptr.copy_((self.ptr + num_rows) % size)
+        if not self._full:
+            self._full = True if num_rows >= size else None
 
     @torch.compiler.disable
     @torch.no_grad()
@@ -135,6 +140,10 @@ class LabelledQueue(nn.Module):
         ``ptr``. The contrastive losses are order-invariant. The tensors are copies, so enqueueing before the
         backward pass of a loss that used them is safe.
         """
+        if self._full is None:
+            self._full = bool(self.valid.all())
+        if self._full:
+            return self.features.clone(), self.labels.clone()
         return self.features[self.valid], self.labels[self.valid]
 
     def reset(self) -> None:
@@ -144,6 +153,11 @@ class LabelledQueue(nn.Module):
             self.labels.zero_()
             self.valid.zero_()
             self.ptr.zero_()
+        self._full = False
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._full = None
 
     def __len__(self) -> int:
         return int(self.valid.sum())

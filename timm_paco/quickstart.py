@@ -35,7 +35,7 @@ from timm_paco.data.imbalance import long_tail_counts
 
 __all__ = [
     'RECIPE', 'TINY_RECIPE', 'TINY_N_MAX', 'TINY_N_TEST', 'IMB_FACTOR', 'MANY_SHOT_THR', 'FEW_SHOT_THR',
-    'DEFAULT_N_MAX', 'TASK_MODELS', 'TASK_FLAGS', 'repo_script', 'prepare_data', 'read_idx', 'write_idx', 'cap_per_class',
+    'DEFAULT_N_MAX', 'LARGE_N_MAX', 'LARGE_RECIPE', 'TASK_MODELS', 'TASK_FLAGS', 'repo_script', 'prepare_data', 'read_idx', 'write_idx', 'cap_per_class',
     'train_command', 'validate_command', 'run_stage', 'find_checkpoint', 'run_job', 'main',
 ]
 
@@ -79,6 +79,11 @@ TASK_FLAGS = {
 TINY_N_MAX = 200
 TINY_N_TEST = 20
 TINY_RECIPE = dict(RECIPE, epochs=1, batch_size=64, warmup_epochs=0, paco_queue_size=64, log_interval=2)
+# the benchmark's larger budget (a GPU run of minutes): native 28 px, 1,000 images in the largest class,
+# CIFAR's usual batch 128 / lr 0.1, 60 epochs; PaCo's queue and key-encoder momentum scaled to it
+LARGE_N_MAX = 1000
+LARGE_RECIPE = dict(RECIPE, epochs=60, batch_size=128, lr=0.1, warmup_epochs=3, img_size=28, scale=(0.35, 1.0),
+                    paco_queue_size=1024, paco_momentum=0.99, log_interval=20)
 
 _IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}  # unsigned byte data, 1-d labels / 3-d images
 
@@ -175,8 +180,10 @@ def train_command(
         seed: int = 0,
         recipe: Optional[Dict] = None,
         workers: int = 1,
+        device: str = 'cpu',
+        extra_flags: Sequence[str] = (),
 ) -> List[str]:
-    """``train.py`` argv for ``task`` on the long-tailed Fashion-MNIST under ``data_dir``."""
+    """``train.py`` argv for ``task`` on the long-tailed Fashion-MNIST under ``data_dir`` (``extra_flags`` last)."""
     if task not in TASK_MODELS:
         raise ValueError(f'task: expected one of {sorted(TASK_MODELS)}, got {task!r}')
     r = dict(RECIPE if recipe is None else recipe)
@@ -206,14 +213,14 @@ def train_command(
         '--sched', 'cosine',
         '--sched-on-updates',  # warm-up and cosine per update: a short schedule has few epochs to step on
         '--seed', str(seed),
-        '--device', 'cpu',
+        '--device', device,
         '--workers', str(workers),
         '--log-interval', str(r['log_interval']),
         '--output', output,
         '--experiment', experiment,
     ] + TASK_FLAGS.get(task, []) + (
         ['--paco-queue-size', str(r['paco_queue_size']), '--paco-momentum', str(r['paco_momentum'])]
-        if task == 'paco' else [])
+        if task == 'paco' else []) + list(extra_flags)
 
 
 def validate_command(
@@ -223,6 +230,7 @@ def validate_command(
         results_file: str,
         img_size: int = RECIPE['img_size'],
         workers: int = 1,
+        device: str = 'cpu',
 ) -> List[str]:
     """``validate.py`` argv: the test split under ``data_dir``, long-tail metrics with the thresholds above, and
     ``results_file`` (JSON) with ``<stem>_per_class.csv`` / ``.png`` beside it."""
@@ -236,7 +244,7 @@ def validate_command(
         '--checkpoint', checkpoint,
         '--img-size', str(img_size),
         '--crop-pct', '1.0',
-        '--device', 'cpu',
+        '--device', device,
         '--workers', str(workers),
         '-b', '256',
         '--lt-metrics',
@@ -296,6 +304,8 @@ def run_job(
         stage_names: Optional[Tuple[str, str]] = None,
         workers: int = 1,
         threads: Optional[int] = None,
+        device: str = 'cpu',
+        extra_flags: Sequence[str] = (),
 ) -> Dict:
     """Train ``task`` with ``seed`` into ``output/<task>-seed<seed>/`` and validate its last checkpoint.
 
@@ -307,12 +317,12 @@ def run_job(
     experiment = f'{task}-seed{seed}'
     train_dir = os.path.join(output, experiment)
     train_stage, validate_stage = stage_names or (f'train {task} (seed {seed})', f'validate {task} (seed {seed})')
-    run_stage(train_stage, train_command(task, data_dir, output, experiment, seed, r, workers), log_file, start,
-              threads)
+    run_stage(train_stage, train_command(task, data_dir, output, experiment, seed, r, workers, device, extra_flags), log_file,
+              start, threads)
     results_file = os.path.join(train_dir, 'results.json')
     run_stage(validate_stage,
               validate_command(TASK_MODELS[task], find_checkpoint(train_dir), data_dir, results_file,
-                               r['img_size'], workers), log_file, start, threads)
+                               r['img_size'], workers, device), log_file, start, threads)
     with open(results_file) as f:
         return json.load(f)
 

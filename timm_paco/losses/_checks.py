@@ -37,17 +37,13 @@ def log_prior_from_counts(counts: torch.Tensor) -> torch.Tensor:
     return torch.log(counts / counts.sum() + 1e-9)
 
 
-def _check_labels(name: str, labels: torch.Tensor, rows: int, num_classes: int, rows_name: str):
+def _check_labels(name: str, labels: torch.Tensor, rows: int, rows_name: str):
     if not isinstance(labels, torch.Tensor):
         raise ValueError(f'{name} must be a tensor of shape [{rows_name}] = [{rows}], got {type(labels).__name__}')
     if labels.ndim != 1 or labels.shape[0] != rows:
         raise ValueError(f'{name} must have shape [{rows_name}] = [{rows}], got {list(labels.shape)}')
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f'{name} must be an integer tensor, got dtype {labels.dtype}')
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f'{name} must lie in [0, num_classes) = [0, {num_classes}), '
-            f'got values in [{int(labels.min())}, {int(labels.max())}]')
 
 
 def _check_2d(name: str, x, shape_str: str):
@@ -90,13 +86,14 @@ def check_loss_inputs(
             raise ValueError(
                 f'logits rows must match labels: expected [A, num_classes] = [{rows}, {num_classes}], '
                 f'got {list(logits.shape)}')
-    _check_labels('labels', labels, rows, num_classes, 'A')
+    _check_labels('labels', labels, rows, 'A')
 
     if features is None:
         if need_features:
             raise ValueError(f'features must be a tensor of shape [A, D] with A = {rows}, got None')
         if queue_features is not None or queue_labels is not None:
             raise ValueError('queue_features / queue_labels need features [A, D]; got features=None')
+        _check_label_range(num_classes, labels, None)
         return rows
     _check_2d('features', features, f'[A, D] with A = {rows}')
     if features.shape[0] != rows:
@@ -110,8 +107,22 @@ def check_loss_inputs(
         if queue_features.shape[1] != dim:
             raise ValueError(
                 f'queue_features must have shape [N, D] with D = {dim} (as features), got {list(queue_features.shape)}')
-        _check_labels('queue_labels', queue_labels, queue_features.shape[0], num_classes, 'N')
+        _check_labels('queue_labels', queue_labels, queue_features.shape[0], 'N')
+    _check_label_range(num_classes, labels, queue_labels)
     return rows
+
+
+def _check_label_range(num_classes: int, labels: torch.Tensor, queue_labels: Optional[torch.Tensor]):
+    """Labels in [0, num_classes): one host synchronisation for both tensors (a GPU waits once per call)."""
+    named = [('labels', labels)] + ([('queue_labels', queue_labels)] if queue_labels is not None else [])
+    flags = [((t < 0) | (t >= num_classes)).any() for _, t in named if t.numel()]
+    if not flags or not bool(torch.stack(flags).any()):
+        return
+    for name, t in named:
+        if t.numel() and (t.min() < 0 or t.max() >= num_classes):
+            raise ValueError(
+                f'{name} must lie in [0, num_classes) = [0, {num_classes}), '
+                f'got values in [{int(t.min())}, {int(t.max())}]')
 
 
 def compute_dtype(*tensors: Optional[torch.Tensor]) -> torch.dtype:

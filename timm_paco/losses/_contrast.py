@@ -69,12 +69,17 @@ def positive_stats(
         labels: torch.Tensor,
         queue: Optional[torch.Tensor],
         queue_labels: Optional[torch.Tensor],
+        num_classes: int,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per anchor: (number of same-label samples j ≠ i, Σ of f_i·k_j over them), both [A].
 
-    Contrast rows are summed per label (only labels present among the anchors; other queue rows are dropped),
-    so the cost is O((A+N)·D) instead of an [A, A+N] mask.
+    Contrast rows are summed per label, so the cost is O((A+N)·D) instead of an [A, A+N] mask. On the CPU
+    only labels present among the anchors get an accumulator (other queue rows are dropped first; fastest
+    there). Elsewhere every class gets one, which needs no host synchronisation (no unique,
+    boolean indexing or bincount), so a GPU never waits on the host; it costs [C, D] floats.
     """
+    if features.device.type != 'cpu':
+        return _positive_stats_all_classes(features, labels, queue, queue_labels, num_classes)
     present, anchor_slot = torch.unique(labels, return_inverse=True)
     num_slots = present.numel()
 
@@ -91,6 +96,20 @@ def positive_stats(
         # index_put with accumulate: much faster than index_add on CPU for many colliding rows
         class_sums = class_sums.index_put((slots,), rows, accumulate=True)
         class_counts += torch.bincount(slots, minlength=num_slots)
-    pos_dot = (features * (class_sums[anchor_slot] - features)).sum(dim=1)
-    pos_count = (class_counts[anchor_slot] - 1).to(features.dtype)
-    return pos_count, pos_dot
+    return _positive_terms(features, class_sums[anchor_slot], class_counts[anchor_slot])
+
+
+def _positive_stats_all_classes(features, labels, queue, queue_labels, num_classes):
+    class_sums = features.new_zeros(num_classes, features.shape[1])
+    class_counts = features.new_zeros(num_classes)
+    sources = [(features, labels)] + ([(queue, queue_labels)] if queue is not None and queue.shape[0] else [])
+    for rows, row_labels in sources:
+        class_sums.index_add_(0, row_labels, rows)
+        class_counts.index_add_(0, row_labels, rows.new_ones(()).expand(rows.shape[0]))
+    return _positive_terms(features, class_sums[labels], class_counts[labels])
+
+
+def _positive_terms(features, own_class_sum, own_class_count):
+    """(count − 1, f_i · (Σ_class − f_i)): the anchor itself is taken out of its class's sums."""
+    pos_dot = (features * (own_class_sum - features)).sum(dim=1)
+    return (own_class_count - 1).to(features.dtype), pos_dot

@@ -34,7 +34,9 @@ def _sample_exp(features: torch.Tensor, queue: Optional[torch.Tensor], scale: fl
     if queue is not None:
         contrast_norm = torch.maximum(contrast_norm, queue.norm(dim=1).amax())
     bound = features.norm(dim=1) * contrast_norm * scale
-    exact_max = float(bound.max()) > _MAX_SIM_BOUND
+    # the bound saves a pass over [A, A+N] on the CPU; elsewhere the exact row max costs less than the host
+    # synchronisation that reading the bound would take
+    exact_max = features.device.type != 'cpu' or float(bound.max()) > _MAX_SIM_BOUND
     shift = torch.zeros_like(bound) if exact_max else -bound
     # out = scale · f_i·k_j − m_i in one GEMM into a contiguous buffer (m = bound; exact row max below if too
     # large); two GEMMs into column blocks of one buffer are slower and cost a copy on CPU

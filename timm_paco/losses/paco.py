@@ -116,7 +116,7 @@ class PaCoLoss(nn.Module):
         total_weight = torch.full_like(lse, self.beta)
 
         if self.alpha > 0:
-            pos_count, pos_dot = positive_stats(features, labels, queue_features, queue_labels)
+            pos_count, pos_dot = positive_stats(features, labels, queue_features, queue_labels, self.num_classes)
             contrast_num = self.alpha * (pos_dot / self.temperature - pos_count * lse)
             total_weight = total_weight + self.alpha * pos_count
         else:

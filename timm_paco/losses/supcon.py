@@ -55,7 +55,7 @@ class SupConLoss(nn.Module):
                 queue_features = queue_features.to(dtype)
                 queue_labels = queue_labels.long()
             lse = sample_logsumexp(features, queue_features, self.temperature)
-            pos_count, pos_dot = positive_stats(features, labels, queue_features, queue_labels)
+            pos_count, pos_dot = positive_stats(features, labels, queue_features, queue_labels, self.num_classes)
             valid = pos_count > 0
             # anchors without positives: no term (and an anchor without any sample has lse = -inf)
             safe_lse = torch.where(valid, lse, torch.zeros_like(lse))
