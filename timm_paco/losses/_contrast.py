@@ -82,19 +82,18 @@ def positive_stats(
         return _positive_stats_all_classes(features, labels, queue, queue_labels, num_classes)
     present, anchor_slot = torch.unique(labels, return_inverse=True)
     num_slots = present.numel()
-
     sources = [(features, anchor_slot)]
     if queue is not None and queue.shape[0]:
-        # only queue rows whose label some anchor has are positives of anyone: drop the rest up front, so
-        # they neither cost a pass over [N, D] nor collide on one accumulator row
-        pos = torch.searchsorted(present, queue_labels).clamp_max_(num_slots - 1)
-        keep = present[pos] == queue_labels
-        sources.append((queue[keep], pos[keep]))
+        # only queue rows whose label some anchor has are positives of anyone: drop the rest up front
+        slot_of_class = labels.new_full((num_classes,), -1)
+        slot_of_class[present] = torch.arange(num_slots, device=labels.device)
+        queue_slot = slot_of_class[queue_labels]
+        keep = queue_slot >= 0
+        sources.append((queue[keep], queue_slot[keep]))
     class_sums = features.new_zeros(num_slots, features.shape[1])
     class_counts = torch.zeros(num_slots, dtype=torch.long, device=features.device)
     for rows, slots in sources:
-        # index_put with accumulate: much faster than index_add on CPU for many colliding rows
-        class_sums = class_sums.index_put((slots,), rows, accumulate=True)
+        class_sums = class_sums.index_add(0, slots, rows)
         class_counts += torch.bincount(slots, minlength=num_slots)
     return _positive_terms(features, class_sums[anchor_slot], class_counts[anchor_slot])
 

@@ -18,35 +18,42 @@ import torch
 
 __all__ = ['paco_log_terms']
 
-# exp(s − bound) with bound_i = |f_i| max_j |k_j| / T ≥ s_ij stays within float32 range (≥ e^-2·bound)
+# bound_i = |f_i| max_j |k_j| / T >= |s_ij|: exp(s − bound) lies in [e^(−2·bound), 1], a normal float32 up to
+# this bound (beyond it the exact row maximum is the shift)
 _MAX_SIM_BOUND = 30.0
-
-
-def _contrast_set(features: torch.Tensor, queue: Optional[torch.Tensor]) -> torch.Tensor:
-    """k = features ∪ queue, [A+N, D]."""
-    return features if queue is None else torch.cat([features, queue])
+_LOG2E = 1.0 / math.log(2.0)
+_LN2 = math.log(2.0)
 
 
 def _sample_exp(features: torch.Tensor, queue: Optional[torch.Tensor], scale: float):
     """Returns (exp(s_ij − m_i) [A, A+N] with the self column 0, row shift m_i [A])."""
     num_anchors = features.shape[0]
-    contrast_norm = features.norm(dim=1).amax()
+    feature_norm = features.norm(dim=1)
+    contrast_norm = feature_norm.amax()
     if queue is not None:
         contrast_norm = torch.maximum(contrast_norm, queue.norm(dim=1).amax())
-    bound = features.norm(dim=1) * contrast_norm * scale
+    bound = feature_norm * contrast_norm * scale
     # the bound saves a pass over [A, A+N] on the CPU; elsewhere the exact row max costs less than the host
     # synchronisation that reading the bound would take
-    exact_max = features.device.type != 'cpu' or float(bound.max()) > _MAX_SIM_BOUND
-    shift = torch.zeros_like(bound) if exact_max else -bound
-    # out = scale · f_i·k_j − m_i in one GEMM into a contiguous buffer (m = bound; exact row max below if too
-    # large); two GEMMs into column blocks of one buffer are slower and cost a copy on CPU
-    out = torch.addmm(shift[:, None], features, _contrast_set(features, queue).t(), alpha=scale)
-    out[:, :num_anchors].diagonal().fill_(float('-inf'))
-    if exact_max:
+    if features.device.type != 'cpu' or float(bound.max()) > _MAX_SIM_BOUND:
+        contrast = features if queue is None else torch.cat([features, queue])
+        out = torch.mm(features * scale, contrast.t())
+        out[:, :num_anchors].diagonal().fill_(float('-inf'))
         row_max = out.amax(dim=1)
-        bound = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-        out.sub_(bound[:, None])
-    return out.exp_(), bound
+        row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+        return out.sub_(row_max[:, None]).exp_(), row_max
+    # CPU: exp2((s − bound)·log2 e) with log2 e and the shift folded into the GEMMs (exp2 is the cheaper kernel
+    # there); the GEMMs write k·fᵀ as row blocks [features; queue] of one contiguous [A+N, A] buffer (faster
+    # than f·kᵀ for few anchors, and no concatenated copy of the contrast set); the result is its transpose
+    anchors_t = (features * (scale * _LOG2E)).t()
+    shift = (bound * -_LOG2E)[None, :]
+    out_t = features.new_empty(num_anchors + (0 if queue is None else queue.shape[0]), num_anchors)
+    torch.addmm(shift, features, anchors_t, out=out_t[:num_anchors])
+    if queue is not None:
+        torch.addmm(shift, queue, anchors_t, out=out_t[num_anchors:])
+    out = out_t.t()
+    out[:, :num_anchors].diagonal().fill_(float('-inf'))
+    return out.exp2_(), bound
 
 
 class _PaCoLogTerms(torch.autograd.Function):
@@ -55,12 +62,19 @@ class _PaCoLogTerms(torch.autograd.Function):
     def forward(ctx, logits, features, queue, log_prior, labels, gamma, temperature, smoothing):
         num_classes = logits.shape[1]
         off = smoothing / (num_classes - 1) if smoothing > 0 else 0.0
-        centre = logits + log_prior if log_prior is not None else logits.clone()
-        centre_lp = centre.gather(1, labels[:, None]).squeeze(1) * (1.0 - smoothing - off)
+        # centre scores c = z + log p (z alone without a prior), in log2 units for exp2
+        true_centre = logits.gather(1, labels[:, None]).squeeze(1)
+        if log_prior is not None:
+            true_centre = true_centre + log_prior[labels]
+            centre = torch.add(log_prior * _LOG2E, logits, alpha=_LOG2E)
+        else:
+            centre = logits * _LOG2E
+        centre_lp = true_centre * (1.0 - smoothing - off)
         if off:
-            centre_lp += off * centre.sum(dim=1)
+            centre_lp += off * (logits.sum(dim=1) + (log_prior.sum() if log_prior is not None else 0.0))
         centre_shift = centre.amax(dim=1)
-        centre = centre.sub_(centre_shift[:, None]).exp_()
+        centre = centre.sub_(centre_shift[:, None]).exp2_()
+        centre_shift = centre_shift * _LN2
         lse = centre.sum(dim=1).log_().add_(centre_shift)
 
         samples = sample_shift = None
@@ -91,8 +105,10 @@ class _PaCoLogTerms(torch.autograd.Function):
             grad_sims = samples.mul_((torch.exp(sample_shift - lse) * grad_den / ctx.temperature)[:, None])
             g_batch = grad_sims[:, :num_anchors]
             if need_f:
-                # as anchors (one GEMM over the whole contrast set) and as contrast samples of the batch
-                grad_features = torch.addmm(g_batch.t() @ features, grad_sims, _contrast_set(features, queue))
+                # as contrast samples of the batch, and as anchors (a GEMM per block of the contrast set)
+                grad_features = torch.addmm(g_batch.t() @ features, g_batch, features)
+                if queue is not None:
+                    grad_features.addmm_(grad_sims[:, num_anchors:], queue)
             if need_q:
                 grad_queue = grad_sims[:, num_anchors:].t() @ features
         return grad_logits, grad_features, grad_queue, None, None, None, None, None
