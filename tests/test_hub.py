@@ -269,9 +269,35 @@ def test_bad_input(wrapped, tmp_path, case, kwargs, match):
     assert not (tmp / 'out' / 'model.safetensors').exists()
 
 
-def test_timm_form_needs_a_timm_architecture(paco32, tmp_path):
-    with pytest.raises(ValueError, match=r"'resnet32_cifar' is registered by timm_paco.*export form='paco'"):
-        export_checkpoint(paco32['path'], str(tmp_path / 'out'), form='timm')
+@pytest.mark.parametrize('trained', ['paco_resnet32', 'resnet32_cifar'])
+def test_timm_form_of_a_backbone_timm_paco_registers(trained, paco32, inputs, tmp_path):
+    # the backbone of paco_resnet32, and train.py --model resnet32_cifar --task paco (a plain name train.py
+    # wrapped), go up as plain resnet32_cifar; loading needs import timm_paco for the architecture only
+    if trained == 'paco_resnet32':
+        path, expected = paco32['path'], paco32['logits']
+    else:
+        torch.manual_seed(4)
+        model = _randomise_bn(wrap('resnet32_cifar', num_classes=10, in_chans=1, proj_dim=16), 4)
+        path = _save_train_checkpoint(
+            tmp_path / 'last.pth.tar', model, _train_args('resnet32_cifar', num_classes=10, in_chans=1))
+        with torch.no_grad():
+            expected = model(inputs)
+    out = export_checkpoint(path, str(tmp_path / 'out'), form='timm', repo_name='org/r32')
+    with open(os.path.join(out, 'config.json')) as f:
+        assert json.load(f)['architecture'] == 'resnet32_cifar'
+    assert not any(k.startswith(('backbone.', 'projector.')) for k in load_file(os.path.join(out, 'model.safetensors')))
+    readme = open(os.path.join(out, 'README.md'), encoding='utf-8').read()
+    assert 'import timm_paco' in readme and 'registers' in readme and 'without the plugin' not in readme
+    local = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
+    assert not isinstance(local, PaCoModel)
+    with torch.no_grad():
+        assert torch.equal(local(inputs), expected)
+
+
+def test_plain_timm_form_card_needs_no_plugin(wrapped, tmp_path):
+    out = export_checkpoint(wrapped['path'], str(tmp_path / 'plain'), form='timm')
+    readme = open(os.path.join(out, 'README.md'), encoding='utf-8').read()
+    assert 'without the plugin' in readme and 'import timm_paco' not in readme
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         read_checkpoint(str(tmp_path / 'nope.pth'))
 

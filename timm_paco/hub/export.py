@@ -5,7 +5,8 @@ Two forms:
     name; ``timm.create_model('hf-hub:…' / 'local-dir:…', pretrained=True)`` loads it after ``import timm_paco``.
   * ``'timm'``: the inference model as the plain timm architecture of the backbone (e.g. ``resnet50``); the
     projection head is training-only and dropped (the queue lives in task state, never in model weights).
-    Plain timm loads it with no plugin installed.
+    Plain timm loads it with no plugin installed, unless the backbone is an architecture timm_paco registers
+    (``resnet32_cifar``): then loading needs ``import timm_paco`` (see ``needs_timm_paco``).
 """
 import os
 from typing import Any, Dict, Optional
@@ -19,7 +20,7 @@ from .build import build_trained_model, is_paco_model, stem_weight_key
 from .checkpoint import TrainedCheckpoint, read_checkpoint
 from .model_card import model_card, read_results
 
-__all__ = ['EXPORT_FORMS', 'export_checkpoint', 'export_model', 'plain_timm_model']
+__all__ = ['EXPORT_FORMS', 'export_checkpoint', 'export_model', 'needs_timm_paco', 'plain_timm_model']
 
 EXPORT_FORMS = ('paco', 'timm')
 
@@ -42,21 +43,27 @@ def _input_channels(model: nn.Module) -> Optional[int]:
     return int(weight.shape[1]) if weight is not None and weight.ndim == 4 else None
 
 
+def needs_timm_paco(architecture: str) -> bool:
+    """True when ``architecture`` is registered by timm_paco (loading it needs ``import timm_paco``)."""
+    return timm.is_model(architecture) and model_entrypoint(architecture).__module__.startswith('timm_paco.')
+
+
 def plain_timm_model(model: nn.Module) -> nn.Module:
     """A fresh plain timm model equal to ``model``'s backbone (or ``model`` itself when not wrapped), in eval mode.
 
-    Raises ValueError if the backbone's architecture is not one timm registers itself, since plain timm
-    could not build it without the plugin.
+    The backbone's architecture must be registered by timm itself or by timm_paco (a plain, unwrapped model
+    such as ``resnet32_cifar``); another plugin's architecture raises ValueError, since a loader could not know
+    what to import.
     """
     backbone = model.backbone if is_paco_model(model) else model
     arch = _architecture(backbone)
     if not timm.is_model(arch):
         raise ValueError(f"form='timm': the backbone has no registered timm architecture (got {arch!r})")
     module = model_entrypoint(arch).__module__
-    if not module.startswith('timm.'):
+    if not (module.startswith('timm.') or needs_timm_paco(arch)):
         raise ValueError(
-            f"form='timm': backbone architecture '{arch}' is registered by {module}, not by timm itself, so plain "
-            f"timm could not load it; export form='paco' instead")
+            f"form='timm': backbone architecture '{arch}' is registered by {module}, neither by timm nor by "
+            f"timm_paco, so a loader would not know what to import; export form='paco' instead")
     plain = timm.create_model(arch, pretrained=False, **get_model_args(backbone))
     state_dict = check_state_dict(
         backbone.state_dict(), plain, source=f'backbone of {_architecture(model) or arch}', model_name=arch)
@@ -149,6 +156,7 @@ def export_checkpoint(
         ema=ckpt.ema,
         epoch=ckpt.epoch,
         default_task=getattr(model, 'default_task', None),
+        plugin_architecture=form == 'timm' and needs_timm_paco(_architecture(out_model)),
     )
     with open(os.path.join(output_dir, 'README.md'), 'w', encoding='utf-8') as f:
         f.write(readme)

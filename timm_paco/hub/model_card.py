@@ -98,11 +98,13 @@ def model_card(
         ema: bool = False,
         epoch: Optional[int] = None,
         default_task: Optional[str] = None,
+        plugin_architecture: bool = False,
 ) -> str:
     """README.md text: Hub metadata, method, dataset, hyper-parameters, results, usage and citation.
 
     ``form``: ``'paco'`` (registered PaCo architecture, needs ``import timm_paco``) or ``'timm'``
-    (plain timm architecture, projector dropped, loads without the plugin).
+    (plain architecture, projector dropped; loads without the plugin unless ``plugin_architecture``, a plain
+    architecture that timm_paco registers).
     """
     task = args.get('task') or default_task or 'paco'
     method, paper, bibtex = METHODS.get(task, (task, None, None))
@@ -130,6 +132,11 @@ def model_card(
             'These weights are the full PaCo model (backbone with classifier, plus the projection head used for '
             'the contrastive loss) under its `timm_paco` architecture name; loading needs `pip install timm-paco` '
             'and `import timm_paco`. Inference uses only the backbone\'s logits.')
+    elif plugin_architecture:
+        lines.append(
+            'These weights are the inference model as a plain architecture that `timm_paco` registers: the '
+            'projection head and the contrastive queue are training-only and were dropped. Loading needs '
+            '`pip install timm-paco` and `import timm_paco` (for the architecture, not for a PaCo wrapper).')
     else:
         lines.append(
             'These weights are the inference model as a plain timm architecture: the projection head and the '
@@ -157,7 +164,7 @@ def model_card(
         lines += [f'| {label} | {results[k]:.2f} |' for k, label in RESULT_ROWS if k in results]
 
     lines += ['', '## Model Usage', '', '```python', 'import timm']
-    if form == 'paco':
+    if form == 'paco' or plugin_architecture:
         lines.append('import timm_paco  # registers the PaCo architectures')
     lines += [
         '',
