@@ -114,7 +114,7 @@ def plot(summary: Dict[str, Dict], path: str):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(8.4, 4.2))
     for task, entry in summary.items():
         order = sorted(range(len(entry['train_count'])), key=lambda c: entry['train_count'][c])
         x = [max(entry['train_count'][c], 1) for c in order]
@@ -131,7 +131,7 @@ def plot(summary: Dict[str, Dict], path: str):
     ax.set_ylim(-2, 102)
     seeds = next(iter(summary.values()))['seeds']
     ax.set_title(f'Fashion-MNIST-LT (imbalance {IMB_FACTOR}), ResNet-32, seeds {seeds}')
-    ax.legend(loc='lower right', fontsize=8)
+    ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize=8)  # outside: no point hidden
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
