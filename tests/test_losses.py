@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from timm_paco.losses import (
     BalancedSoftmaxLoss, CELoss, GPaCoLoss, PaCoLoss, SupConLoss, create_loss, is_loss, list_losses, register_loss)
 from timm_paco.losses import registry as loss_registry
-from timm_paco.losses._contrast import _positive_stats_all_classes, positive_stats, sample_logsumexp
+from timm_paco.losses._contrast import positive_stats, sample_logsumexp
 from timm_paco.profiling import peak_allocated_bytes
 
 from reference_losses import balanced_softmax_reference, paco_dense_reference, paco_reference, supcon_reference
@@ -194,8 +194,9 @@ def test_positive_stats_both_layouts_match_a_mask(with_queue):
     mask = (labels[:, None] == contrast_labels[None, :]).double()
     mask[:, :12].fill_diagonal_(0.0)
     want_count, want_dot = mask.sum(dim=1), (mask * (features @ contrast.t())).sum(dim=1)
-    for layout in (positive_stats, _positive_stats_all_classes):
-        count, dot = layout(features, labels, queue, queue_labels, 9)
+    for layout in ('present', 'classes'):
+        count, dot = positive_stats(features, labels, queue, queue_labels, 9, layout=layout)
+        assert count.dtype == torch.float64
         torch.testing.assert_close(count, want_count, rtol=0, atol=0)
         torch.testing.assert_close(dot, want_dot, rtol=1e-12, atol=1e-12)
 

@@ -6,7 +6,8 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-__all__ = ['check_num_classes', 'check_class_counts', 'log_prior_from_counts', 'check_loss_inputs', 'compute_dtype']
+__all__ = ['check_num_classes', 'check_class_counts', 'log_prior_from_counts', 'check_loss_inputs', 'compute_dtype',
+           'upcast_inputs']
 
 
 def check_num_classes(num_classes: int, min_classes: int = 1) -> int:
@@ -130,3 +131,16 @@ def compute_dtype(*tensors: Optional[torch.Tensor]) -> torch.dtype:
     if any(t is not None and t.dtype == torch.float64 for t in tensors):
         return torch.float64
     return torch.float32
+
+
+def upcast_inputs(
+        logits: Optional[torch.Tensor],
+        features: Optional[torch.Tensor],
+        labels: torch.Tensor,
+        queue_features: Optional[torch.Tensor] = None,
+        queue_labels: Optional[torch.Tensor] = None,
+):
+    """The loss call's tensors in ``compute_dtype`` of the float inputs given, labels as int64; None stays None."""
+    dtype = compute_dtype(logits, features, queue_features)
+    floats = [None if t is None else t.to(dtype) for t in (logits, features, queue_features)]
+    return floats[0], floats[1], labels.long(), floats[2], None if queue_labels is None else queue_labels.long()

@@ -70,45 +70,39 @@ def positive_stats(
         queue: Optional[torch.Tensor],
         queue_labels: Optional[torch.Tensor],
         num_classes: int,
+        layout: Optional[str] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per anchor: (number of same-label samples j ≠ i, Σ of f_i·k_j over them), both [A].
 
-    Contrast rows are summed per label, so the cost is O((A+N)·D) instead of an [A, A+N] mask. On the CPU
-    only labels present among the anchors get an accumulator (other queue rows are dropped first; fastest
-    there). Elsewhere every class gets one, which needs no host synchronisation (no unique,
-    boolean indexing or bincount), so a GPU never waits on the host; it costs [C, D] floats.
+    Contrast rows are summed per label, so the cost is O((A+N)·D) instead of an [A, A+N] mask. Accumulator
+    layout (``layout=None`` picks by device): ``'present'`` (the CPU's) gives only labels present among the
+    anchors a slot and drops the other queue rows first (no [C, D] buffer: cheaper for many classes);
+    ``'classes'`` (elsewhere) gives every class a slot ([C, D] floats), which needs no host synchronisation (no unique or boolean indexing), so a
+    GPU never waits on the host.
     """
-    if features.device.type != 'cpu':
-        return _positive_stats_all_classes(features, labels, queue, queue_labels, num_classes)
-    present, anchor_slot = torch.unique(labels, return_inverse=True)
-    num_slots = present.numel()
-    sources = [(features, anchor_slot)]
-    if queue is not None and queue.shape[0]:
-        # only queue rows whose label some anchor has are positives of anyone: drop the rest up front
-        slot_of_class = labels.new_full((num_classes,), -1)
-        slot_of_class[present] = torch.arange(num_slots, device=labels.device)
-        queue_slot = slot_of_class[queue_labels]
-        keep = queue_slot >= 0
-        sources.append((queue[keep], queue_slot[keep]))
-    class_sums = features.new_zeros(num_slots, features.shape[1])
-    class_counts = torch.zeros(num_slots, dtype=torch.long, device=features.device)
+    layout = layout or ('present' if features.device.type == 'cpu' else 'classes')
+    has_queue = queue is not None and queue.shape[0] > 0
+    if layout == 'classes':
+        anchor_slot, num_slots = labels, num_classes
+        sources = [(features, labels)] + ([(queue, queue_labels)] if has_queue else [])
+    elif layout == 'present':
+        present, anchor_slot = torch.unique(labels, return_inverse=True)
+        num_slots = present.numel()
+        sources = [(features, anchor_slot)]
+        if has_queue:
+            # only queue rows whose label some anchor has are positives of anyone: drop the rest up front
+            slot_of_class = labels.new_full((num_classes,), -1)
+            slot_of_class[present] = torch.arange(num_slots, device=labels.device)
+            queue_slot = slot_of_class[queue_labels]
+            keep = queue_slot >= 0
+            sources.append((queue[keep], queue_slot[keep]))
+    else:
+        raise ValueError(f"layout: expected 'present', 'classes' or None, got {layout!r}")
+    slot_sums = features.new_zeros(num_slots, features.shape[1])
+    slot_counts = features.new_zeros(num_slots)
     for rows, slots in sources:
-        class_sums = class_sums.index_add(0, slots, rows)
-        class_counts += torch.bincount(slots, minlength=num_slots)
-    return _positive_terms(features, class_sums[anchor_slot], class_counts[anchor_slot])
-
-
-def _positive_stats_all_classes(features, labels, queue, queue_labels, num_classes):
-    class_sums = features.new_zeros(num_classes, features.shape[1])
-    class_counts = features.new_zeros(num_classes)
-    sources = [(features, labels)] + ([(queue, queue_labels)] if queue is not None and queue.shape[0] else [])
-    for rows, row_labels in sources:
-        class_sums.index_add_(0, row_labels, rows)
-        class_counts.index_add_(0, row_labels, rows.new_ones(()).expand(rows.shape[0]))
-    return _positive_terms(features, class_sums[labels], class_counts[labels])
-
-
-def _positive_terms(features, own_class_sum, own_class_count):
-    """(count − 1, f_i · (Σ_class − f_i)): the anchor itself is taken out of its class's sums."""
-    pos_dot = (features * (own_class_sum - features)).sum(dim=1)
-    return (own_class_count - 1).to(features.dtype), pos_dot
+        slot_sums.index_add_(0, slots, rows)
+        slot_counts.index_add_(0, slots, rows.new_ones(()).expand(rows.shape[0]))
+    # the anchor itself is taken out of its own label's sums
+    pos_dot = (features * (slot_sums[anchor_slot] - features)).sum(dim=1)
+    return slot_counts[anchor_slot] - 1, pos_dot

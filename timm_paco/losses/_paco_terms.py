@@ -28,14 +28,16 @@ _LN2 = math.log(2.0)
 def _sample_exp(features: torch.Tensor, queue: Optional[torch.Tensor], scale: float):
     """Returns (exp(s_ij − m_i) [A, A+N] with the self column 0, row shift m_i [A])."""
     num_anchors = features.shape[0]
-    feature_norm = features.norm(dim=1)
-    contrast_norm = feature_norm.amax()
-    if queue is not None:
-        contrast_norm = torch.maximum(contrast_norm, queue.norm(dim=1).amax())
-    bound = feature_norm * contrast_norm * scale
     # the bound saves a pass over [A, A+N] on the CPU; elsewhere the exact row max costs less than the host
     # synchronisation that reading the bound would take
-    if features.device.type != 'cpu' or float(bound.max()) > _MAX_SIM_BOUND:
+    bound = None
+    if features.device.type == 'cpu':
+        feature_norm = features.norm(dim=1)
+        contrast_norm = feature_norm.amax()
+        if queue is not None:
+            contrast_norm = torch.maximum(contrast_norm, queue.norm(dim=1).amax())
+        bound = feature_norm * contrast_norm * scale
+    if bound is None or float(bound.max()) > _MAX_SIM_BOUND:
         contrast = features if queue is None else torch.cat([features, queue])
         out = torch.mm(features * scale, contrast.t())
         out[:, :num_anchors].diagonal().fill_(float('-inf'))

@@ -18,11 +18,11 @@ import math
 from typing import Dict, Optional, Sequence, Union
 
 import torch
-import torch.nn as nn
 
-from ._checks import check_class_counts, check_loss_inputs, check_num_classes, compute_dtype, log_prior_from_counts
+from ._checks import check_class_counts, check_loss_inputs, check_num_classes, log_prior_from_counts, upcast_inputs
 from ._contrast import positive_stats
 from ._paco_terms import paco_log_terms
+from ._parts import PartsLoss
 from .registry import register_loss
 
 __all__ = ['PaCoLoss', 'GPaCoLoss']
@@ -35,7 +35,7 @@ def _masked_mean(values: torch.Tensor, valid: Optional[torch.Tensor]) -> torch.T
 
 
 @register_loss('paco')
-class PaCoLoss(nn.Module):
+class PaCoLoss(PartsLoss):
     """PaCo loss. Call ``(logits [A, C], features [A, D], labels [A], queue_features [N, D], queue_labels [N])``.
 
     ``features`` must be L2-normalised. Arithmetic runs in float32 (float64 if any input is float64)
@@ -98,15 +98,8 @@ class PaCoLoss(nn.Module):
         The centre / contrast parts are the shares of the numerator carried by the centre / sample weights.
         """
         check_loss_inputs(self.num_classes, logits, features, labels, queue_features, queue_labels)
-        dtype = compute_dtype(logits, features, queue_features)
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            logits = logits.to(dtype)
-            features = features.to(dtype)
-            labels = labels.long()
-            if queue_features is not None:
-                queue_features = queue_features.to(dtype)
-                queue_labels = queue_labels.long()
-            return self._parts(logits, features, labels, queue_features, queue_labels)
+            return self._parts(*upcast_inputs(logits, features, labels, queue_features, queue_labels))
 
     def _parts(self, logits, features, labels, queue_features, queue_labels):
         log_prior = None if self.log_prior is None else self.log_prior.to(logits.dtype)
@@ -130,16 +123,6 @@ class PaCoLoss(nn.Module):
         loss_centre = _masked_mean(scale * centre_num / total_weight, valid)
         loss_contrast = _masked_mean(scale * contrast_num / total_weight, valid)
         return {'loss': loss_centre + loss_contrast, 'loss_centre': loss_centre, 'loss_contrast': loss_contrast}
-
-    def forward(
-            self,
-            logits: torch.Tensor,
-            features: torch.Tensor,
-            labels: torch.Tensor,
-            queue_features: Optional[torch.Tensor] = None,
-            queue_labels: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
-        return self.loss_parts(logits, features, labels, queue_features, queue_labels)['loss']
 
 
 @register_loss('gpaco')

@@ -9,17 +9,17 @@ import math
 from typing import Dict, Optional
 
 import torch
-import torch.nn as nn
 
-from ._checks import check_loss_inputs, check_num_classes, compute_dtype
+from ._checks import check_loss_inputs, check_num_classes, upcast_inputs
 from ._contrast import positive_stats, sample_logsumexp
+from ._parts import PartsLoss
 from .registry import register_loss
 
 __all__ = ['SupConLoss']
 
 
 @register_loss('supcon')
-class SupConLoss(nn.Module):
+class SupConLoss(PartsLoss):
     """SupCon. Call ``(logits (unused), features [A, D], labels [A], queue_features [N, D], queue_labels [N])``."""
 
     def __init__(self, num_classes: int, temperature: float = 0.07, base_temperature: Optional[float] = None):
@@ -47,13 +47,9 @@ class SupConLoss(nn.Module):
         """{'loss', 'loss_centre' (always 0: SupCon has no class centres), 'loss_contrast'}."""
         check_loss_inputs(
             self.num_classes, logits, features, labels, queue_features, queue_labels, need_logits=False)
-        dtype = compute_dtype(features, queue_features)
         with torch.autocast(device_type=features.device.type, enabled=False):
-            features = features.to(dtype)
-            labels = labels.long()
-            if queue_features is not None:
-                queue_features = queue_features.to(dtype)
-                queue_labels = queue_labels.long()
+            _, features, labels, queue_features, queue_labels = upcast_inputs(
+                None, features, labels, queue_features, queue_labels)  # logits are unused: they set no dtype
             lse = sample_logsumexp(features, queue_features, self.temperature)
             pos_count, pos_dot = positive_stats(features, labels, queue_features, queue_labels, self.num_classes)
             valid = pos_count > 0
@@ -64,13 +60,3 @@ class SupConLoss(nn.Module):
             per_anchor = torch.where(valid, mean_log_prob, torch.zeros_like(mean_log_prob))
             loss = -(self.temperature / self.base_temperature) * per_anchor.sum() / valid.sum().clamp_min(1)
         return {'loss': loss, 'loss_centre': torch.zeros_like(loss), 'loss_contrast': loss}
-
-    def forward(
-            self,
-            logits: Optional[torch.Tensor],
-            features: torch.Tensor,
-            labels: torch.Tensor,
-            queue_features: Optional[torch.Tensor] = None,
-            queue_labels: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
-        return self.loss_parts(logits, features, labels, queue_features, queue_labels)['loss']
