@@ -46,29 +46,15 @@ def dense_paco_loss(logits, features, labels, queue, queue_labels, log_prior,
 
 def make_inputs(anchors, queue_size, classes, dim, seed=0, device='cpu'):
     g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(anchors, classes, generator=g).requires_grad_()
-    features = F.normalize(torch.randn(anchors, dim, generator=g), dim=1).requires_grad_()
+    logits = torch.randn(anchors, classes, generator=g)
+    features = F.normalize(torch.randn(anchors, dim, generator=g), dim=1)
     labels = torch.randint(0, classes, (anchors,), generator=g)
     # long-tailed labels for the queue so that positives exist (as with a real LT queue)
     queue_labels = (torch.rand(queue_size, generator=g) ** 3 * classes).long()
     queue = F.normalize(torch.randn(queue_size, dim, generator=g), dim=1)  # momentum-encoder side: no grad
     counts = torch.bincount(queue_labels, minlength=classes)
-    moved = [t.detach().to(device) for t in (logits, features, labels, queue, queue_labels)]
-    moved[0].requires_grad_()
-    moved[1].requires_grad_()
-    return (*moved, counts)
-
-
-def peak_bytes(fn, device):
-    """Bytes one call of fn allocates above what was allocated before it."""
-    if device.type != 'cuda':
-        return peak_allocated_bytes(fn)
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() - base
+    logits, features = (t.to(device).requires_grad_() for t in (logits, features))  # the loss's inputs with grad
+    return logits, features, labels.to(device), queue.to(device), queue_labels.to(device), counts
 
 
 def _print_profile(fn, device):
@@ -127,9 +113,9 @@ def bench(args, anchors, queue_size, classes, dim):
         fast_t.append(timed(run_fast))
         dense_t.append(timed(run_dense))
     logits.grad = features.grad = None
-    fast_mem = peak_bytes(run_fast, device)
+    fast_mem = peak_allocated_bytes(run_fast, device)
     logits.grad = features.grad = None
-    dense_mem = peak_bytes(run_dense, device)
+    dense_mem = peak_allocated_bytes(run_dense, device)
     fast_ms, dense_ms = (1e3 * statistics.median(t[0] for t in ts) for ts in (fast_t, dense_t))
     fast_cpu, dense_cpu = (1e3 * statistics.median(t[1] for t in ts) for ts in (fast_t, dense_t))
     fast_min, dense_min = (1e3 * min(t[0] for t in ts) for ts in (fast_t, dense_t))
