@@ -702,7 +702,7 @@ def main(argv=None):
         _logger.info(f'*** Best metric: {best_metric} (epoch {best_epoch})')
     if utils.is_primary(args):
         if args.push_to_hub and output_dir is not None:
-            _push_to_hub(args, output_dir, isinstance(model, PaCoModel))
+            _push_to_hub(args, output_dir)
         print(f'--result\n{json.dumps(results[-10:], indent=4)}')
     return results
 
@@ -718,23 +718,21 @@ def _init_wandb(args, exp_name):
                resume='must' if args.wandb_resume_id else None, id=args.wandb_resume_id or None)
 
 
-def _push_to_hub(args, output_dir, paco_model: bool):
+def _push_to_hub(args, output_dir):
     """Upload the best (else last) checkpoint with ``timm_paco.hub.push_checkpoint``.
 
     A registered PaCo architecture (``paco_resnet50``, ...) goes up whole (form ``'paco'``). A plain timm model,
     also one train.py wrapped for ``--task paco|gpaco``, goes up as that plain timm model (form ``'timm'``, the
     training-only projector dropped): config.json names the timm architecture, which cannot rebuild the wrapper.
     """
-    from timm.models import is_model, model_entrypoint
     from timm_paco.hub import push_checkpoint
+    from timm_paco.hub.export import is_paco_architecture
     checkpoint = os.path.join(output_dir, 'model_best.pth.tar')
     if not os.path.isfile(checkpoint):
         checkpoint = os.path.join(output_dir, 'last.pth.tar')
-    registered_paco = paco_model and is_model(args.model) and \
-        model_entrypoint(args.model).__module__.startswith('timm_paco.')
-    commit = push_checkpoint(
-        checkpoint, args.push_to_hub, model_name=args.model, form='paco' if registered_paco else 'timm',
-        private=args.hub_private, revision=args.hub_revision)
+    form = 'paco' if is_paco_architecture(args.model) else 'timm'
+    commit = push_checkpoint(checkpoint, args.push_to_hub, model_name=args.model, form=form,
+                             private=args.hub_private, revision=args.hub_revision)
     _logger.info(f'Pushed {checkpoint} to the Hub: {getattr(commit, "commit_url", commit)}')
 
 

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 import timm_paco  # noqa: F401  registers the PaCo architectures
 from timm_paco.hub import export_checkpoint, push_checkpoint, read_checkpoint
 from timm_paco.hub.__main__ import main as hub_main
+from timm_paco.hub.export import is_paco_architecture
 from timm_paco.models import PaCoModel, wrap
 
 from _hub_server import COMMIT_OID, LocalHub
@@ -282,6 +283,9 @@ def test_timm_form_of_a_backbone_timm_paco_registers(trained, paco32, inputs, tm
             tmp_path / 'last.pth.tar', model, _train_args('resnet32_cifar', num_classes=10, in_chans=1))
         with torch.no_grad():
             expected = model(inputs)
+    if trained == 'resnet32_cifar':  # config.json 'resnet32_cifar' could not rebuild the wrapper: refused
+        with pytest.raises(ValueError, match="'resnet32_cifar' is not a registered PaCo architecture"):
+            export_checkpoint(path, str(tmp_path / 'paco'), form='paco')
     out = export_checkpoint(path, str(tmp_path / 'out'), form='timm', repo_name='org/r32')
     with open(os.path.join(out, 'config.json')) as f:
         assert json.load(f)['architecture'] == 'resnet32_cifar'
@@ -292,6 +296,13 @@ def test_timm_form_of_a_backbone_timm_paco_registers(trained, paco32, inputs, tm
     assert not isinstance(local, PaCoModel)
     with torch.no_grad():
         assert torch.equal(local(inputs), expected)
+
+
+def test_is_paco_architecture():
+    # what train.py --push-to-hub uploads in paco form: registered by timm_paco and building a PaCoModel
+    assert is_paco_architecture('paco_resnet32') and is_paco_architecture('gpaco_vit_base_patch16_224')
+    assert not is_paco_architecture('resnet32_cifar')  # registered by timm_paco, but plain
+    assert not is_paco_architecture('test_resnet') and not is_paco_architecture('no_such_model')
 
 
 def test_plain_timm_form_card_needs_no_plugin(wrapped, tmp_path):

@@ -12,6 +12,7 @@ import os
 from typing import Any, Dict, Optional
 
 import timm
+import torch
 from timm.models import get_model_args, model_entrypoint, save_for_hf
 from torch import nn
 
@@ -20,7 +21,8 @@ from .build import build_trained_model, is_paco_model, stem_weight_key
 from .checkpoint import TrainedCheckpoint, read_checkpoint
 from .model_card import model_card, read_results
 
-__all__ = ['EXPORT_FORMS', 'export_checkpoint', 'export_model', 'needs_timm_paco', 'plain_timm_model']
+__all__ = ['EXPORT_FORMS', 'export_checkpoint', 'export_model', 'is_paco_architecture', 'needs_timm_paco',
+           'plain_timm_model']
 
 EXPORT_FORMS = ('paco', 'timm')
 
@@ -46,6 +48,16 @@ def _input_channels(model: nn.Module) -> Optional[int]:
 def needs_timm_paco(architecture: str) -> bool:
     """True when ``architecture`` is registered by timm_paco (loading it needs ``import timm_paco``)."""
     return timm.is_model(architecture) and model_entrypoint(architecture).__module__.startswith('timm_paco.')
+
+
+def is_paco_architecture(architecture: str) -> bool:
+    """True when ``architecture`` is a registered PaCo architecture: timm_paco registers it and it builds a
+    PaCoModel (``paco_resnet32``, not the plain ``resnet32_cifar``), so config.json can rebuild the wrapper.
+    The check builds the model on the meta device (no memory, no weights)."""
+    if not needs_timm_paco(architecture):
+        return False
+    with torch.device('meta'):
+        return is_paco_model(timm.create_model(architecture, pretrained=False))
 
 
 def plain_timm_model(model: nn.Module) -> nn.Module:
@@ -89,7 +101,7 @@ def export_model(
                 f"form='paco': '{_architecture(model)}' is a plain model without backbone/projector "
                 f"(PaCoModel state dicts have backbone.* and projector.* keys); export form='timm' instead")
         arch = _architecture(model)
-        if not timm.is_model(arch) or not model_entrypoint(arch).__module__.startswith('timm_paco'):
+        if not is_paco_architecture(arch):
             raise ValueError(
                 f"form='paco': architecture {arch!r} is not a registered PaCo architecture (e.g. paco_resnet50), so "
                 f"create_model could not rebuild the PaCo model from config.json; this happens for a plain timm "
