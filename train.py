@@ -131,7 +131,8 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group('Learning rate schedule')
     g.add_argument('--sched', type=str, default='cosine', metavar='SCHEDULER', help='lr schedule (default: cosine)')
-    g.add_argument('--sched-on-updates', action='store_true', default=False, help='step the schedule (warm-up included) per update instead of per epoch; short runs want it')
+    g.add_argument('--sched-on-updates', action='store_true', default=False,
+                   help='step the schedule (warm-up included) per update instead of per epoch; short runs want it')
     g.add_argument('--lr', type=float, default=None, metavar='LR', help='learning rate (default: from --lr-base)')
     g.add_argument('--lr-base', type=float, default=0.1, metavar='LR', help='lr per --lr-base-size images')
     g.add_argument('--lr-base-size', type=int, default=256, metavar='DIV', help='batch size of --lr-base')
@@ -151,7 +152,8 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--decay-milestones', type=int, nargs='+', default=[90, 180, 270], metavar='MILESTONES',
                    help='multistep decay epochs')
     g.add_argument('--decay-epochs', type=float, default=90, metavar='N', help='step decay interval')
-    g.add_argument('--warmup-epochs', type=int, default=5, metavar='N', help='warmup epochs (default: 5; stepped per epoch unless --sched-on-updates)')
+    g.add_argument('--warmup-epochs', type=int, default=5, metavar='N',
+                   help='warmup epochs (default: 5; stepped per epoch unless --sched-on-updates)')
     g.add_argument('--warmup-prefix', action='store_true', default=False, help='warmup before the decay schedule')
     g.add_argument('--cooldown-epochs', type=int, default=0, metavar='N', help='epochs at min lr after the schedule')
     g.add_argument('--patience-epochs', type=int, default=10, metavar='N', help='plateau patience')

@@ -35,7 +35,8 @@ from timm_paco.data.imbalance import long_tail_counts
 
 __all__ = [
     'RECIPE', 'TINY_RECIPE', 'TINY_N_MAX', 'TINY_N_TEST', 'IMB_FACTOR', 'MANY_SHOT_THR', 'FEW_SHOT_THR',
-    'DEFAULT_N_MAX', 'LARGE_N_MAX', 'LARGE_RECIPE', 'TASK_MODELS', 'TASK_FLAGS', 'repo_script', 'prepare_data', 'read_idx', 'write_idx', 'cap_per_class',
+    'DEFAULT_N_MAX', 'LARGE_N_MAX', 'LARGE_RECIPE', 'TASK_MODELS', 'TASK_FLAGS', 'repo_script', 'prepare_data',
+    'read_idx', 'write_idx', 'cap_per_class',
     'train_command', 'validate_command', 'run_stage', 'find_checkpoint', 'run_job', 'main',
 ]
 
@@ -82,8 +83,8 @@ TINY_RECIPE = dict(RECIPE, epochs=1, batch_size=64, warmup_epochs=0, paco_queue_
 # the benchmark's larger budget (a GPU run of minutes): native 28 px, 1,000 images in the largest class,
 # CIFAR's usual batch 128 / lr 0.1, 60 epochs; PaCo's queue and key-encoder momentum scaled to it
 LARGE_N_MAX = 1000
-LARGE_RECIPE = dict(RECIPE, epochs=60, batch_size=128, lr=0.1, warmup_epochs=3, img_size=28, scale=(0.35, 1.0),
-                    paco_queue_size=1024, paco_momentum=0.99, log_interval=20)
+LARGE_RECIPE = dict(RECIPE, epochs=60, batch_size=128, lr=0.1, warmup_epochs=3, img_size=28, paco_queue_size=1024,
+                    paco_momentum=0.99, log_interval=20)
 
 _IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}  # unsigned byte data, 1-d labels / 3-d images
 
@@ -317,8 +318,8 @@ def run_job(
     experiment = f'{task}-seed{seed}'
     train_dir = os.path.join(output, experiment)
     train_stage, validate_stage = stage_names or (f'train {task} (seed {seed})', f'validate {task} (seed {seed})')
-    run_stage(train_stage, train_command(task, data_dir, output, experiment, seed, r, workers, device, extra_flags), log_file,
-              start, threads)
+    run_stage(train_stage, train_command(task, data_dir, output, experiment, seed, r, workers, device, extra_flags),
+              log_file, start, threads)
     results_file = os.path.join(train_dir, 'results.json')
     run_stage(validate_stage,
               validate_command(TASK_MODELS[task], find_checkpoint(train_dir), data_dir, results_file,

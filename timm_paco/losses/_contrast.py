@@ -77,8 +77,8 @@ def positive_stats(
     Contrast rows are summed per label, so the cost is O((A+N)·D) instead of an [A, A+N] mask. Accumulator
     layout (``layout=None`` picks by device): ``'present'`` (the CPU's) gives only labels present among the
     anchors a slot and drops the other queue rows first (no [C, D] buffer: cheaper for many classes);
-    ``'classes'`` (elsewhere) gives every class a slot ([C, D] floats), which needs no host synchronisation (no unique or boolean indexing), so a
-    GPU never waits on the host.
+    ``'classes'`` (elsewhere) gives every class a slot ([C, D] floats), which needs no host synchronisation
+    (no unique or boolean indexing), so a GPU never waits on the host.
     """
     layout = layout or ('present' if features.device.type == 'cpu' else 'classes')
     has_queue = queue is not None and queue.shape[0] > 0

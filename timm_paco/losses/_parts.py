@@ -1,5 +1,5 @@
 """Base of the losses that report named parts (``loss_parts``) on the common call contract."""
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -9,16 +9,6 @@ __all__ = ['PartsLoss']
 
 class PartsLoss(nn.Module):
     """``forward`` is ``loss_parts(...)['loss']``; subclasses define ``loss_parts`` returning a dict of scalars."""
-
-    def loss_parts(
-            self,
-            logits: Optional[torch.Tensor],
-            features: torch.Tensor,
-            labels: torch.Tensor,
-            queue_features: Optional[torch.Tensor] = None,
-            queue_labels: Optional[torch.Tensor] = None,
-    ) -> Dict[str, torch.Tensor]:
-        raise NotImplementedError
 
     def forward(
             self,
