@@ -289,6 +289,9 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--paco-logit-adjust', type=str, default='auto', choices=LOGIT_ADJUST_MODES,
                    help='class prior on the paco / gpaco centre logits: auto = when the training class counts are '
                         'long-tailed (max / min > 2)')
+    g.add_argument('--prior-tau', type=float, default=1.0,
+                   help='strength tau of the class prior, logits + tau * log p, for balanced-softmax and for paco / '
+                        'gpaco with logit adjustment (default: 1.0, the papers\' value)')
     g.add_argument('--imb-factor', type=float, default=None,
                    help='subsample the training split to a long tail with n_min / n_max = this')
     g.add_argument('--imb-seed', type=int, default=0, help='seed of the long-tail subsampling')
@@ -332,6 +335,9 @@ def _check_args(parser, args, task: str, num_views: int, timm_views: bool) -> No
     if (mixup or args.bce_loss) and (task != 'ce' or not timm_views):
         parser.error(f'--mixup / --cutmix / --bce-loss mix or soften the targets; they work only with --task ce '
                      f'and --paco-views {TIMM_VIEWS} (got --task {task} with {num_views} view(s))')
+    if args.prior_tau != 1.0 and (task == 'ce' or (task in ('paco', 'gpaco') and args.paco_logit_adjust == 'off')):
+        parser.error(f'--prior-tau {args.prior_tau}: --task {task} adds no class prior'
+                     + (' with --paco-logit-adjust off' if task != 'ce' else ''))
     if task == 'paco' and num_views != 2:
         parser.error(f'--task paco needs two views per image (query, key); --paco-views gives {num_views}')
     if args.torchscript and task in ('paco', 'gpaco'):
@@ -596,8 +602,8 @@ def main(argv=None):
     else:
         task = create_task(
             task_name, model, num_views=num_views, class_counts=class_counts,
-            logit_adjust='on' if logit_adjust else 'off', smoothing=args.smoothing, alpha=args.paco_alpha,
-            beta=args.paco_beta, gamma=args.paco_gamma, temperature=args.paco_temperature,
+            logit_adjust='on' if logit_adjust else 'off', prior_tau=args.prior_tau, smoothing=args.smoothing,
+            alpha=args.paco_alpha, beta=args.paco_beta, gamma=args.paco_gamma, temperature=args.paco_temperature,
             queue_size=args.paco_queue_size, momentum=args.paco_momentum, **task_kwargs)
     if utils.is_primary(args):
         _logger.info(f'Task {type(task).__name__}: {task.criterion}')

@@ -14,9 +14,15 @@ class and validates on the whole test set. ``--jobs`` runs go in parallel, each 
 deviation over seeds of overall, many / medium / few top-1; the figure plots per-class accuracy (mean over seeds)
 against training images per class.
 
-Runs go to ``--output/<task>-seed<seed>/`` (checkpoints, ``results.json``, per-class CSV / PNG), their logs to
-``--output/logs/<task>-seed<seed>.log``, the summary to ``--output/summary.json``. ``--resume`` reuses runs whose
-``results.json`` exists.
+``--prior-taus`` tunes the one knob the three prior-based methods share, the class-prior strength of
+``train.py --prior-tau`` (``logits + tau · log p``): Balanced Softmax, PaCo and GPaCo each train at every value
+with every seed, and each keeps the value with the best mean accuracy on a balanced validation split, the
+``--n-val`` training images of each class that follow the pool. The test set chooses nothing; the markdown lists
+every value's validation and test accuracy. CE has no prior and trains once per seed.
+
+Runs go to ``--output/<task>[-tau<tau>]-seed<seed>/`` (checkpoints, ``results.json`` for the test set,
+``val_results.json`` for the validation split, per-class CSV / PNG), their logs to ``--output/logs/``, the summary
+to ``--output/summary.json``. ``--resume`` reuses runs whose results exist.
 """
 import argparse
 import csv
@@ -29,11 +35,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
 
 from timm_paco.quickstart import (
-    DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, RECIPE, TASK_FLAGS, TINY_N_MAX,
-    TINY_N_TEST, TINY_RECIPE, cap_per_class, prepare_data, run_job,
+    DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, RECIPE, TASK_FLAGS, TASK_MODELS,
+    TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, cap_per_class, find_checkpoint, prepare_data, run_job, run_stage,
+    validate_command,
 )
 
 TASK_NAMES = {'ce': 'CE', 'balanced-softmax': 'Balanced Softmax', 'paco': 'PaCo', 'gpaco': 'GPaCo'}
+PRIOR_TASKS = ('balanced-softmax', 'paco', 'gpaco')  # the methods train.py --prior-tau applies to
+DEFAULT_N_VAL = 200
 METRICS = (('top1', 'overall'), ('many_acc', 'many'), ('medium_acc', 'medium'), ('few_acc', 'few'))
 DISCUSSION_BEGIN = '<!-- discussion: kept when the script rewrites this file -->'
 DISCUSSION_END = '<!-- end of discussion -->'
@@ -64,8 +73,24 @@ def _parse_args(argv=None):
     parser.add_argument('--tiny', action='store_true',
                         help=f'smoke-test budget: 1 epoch, {TINY_N_MAX} training and {TINY_N_TEST} test images '
                              f'per class')
+    parser.add_argument('--prior-taus', nargs='+', type=float, default=[1.0],
+                        help='train.py --prior-tau values tried for every prior-based method (Balanced Softmax, '
+                             'PaCo, GPaCo); each keeps the one with the best validation accuracy (default: 1)')
+    parser.add_argument('--n-val', type=int, default=None,
+                        help=f'validation images per class, the training images after the pool (default: 200, '
+                             f'tiny: {TINY_N_TEST})')
     parser.add_argument('--resume', action='store_true', help='reuse runs whose results.json exists')
     return parser.parse_args(argv)
+
+
+def experiment_name(task: str, tau: float, seed: int) -> str:
+    """Run folder name: ``<task>-seed<seed>``, with ``-tau<tau>`` for a prior strength other than 1."""
+    return f'{task}-seed{seed}' if tau == 1.0 else f'{task}-tau{tau:g}-seed{seed}'
+
+
+def select_tau(val_top1: Dict[float, Sequence[float]]) -> float:
+    """The prior strength with the best mean validation accuracy over seeds; ties go to the papers' 1."""
+    return max(val_top1, key=lambda tau: (statistics.fmean(val_top1[tau]), tau == 1.0))
 
 
 def read_per_class(path: str) -> List[Dict]:
@@ -106,6 +131,17 @@ def summarise(runs: Dict[str, List[Dict]]) -> Dict[str, Dict]:
             mean_std([pc[c]['accuracy'] for pc in per_class]) for c in range(len(counts[0]))]
         summary[task] = entry
     return summary
+
+
+def summarise_grid(grid: Dict[tuple, List[Dict]]) -> List[Dict]:
+    """One row per (task, prior tau): validation overall and the test metrics, mean / std over seeds."""
+    rows = []
+    for (task, tau), results in grid.items():
+        row = dict(task=task, prior_tau=tau if task in PRIOR_TASKS else None,
+                   val_top1=mean_std([r['val_top1'] for r in results]))
+        row.update({key: mean_std([r[key] for r in results]) for key, _ in METRICS})
+        rows.append(row)
+    return rows
 
 
 def plot(summary: Dict[str, Dict], path: str):
@@ -167,8 +203,32 @@ def _kept_discussion(path: str) -> str:
     return ''
 
 
+def _tau(tau: Optional[float]) -> str:
+    return '–' if tau is None else f'{tau:g}'
+
+
+def _tuning_lines(tuning: List[Dict], summary: Dict[str, Dict], n_val: int) -> List[str]:
+    lines = [
+        '## Prior strength, selected on the validation split',
+        '',
+        f'Each prior-based method trains at every `--prior-tau` below (`logits + tau · log p`; 1 is Balanced '
+        f'Softmax\'s and the PaCo papers\' value) with the same seeds; the one with the best mean validation '
+        f'accuracy ({n_val} training images per class outside the training pool) is the one in the table above. '
+        f'Test columns are shown for the record; they played no part in the choice.',
+        '',
+        '| method | prior τ | validation overall | test overall | test many | test medium | test few |',
+        '|---|---|---|---|---|---|---|',
+    ]
+    for row in tuning:
+        chosen = summary[row['task']].get('prior_tau') == row['prior_tau'] and row['prior_tau'] is not None
+        tau = f'**{_tau(row["prior_tau"])}**' if chosen else _tau(row['prior_tau'])
+        lines.append(f'| {TASK_NAMES[row["task"]]} | {tau} | {_fmt(row["val_top1"])} | '
+                     + ' | '.join(_fmt(row[k]) for k, _ in METRICS) + ' |')
+    return lines + ['']
+
+
 def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: str, recipe: Dict, n_max: int,
-                   n_test: Optional[int], timings: Dict[str, float]):
+                   n_test: Optional[int], n_val: int, timings: Dict[str, float], tuning: Optional[List[Dict]] = None):
     counts = next(iter(summary.values()))['train_count']
     seeds = next(iter(summary.values()))['seeds']
     test_set = (f'the first {n_test} test images of each class ({10 * n_test} in all)' if n_test
@@ -178,11 +238,12 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         '',
         f'Reproduce: `{command}`',
         '',
-        '| method | overall | many | medium | few |',
-        '|---|---|---|---|---|',
+        '| method | prior τ | overall | many | medium | few |',
+        '|---|---|---|---|---|---|',
     ]
     for task, entry in summary.items():
-        lines.append(f'| {TASK_NAMES[task]} | ' + ' | '.join(_fmt(entry[k]) for k, _ in METRICS) + ' |')
+        lines.append(f'| {TASK_NAMES[task]} | {_tau(entry.get("prior_tau"))} | '
+                     + ' | '.join(_fmt(entry[k]) for k, _ in METRICS) + ' |')
     lines += [
         '',
         f'Test top-1 accuracy (%) on {test_set}, mean ± sample std over seeds {seeds}.',
@@ -214,11 +275,14 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         + '; '.join(f'{t}: `{" ".join(flags)}`' for t, flags in TASK_FLAGS.items()) + '), PaCo\'s '
         f'queue ({recipe["paco_queue_size"]}) and key-encoder momentum ({recipe["paco_momentum"]}) scaled down '
         f'to this small data set and short schedule.',
-        '- The last-epoch checkpoint is evaluated (no model selection on the test set).',
+        f'- The last-epoch checkpoint is evaluated. Model selection (the prior strength, when several are tried) '
+        f'uses only a validation split: the {n_val} training images of each class that follow the first '
+        f'{n_max} ({10 * n_val} images, balanced, none of them in training). The test set chooses nothing.',
         f'- Wall time: {timings["total"] / 60:.1f} min for {timings["runs"]} train + validate runs, '
         f'{timings["jobs"]} at a time with {timings["threads"]} torch thread(s) and {timings["workers"]} '
         f'data-loading process(es) each, on {timings["device"]}.',
         '',
+        *(_tuning_lines(tuning, summary, n_val) if tuning else []),
         '## Findings (computed from the table)',
         '',
         *_findings(summary),
@@ -256,36 +320,58 @@ def main(argv=None):
     source = prepare_data(os.path.join(output, 'data', 'fashion_mnist'))
     data_dir = os.path.join(output, 'data', f'fashion_mnist_nmax{n_max}' + (f'_test{n_test}' if n_test else ''))
     cap_per_class(source, data_dir, n_max, n_test)
+    n_val = args.n_val if args.n_val is not None else TINY_N_TEST if args.tiny else DEFAULT_N_VAL
+    val_dir = os.path.join(output, 'data', f'fashion_mnist_nmax{n_max}_val{n_val}')
+    cap_per_class(source, val_dir, n_max, n_val=n_val)
 
-    jobs = [(seed, task) for seed in args.seeds for task in args.tasks]  # seed-major
+    taus = list(dict.fromkeys(float(t) for t in args.prior_taus))
+    configs = [(task, tau) for task in args.tasks for tau in (taus if task in PRIOR_TASKS else [1.0])]
+    jobs = [(seed, task, tau) for seed in args.seeds for task, tau in configs]  # seed-major
     log_dir = os.path.join(output, 'logs')
     os.makedirs(log_dir, exist_ok=True)
 
-    def one(i, seed, task):
-        train_dir = os.path.join(output, f'{task}-seed{seed}')
+    def one(i, seed, task, tau):
+        experiment = experiment_name(task, tau, seed)
+        train_dir = os.path.join(output, experiment)
         results_file = os.path.join(train_dir, 'results.json')
+        log_file = os.path.join(log_dir, f'{experiment}.log')
+        label = f'run {i}/{len(jobs)}: {task}' + (f' tau {tau:g}' if tau != 1.0 else '') + f' (seed {seed})'
         if args.resume and os.path.isfile(results_file):
             with open(results_file) as f:
                 results = json.load(f)
-            print(f'[{time.time() - start:7.1f}s] run {i}/{len(jobs)}: {task} seed {seed} reused', flush=True)
+            print(f'[{time.time() - start:7.1f}s] {label} reused', flush=True)
         else:
+            flags = shlex.split(args.train_flags) + (['--prior-tau', f'{tau:g}'] if tau != 1.0 else [])
             results = run_job(
                 task, data_dir, output, seed, recipe, start=start, threads=args.threads, workers=args.workers,
-                device=args.device, extra_flags=shlex.split(args.train_flags),
-                log_file=os.path.join(log_dir, f'{task}-seed{seed}.log'),
-                stage_names=(f'run {i}/{len(jobs)}: train {task} (seed {seed})',
-                             f'run {i}/{len(jobs)}: validate {task} (seed {seed})'))
-        print(f'[{time.time() - start:7.1f}s] {task} seed {seed}: '
+                device=args.device, extra_flags=flags, experiment=experiment, log_file=log_file,
+                stage_names=(f'{label} train', f'{label} validate (test)'))
+        val_file = os.path.join(train_dir, 'val_results.json')
+        if not (args.resume and os.path.isfile(val_file)):
+            run_stage(f'{label} validate (validation split)',
+                      validate_command(TASK_MODELS[task], find_checkpoint(train_dir), val_dir, val_file,
+                                       recipe['img_size'], args.workers, args.device),
+                      log_file, start, args.threads)
+        with open(val_file) as f:
+            val = json.load(f)
+        print(f'[{time.time() - start:7.1f}s] {label}: validation overall {val["top1"]}; test '
               + ', '.join(f'{n} {results[k]}' for k, n in METRICS), flush=True)
-        return dict(results, seed=seed, per_class_file=os.path.join(train_dir, 'results_per_class.csv'))
+        return dict(results, seed=seed, val_top1=val['top1'],
+                    per_class_file=os.path.join(train_dir, 'results_per_class.csv'))
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(one, i + 1, seed, task) for i, (seed, task) in enumerate(jobs)]
+        futures = [pool.submit(one, i + 1, *job) for i, job in enumerate(jobs)]
         finished = [f.result() for f in futures]
-    runs = {t: [r for (_, task), r in zip(jobs, finished) if task == t] for t in args.tasks}
+    grid = {config: [r for (_, *job), r in zip(jobs, finished) if tuple(job) == config] for config in configs}
+    selected = {task: select_tau({tau: [r['val_top1'] for r in grid[(t, tau)]] for t, tau in configs if t == task})
+                for task in args.tasks}
+    runs = {task: grid[(task, selected[task])] for task in args.tasks}
     total = len(jobs)
 
     summary = summarise(runs)
+    for task in summary:
+        summary[task]['prior_tau'] = selected[task] if task in PRIOR_TASKS else None
+    tuning = summarise_grid(grid) if len(taus) > 1 else None
     timings = {'total': time.time() - start, 'runs': total, 'jobs': args.jobs, 'threads': args.threads,
                'workers': args.workers, 'device': args.device}
     stem = 'lt_fashion_mnist' + ('_large' if large else '')
@@ -301,10 +387,13 @@ def main(argv=None):
         f' --tasks {" ".join(args.tasks)}' if args.tasks != list(TASK_NAMES) else '') + (
         f' --seeds {" ".join(map(str, args.seeds))}' if args.seeds != [0, 1, 2] else '') + (
         f' --train-flags="{args.train_flags}"' if args.train_flags else '') + (
+        f' --prior-taus {" ".join(f"{t:g}" for t in taus)}' if taus != [1.0] else '') + (
+        f' --n-val {args.n_val}' if args.n_val is not None else '') + (
         f' --jobs {args.jobs} --workers {args.workers}' if large else '')
-    write_markdown(summary, markdown, figure, command, recipe, n_max, n_test, timings)
+    write_markdown(summary, markdown, figure, command, recipe, n_max, n_test, n_val, timings, tuning)
     with open(os.path.join(output, 'summary.json'), 'w') as f:
-        json.dump(dict(summary=summary, recipe=recipe, n_max=n_max, n_test=n_test, timings=timings), f, indent=2)
+        json.dump(dict(summary=summary, tuning=tuning, recipe=recipe, n_max=n_max, n_test=n_test, n_val=n_val,
+                       timings=timings), f, indent=2)
     print(f'\n[{timings["total"]:7.1f}s] wrote {markdown} and {figure}')
     with open(markdown) as f:
         print(''.join(f.readlines()[4:4 + 2 + len(summary)]))

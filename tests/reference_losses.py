@@ -22,7 +22,7 @@ def _contrast_set(features, labels, queue_features, queue_labels):
 
 def paco_reference(logits, features, labels, queue_features=None, queue_labels=None, *, num_classes,
                    alpha=0.05, beta=1.0, gamma=1.0, temperature=0.2, base_temperature=None,
-                   label_smoothing=0.0, class_counts=None):
+                   label_smoothing=0.0, class_counts=None, prior_tau=1.0):
     """Returns (loss, loss_centre, loss_contrast), float64 scalars differentiable w.r.t. the inputs."""
     base_temperature = temperature if base_temperature is None else base_temperature
     logits, features = logits.double(), features.double()
@@ -32,7 +32,7 @@ def paco_reference(logits, features, labels, queue_features=None, queue_labels=N
     num_anchors, num_contrast = features.shape[0], contrast.shape[0]
     prior = torch.zeros(num_classes, dtype=torch.float64)
     if class_counts is not None:
-        prior = _log_prior(class_counts, num_classes)
+        prior = prior_tau * _log_prior(class_counts, num_classes)
     s = label_smoothing
     totals, centres, contrasts = [], [], []
     for i in range(num_anchors):

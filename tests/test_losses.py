@@ -93,6 +93,8 @@ def test_gpaco_variant():
     dict(gamma=0.5, beta=0.7, base_temperature=0.07, temperature=0.1),
     dict(alpha=1.0, beta=0.0),  # anchors without positives leave the mean
     dict(label_smoothing=0.2, class_counts=[1, 2, 3, 4, 5]),
+    dict(class_counts=[50, 20, 8, 3, 1], prior_tau=0.5),
+    dict(class_counts=[50, 20, 8, 3, 1], prior_tau=1.5, label_smoothing=0.1),
 ])
 def test_paco_hyper_parameters(kwargs):
     _check_paco(kwargs, *_inputs(7, 9, 5, 4, seed=4))
@@ -336,3 +338,7 @@ def test_bad_hyper_parameters_raise():
         PaCoLoss(1, label_smoothing=0.1)
     with pytest.raises(ValueError, match='class_counts is required'):
         BalancedSoftmaxLoss(5, class_counts=None)
+    with pytest.raises(ValueError, match='prior_tau=0.5 scales the class prior, but no class_counts'):
+        PaCoLoss(5, prior_tau=0.5)
+    with pytest.raises(ValueError, match='prior_tau must be a finite number'):
+        PaCoLoss(5, class_counts=[1] * 5, prior_tau=float('nan'))

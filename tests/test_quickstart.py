@@ -42,6 +42,22 @@ def test_cap_per_class_keeps_first_images_of_each_class(fmnist_root, tmp_path):
         cap_per_class(fmnist_root, str(tmp_path / 'x'), n_max=0)
 
 
+def test_validation_root_holds_the_next_training_images(fmnist_root, tmp_path):
+    assert cap_per_class(fmnist_root, str(tmp_path), n_max=7, n_val=4) == [7] * 10
+    full = FashionMNIST(fmnist_root, train=True)
+    pool = FashionMNIST(str(tmp_path), train=True)
+    val = FashionMNIST(str(tmp_path), train=False)
+    targets = full.targets.numpy()
+    expected = np.sort(np.concatenate([np.flatnonzero(targets == c)[7:11] for c in range(10)]))
+    np.testing.assert_array_equal(val.targets.numpy(), targets[expected])
+    np.testing.assert_array_equal(val.data.numpy(), full.data.numpy()[expected])
+    assert np.bincount(val.targets.numpy()).tolist() == [4] * 10
+    pool_images = {bytes(x) for x in pool.data.numpy()}
+    assert not any(bytes(x) in pool_images for x in val.data.numpy())  # none of them is trained on
+    with pytest.raises(ValueError, match=r'--n-val 6000: class 0 has 6000 images, fewer than the 6007'):
+        cap_per_class(fmnist_root, str(tmp_path / 'x'), n_max=7, n_val=6000)
+
+
 def _run(argv, cwd):
     env = dict(os.environ, OMP_NUM_THREADS='1')
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
@@ -70,19 +86,34 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
 
     # benchmark: aggregates the quick start's seed-0 PaCo run (--resume) into its table, figure and summary
     docs = tmp_path / 'docs'
+    # it also trains PaCo at prior tau 0.5 and keeps the tau with the better validation accuracy
     stdout = _run([sys.executable, os.path.join(REPO, 'benchmarks', 'lt_fashion_mnist.py'), '--tiny', '--tasks',
-                   'paco', '--seeds', '0', '--resume', '--output', str(out), '--docs', str(docs)], tmp_path)
-    assert 'paco seed 0 reused' in stdout
+                   'paco', '--seeds', '0', '--prior-taus', '0.5', '1', '--resume', '--output', str(out), '--docs',
+                   str(docs)], tmp_path)
+    assert 'paco (seed 0) reused' in stdout
+    assert 'prior_tau: 0.5' in (out / 'paco-tau0.5-seed0' / 'args.yaml').read_text().splitlines()
+    val = {tau: json.loads((out / name / 'val_results.json').read_text())
+           for tau, name in ((0.5, 'paco-tau0.5-seed0'), (1.0, 'paco-seed0'))}
+    for v in val.values():  # the validation split: TINY_N_TEST images of each class
+        assert v['many_count'] + v['medium_count'] + v['few_count'] == 10 * TINY_N_TEST
+    chosen = 0.5 if val[0.5]['top1'] > val[1.0]['top1'] else 1.0
+    test = {0.5: json.loads((out / 'paco-tau0.5-seed0' / 'results.json').read_text()), 1.0: results}[chosen]
     table = (docs / 'lt_fashion_mnist.md').read_text()
     row = next(line for line in table.splitlines() if line.startswith('| PaCo |'))
     cells = [c.strip() for c in row.strip('|').split('|')]
-    assert cells[1:] == [f'{results[k]:.2f} ± 0.00' for k in ('top1', 'many_acc', 'medium_acc', 'few_acc')]
-    assert 'python benchmarks/lt_fashion_mnist.py --tiny' in table
+    assert cells[1] == f'{chosen:g}'
+    assert cells[2:] == [f'{test[k]:.2f} ± 0.00' for k in ('top1', 'many_acc', 'medium_acc', 'few_acc')]
+    tuning = table[table.index('## Prior strength'):table.index('## Findings')]
+    grid = [line for line in tuning.splitlines() if line.startswith('| PaCo |')]
+    assert len(grid) == 2 and f'| **{chosen:g}** | {val[chosen]["top1"]:.2f} ± 0.00 |' in ''.join(grid)
+    assert 'python benchmarks/lt_fashion_mnist.py --tiny' in table and '--prior-taus 0.5 1' in table
     assert (docs / 'lt_fashion_mnist.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     summary = json.loads((out / 'summary.json').read_text())['summary']['paco']
-    assert summary['seeds'] == [0]
+    assert summary['seeds'] == [0] and summary['prior_tau'] == chosen
     assert summary['train_count'] == long_tail_counts(TINY_N_MAX, 10, 0.01)
-    accuracy = [float(r['accuracy']) for r in rows]
+    chosen_dir = run0 if chosen == 1.0 else out / 'paco-tau0.5-seed0'
+    with open(chosen_dir / 'results_per_class.csv', newline='') as f:
+        accuracy = [float(r['accuracy']) for r in csv.DictReader(f)]
     assert [m for m, _ in summary['class_accuracy']] == pytest.approx(accuracy)
 
 
@@ -98,3 +129,7 @@ def test_benchmark_statistics():
     assert mean == pytest.approx(np.mean(values))
     assert std == pytest.approx(np.std(values, ddof=1))
     assert mean_std([7.0]) == (7.0, 0.)
+    assert benchmark.select_tau({0.5: [60., 62.], 1.0: [61., 60.], 1.5: [59., 70.]}) == 1.5
+    assert benchmark.select_tau({0.5: [61., 61.], 1.0: [60., 62.]}) == 1.0  # a tie goes to the papers' value
+    assert benchmark.experiment_name('paco', 1.0, 2) == 'paco-seed2'
+    assert benchmark.experiment_name('gpaco', 0.75, 0) == 'gpaco-tau0.75-seed0'

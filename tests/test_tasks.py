@@ -49,6 +49,26 @@ def test_balanced_softmax_adds_log_prior(paco_model, batch):
         create_task('balanced-softmax', copy.deepcopy(paco_model), verbose=False)
 
 
+@pytest.mark.parametrize('name', ['balanced-softmax', 'paco', 'gpaco'])
+def test_prior_tau_scales_the_log_prior(paco_model, name):
+    log_prior = torch.log(torch.tensor(COUNTS, dtype=torch.float64) / sum(COUNTS) + 1e-9)
+    crit = create_task(name, copy.deepcopy(paco_model), class_counts=COUNTS, prior_tau=0.5, verbose=False).criterion
+    if name == 'balanced-softmax':
+        assert crit.tau == 0.5
+        torch.testing.assert_close(crit.adjust_logits(torch.zeros(1, NUM_CLASSES, dtype=torch.float64))[0],
+                                   0.5 * log_prior)
+    else:
+        torch.testing.assert_close(crit.log_prior, 0.5 * log_prior)
+
+
+def test_prior_tau_without_a_prior_raises(paco_model):
+    with pytest.raises(ValueError, match='prior_tau=0.5: task ce uses no class prior'):
+        create_task('ce', copy.deepcopy(paco_model), class_counts=COUNTS, prior_tau=0.5, verbose=False)
+    with pytest.raises(ValueError, match='prior_tau=2.0: task gpaco uses no class prior'):
+        create_task('gpaco', copy.deepcopy(paco_model), class_counts=COUNTS, logit_adjust='off', prior_tau=2.0,
+                    verbose=False)
+
+
 def test_paco_query_anchors_key_and_queue_contrast(paco_model, batch):
     x, y = batch
     model = copy.deepcopy(paco_model)

@@ -106,6 +106,10 @@ def test_conflicting_flag_stops_with_message(image_folder, tmp_path, capsys):
         train.main(_args(image_folder, tmp_path, 'mixup', '--task', 'paco', '--mixup', '0.8', '--epochs', '1'))
     assert '--mixup' in capsys.readouterr().err
     assert not (tmp_path / 'mixup').exists()
+    with pytest.raises(SystemExit):
+        train.main(_args(image_folder, tmp_path, 'tau', '--task', 'ce', '--prior-tau', '0.5', '--epochs', '1'))
+    assert '--prior-tau 0.5: --task ce adds no class prior' in capsys.readouterr().err
+    assert not (tmp_path / 'tau').exists()
 
 
 def test_batch_larger_than_training_set_stops_with_message(image_folder, tmp_path, capsys):

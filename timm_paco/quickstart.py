@@ -139,38 +139,65 @@ def write_idx(path: str, arr: np.ndarray):
     os.replace(tmp, path)
 
 
-def _first_per_class(labels: np.ndarray, n: Optional[int]) -> np.ndarray:
-    """Indices (file order) of the first ``n`` samples of each class; all samples when ``n`` is None."""
+def _per_class(labels: np.ndarray, n: Optional[int], start: int = 0) -> np.ndarray:
+    """Indices (file order) of samples ``start .. start + n - 1`` of each class; all samples when ``n`` is None."""
     if n is None:
         return np.arange(labels.shape[0])
-    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:n] for c in np.unique(labels)]))
+    picks = []
+    for c in np.unique(labels):
+        of_class = np.flatnonzero(labels == c)
+        if of_class.shape[0] < start + n:
+            raise ValueError(f'class {c} has {of_class.shape[0]} images, fewer than the {start + n} asked for')
+        picks.append(of_class[start:start + n])
+    return np.sort(np.concatenate(picks))
 
 
-def cap_per_class(src_root: str, dst_root: str, n_max: int, n_test: Optional[int] = None) -> List[int]:
+def cap_per_class(src_root: str, dst_root: str, n_max: int, n_test: Optional[int] = None,
+                  n_val: Optional[int] = None) -> List[int]:
     """Write a torchvision Fashion-MNIST root keeping the first ``n_max`` training images of each class (file
     order) and the whole test set (the first ``n_test`` of each class when given). Returns the training images
-    per class written."""
+    per class written.
+
+    ``n_val`` writes a validation root instead: its test files hold the ``n_val`` training images of each class
+    that follow the first ``n_max`` (balanced, disjoint from every training image), for model selection.
+    """
     if n_max < 1:
         raise ValueError(f'--n-max: expected a positive number of training images per class, got {n_max}')
     if n_test is not None and n_test < 1:
         raise ValueError(f'n_test: expected a positive number of test images per class or None, got {n_test}')
+    if n_val is not None and (n_val < 1 or n_test is not None):
+        raise ValueError(f'n_val: expected a positive number of validation images per class (without n_test), '
+                         f'got {n_val}')
     src = os.path.join(src_root, 'FashionMNIST', 'raw')
     dst = os.path.join(dst_root, 'FashionMNIST', 'raw')
     for name in IDX_FILES:
         if not os.path.isfile(os.path.join(src, name)):
             raise FileNotFoundError(f'Fashion-MNIST file {os.path.join(src, name)} not found')
     os.makedirs(dst, exist_ok=True)
-    counts = None
-    for prefix, n in (('train', n_max), ('t10k', n_test)):
+
+    def read(prefix):
         images = read_idx(os.path.join(src, f'{prefix}-images-idx3-ubyte'))
         labels = read_idx(os.path.join(src, f'{prefix}-labels-idx1-ubyte'))
         if images.shape[0] != labels.shape[0]:
             raise ValueError(f'{src}: {images.shape[0]} {prefix} images but {labels.shape[0]} labels')
-        keep = _first_per_class(labels, n)
-        write_idx(os.path.join(dst, f'{prefix}-images-idx3-ubyte'), images[keep])
-        write_idx(os.path.join(dst, f'{prefix}-labels-idx1-ubyte'), labels[keep])
-        counts = np.bincount(labels[keep]).tolist() if counts is None else counts
-    return counts
+        return images, labels
+
+    train_images, train_labels = read('train')
+    keep = _per_class(train_labels, n_max)
+    if n_val is None:
+        test_images, test_labels = read('t10k')
+        test_keep = _per_class(test_labels, n_test)
+    else:
+        test_images, test_labels = train_images, train_labels
+        try:
+            test_keep = _per_class(train_labels, n_val, start=n_max)
+        except ValueError as e:
+            raise ValueError(f'--n-val {n_val}: {e}') from None
+    for prefix, images, labels, rows in (('train', train_images, train_labels, keep),
+                                         ('t10k', test_images, test_labels, test_keep)):
+        write_idx(os.path.join(dst, f'{prefix}-images-idx3-ubyte'), images[rows])
+        write_idx(os.path.join(dst, f'{prefix}-labels-idx1-ubyte'), labels[rows])
+    return np.bincount(train_labels[keep]).tolist()
 
 
 def train_command(
@@ -307,15 +334,17 @@ def run_job(
         threads: Optional[int] = None,
         device: str = 'cpu',
         extra_flags: Sequence[str] = (),
+        experiment: Optional[str] = None,
 ) -> Dict:
-    """Train ``task`` with ``seed`` into ``output/<task>-seed<seed>/`` and validate its last checkpoint.
+    """Train ``task`` with ``seed`` into ``output/<experiment>/`` (default ``<task>-seed<seed>``) and validate its
+    last checkpoint.
 
     ``stage_names`` labels the two printed stages (default ``train <task> (seed <seed>)`` / ``validate …``).
     Returns validate.py's result dict (also in ``<train dir>/results.json``, with ``results_per_class.csv`` and
     ``results_per_class.png`` beside it).
     """
     r = dict(RECIPE if recipe is None else recipe)
-    experiment = f'{task}-seed{seed}'
+    experiment = experiment or f'{task}-seed{seed}'
     train_dir = os.path.join(output, experiment)
     train_stage, validate_stage = stage_names or (f'train {task} (seed {seed})', f'validate {task} (seed {seed})')
     run_stage(train_stage, train_command(task, data_dir, output, experiment, seed, r, workers, device, extra_flags),

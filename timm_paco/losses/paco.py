@@ -1,11 +1,11 @@
 """Parametric contrastive loss (PaCo, ICCV 2021) and its GPaCo defaults (TPAMI 2023).
 
 Per anchor i (a row of ``features [A, D]`` / ``logits [A, C]``), the scores are the centre logits
-``z_ic + log p_c`` (``p`` = class prior, only with ``class_counts``) and the sample similarities
-``f_i·k_j / T`` for every ``k_j`` in ``features ∪ queue_features`` except ``j = i``. The softmax
-denominator holds every centre term plus ``gamma ×`` every sample term. Positives: the centres with
-weights ``beta·(1−s)`` on the true class and ``beta·s/(C−1)`` on the others (``s`` = label smoothing),
-and every same-label sample ``j ≠ i`` with weight ``alpha``.
+``z_ic + tau · log p_c`` (``p`` = class prior, only with ``class_counts``; ``tau`` = ``prior_tau``, 1 in the
+papers) and the sample similarities ``f_i·k_j / T`` for every ``k_j`` in ``features ∪ queue_features``
+except ``j = i``. The softmax denominator holds every centre term plus ``gamma ×`` every sample term.
+Positives: the centres with weights ``beta·(1−s)`` on the true class and ``beta·s/(C−1)`` on the others
+(``s`` = label smoothing), and every same-label sample ``j ≠ i`` with weight ``alpha``.
 ``loss_i = −(T / base_T) · Σ_j w_ij log p_ij / Σ_j w_ij``; the loss is the mean over anchors
 (anchors whose positive weight is zero, possible only with ``beta = 0``, are left out of the mean).
 
@@ -40,7 +40,8 @@ class PaCoLoss(PartsLoss):
 
     ``features`` must be L2-normalised. Arithmetic runs in float32 (float64 if any input is float64)
     outside autocast. ``class_counts`` [C] (list or tensor) sets the prior ``p = counts / sum``, kept as
-    the non-persistent float64 buffer ``log_prior`` (zero-sample classes get ``log 1e-9``).
+    the non-persistent float64 buffer ``log_prior`` = ``prior_tau · log p`` (zero-sample classes get
+    ``log 1e-9``).
     Memory: no [A, C+A+N] mask is built; backward reuses the forward's [A, C] and [A, A+N] buffers in
     place, so it runs once per graph.
     """
@@ -55,6 +56,7 @@ class PaCoLoss(PartsLoss):
             base_temperature: Optional[float] = None,
             label_smoothing: float = 0.0,
             class_counts: Optional[Union[Sequence[float], torch.Tensor]] = None,
+            prior_tau: float = 1.0,
     ):
         super().__init__()
         self.num_classes = check_num_classes(num_classes, min_classes=2 if label_smoothing > 0 else 1)
@@ -74,16 +76,22 @@ class PaCoLoss(PartsLoss):
         self.gamma = float(gamma)
         self.temperature = float(temperature)
         self.base_temperature = float(temperature if base_temperature is None else base_temperature)
+        if not math.isfinite(prior_tau):
+            raise ValueError(f'prior_tau must be a finite number, got {prior_tau!r}')
+        if class_counts is None and prior_tau != 1.0:
+            raise ValueError(f'prior_tau={prior_tau} scales the class prior, but no class_counts were given')
         self.label_smoothing = float(label_smoothing)
+        self.prior_tau = float(prior_tau)
         log_prior = None
         if class_counts is not None:
-            log_prior = log_prior_from_counts(check_class_counts(class_counts, self.num_classes))
+            log_prior = self.prior_tau * log_prior_from_counts(check_class_counts(class_counts, self.num_classes))
         self.register_buffer('log_prior', log_prior, persistent=False)
 
     def extra_repr(self) -> str:
         return (f'num_classes={self.num_classes}, alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}, '
                 f'temperature={self.temperature}, base_temperature={self.base_temperature}, '
-                f'label_smoothing={self.label_smoothing}, prior={self.log_prior is not None}')
+                f'label_smoothing={self.label_smoothing}, prior={self.log_prior is not None}'
+                + (f', prior_tau={self.prior_tau}' if self.log_prior is not None else ''))
 
     def loss_parts(
             self,
@@ -141,7 +149,9 @@ class GPaCoLoss(PaCoLoss):
             base_temperature: Optional[float] = None,
             label_smoothing: float = 0.1,
             class_counts: Optional[Union[Sequence[float], torch.Tensor]] = None,
+            prior_tau: float = 1.0,
     ):
         super().__init__(
             num_classes, alpha=alpha, beta=beta, gamma=gamma, temperature=temperature,
-            base_temperature=base_temperature, label_smoothing=label_smoothing, class_counts=class_counts)
+            base_temperature=base_temperature, label_smoothing=label_smoothing, class_counts=class_counts,
+            prior_tau=prior_tau)

@@ -4,7 +4,7 @@ Hyper-parameters left ``None`` take the defaults of the task's loss in ``timm_pa
 0.05, beta 1, gamma 1, temperature 0.2; GPaCo: the same with label smoothing 0.1) and of the task (PaCo: queue
 8192, momentum 0.999), the values of the seeds (dvlab-research/Parametric-Contrastive-Learning).
 
-Class prior (logit adjustment) from the training class counts:
+Class prior (logit adjustment) ``prior_tau · log p_c`` from the training class counts:
 * ``balanced-softmax`` always uses it (``class_counts`` required);
 * ``paco`` / ``gpaco`` use it when ``logit_adjust='on'``, or ``'auto'`` (default) and the counts are
   long-tailed, i.e. ``max / min > LONG_TAIL_RATIO`` (2: ImageNet-1k's 1300 / 732 stays balanced, every
@@ -60,6 +60,7 @@ def create_task(
         num_views: Optional[int] = None,
         class_counts: Optional[Sequence[int]] = None,
         logit_adjust: str = 'auto',
+        prior_tau: float = 1.0,
         smoothing: Optional[float] = None,
         alpha: Optional[float] = None,
         beta: Optional[float] = None,
@@ -79,6 +80,8 @@ def create_task(
         num_views: Views per image; default 2 for ``paco`` (fixed) and ``gpaco``, 1 for the CE baselines.
         class_counts: Training samples per class ``[C]`` (Balanced Softmax, logit adjustment).
         logit_adjust: ``auto``, ``on`` or ``off`` for ``paco`` / ``gpaco`` (see the module docstring).
+        prior_tau: Strength of the class prior, ``logits + prior_tau · log p`` (1 = Balanced Softmax and the
+            PaCo papers); an error where ``name`` uses no prior.
         smoothing: Label smoothing of the CE / centre term; None keeps the loss default.
         alpha, beta, gamma, temperature: PaCo loss weights and temperature; None keeps the loss default.
         queue_size, momentum: PaCo queue slots and key encoder EMA decay.
@@ -99,6 +102,10 @@ def create_task(
         if class_counts is None:
             raise ValueError(f'class_counts: {name} needs the training class counts (Balanced Softmax prior)')
         loss_kwargs['class_counts'] = list(class_counts)
+        loss_kwargs['tau' if name == 'balanced-softmax' else 'prior_tau'] = prior_tau
+    elif prior_tau != 1.0:
+        raise ValueError(f'prior_tau={prior_tau}: task {name} uses no class prior here '
+                         f'(ce never; paco / gpaco only with logit adjustment on long-tailed class counts)')
     criterion = create_loss(_LOSS_NAMES[name], **loss_kwargs)
 
     common = dict(device=device, dtype=dtype, verbose=verbose)
