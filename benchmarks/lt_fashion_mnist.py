@@ -156,7 +156,9 @@ def plot(summary: Dict[str, Dict], path: str):
         x = [max(entry['train_count'][c], 1) for c in order]
         mean = [entry['class_accuracy'][c][0] for c in order]
         std = [entry['class_accuracy'][c][1] for c in order]
-        line, = ax.plot(x, mean, marker='o', ms=4, label=TASK_NAMES[task])
+        tau = entry.get('prior_tau')
+        label = TASK_NAMES[task] + ('' if tau is None else f' (τ = {tau:g})')
+        line, = ax.plot(x, mean, marker='o', ms=4, label=label)
         ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                         color=line.get_color(), alpha=0.12, lw=0)
     ax.axvline(MANY_SHOT_THR + 0.5, color='grey', ls='--', lw=0.8)
