@@ -77,8 +77,8 @@ def _parse_args(argv=None):
                         help='train.py --prior-tau values tried for every prior-based method (Balanced Softmax, '
                              'PaCo, GPaCo); each keeps the one with the best validation accuracy (default: 1)')
     parser.add_argument('--n-val', type=int, default=None,
-                        help=f'validation images per class, the training images after the pool (default: 200, '
-                             f'tiny: {TINY_N_TEST})')
+                        help=f'validation images per class, the training images after the pool (default: '
+                             f'{DEFAULT_N_VAL}, tiny: {TINY_N_TEST})')
     parser.add_argument('--resume', action='store_true', help='reuse runs whose results.json exists')
     return parser.parse_args(argv)
 
