@@ -41,12 +41,11 @@ from timm_paco.data import (
     parse_view_recipe, save_class_counts,
 )
 from timm_paco.models import PaCoModel, wrap
-from timm_paco.tasks import LOGIT_ADJUST_MODES, TASK_NAMES, create_task, resolve_logit_adjust
+from timm_paco.tasks import LOGIT_ADJUST_MODES, TASK_NAMES, TASK_SMOOTHING, create_task, resolve_logit_adjust
 
 _logger = logging.getLogger('train')
 
 TIMM_VIEWS = 'timm'  # --paco-views value: timm's own single-view training transform
-_TASK_SMOOTHING = {'ce': 0.1, 'gpaco': 0.1, 'paco': 0.0, 'balanced-softmax': 0.0}
 _EPOCH_SEED_STRIDE = 10007  # per-epoch reseed: seed + stride * epoch (+ rank)
 
 
@@ -470,7 +469,7 @@ def main(argv=None):
     num_views = 1 if timm_views else len(parse_view_recipe(recipe))
     _check_args(parser, args, task_name, num_views, timm_views)
     if args.smoothing is None:
-        args.smoothing = _TASK_SMOOTHING[task_name]
+        args.smoothing = TASK_SMOOTHING[task_name]
     if args.grad_checkpointing:
         model.set_grad_checkpointing(enable=True)
     if utils.is_primary(args):

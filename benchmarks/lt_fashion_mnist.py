@@ -14,13 +14,14 @@ class and validates on the whole test set. ``--jobs`` runs go in parallel, each 
 deviation over seeds of overall, many / medium / few top-1; the figure plots per-class accuracy (mean over seeds)
 against training images per class.
 
-``--prior-taus`` tunes the one knob the three prior-based methods share, the class-prior strength of
-``train.py --prior-tau`` (``logits + tau · log p``): Balanced Softmax, PaCo and GPaCo each train at every value
-with every seed, and each keeps the value with the best mean accuracy on a balanced validation split, the
-``--n-val`` training images of each class that follow the pool. The test set chooses nothing; the markdown lists
-every value's validation and test accuracy. CE has no prior and trains once per seed.
+Two knobs can be tuned, the same grid for every method: ``--prior-taus``, the class-prior strength of
+``train.py --prior-tau`` (``logits + tau · log p``; Balanced Softmax, PaCo and GPaCo only, CE has no prior), and
+``--smoothings``, ``train.py --smoothing`` (every method; default: each method's own, ``TASK_SMOOTHING``). Each
+method trains at every setting of the grid with every seed and keeps the setting with the best mean accuracy on a
+balanced validation split, the ``--n-val`` training images of each class that follow the pool. The test set
+chooses nothing; the markdown lists every setting's validation and test accuracy.
 
-Runs go to ``--output/<task>[-tau<tau>]-seed<seed>/`` (checkpoints, ``results.json`` for the test set,
+Runs go to ``--output/<task>[-tau<tau>][-ls<smoothing>]-seed<seed>/`` (checkpoints, ``results.json`` for the test set,
 ``val_results.json`` for the validation split, per-class CSV / PNG), their logs to ``--output/logs/``, the summary
 to ``--output/summary.json``. ``--resume`` reuses runs whose results exist.
 """
@@ -32,13 +33,14 @@ import shlex
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from timm_paco.quickstart import (
     DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, RECIPE, TASK_FLAGS, TASK_MODELS,
     TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, cap_per_class, find_checkpoint, prepare_data, run_job, run_stage,
     validate_command,
 )
+from timm_paco.tasks import TASK_SMOOTHING
 
 TASK_NAMES = {'ce': 'CE', 'balanced-softmax': 'Balanced Softmax', 'paco': 'PaCo', 'gpaco': 'GPaCo'}
 PRIOR_TASKS = ('balanced-softmax', 'paco', 'gpaco')  # the methods train.py --prior-tau applies to
@@ -79,18 +81,35 @@ def _parse_args(argv=None):
     parser.add_argument('--n-val', type=int, default=None,
                         help=f'validation images per class, the training images after the pool (default: '
                              f'{DEFAULT_N_VAL}, tiny: {TINY_N_TEST})')
+    parser.add_argument('--smoothings', nargs='+', type=float, default=None,
+                        help='train.py --smoothing values tried for every method; each keeps the one with the '
+                             'best validation accuracy (default: each method\'s own, 0.1 for CE / GPaCo, 0 for '
+                             'Balanced Softmax / PaCo)')
     parser.add_argument('--resume', action='store_true', help='reuse runs whose results.json exists')
     return parser.parse_args(argv)
 
 
-def experiment_name(task: str, tau: float, seed: int) -> str:
-    """Run folder name: ``<task>-seed<seed>``, with ``-tau<tau>`` for a prior strength other than 1."""
-    return f'{task}-seed{seed}' if tau == 1.0 else f'{task}-tau{tau:g}-seed{seed}'
+Setting = Tuple[float, float]  # (prior tau, label smoothing) of one run
 
 
-def select_tau(val_top1: Dict[float, Sequence[float]]) -> float:
-    """The prior strength with the best mean validation accuracy over seeds; ties go to the papers' 1."""
-    return max(val_top1, key=lambda tau: (statistics.fmean(val_top1[tau]), tau == 1.0))
+def default_setting(task: str) -> Setting:
+    """train.py's own setting for ``task``: prior strength 1 and the task's label smoothing."""
+    return 1.0, TASK_SMOOTHING[task]
+
+
+def experiment_name(task: str, setting: Setting, seed: int) -> str:
+    """Run folder name ``<task>-seed<seed>``, with ``-tau<tau>`` / ``-ls<smoothing>`` where they differ from
+    ``default_setting(task)`` (so runs of the default recipe keep their names)."""
+    tau, smoothing = setting
+    default_tau, default_smoothing = default_setting(task)
+    return (task + (f'-tau{tau:g}' if tau != default_tau else '')
+            + (f'-ls{smoothing:g}' if smoothing != default_smoothing else '') + f'-seed{seed}')
+
+
+def select_setting(task: str, val_top1: Dict[Setting, Sequence[float]]) -> Setting:
+    """The setting with the best mean validation accuracy over seeds; a tie goes to ``default_setting(task)``."""
+    default = default_setting(task)
+    return max(val_top1, key=lambda setting: (statistics.fmean(val_top1[setting]), setting == default))
 
 
 def read_per_class(path: str) -> List[Dict]:
@@ -133,11 +152,11 @@ def summarise(runs: Dict[str, List[Dict]]) -> Dict[str, Dict]:
     return summary
 
 
-def summarise_grid(grid: Dict[tuple, List[Dict]]) -> List[Dict]:
-    """One row per (task, prior tau): validation overall and the test metrics, mean / std over seeds."""
+def summarise_grid(grid: Dict[Tuple[str, Setting], List[Dict]]) -> List[Dict]:
+    """One row per (task, setting): validation overall and the test metrics, mean / std over seeds."""
     rows = []
-    for (task, tau), results in grid.items():
-        row = dict(task=task, prior_tau=tau if task in PRIOR_TASKS else None,
+    for (task, (tau, smoothing)), results in grid.items():
+        row = dict(task=task, prior_tau=tau if task in PRIOR_TASKS else None, smoothing=smoothing,
                    val_top1=mean_std([r['val_top1'] for r in results]))
         row.update({key: mean_std([r[key] for r in results]) for key, _ in METRICS})
         rows.append(row)
@@ -156,8 +175,7 @@ def plot(summary: Dict[str, Dict], path: str):
         x = [max(entry['train_count'][c], 1) for c in order]
         mean = [entry['class_accuracy'][c][0] for c in order]
         std = [entry['class_accuracy'][c][1] for c in order]
-        tau = entry.get('prior_tau')
-        label = TASK_NAMES[task] + ('' if tau is None else f' (τ = {tau:g})')
+        label = f'{TASK_NAMES[task]} ({_setting_label(entry)})'
         line, = ax.plot(x, mean, marker='o', ms=4, label=label)
         ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                         color=line.get_color(), alpha=0.12, lw=0)
@@ -209,22 +227,31 @@ def _tau(tau: Optional[float]) -> str:
     return '–' if tau is None else f'{tau:g}'
 
 
+def _setting_label(entry: Dict) -> str:
+    """``τ = 0.75, ls 0.1`` for a legend (no τ for CE)."""
+    tau = entry.get('prior_tau')
+    return ('' if tau is None else f'τ = {tau:g}, ') + f'ls {entry["smoothing"]:g}'
+
+
 def _tuning_lines(tuning: List[Dict], summary: Dict[str, Dict], n_val: int) -> List[str]:
     lines = [
-        '## Prior strength, selected on the validation split',
+        '## Settings selected on the validation split',
         '',
-        f'Each prior-based method trains at every `--prior-tau` below (`logits + tau · log p`; 1 is Balanced '
-        f'Softmax\'s and the PaCo papers\' value) with the same seeds; the one with the best mean validation '
-        f'accuracy ({n_val} training images per class outside the training pool) is the one in the table above. '
+        f'Every method trains at every setting below with the same seeds: each `--prior-tau` (`logits + tau · '
+        f'log p`; 1 is Balanced Softmax\'s and the PaCo papers\' value; CE has no prior) with each `--smoothing`. '
+        f'The setting with the best mean validation accuracy ({n_val} training images per class outside the '
+        f'training pool; ties go to the method\'s own default) is the one in the table above, in bold here. '
         f'Test columns are shown for the record; they played no part in the choice.',
         '',
-        '| method | prior τ | validation overall | test overall | test many | test medium | test few |',
-        '|---|---|---|---|---|---|---|',
+        '| method | prior τ | smoothing | validation overall | test overall | test many | test medium | test few |',
+        '|---|---|---|---|---|---|---|---|',
     ]
     for row in tuning:
-        chosen = summary[row['task']].get('prior_tau') == row['prior_tau'] and row['prior_tau'] is not None
-        tau = f'**{_tau(row["prior_tau"])}**' if chosen else _tau(row['prior_tau'])
-        lines.append(f'| {TASK_NAMES[row["task"]]} | {tau} | {_fmt(row["val_top1"])} | '
+        entry = summary[row['task']]
+        chosen = (entry.get('prior_tau'), entry['smoothing']) == (row['prior_tau'], row['smoothing'])
+        cells = [_tau(row['prior_tau']), f'{row["smoothing"]:g}']
+        cells = [f'**{c}**' for c in cells] if chosen else cells
+        lines.append(f'| {TASK_NAMES[row["task"]]} | {" | ".join(cells)} | {_fmt(row["val_top1"])} | '
                      + ' | '.join(_fmt(row[k]) for k, _ in METRICS) + ' |')
     return lines + ['']
 
@@ -240,11 +267,11 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         '',
         f'Reproduce: `{command}`',
         '',
-        '| method | prior τ | overall | many | medium | few |',
-        '|---|---|---|---|---|---|',
+        '| method | prior τ | smoothing | overall | many | medium | few |',
+        '|---|---|---|---|---|---|---|',
     ]
     for task, entry in summary.items():
-        lines.append(f'| {TASK_NAMES[task]} | {_tau(entry.get("prior_tau"))} | '
+        lines.append(f'| {TASK_NAMES[task]} | {_tau(entry.get("prior_tau"))} | {entry["smoothing"]:g} | '
                      + ' | '.join(_fmt(entry[k]) for k, _ in METRICS) + ' |')
     lines += [
         '',
@@ -271,18 +298,21 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         f'{recipe["warmup_epochs"]} warm-up epoch(s), batch {recipe["batch_size"]} images, '
         f'{recipe["epochs"]} epochs, random-resized-crop scale {tuple(recipe["scale"])}, '
         f'device {timings["device"]}. Loss settings: '
-        f'train.py\'s per-task label smoothing (0.1 for CE and GPaCo, 0 for Balanced Softmax and PaCo), '
-        f'class-prior logit adjustment on for PaCo / GPaCo, and the papers\' CIFAR-100-LT ResNet-32 loss '
+        f'label smoothing as in the tables (train.py\'s defaults: 0.1 for CE and GPaCo, 0 for Balanced Softmax '
+        f'and PaCo), class-prior logit adjustment on for PaCo / GPaCo, and the papers\' CIFAR-100-LT ResNet-32 loss '
         f'settings for the contrastive methods (beta 1, gamma 1; '
         + '; '.join(f'{t}: `{" ".join(flags)}`' for t, flags in TASK_FLAGS.items()) + '), PaCo\'s '
         f'queue ({recipe["paco_queue_size"]}) and key-encoder momentum ({recipe["paco_momentum"]}) scaled down '
         f'to this small data set and short schedule.',
-        f'- The last-epoch checkpoint is evaluated. Model selection (the prior strength, when several are tried) '
+        f'- The last-epoch checkpoint is evaluated. Model selection (prior strength and smoothing, when several '
+        f'are tried) '
         f'uses only a validation split: the {n_val} training images of each class that follow the first '
         f'{n_max} ({10 * n_val} images, balanced, none of them in training). The test set chooses nothing.',
         f'- Wall time: {timings["total"] / 60:.1f} min for {timings["runs"]} train + validate runs, '
         f'{timings["jobs"]} at a time with {timings["threads"]} torch thread(s) and {timings["workers"]} '
-        f'data-loading process(es) each, on {timings["device"]}.',
+        f'data-loading process(es) each, on {timings["device"]}'
+        + (f'; {timings["reused"]} more runs were reused with `--resume` (only their missing validation-split '
+           f'scores, if any, were computed).' if timings['reused'] else '.'),
         '',
         *(_tuning_lines(tuning, summary, n_val) if tuning else []),
         '## Findings (computed from the table)',
@@ -327,23 +357,29 @@ def main(argv=None):
     cap_per_class(source, val_dir, n_max, n_val=n_val)
 
     taus = list(dict.fromkeys(float(t) for t in args.prior_taus))
-    configs = [(task, tau) for task in args.tasks for tau in (taus if task in PRIOR_TASKS else [1.0])]
-    jobs = [(seed, task, tau) for seed in args.seeds for task, tau in configs]  # seed-major
+    smoothings = None if args.smoothings is None else list(dict.fromkeys(float(s) for s in args.smoothings))
+    configs = [(task, (tau, smoothing)) for task in args.tasks
+               for tau in (taus if task in PRIOR_TASKS else [1.0])
+               for smoothing in (smoothings or [TASK_SMOOTHING[task]])]
+    jobs = [(seed, task, setting) for seed in args.seeds for task, setting in configs]  # seed-major
     log_dir = os.path.join(output, 'logs')
     os.makedirs(log_dir, exist_ok=True)
 
-    def one(i, seed, task, tau):
-        experiment = experiment_name(task, tau, seed)
+    def one(i, seed, task, setting):
+        tau, smoothing = setting
+        experiment = experiment_name(task, setting, seed)
         train_dir = os.path.join(output, experiment)
         results_file = os.path.join(train_dir, 'results.json')
         log_file = os.path.join(log_dir, f'{experiment}.log')
-        label = f'run {i}/{len(jobs)}: {task}' + (f' tau {tau:g}' if tau != 1.0 else '') + f' (seed {seed})'
-        if args.resume and os.path.isfile(results_file):
+        label = f'run {i}/{len(jobs)}: {experiment}'
+        reused = args.resume and os.path.isfile(results_file)
+        if reused:
             with open(results_file) as f:
                 results = json.load(f)
             print(f'[{time.time() - start:7.1f}s] {label} reused', flush=True)
         else:
-            flags = shlex.split(args.train_flags) + (['--prior-tau', f'{tau:g}'] if tau != 1.0 else [])
+            flags = shlex.split(args.train_flags) + (['--prior-tau', f'{tau:g}'] if tau != 1.0 else []) + (
+                ['--smoothing', f'{smoothing:g}'] if smoothing != TASK_SMOOTHING[task] else [])
             results = run_job(
                 task, data_dir, output, seed, recipe, start=start, threads=args.threads, workers=args.workers,
                 device=args.device, extra_flags=flags, experiment=experiment, log_file=log_file,
@@ -358,23 +394,24 @@ def main(argv=None):
             val = json.load(f)
         print(f'[{time.time() - start:7.1f}s] {label}: validation overall {val["top1"]}; test '
               + ', '.join(f'{n} {results[k]}' for k, n in METRICS), flush=True)
-        return dict(results, seed=seed, val_top1=val['top1'],
+        return dict(results, seed=seed, val_top1=val['top1'], reused=reused,
                     per_class_file=os.path.join(train_dir, 'results_per_class.csv'))
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(one, i + 1, *job) for i, job in enumerate(jobs)]
         finished = [f.result() for f in futures]
     grid = {config: [r for (_, *job), r in zip(jobs, finished) if tuple(job) == config] for config in configs}
-    selected = {task: select_tau({tau: [r['val_top1'] for r in grid[(t, tau)]] for t, tau in configs if t == task})
+    selected = {task: select_setting(task, {s: [r['val_top1'] for r in grid[(t, s)]] for t, s in configs if t == task})
                 for task in args.tasks}
     runs = {task: grid[(task, selected[task])] for task in args.tasks}
-    total = len(jobs)
+    reused = sum(r['reused'] for r in finished)
 
     summary = summarise(runs)
     for task in summary:
-        summary[task]['prior_tau'] = selected[task] if task in PRIOR_TASKS else None
-    tuning = summarise_grid(grid) if len(taus) > 1 else None
-    timings = {'total': time.time() - start, 'runs': total, 'jobs': args.jobs, 'threads': args.threads,
+        summary[task]['prior_tau'] = selected[task][0] if task in PRIOR_TASKS else None
+        summary[task]['smoothing'] = selected[task][1]
+    tuning = summarise_grid(grid) if len(configs) > len(args.tasks) else None
+    timings = {'total': time.time() - start, 'runs': len(jobs) - reused, 'reused': reused, 'jobs': args.jobs, 'threads': args.threads,
                'workers': args.workers, 'device': args.device}
     stem = 'lt_fashion_mnist' + ('_large' if large else '')
     figure = os.path.join(args.docs, stem + '.png')
@@ -390,6 +427,7 @@ def main(argv=None):
         f' --seeds {" ".join(map(str, args.seeds))}' if args.seeds != [0, 1, 2] else '') + (
         f' --train-flags="{args.train_flags}"' if args.train_flags else '') + (
         f' --prior-taus {" ".join(f"{t:g}" for t in taus)}' if taus != [1.0] else '') + (
+        f' --smoothings {" ".join(f"{s:g}" for s in smoothings)}' if smoothings else '') + (
         f' --n-val {args.n_val}' if args.n_val is not None else '') + (
         f' --jobs {args.jobs} --workers {args.workers}' if large else '')
     write_markdown(summary, markdown, figure, command, recipe, n_max, n_test, n_val, timings, tuning)

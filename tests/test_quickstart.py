@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 from torchvision.datasets import FashionMNIST
 
 from timm_paco.data.imbalance import long_tail_counts
@@ -86,32 +87,39 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
 
     # benchmark: aggregates the quick start's seed-0 PaCo run (--resume) into its table, figure and summary
     docs = tmp_path / 'docs'
-    # it also trains PaCo at prior tau 0.5 and keeps the tau with the better validation accuracy
+    # it also trains PaCo at prior tau 0.5 and with smoothing 0.1 and keeps the setting with the best validation
     stdout = _run([sys.executable, os.path.join(REPO, 'benchmarks', 'lt_fashion_mnist.py'), '--tiny', '--tasks',
-                   'paco', '--seeds', '0', '--prior-taus', '0.5', '1', '--resume', '--output', str(out), '--docs',
-                   str(docs)], tmp_path)
-    assert 'paco (seed 0) reused' in stdout
-    assert 'prior_tau: 0.5' in (out / 'paco-tau0.5-seed0' / 'args.yaml').read_text().splitlines()
-    val = {tau: json.loads((out / name / 'val_results.json').read_text())
-           for tau, name in ((0.5, 'paco-tau0.5-seed0'), (1.0, 'paco-seed0'))}
+                   'paco', '--seeds', '0', '--prior-taus', '0.5', '1', '--smoothings', '0', '0.1', '--resume',
+                   '--output', str(out), '--docs', str(docs)], tmp_path)
+    assert 'paco-seed0 reused' in stdout
+    names = {(0.5, 0.0): 'paco-tau0.5-seed0', (1.0, 0.0): 'paco-seed0', (0.5, 0.1): 'paco-tau0.5-ls0.1-seed0',
+             (1.0, 0.1): 'paco-ls0.1-seed0'}
+    for (tau, smoothing), name in names.items():
+        args = yaml.safe_load((out / name / 'args.yaml').read_text())
+        # args.yaml holds the flags as given: no --smoothing (None, the task's default 0) for PaCo's own setting
+        assert (args['prior_tau'], args['smoothing']) == (tau, smoothing or None)
+    val = {setting: json.loads((out / name / 'val_results.json').read_text()) for setting, name in names.items()}
     for v in val.values():  # the validation split: TINY_N_TEST images of each class
         assert v['many_count'] + v['medium_count'] + v['few_count'] == 10 * TINY_N_TEST
-    chosen = 0.5 if val[0.5]['top1'] > val[1.0]['top1'] else 1.0
-    test = {0.5: json.loads((out / 'paco-tau0.5-seed0' / 'results.json').read_text()), 1.0: results}[chosen]
+    chosen = max(names, key=lambda setting: (val[setting]['top1'], setting == (1.0, 0.0)))
+    chosen_dir = out / names[chosen]
+    test = json.loads((chosen_dir / 'results.json').read_text())
     table = (docs / 'lt_fashion_mnist.md').read_text()
     row = next(line for line in table.splitlines() if line.startswith('| PaCo |'))
     cells = [c.strip() for c in row.strip('|').split('|')]
-    assert cells[1] == f'{chosen:g}'
-    assert cells[2:] == [f'{test[k]:.2f} ± 0.00' for k in ('top1', 'many_acc', 'medium_acc', 'few_acc')]
-    tuning = table[table.index('## Prior strength'):table.index('## Findings')]
+    assert cells[1:3] == [f'{chosen[0]:g}', f'{chosen[1]:g}']
+    assert cells[3:] == [f'{test[k]:.2f} ± 0.00' for k in ('top1', 'many_acc', 'medium_acc', 'few_acc')]
+    tuning = table[table.index('## Settings selected'):table.index('## Findings')]
     grid = [line for line in tuning.splitlines() if line.startswith('| PaCo |')]
-    assert len(grid) == 2 and f'| **{chosen:g}** | {val[chosen]["top1"]:.2f} ± 0.00 |' in ''.join(grid)
-    assert 'python benchmarks/lt_fashion_mnist.py --tiny' in table and '--prior-taus 0.5 1' in table
+    assert len(grid) == 4
+    assert f'| **{chosen[0]:g}** | **{chosen[1]:g}** | {val[chosen]["top1"]:.2f} ± 0.00 |' in ''.join(grid)
+    assert 'python benchmarks/lt_fashion_mnist.py --tiny' in table
+    assert '--prior-taus 0.5 1 --smoothings 0 0.1' in table
+    assert 'for 3 train + validate runs' in table and '1 more runs were reused' in table
     assert (docs / 'lt_fashion_mnist.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     summary = json.loads((out / 'summary.json').read_text())['summary']['paco']
-    assert summary['seeds'] == [0] and summary['prior_tau'] == chosen
+    assert summary['seeds'] == [0] and (summary['prior_tau'], summary['smoothing']) == chosen
     assert summary['train_count'] == long_tail_counts(TINY_N_MAX, 10, 0.01)
-    chosen_dir = run0 if chosen == 1.0 else out / 'paco-tau0.5-seed0'
     with open(chosen_dir / 'results_per_class.csv', newline='') as f:
         accuracy = [float(r['accuracy']) for r in csv.DictReader(f)]
     assert [m for m, _ in summary['class_accuracy']] == pytest.approx(accuracy)
@@ -129,7 +137,14 @@ def test_benchmark_statistics():
     assert mean == pytest.approx(np.mean(values))
     assert std == pytest.approx(np.std(values, ddof=1))
     assert mean_std([7.0]) == (7.0, 0.)
-    assert benchmark.select_tau({0.5: [60., 62.], 1.0: [61., 60.], 1.5: [59., 70.]}) == 1.5
-    assert benchmark.select_tau({0.5: [61., 61.], 1.0: [60., 62.]}) == 1.0  # a tie goes to the papers' value
-    assert benchmark.experiment_name('paco', 1.0, 2) == 'paco-seed2'
-    assert benchmark.experiment_name('gpaco', 0.75, 0) == 'gpaco-tau0.75-seed0'
+    select = benchmark.select_setting
+    assert select('paco', {(0.5, 0.): [60., 62.], (1., 0.): [61., 60.], (1.5, 0.): [59., 70.]}) == (1.5, 0.)
+    # a tie goes to the method's own default: prior strength 1, its label smoothing (GPaCo's is 0.1)
+    assert select('paco', {(0.5, 0.): [61., 61.], (1., 0.): [60., 62.], (1., .1): [62., 60.]}) == (1., 0.)
+    assert select('gpaco', {(1., 0.): [61., 61.], (1., .1): [60., 62.], (.5, .1): [62., 60.]}) == (1., .1)
+    assert select('ce', {(1., 0.): [50., 52.], (1., .1): [51., 50.]}) == (1., 0.)
+    assert benchmark.experiment_name('paco', (1.0, 0.0), 2) == 'paco-seed2'
+    assert benchmark.experiment_name('gpaco', (0.75, 0.1), 0) == 'gpaco-tau0.75-seed0'
+    assert benchmark.experiment_name('gpaco', (0.75, 0.0), 0) == 'gpaco-tau0.75-ls0-seed0'
+    assert benchmark.experiment_name('balanced-softmax', (1.0, 0.1), 1) == 'balanced-softmax-ls0.1-seed1'
+    assert benchmark.experiment_name('ce', (1.0, 0.0), 0) == 'ce-ls0-seed0'

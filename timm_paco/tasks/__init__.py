@@ -6,6 +6,8 @@ A task maps a view-major batch ``(input [V·B, C, H, W], target [B])`` to timm's
 from ._base import ViewTask
 from ._distributed import gather_rows
 from .classification import MultiViewClassificationTask
-from .factory import LOGIT_ADJUST_MODES, LONG_TAIL_RATIO, TASK_NAMES, create_task, is_long_tailed, resolve_logit_adjust
+from .factory import (
+    LOGIT_ADJUST_MODES, LONG_TAIL_RATIO, TASK_NAMES, TASK_SMOOTHING, create_task, is_long_tailed, resolve_logit_adjust,
+)
 from .gpaco import GPaCoTask
 from .paco import PaCoTask

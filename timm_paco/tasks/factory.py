@@ -23,9 +23,14 @@ from .classification import MultiViewClassificationTask
 from .gpaco import GPaCoTask
 from .paco import PaCoTask
 
-__all__ = ['TASK_NAMES', 'LOGIT_ADJUST_MODES', 'LONG_TAIL_RATIO', 'create_task', 'is_long_tailed', 'resolve_logit_adjust']
+__all__ = [
+    'TASK_NAMES', 'TASK_SMOOTHING', 'LOGIT_ADJUST_MODES', 'LONG_TAIL_RATIO', 'create_task', 'is_long_tailed',
+    'resolve_logit_adjust',
+]
 
 TASK_NAMES = ('ce', 'balanced-softmax', 'paco', 'gpaco')
+# train.py's label smoothing per task when --smoothing is not given: timm's 0.1 for CE, each paper's for the rest
+TASK_SMOOTHING = {'ce': 0.1, 'balanced-softmax': 0.0, 'paco': 0.0, 'gpaco': 0.1}
 LOGIT_ADJUST_MODES = ('auto', 'on', 'off')
 LONG_TAIL_RATIO = 2.0
 _LOSS_NAMES = {'ce': 'ce', 'balanced-softmax': 'balanced_softmax', 'paco': 'paco', 'gpaco': 'gpaco'}
