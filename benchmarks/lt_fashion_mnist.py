@@ -412,8 +412,7 @@ def main(argv=None):
         summary[task]['smoothing'] = selected[task][1]
     tuning = summarise_grid(grid) if len(configs) > len(args.tasks) else None
     timings = {'total': time.time() - start, 'runs': len(jobs) - reused, 'reused': reused, 'jobs': args.jobs,
-               'threads': args.threads,
-               'workers': args.workers, 'device': args.device}
+               'threads': args.threads, 'workers': args.workers, 'device': args.device}
     stem = 'lt_fashion_mnist' + ('_large' if large else '')
     figure = os.path.join(args.docs, stem + '.png')
     markdown = os.path.join(args.docs, stem + '.md')
