@@ -83,8 +83,8 @@ def _parse_args(argv=None):
                              f'{DEFAULT_N_VAL}, tiny: {TINY_N_TEST})')
     parser.add_argument('--smoothings', nargs='+', type=float, default=None,
                         help='train.py --smoothing values tried for every method; each keeps the one with the '
-                             'best validation accuracy (default: each method\'s own, 0.1 for CE / GPaCo, 0 for '
-                             'Balanced Softmax / PaCo)')
+                             'best validation accuracy (default: each method\'s own, '
+                             + ', '.join(f'{t} {v:g}' for t, v in TASK_SMOOTHING.items()) + ')')
     parser.add_argument('--resume', action='store_true', help='reuse runs whose results.json exists')
     return parser.parse_args(argv)
 
