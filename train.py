@@ -193,8 +193,8 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--mixup-mode', type=str, default='batch', help='mixup per batch, pair or elem')
     g.add_argument('--mixup-off-epoch', type=int, default=0, metavar='N', help='stop mixup at this epoch')
     g.add_argument('--smoothing', type=float, default=None,
-                   help='label smoothing (default: 0.1 for ce and gpaco as timm / GPaCo, 0 for paco and '
-                        'balanced-softmax as in their papers)')
+                   help='label smoothing (default per task, timm\'s for ce and the papers\' for the rest: '
+                        + ', '.join(f'{t} {v:g}' for t, v in TASK_SMOOTHING.items()) + ')')
     g.add_argument('--train-interpolation', type=str, default='random', help='training interpolation')
     g.add_argument('--drop', type=float, default=0.0, metavar='PCT', help='dropout rate')
     g.add_argument('--drop-connect', type=float, default=None, metavar='PCT', help='deprecated, use --drop-path')
