@@ -378,8 +378,9 @@ def main(argv=None):
                 results = json.load(f)
             print(f'[{time.time() - start:7.1f}s] {label} reused', flush=True)
         else:
-            flags = shlex.split(args.train_flags) + (['--prior-tau', f'{tau:g}'] if tau != 1.0 else []) + (
-                ['--smoothing', f'{smoothing:g}'] if smoothing != TASK_SMOOTHING[task] else [])
+            default_tau, default_smoothing = default_setting(task)
+            flags = shlex.split(args.train_flags) + (['--prior-tau', f'{tau:g}'] if tau != default_tau else []) + (
+                ['--smoothing', f'{smoothing:g}'] if smoothing != default_smoothing else [])
             results = run_job(
                 task, data_dir, output, seed, recipe, start=start, threads=args.threads, workers=args.workers,
                 device=args.device, extra_flags=flags, experiment=experiment, log_file=log_file,
