@@ -19,11 +19,14 @@ Two knobs can be tuned, the same grid for every method: ``--prior-taus``, the cl
 ``--smoothings``, ``train.py --smoothing`` (every method; default: each method's own, ``TASK_SMOOTHING``). Each
 method trains at every setting of the grid with every seed and keeps the setting with the best mean accuracy on a
 balanced validation split, the ``--n-val`` training images of each class that follow the pool. The test set
-chooses nothing; the markdown lists every setting's validation and test accuracy.
+chooses nothing; the markdown lists every setting's validation and test accuracy. ``--settings-from`` instead
+trains each method only at the setting an earlier run's ``summary.json`` selected, e.g. to see whether a ranking
+holds at more ``--epochs`` without a second search (``--epochs N`` writes ``lt_fashion_mnist[_large]_eN.{md,png}``).
 
 Runs go to ``--output/<task>[-tau<tau>][-ls<smoothing>]-seed<seed>/`` (checkpoints, ``results.json`` for the test set,
 ``val_results.json`` for the validation split, per-class CSV / PNG), their logs to ``--output/logs/``, the summary
-to ``--output/summary.json``. ``--resume`` reuses runs whose results exist.
+to ``--output/summary.json``; ``--output`` defaults to ``output/<docs stem>``, one folder per budget, since run names
+do not hold the budget. ``--resume`` reuses runs whose results exist.
 """
 import argparse
 import csv
@@ -52,7 +55,9 @@ DISCUSSION_END = '<!-- end of discussion -->'
 
 def _parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--output', default=os.path.join('output', 'lt_fashion_mnist'), help='run folder')
+    parser.add_argument('--output', default=None,
+                        help='run folder (default: output/<the docs\' stem>, e.g. output/lt_fashion_mnist_large_e100: '
+                             'run names do not hold the budget, so each budget gets its own folder)')
     parser.add_argument('--docs', default='docs', help='folder for lt_fashion_mnist.md / .png')
     parser.add_argument('--tasks', nargs='+', default=list(TASK_NAMES), choices=list(TASK_NAMES))
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
@@ -71,11 +76,12 @@ def _parse_args(argv=None):
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads per run (OMP_NUM_THREADS, default: 1; jobs x threads = cores)')
     parser.add_argument('--epochs', type=int, default=None,
-                        help=f'override the epochs (default: {RECIPE["epochs"]})')
+                        help=f'override the epochs (default: the budget\'s, {RECIPE["epochs"]} for small); the '
+                             f'docs become lt_fashion_mnist[_large]_e<epochs>.md / .png')
     parser.add_argument('--tiny', action='store_true',
                         help=f'smoke-test budget: 1 epoch, {TINY_N_MAX} training and {TINY_N_TEST} test images '
                              f'per class')
-    parser.add_argument('--prior-taus', nargs='+', type=float, default=[1.0],
+    parser.add_argument('--prior-taus', nargs='+', type=float, default=None,
                         help='train.py --prior-tau values tried for every prior-based method (Balanced Softmax, '
                              'PaCo, GPaCo); each keeps the one with the best validation accuracy (default: 1)')
     parser.add_argument('--n-val', type=int, default=None,
@@ -85,6 +91,10 @@ def _parse_args(argv=None):
                         help='train.py --smoothing values tried for every method; each keeps the one with the '
                              'best validation accuracy (default: each method\'s own, '
                              + ', '.join(f'{t} {v:g}' for t, v in TASK_SMOOTHING.items()) + ')')
+    parser.add_argument('--settings-from', default=None, metavar='SUMMARY_JSON',
+                        help='train each method only at the setting selected in an earlier run\'s summary.json '
+                             '(its prior τ and smoothing, chosen there on the validation split), e.g. to carry '
+                             'the choice to more --epochs; excludes --prior-taus / --smoothings')
     parser.add_argument('--resume', action='store_true', help='reuse runs whose results.json exists')
     return parser.parse_args(argv)
 
@@ -95,6 +105,11 @@ Setting = Tuple[float, float]  # (prior tau, label smoothing) of one run
 def default_setting(task: str) -> Setting:
     """train.py's own setting for ``task``: prior strength 1 and the task's label smoothing."""
     return 1.0, TASK_SMOOTHING[task]
+
+
+def budget_stem(budget: str, epochs: Optional[int]) -> str:
+    """File stem of a budget's docs and default run folder: ``lt_fashion_mnist[_large][_e<epochs>]``."""
+    return 'lt_fashion_mnist' + ('_large' if budget == 'large' else '') + (f'_e{epochs}' if epochs is not None else '')
 
 
 def experiment_name(task: str, setting: Setting, seed: int) -> str:
@@ -110,6 +125,23 @@ def select_setting(task: str, val_top1: Dict[Setting, Sequence[float]]) -> Setti
     """The setting with the best mean validation accuracy over seeds; a tie goes to ``default_setting(task)``."""
     default = default_setting(task)
     return max(val_top1, key=lambda setting: (statistics.fmean(val_top1[setting]), setting == default))
+
+
+def read_selected_settings(path: str, tasks: Sequence[str]) -> Dict[str, Setting]:
+    """Each task's selected (prior tau, smoothing) in a summary.json this script wrote (tau 1 for CE)."""
+    with open(path) as f:
+        summary = json.load(f).get('summary')
+    if not isinstance(summary, dict):
+        raise ValueError(f'--settings-from {path}: no "summary" mapping (not a summary.json of this script)')
+    settings = {}
+    for task in tasks:
+        entry = summary.get(task)
+        if not isinstance(entry, dict) or 'smoothing' not in entry:
+            raise ValueError(f'--settings-from {path}: no selected setting for task {task!r} '
+                             f'(it has {sorted(summary)})')
+        tau = entry.get('prior_tau')
+        settings[task] = (1.0 if tau is None else float(tau), float(entry['smoothing']))
+    return settings
 
 
 def read_per_class(path: str) -> List[Dict]:
@@ -257,7 +289,8 @@ def _tuning_lines(tuning: List[Dict], summary: Dict[str, Dict], n_val: int) -> L
 
 
 def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: str, recipe: Dict, n_max: int,
-                   n_test: Optional[int], n_val: int, timings: Dict[str, float], tuning: Optional[List[Dict]] = None):
+                   n_test: Optional[int], n_val: int, timings: Dict[str, float], tuning: Optional[List[Dict]] = None,
+                   settings_from: Optional[str] = None):
     counts = next(iter(summary.values()))['train_count']
     seeds = next(iter(summary.values()))['seeds']
     test_set = (f'the first {n_test} test images of each class ({10 * n_test} in all)' if n_test
@@ -307,7 +340,9 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         f'- The last-epoch checkpoint is evaluated. Model selection (prior strength and smoothing, when several '
         f'are tried) '
         f'uses only a validation split: the {n_val} training images of each class that follow the first '
-        f'{n_max} ({10 * n_val} images, balanced, none of them in training). The test set chooses nothing.',
+        f'{n_max} ({10 * n_val} images, balanced, none of them in training). The test set chooses nothing.'
+        + (f' Here nothing is selected: each method trains at the setting the validation split selected in '
+           f'`{settings_from}`, carried over unchanged.' if settings_from else ''),
         f'- Wall time: {timings["total"] / 60:.1f} min for {timings["runs"]} train + validate runs, '
         f'{timings["jobs"]} at a time with {timings["threads"]} torch thread(s) and {timings["workers"]} '
         f'data-loading process(es) each, on {timings["device"]}'
@@ -334,6 +369,17 @@ def main(argv=None):
     args = _parse_args(argv)
     if args.jobs < 1:
         raise ValueError(f'--jobs: expected a positive number of parallel runs, got {args.jobs}')
+    taus = list(dict.fromkeys(float(t) for t in args.prior_taus or [1.0]))
+    smoothings = None if args.smoothings is None else list(dict.fromkeys(float(s) for s in args.smoothings))
+    if args.settings_from:
+        if args.prior_taus is not None or smoothings is not None:
+            raise ValueError('--settings-from fixes each method\'s setting; drop --prior-taus / --smoothings')
+        fixed = read_selected_settings(args.settings_from, args.tasks)
+        configs = [(task, fixed[task]) for task in args.tasks]
+    else:
+        configs = [(task, (tau, smoothing)) for task in args.tasks
+                   for tau in (taus if task in PRIOR_TASKS else [1.0])
+                   for smoothing in (smoothings or [TASK_SMOOTHING[task]])]
     start = time.time()
     large = args.budget == 'large'
     recipe = dict(TINY_RECIPE if args.tiny else LARGE_RECIPE if large else RECIPE)
@@ -345,7 +391,8 @@ def main(argv=None):
         n_max = args.n_max if args.n_max is not None else LARGE_N_MAX if large else DEFAULT_N_MAX
         n_test = args.n_test if args.n_test is not None else 0 if large else 200
         n_test = n_test or None
-    output = os.path.abspath(args.output)
+    stem = budget_stem(args.budget, args.epochs)
+    output = os.path.abspath(args.output or os.path.join('output', stem))
     os.makedirs(output, exist_ok=True)
     os.makedirs(args.docs, exist_ok=True)
 
@@ -356,11 +403,6 @@ def main(argv=None):
     val_dir = os.path.join(output, 'data', f'fashion_mnist_nmax{n_max}_val{n_val}')
     cap_per_class(source, val_dir, n_max, n_val=n_val)
 
-    taus = list(dict.fromkeys(float(t) for t in args.prior_taus))
-    smoothings = None if args.smoothings is None else list(dict.fromkeys(float(s) for s in args.smoothings))
-    configs = [(task, (tau, smoothing)) for task in args.tasks
-               for tau in (taus if task in PRIOR_TASKS else [1.0])
-               for smoothing in (smoothings or [TASK_SMOOTHING[task]])]
     jobs = [(seed, task, setting) for seed in args.seeds for task, setting in configs]  # seed-major
     log_dir = os.path.join(output, 'logs')
     os.makedirs(log_dir, exist_ok=True)
@@ -414,7 +456,6 @@ def main(argv=None):
     tuning = summarise_grid(grid) if len(configs) > len(args.tasks) else None
     timings = {'total': time.time() - start, 'runs': len(jobs) - reused, 'reused': reused, 'jobs': args.jobs,
                'threads': args.threads, 'workers': args.workers, 'device': args.device}
-    stem = 'lt_fashion_mnist' + ('_large' if large else '')
     figure = os.path.join(args.docs, stem + '.png')
     markdown = os.path.join(args.docs, stem + '.md')
     plot(summary, figure)
@@ -429,12 +470,14 @@ def main(argv=None):
         f' --train-flags="{args.train_flags}"' if args.train_flags else '') + (
         f' --prior-taus {" ".join(f"{t:g}" for t in taus)}' if taus != [1.0] else '') + (
         f' --smoothings {" ".join(f"{s:g}" for s in smoothings)}' if smoothings else '') + (
+        f' --settings-from {args.settings_from}' if args.settings_from else '') + (
         f' --n-val {args.n_val}' if args.n_val is not None else '') + (
         f' --jobs {args.jobs} --workers {args.workers}' if large else '')
-    write_markdown(summary, markdown, figure, command, recipe, n_max, n_test, n_val, timings, tuning)
+    write_markdown(summary, markdown, figure, command, recipe, n_max, n_test, n_val, timings, tuning,
+                   args.settings_from)
     with open(os.path.join(output, 'summary.json'), 'w') as f:
         json.dump(dict(summary=summary, tuning=tuning, recipe=recipe, n_max=n_max, n_test=n_test, n_val=n_val,
-                       timings=timings), f, indent=2)
+                       timings=timings, settings_from=args.settings_from), f, indent=2)
     print(f'\n[{timings["total"]:7.1f}s] wrote {markdown} and {figure}')
     with open(markdown) as f:
         print(''.join(f.readlines()[4:4 + 2 + len(summary)]))

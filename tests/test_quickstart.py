@@ -124,13 +124,48 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
         accuracy = [float(r['accuracy']) for r in csv.DictReader(f)]
     assert [m for m, _ in summary['class_accuracy']] == pytest.approx(accuracy)
 
+    # --settings-from: only the chosen setting, no search; --epochs names the docs (the tiny budget's 1 epoch, so
+    # --resume may reuse the run trained above)
+    stdout = _run([sys.executable, os.path.join(REPO, 'benchmarks', 'lt_fashion_mnist.py'), '--tiny', '--tasks',
+                   'paco', '--seeds', '0', '--epochs', '1', '--settings-from', str(out / 'summary.json'),
+                   '--resume', '--output', str(out), '--docs', str(docs)], tmp_path)
+    assert 'run 1/1: ' + names[chosen] + ' reused' in stdout and 'run 2/' not in stdout
+    carried = (docs / 'lt_fashion_mnist_e1.md').read_text()
+    assert f'| PaCo | {chosen[0]:g} | {chosen[1]:g} | ' + ' | '.join(
+        f'{test[k]:.2f} ± 0.00' for k in ('top1', 'many_acc', 'medium_acc', 'few_acc')) + ' |' in carried
+    assert '## Settings selected' not in carried and f'--settings-from {out / "summary.json"}' in carried
+    assert f'the validation split selected in `{out / "summary.json"}`' in carried
+    assert (docs / 'lt_fashion_mnist_e1.png').is_file()
 
-def test_benchmark_statistics():
-    """mean ± sample std over seeds, as in the table."""
+
+def _benchmark_module():
     path = os.path.join(REPO, 'benchmarks', 'lt_fashion_mnist.py')
     spec = importlib.util.spec_from_file_location('lt_benchmark', path)
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
+    return benchmark
+
+
+def test_benchmark_settings_from(tmp_path):
+    """--settings-from reads each method's selected (tau, smoothing) from a summary.json; CE's tau is 1."""
+    benchmark = _benchmark_module()
+    path = tmp_path / 'summary.json'
+    path.write_text(json.dumps({'summary': {'ce': {'prior_tau': None, 'smoothing': 0.1},
+                                            'gpaco': {'prior_tau': 0.75, 'smoothing': 0.0}}}))
+    assert benchmark.read_selected_settings(str(path), ['gpaco', 'ce']) == {'gpaco': (0.75, 0.0), 'ce': (1.0, 0.1)}
+    with pytest.raises(ValueError, match=r"json: no selected setting for task 'paco' \(it has \['ce', 'gpaco'\]\)"):
+        benchmark.read_selected_settings(str(path), ['paco'])
+    (tmp_path / 'other.json').write_text('{"top1": 50.0}')
+    with pytest.raises(ValueError, match='other.json: no "summary" mapping'):
+        benchmark.read_selected_settings(str(tmp_path / 'other.json'), ['ce'])
+    with pytest.raises(ValueError, match='drop --prior-taus / --smoothings'):  # before any data or run is made
+        benchmark.main(['--settings-from', str(path), '--smoothings', '0', '--output', str(tmp_path / 'out')])
+    assert not (tmp_path / 'out').exists()
+
+
+def test_benchmark_statistics():
+    """mean ± sample std over seeds, as in the table."""
+    benchmark = _benchmark_module()
     mean_std = benchmark.mean_std
     values = [53.4, 55.6, 59.6]
     mean, std = mean_std(values)
@@ -148,3 +183,7 @@ def test_benchmark_statistics():
     assert benchmark.experiment_name('gpaco', (0.75, 0.0), 0) == 'gpaco-tau0.75-ls0-seed0'
     assert benchmark.experiment_name('balanced-softmax', (1.0, 0.1), 1) == 'balanced-softmax-ls0.1-seed1'
     assert benchmark.experiment_name('ce', (1.0, 0.0), 0) == 'ce-ls0-seed0'
+    # docs and the default run folder: one per budget (run names do not hold it)
+    assert benchmark.budget_stem('small', None) == 'lt_fashion_mnist'
+    assert benchmark.budget_stem('small', 40) == 'lt_fashion_mnist_e40'
+    assert benchmark.budget_stem('large', 100) == 'lt_fashion_mnist_large_e100'
