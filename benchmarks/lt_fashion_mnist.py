@@ -129,8 +129,12 @@ def select_setting(task: str, val_top1: Dict[Setting, Sequence[float]]) -> Setti
 
 def read_selected_settings(path: str, tasks: Sequence[str]) -> Dict[str, Setting]:
     """Each task's selected (prior tau, smoothing) in a summary.json this script wrote (tau 1 for CE)."""
-    with open(path) as f:
-        summary = json.load(f).get('summary')
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f'--settings-from {path}: cannot read it as JSON ({e})') from e
+    summary = data.get('summary') if isinstance(data, dict) else None
     if not isinstance(summary, dict):
         raise ValueError(f'--settings-from {path}: no "summary" mapping (not a summary.json of this script)')
     settings = {}

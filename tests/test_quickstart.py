@@ -158,6 +158,8 @@ def test_benchmark_settings_from(tmp_path):
     (tmp_path / 'other.json').write_text('{"top1": 50.0}')
     with pytest.raises(ValueError, match='other.json: no "summary" mapping'):
         benchmark.read_selected_settings(str(tmp_path / 'other.json'), ['ce'])
+    with pytest.raises(ValueError, match='--settings-from .*missing.json: cannot read it as JSON'):
+        benchmark.read_selected_settings(str(tmp_path / 'missing.json'), ['ce'])
     with pytest.raises(ValueError, match='drop --prior-taus / --smoothings'):  # before any data or run is made
         benchmark.main(['--settings-from', str(path), '--smoothings', '0', '--output', str(tmp_path / 'out')])
     assert not (tmp_path / 'out').exists()
