@@ -112,13 +112,24 @@ def budget_stem(budget: str, epochs: Optional[int]) -> str:
     return 'lt_fashion_mnist' + ('_large' if budget == 'large' else '') + (f'_e{epochs}' if epochs is not None else '')
 
 
+_SETTING_KEYS = (('tau', '--prior-tau'), ('ls', '--smoothing'))  # per Setting field: run-name tag, train.py flag
+
+
+def _overrides(task: str, setting: Setting) -> List[Tuple[str, str, float]]:
+    """(run-name tag, train.py flag, value) of each field of ``setting`` that differs from ``default_setting``."""
+    return [(tag, flag, value) for (tag, flag), value, default in zip(_SETTING_KEYS, setting, default_setting(task))
+            if value != default]
+
+
 def experiment_name(task: str, setting: Setting, seed: int) -> str:
     """Run folder name ``<task>-seed<seed>``, with ``-tau<tau>`` / ``-ls<smoothing>`` where they differ from
     ``default_setting(task)`` (so runs of the default recipe keep their names)."""
-    tau, smoothing = setting
-    default_tau, default_smoothing = default_setting(task)
-    return (task + (f'-tau{tau:g}' if tau != default_tau else '')
-            + (f'-ls{smoothing:g}' if smoothing != default_smoothing else '') + f'-seed{seed}')
+    return task + ''.join(f'-{tag}{value:g}' for tag, _, value in _overrides(task, setting)) + f'-seed{seed}'
+
+
+def setting_flags(task: str, setting: Setting) -> List[str]:
+    """train.py flags for ``setting``: ``--prior-tau`` / ``--smoothing`` where the run name carries them."""
+    return [arg for _, flag, value in _overrides(task, setting) for arg in (flag, f'{value:g}')]
 
 
 def select_setting(task: str, val_top1: Dict[Setting, Sequence[float]]) -> Setting:
@@ -376,7 +387,7 @@ def main(argv=None):
     taus = list(dict.fromkeys(float(t) for t in args.prior_taus or [1.0]))
     smoothings = None if args.smoothings is None else list(dict.fromkeys(float(s) for s in args.smoothings))
     if args.settings_from:
-        if args.prior_taus is not None or smoothings is not None:
+        if args.prior_taus is not None or args.smoothings is not None:
             raise ValueError('--settings-from fixes each method\'s setting; drop --prior-taus / --smoothings')
         fixed = read_selected_settings(args.settings_from, args.tasks)
         configs = [(task, fixed[task]) for task in args.tasks]
@@ -412,7 +423,6 @@ def main(argv=None):
     os.makedirs(log_dir, exist_ok=True)
 
     def one(i, seed, task, setting):
-        tau, smoothing = setting
         experiment = experiment_name(task, setting, seed)
         train_dir = os.path.join(output, experiment)
         results_file = os.path.join(train_dir, 'results.json')
@@ -424,9 +434,7 @@ def main(argv=None):
                 results = json.load(f)
             print(f'[{time.time() - start:7.1f}s] {label} reused', flush=True)
         else:
-            default_tau, default_smoothing = default_setting(task)
-            flags = shlex.split(args.train_flags) + (['--prior-tau', f'{tau:g}'] if tau != default_tau else []) + (
-                ['--smoothing', f'{smoothing:g}'] if smoothing != default_smoothing else [])
+            flags = shlex.split(args.train_flags) + setting_flags(task, setting)
             results = run_job(
                 task, data_dir, output, seed, recipe, start=start, threads=args.threads, workers=args.workers,
                 device=args.device, extra_flags=flags, experiment=experiment, log_file=log_file,

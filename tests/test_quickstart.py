@@ -185,6 +185,10 @@ def test_benchmark_statistics():
     assert benchmark.experiment_name('gpaco', (0.75, 0.0), 0) == 'gpaco-tau0.75-ls0-seed0'
     assert benchmark.experiment_name('balanced-softmax', (1.0, 0.1), 1) == 'balanced-softmax-ls0.1-seed1'
     assert benchmark.experiment_name('ce', (1.0, 0.0), 0) == 'ce-ls0-seed0'
+    # train.py flags: exactly the fields the run name carries
+    assert benchmark.setting_flags('paco', (1.0, 0.0)) == []
+    assert benchmark.setting_flags('gpaco', (0.75, 0.0)) == ['--prior-tau', '0.75', '--smoothing', '0']
+    assert benchmark.setting_flags('balanced-softmax', (1.0, 0.1)) == ['--smoothing', '0.1']
     # docs and the default run folder: one per budget (run names do not hold it)
     assert benchmark.budget_stem('small', None) == 'lt_fashion_mnist'
     assert benchmark.budget_stem('small', 40) == 'lt_fashion_mnist_e40'
