@@ -10,6 +10,9 @@ Added:
   --few-shot-thr 20`` (many: count > many, few: count < few, medium: in between inclusive). Reports
   ``many_acc / medium_acc / few_acc``, writes a per-class CSV (``--per-class-file``) and a PNG of per-class
   accuracy against training count (``--per-class-plot``); both default to ``<results-file stem>_per_class.*``.
+* ``--logit-adjust TAU``: post-hoc logit adjustment, scoring ``logits − TAU · log p`` with ``p`` the class prior
+  of those class counts; ``--logits-file F``: the logits [N, C] (before the adjustment) and targets [N] as
+  safetensors, for sweeps without re-running the model (``timm_paco.eval.logit_adjust``).
 * ``--checkpoint a.pth.tar,b.pth.tar``: ensemble of the checkpoints, logits averaged (not softmax).
 * ``--ood imagenet-r|imagenet-a|imagenet-sketch|imagenet-c`` with ``--data-dir`` the dataset as shipped
   (``ROOT/<wnid>/*`` folders; ImageNet-C ``ROOT/<corruption>/<severity>/<wnid>/*``). R / A score the 200
@@ -23,6 +26,7 @@ import argparse
 import glob
 import json
 import logging
+import math
 import os
 import time
 from contextlib import suppress
@@ -44,7 +48,9 @@ from timm_paco.data.ood import (
     OOD_DATASETS, check_class_folders, corruption_errors, imagenet_c_folders, ood_class_map,
     parse_corruptions, subset_mask,
 )
-from timm_paco.eval import EnsembleModel, create_eval_model, split_checkpoints, write_per_class_csv, write_results
+from timm_paco.eval import (
+    EnsembleModel, create_eval_model, logit_offset, save_logits, split_checkpoints, write_per_class_csv, write_results,
+)
 
 _logger = logging.getLogger('validate')
 
@@ -137,6 +143,11 @@ group.add_argument('--per-class-file', default='', type=str, metavar='FILENAME',
                    help='per-class accuracy CSV (default: <results-file stem>_per_class.csv)')
 group.add_argument('--per-class-plot', default='', type=str, metavar='FILENAME',
                    help='per-class accuracy vs training count PNG (default: <results-file stem>_per_class.png)')
+group.add_argument('--logit-adjust', default=0.0, type=float, metavar='TAU',
+                   help='post-hoc logit adjustment: score logits - TAU * log p, p the training class prior from '
+                        'the class counts (Menon et al. 2021; 1 balances a plain-CE model; default: 0, off)')
+group.add_argument('--logits-file', default='', type=str, metavar='FILENAME',
+                   help='write the logits [N, C] (before --logit-adjust) and targets [N] to this safetensors file')
 # out of distribution (timm-paco)
 group = parser.add_argument_group('Out-of-distribution sets (timm-paco)')
 group.add_argument('--ood', default='', choices=('',) + OOD_DATASETS,
@@ -171,6 +182,16 @@ def resolve_class_counts(args, checkpoints):
     elif args.lt_metrics:
         raise FileNotFoundError('--lt-metrics: no --class-counts PATH given and no --checkpoint to look beside')
     return None
+
+
+def logit_adjust_offset(args, class_counts, num_classes, device):
+    """``−τ · log p`` [num_classes] on ``device`` for ``--logit-adjust τ``; None when τ is 0."""
+    if not args.logit_adjust:
+        return None
+    if len(class_counts) != num_classes:
+        raise ValueError(f'--logit-adjust: the class counts cover {len(class_counts)} classes, '
+                         f'but the evaluation scores {num_classes}')
+    return logit_offset(class_counts, args.logit_adjust).to(device)
 
 
 def build_model(args, checkpoints, in_chans):
@@ -248,8 +269,12 @@ def create_eval_loader(args, dataset, data_config, crop_pct, device, model_dtype
 
 @torch.inference_mode()
 def evaluate(args, model, loader, num_classes, device, model_dtype, amp_autocast,
-             valid_labels=None, real_labels=None, tag='Test'):
-    """Run ``model`` over ``loader``; returns (LongTailMeter, mean cross-entropy)."""
+             valid_labels=None, real_labels=None, tag='Test', offset=None, collect=None):
+    """Run ``model`` over ``loader``; returns (LongTailMeter, mean cross-entropy).
+
+    ``offset`` [C] is added to the logits before scoring (post-hoc logit adjustment); ``collect``, a list, gets
+    each batch's (logits before the offset, targets) on the CPU.
+    """
     criterion = nn.CrossEntropyLoss().to(device)
     meter = LongTailMeter(num_classes)
     losses, batch_time = AverageMeter(), AverageMeter()
@@ -264,6 +289,10 @@ def evaluate(args, model, loader, num_classes, device, model_dtype, amp_autocast
             output = model(input)
             if valid_labels is not None:
                 output = output[:, valid_labels]
+            if collect is not None:
+                collect.append((output.float().cpu(), target.cpu()))
+            if offset is not None:
+                output = output + offset
             loss = criterion(output, target)
         if real_labels is not None:
             real_labels.add_result(output)
@@ -279,7 +308,7 @@ def evaluate(args, model, loader, num_classes, device, model_dtype, amp_autocast
     return meter, losses.avg
 
 
-def _imagenet_c(args, model, data_config, crop_pct, device, model_dtype, amp_autocast, num_classes):
+def _imagenet_c(args, model, data_config, crop_pct, device, model_dtype, amp_autocast, num_classes, offset=None):
     if num_classes != 1000:
         raise ValueError(f'--ood imagenet-c needs a 1000-class ImageNet model, {args.model} has {num_classes}')
     corruptions = parse_corruptions(args.ood_corruptions)
@@ -289,7 +318,8 @@ def _imagenet_c(args, model, data_config, crop_pct, device, model_dtype, amp_aut
         check_class_folders(folder, class_map, what=f'ImageNet-C {c}/{s}')
         dataset = create_eval_dataset(args, folder, data_config, class_map=class_map)
         loader = create_eval_loader(args, dataset, data_config, crop_pct, device, model_dtype, model)
-        meter, _ = evaluate(args, model, loader, num_classes, device, model_dtype, amp_autocast, tag=f'{c}/{s}')
+        meter, _ = evaluate(args, model, loader, num_classes, device, model_dtype, amp_autocast, tag=f'{c}/{s}',
+                            offset=offset)
         acc = meter.topk_accuracy()[1]
         errors[c].append(1. - meter.hits[1] / meter.count)
         top1[f'{c}_s{s}_top1'] = round(acc, 4)
@@ -335,6 +365,10 @@ def validate(args):
         raise ValueError(f'--dataset must be empty with --ood {args.ood}: OOD sets are read as wnid image folders')
     if args.ood and not args.data_dir:
         raise ValueError(f'--ood {args.ood}: --data-dir must point at the dataset root')
+    if not math.isfinite(args.logit_adjust):
+        raise ValueError(f'--logit-adjust must be a finite number, got {args.logit_adjust}')
+    if args.logits_file and args.ood == 'imagenet-c':
+        raise ValueError('--logits-file holds one evaluation; --ood imagenet-c runs 75 of them')
 
     utils.random_seed(args.seed)
     if args.fuser:
@@ -343,6 +377,9 @@ def validate(args):
         set_fast_norm()
 
     class_counts = resolve_class_counts(args, checkpoints)
+    if args.logit_adjust and class_counts is None:
+        raise ValueError(f'--logit-adjust {args.logit_adjust:g} needs the training class counts: pass --class-counts '
+                         f'PATH or keep {CLASS_COUNTS_FILE} beside --checkpoint')
 
     in_chans = args.in_chans if args.in_chans is not None else (args.input_size[0] if args.input_size else 3)
     model = build_model(args, checkpoints, in_chans)
@@ -375,10 +412,13 @@ def validate(args):
     results = dict(model=args.model)
     if len(checkpoints) > 1:
         results['ensemble'] = len(checkpoints)
+    if args.logit_adjust:
+        results['logit_adjust'] = args.logit_adjust
 
     if args.ood == 'imagenet-c':
+        offset = logit_adjust_offset(args, class_counts, num_model_classes, device)
         results.update(_imagenet_c(
-            args, model, data_config, crop_pct, device, model_dtype, amp_autocast, num_model_classes))
+            args, model, data_config, crop_pct, device, model_dtype, amp_autocast, num_model_classes, offset))
         results.update(param_count=round(param_count / 1e6, 2), img_size=data_config['input_size'][-1],
                        crop_pct=crop_pct, interpolation=data_config['interpolation'])
         _logger.info(f" * ImageNet-C mCE {results['mce']:.3f}")
@@ -405,8 +445,12 @@ def validate(args):
     real_labels = RealLabelsImagenet(dataset.filenames(basename=True), real_json=args.real_labels) \
         if args.real_labels else None
     loader = create_eval_loader(args, dataset, data_config, crop_pct, device, model_dtype, model)
+    offset = logit_adjust_offset(args, class_counts, num_classes, device)
+    collect = [] if args.logits_file else None
     meter, loss = evaluate(args, model, loader, num_classes, device, model_dtype, amp_autocast,
-                           valid_labels=valid_labels, real_labels=real_labels)
+                           valid_labels=valid_labels, real_labels=real_labels, offset=offset, collect=collect)
+    if collect is not None:
+        save_logits(args.logits_file, torch.cat([o for o, _ in collect]), torch.cat([t for _, t in collect]))
 
     acc = meter.topk_accuracy()
     top1, top5 = (real_labels.get_accuracy(k=1), real_labels.get_accuracy(k=5)) if real_labels else (acc[1], acc[5])
@@ -480,6 +524,9 @@ def bulk_configs(args):
 def main(argv=None):
     args = parser.parse_args(argv)
     configs = bulk_configs(args)
+    if configs and args.logits_file:
+        raise ValueError(f'--logits-file holds one evaluation; bulk validation of {len(configs)} models would '
+                         f'overwrite it')
     if configs:
         _logger.info('Bulk validation of: ' + ', '.join(f'{m} {c or ""}' for m, c in configs))
         results = []

@@ -53,6 +53,14 @@ DISCUSSION_BEGIN = '<!-- discussion: kept when the script rewrites this file -->
 DISCUSSION_END = '<!-- end of discussion -->'
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse's error names the flag)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, got {value}')
+    return value
+
+
 def _parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--output', default=None,
@@ -72,7 +80,7 @@ def _parse_args(argv=None):
     parser.add_argument('--workers', type=int, default=1, help='data-loading processes per run (default: 1)')
     parser.add_argument('--train-flags', default='',
                         help='extra train.py flags for every run, e.g. --train-flags="--paco-logit-adjust off"')
-    parser.add_argument('--jobs', type=int, default=2, help='runs in parallel (default: 2)')
+    parser.add_argument('--jobs', type=positive_int, default=2, help='runs in parallel (default: 2)')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads per run (OMP_NUM_THREADS, default: 1; jobs x threads = cores)')
     parser.add_argument('--epochs', type=int, default=None,
@@ -138,25 +146,36 @@ def select_setting(task: str, val_top1: Dict[Setting, Sequence[float]]) -> Setti
     return max(val_top1, key=lambda setting: (statistics.fmean(val_top1[setting]), setting == default))
 
 
-def read_selected_settings(path: str, tasks: Sequence[str]) -> Dict[str, Setting]:
-    """Each task's selected (prior tau, smoothing) in a summary.json this script wrote (tau 1 for CE)."""
+def read_summary(path: str, arg: str = '--settings-from') -> Dict:
+    """A summary.json this script wrote; errors name ``arg``, the flag that pointed at it."""
     try:
         with open(path) as f:
             data = json.load(f)
     except (OSError, ValueError) as e:
-        raise ValueError(f'--settings-from {path}: cannot read it as JSON ({e})') from e
-    summary = data.get('summary') if isinstance(data, dict) else None
-    if not isinstance(summary, dict):
-        raise ValueError(f'--settings-from {path}: no "summary" mapping (not a summary.json of this script)')
+        raise ValueError(f'{arg} {path}: cannot read it as JSON ({e})') from e
+    if not isinstance(data, dict) or not isinstance(data.get('summary'), dict):
+        raise ValueError(f'{arg} {path}: no "summary" mapping (not a summary.json of this script)')
+    return data
+
+
+def read_selected_settings(path: str, tasks: Sequence[str], arg: str = '--settings-from') -> Dict[str, Setting]:
+    """Each task's selected (prior tau, smoothing) in a summary.json this script wrote (tau 1 for CE)."""
+    summary = read_summary(path, arg)['summary']
     settings = {}
     for task in tasks:
         entry = summary.get(task)
         if not isinstance(entry, dict) or 'smoothing' not in entry:
-            raise ValueError(f'--settings-from {path}: no selected setting for task {task!r} '
+            raise ValueError(f'{arg} {path}: no selected setting for task {task!r} '
                              f'(it has {sorted(summary)})')
         tau = entry.get('prior_tau')
         settings[task] = (1.0 if tau is None else float(tau), float(entry['smoothing']))
     return settings
+
+
+def data_dirs(output: str, n_max: int, n_test: Optional[int], n_val: int) -> Tuple[str, str]:
+    """(training + test data folder, validation data folder) of a benchmark's ``--output``."""
+    data = os.path.join(output, 'data', f'fashion_mnist_nmax{n_max}')
+    return data + (f'_test{n_test}' if n_test else ''), f'{data}_val{n_val}'
 
 
 def read_per_class(path: str) -> List[Dict]:
@@ -270,6 +289,14 @@ def _kept_discussion(path: str) -> str:
     return ''
 
 
+def write_with_discussion(path: str, lines: List[str]):
+    """Write ``lines`` to ``path``, then a ``## Discussion`` section whose text is kept from the file's last
+    version (between ``DISCUSSION_BEGIN`` / ``DISCUSSION_END``): generated tables, hand-written reading."""
+    lines = lines + ['## Discussion', '', DISCUSSION_BEGIN, _kept_discussion(path), DISCUSSION_END, '']
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines))
+
+
 def _tau(tau: Optional[float]) -> str:
     return '–' if tau is None else f'{tau:g}'
 
@@ -369,21 +396,12 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         '',
         *_findings(summary),
         '',
-        '## Discussion',
-        '',
-        DISCUSSION_BEGIN,
-        _kept_discussion(path),
-        DISCUSSION_END,
-        '',
     ]
-    with open(path, 'w') as f:
-        f.write('\n'.join(lines))
+    write_with_discussion(path, lines)
 
 
 def main(argv=None):
     args = _parse_args(argv)
-    if args.jobs < 1:
-        raise ValueError(f'--jobs: expected a positive number of parallel runs, got {args.jobs}')
     taus = list(dict.fromkeys(float(t) for t in args.prior_taus or [1.0]))
     smoothings = None if args.smoothings is None else list(dict.fromkeys(float(s) for s in args.smoothings))
     if args.settings_from:
@@ -412,10 +430,9 @@ def main(argv=None):
     os.makedirs(args.docs, exist_ok=True)
 
     source = prepare_data(os.path.join(output, 'data', 'fashion_mnist'))
-    data_dir = os.path.join(output, 'data', f'fashion_mnist_nmax{n_max}' + (f'_test{n_test}' if n_test else ''))
-    cap_per_class(source, data_dir, n_max, n_test)
     n_val = args.n_val if args.n_val is not None else TINY_N_TEST if args.tiny else DEFAULT_N_VAL
-    val_dir = os.path.join(output, 'data', f'fashion_mnist_nmax{n_max}_val{n_val}')
+    data_dir, val_dir = data_dirs(output, n_max, n_test, n_val)
+    cap_per_class(source, data_dir, n_max, n_test)
     cap_per_class(source, val_dir, n_max, n_val=n_val)
 
     jobs = [(seed, task, setting) for seed in args.seeds for task, setting in configs]  # seed-major

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import safetensors.numpy
 import yaml
 from torchvision.datasets import FashionMNIST
 
@@ -137,6 +138,42 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
     assert f'the validation split selected in `{out / "summary.json"}`' in carried
     assert (docs / 'lt_fashion_mnist_e1.png').is_file()
 
+    # post-hoc logit adjustment of the chosen run: logits kept by validate.py, tau chosen on the validation split
+    posthoc = [sys.executable, os.path.join(REPO, 'benchmarks', 'lt_posthoc.py'), '--output', str(out),
+               '--docs', str(docs), '--stem', 'tiny', '--taus', '-1', '-0.5', '0', '0.5', '1']
+    assert '2 validate.py runs' in _run(posthoc, tmp_path)
+    counts = np.array(json.loads((chosen_dir / 'class_counts.json').read_text())['class_counts'], dtype=np.float64)
+    log_p = np.log(counts / counts.sum() + 1e-9)
+
+    def hits(split, tau):  # numpy reference: correct predictions of logits - tau * log p
+        tensors = safetensors.numpy.load_file(str(chosen_dir / f'{split}_logits.safetensors'))
+        assert tensors['logits'].shape == (10 * TINY_N_TEST, 10)
+        return (tensors['logits'] - tau * log_p).argmax(1) == tensors['targets'], tensors['targets']
+
+    val_acc = {tau: hits('val', tau)[0].mean() for tau in (-1, -0.5, 0, 0.5, 1)}
+    best = max(val_acc.values())
+    tau = min((t for t, a in val_acc.items() if a == best), key=lambda t: (abs(t), t))
+    assert 100 * val_acc[0] == pytest.approx(val[chosen]['top1'], abs=1e-3)
+    report = json.loads((out / 'posthoc.json').read_text())
+    assert report['runs']['paco'][0]['tau'] == tau and report['summary']['paco']['taus'] == [tau]
+    correct, targets = hits('test', tau)
+    few = [c for c in range(10) if counts[c] < 20]
+    table = (docs / 'tiny_posthoc.md').read_text()
+    assert (f'| PaCo | τ = {chosen[0]:g}, ls {chosen[1]:g} | {tau:g} | as trained | '
+            + ' | '.join(f'{test[k]:.2f} ± 0.00' for k in ('top1', 'many_acc', 'medium_acc', 'few_acc'))) in table
+    assert (f'| + post-hoc τ | {100 * correct.mean():.2f} ± 0.00 | ') in table
+    assert f'{100 * correct[np.isin(targets, few)].mean():.2f} ± 0.00 |' in table.split('+ post-hoc τ')[1]
+    assert (docs / 'tiny_posthoc.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert '0 validate.py runs' in _run(posthoc, tmp_path)  # the logits files are reused
+    stale = chosen_dir / 'test_logits.safetensors'  # logits that do not reproduce results.json are refused
+    targets = hits('test', 0)[1]
+    wrong = np.eye(10, dtype=np.float32)[(targets + 1) % 10]  # every prediction wrong: 0 % against results.json
+    assert test['top1'] > 0
+    safetensors.numpy.save_file({'logits': wrong, 'targets': targets}, str(stale))
+    proc = subprocess.run(posthoc, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and 'test_logits.safetensors scores' in proc.stderr
+    assert 'delete the logits file and rerun' in proc.stderr
+
 
 def _benchmark_module():
     path = os.path.join(REPO, 'benchmarks', 'lt_fashion_mnist.py')
@@ -146,7 +183,7 @@ def _benchmark_module():
     return benchmark
 
 
-def test_benchmark_settings_from(tmp_path):
+def test_benchmark_settings_from(tmp_path, capsys):
     """--settings-from reads each method's selected (tau, smoothing) from a summary.json; CE's tau is 1."""
     benchmark = _benchmark_module()
     path = tmp_path / 'summary.json'
@@ -160,8 +197,14 @@ def test_benchmark_settings_from(tmp_path):
         benchmark.read_selected_settings(str(tmp_path / 'other.json'), ['ce'])
     with pytest.raises(ValueError, match='--settings-from .*missing.json: cannot read it as JSON'):
         benchmark.read_selected_settings(str(tmp_path / 'missing.json'), ['ce'])
+    with pytest.raises(ValueError, match='--output .*missing.json: cannot read it as JSON'):
+        benchmark.read_selected_settings(str(tmp_path / 'missing.json'), ['ce'], '--output')
     with pytest.raises(ValueError, match='drop --prior-taus / --smoothings'):  # before any data or run is made
         benchmark.main(['--settings-from', str(path), '--smoothings', '0', '--output', str(tmp_path / 'out')])
+    assert not (tmp_path / 'out').exists()
+    with pytest.raises(SystemExit):
+        benchmark.main(['--jobs', '0', '--output', str(tmp_path / 'out')])
+    assert '--jobs: expected a positive integer, got 0' in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
 
 

@@ -19,6 +19,7 @@ from torchvision.datasets import FashionMNIST
 
 import timm_paco  # noqa: F401
 from timm_paco.data import save_class_counts
+from timm_paco.eval import load_logits, sweep_logit_adjust
 from timm_paco.data.ood import ALEXNET_ERRORS, IMAGENET_C_CORRUPTIONS, imagenet_wnids, subset_mask, subset_wnids
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -200,6 +201,57 @@ def test_plain_backbone_name_and_ensemble(setup):
     assert abs(res_ens['loss'] - F.cross_entropy(ref0, target).item()) > 1e-3
     row = _read_csv(tmp / 'ens.csv')[0]
     assert float(row['top1']) == pytest.approx(res_ens['top1']) and row['model'] == 'paco_resnet32'
+
+
+def test_logit_adjust_and_logits_file(setup, tmp_path):
+    validate = setup['validate']
+    common = ['--data-dir', setup['val_dir'], '--model', 'paco_resnet32', '--checkpoint', setup['ckpts'][1],
+              '--device', 'cpu', '-b', '32', '-j', '0', '--no-prefetcher', *THR, *IMG]
+    logits_file = str(tmp_path / 'logits.safetensors')
+    per_class = str(tmp_path / 'adjusted_per_class.csv')
+    res = run_main(validate, common + ['--logit-adjust', '1', '--logits-file', logits_file,
+                                       '--per-class-file', per_class])
+    ref = _reference_logits(setup['ckpts'][1], setup['val_images'])
+    target = torch.tensor([c for _, c in setup['val_images']])
+
+    # the file holds the model's own logits (before the adjustment), in the dataset's order
+    logits, targets = load_logits(logits_file)
+    assert torch.equal(targets, target)
+    torch.testing.assert_close(logits, ref, rtol=1e-4, atol=1e-4)
+
+    # scored: logits - 1 · log p, p = TRAIN_COUNTS / sum (float64 reference)
+    adjusted = ref.double() - torch.log(torch.tensor(TRAIN_COUNTS, dtype=torch.float64) / sum(TRAIN_COUNTS))
+    pred = adjusted.argmax(1)
+    assert (pred != ref.argmax(1)).sum() >= 5, 'the adjustment must move predictions for this test to bite'
+    assert res['logit_adjust'] == 1.0
+    assert res['top1'] == pytest.approx(100 * (pred == target).double().mean().item(), abs=1e-3)
+    assert res['loss'] == pytest.approx(F.cross_entropy(adjusted, target).item(), abs=1e-4)
+    assert [int(r['correct']) for r in _read_csv(per_class)] == [
+        int(((pred == target) & (target == c)).sum()) for c in range(10)]
+    few = [c for c, n in enumerate(TRAIN_COUNTS) if n < 10]
+    assert res['few_acc'] == pytest.approx(100 * (pred == target)[torch.isin(target, torch.tensor(few))]
+                                           .double().mean().item(), abs=1e-3)
+
+    # the library sweep over the saved logits agrees with validate.py at tau 1, and with no adjustment at tau 0
+    plain = run_main(validate, common)
+    assert 'logit_adjust' not in plain
+    assert sweep_logit_adjust(logits, targets, TRAIN_COUNTS, [0.0, 1.0]) == pytest.approx(
+        [plain['top1'], res['top1']], abs=1e-3)
+
+    with pytest.raises(ValueError, match='--logit-adjust must be a finite number'):
+        run_main(validate, common + ['--logit-adjust', 'nan'])
+    with pytest.raises(ValueError, match='--logits-file.*bulk validation of 2 models'):
+        run_main(validate, common[:5] + [os.path.dirname(setup['ckpts'][1])] + common[6:]
+                 + ['--logits-file', logits_file])
+    lonely = str(tmp_path / 'lonely.pth.tar')
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        torch.save(torch.load(setup['ckpts'][1], weights_only=True), lonely)
+    with pytest.raises(ValueError, match='--logit-adjust 0.5 needs the training class counts'):
+        run_main(validate, common[:5] + [lonely] + common[6:] + ['--logit-adjust', '0.5'])
+    with pytest.raises(ValueError, match='--logit-adjust: the class counts cover 9 classes, but the evaluation '
+                                         'scores 10'):
+        run_main(validate, common + ['--logit-adjust', '1', '--class-counts',
+                                     save_class_counts(TRAIN_COUNTS[:9], str(tmp_path))])
 
 
 def test_bad_input(setup, tmp_path):

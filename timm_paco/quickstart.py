@@ -255,13 +255,14 @@ def validate_command(
         model: str,
         checkpoint: str,
         data_dir: str,
-        results_file: str,
+        results_file: Optional[str],
         img_size: int = RECIPE['img_size'],
         workers: int = 1,
         device: str = 'cpu',
 ) -> List[str]:
     """``validate.py`` argv: the test split under ``data_dir``, long-tail metrics with the thresholds above, and
-    ``results_file`` (JSON) with ``<stem>_per_class.csv`` / ``.png`` beside it."""
+    ``results_file`` (JSON) with ``<stem>_per_class.csv`` / ``.png`` beside it (None: no files written)."""
+    files = ['--results-file', results_file, '--results-format', 'json'] if results_file else []
     return [
         sys.executable, repo_script('validate.py'),
         '--data-dir', data_dir,
@@ -278,8 +279,7 @@ def validate_command(
         '--lt-metrics',
         '--many-shot-thr', str(MANY_SHOT_THR),
         '--few-shot-thr', str(FEW_SHOT_THR),
-        '--results-file', results_file,
-        '--results-format', 'json',
+        *files,
     ]
 
 

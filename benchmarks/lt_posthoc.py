@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Post-hoc logit adjustment of the long-tailed Fashion-MNIST runs: how much of a method's gap is class bias?
+
+    python benchmarks/lt_fashion_mnist.py                        # first: the runs and output/lt_fashion_mnist/
+    python benchmarks/lt_posthoc.py --output output/lt_fashion_mnist   # ~1 min; docs/lt_fashion_mnist_posthoc.md
+
+A method's test accuracy mixes two things: how well its features and classifier rank the classes, and where its
+class bias sits between the head and the tail. This script separates them with one rule for every method and
+seed. Each run of a method's selected setting (``--output/summary.json``) is scored by validate.py once on the
+validation split and once on the test set, keeping the logits (``--logits-file``:
+``<run>/val_logits.safetensors`` / ``test_logits.safetensors``, reused when present). The run then gets the
+post-hoc τ of ``logits − τ · log p`` (Menon et al. 2021; ``p`` the run's training prior) with the best validation
+accuracy over ``--taus`` (ties: the τ closest to 0), and its test accuracy at that τ is reported next to the
+unadjusted one. The test set chooses nothing. A τ below 0 moves the bias back towards the head: the method
+corrected too far towards the tail. Writes ``--docs/<stem>_posthoc.{md,png}`` and ``--output/posthoc.json``.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lt_fashion_mnist import (  # noqa: E402  (the benchmark beside this file)
+    METRICS, TASK_NAMES, _fmt, _setting_label, data_dirs, experiment_name, mean_std, positive_int,
+    read_selected_settings, read_summary, write_with_discussion,
+)
+from timm_paco.data import load_class_counts  # noqa: E402
+from timm_paco.data.metrics import long_tail_accuracy  # noqa: E402
+from timm_paco.eval import class_hits, load_logits, logit_offset, select_tau, sweep_logit_adjust  # noqa: E402
+from timm_paco.quickstart import (  # noqa: E402
+    FEW_SHOT_THR, MANY_SHOT_THR, TASK_MODELS, find_checkpoint, run_stage, validate_command,
+)
+
+SPLITS = (('val', 'validation split', 'val_results.json'), ('test', 'test set', 'results.json'))
+
+
+def _parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--output', default='output/lt_fashion_mnist',
+                        help='a benchmarks/lt_fashion_mnist.py run folder, with summary.json')
+    parser.add_argument('--docs', default='docs', help='folder for <stem>_posthoc.md / .png')
+    parser.add_argument('--stem', default=None, help='docs file stem (default: the --output folder name)')
+    parser.add_argument('--taus', type=float, nargs='+', default=None,
+                        help='post-hoc τ values tried on the validation split (default: -1.5 to 1.5 in steps of 0.05)')
+    parser.add_argument('--jobs', type=positive_int, default=2, help='validate.py runs in parallel (default: 2)')
+    parser.add_argument('--threads', type=int, default=1, help='torch threads per run (default: 1)')
+    parser.add_argument('--device', default='cpu', help='validate.py --device (default: cpu)')
+    return parser.parse_args(argv)
+
+
+def split_metrics(logits, targets, counts: Sequence[int], tau: float) -> Dict[str, float]:
+    """Overall / many / medium / few top-1 (%) of ``logits − τ · log p``."""
+    correct, total = class_hits(logits, targets, logit_offset(counts, tau) if tau else None)
+    out = {'top1': 100. * correct.sum().item() / total.sum().item()}
+    lt = long_tail_accuracy(correct.tolist(), total.tolist(), counts, MANY_SHOT_THR, FEW_SHOT_THR)
+    out.update({key: lt[key] for key, _ in METRICS[1:]})
+    return out
+
+
+def posthoc_run(train_dir: str, taus: Sequence[float]) -> Dict:
+    """One run: the validation sweep, the chosen τ, and the test metrics without and with it."""
+    counts = load_class_counts(train_dir)
+    (val_logits, val_targets), (test_logits, test_targets) = (
+        load_logits(os.path.join(train_dir, f'{split}_logits.safetensors')) for split, _, _ in SPLITS)
+    sweep = sweep_logit_adjust(val_logits, val_targets, counts, taus)
+    tau = select_tau(taus, sweep)
+    before = split_metrics(test_logits, test_targets, counts, 0.0)
+    for (split, _, results_name), logits, targets in zip(SPLITS, (val_logits, test_logits),
+                                                         (val_targets, test_targets)):
+        with open(os.path.join(train_dir, results_name)) as f:
+            recorded = json.load(f)['top1']
+        here = split_metrics(logits, targets, counts, 0.0)['top1']
+        if abs(here - recorded) > 1e-3:  # a stale logits file or a different checkpoint
+            raise ValueError(f'{train_dir}/{split}_logits.safetensors scores {here:.4f} unadjusted, but '
+                             f'{results_name} records {recorded}: delete the logits file and rerun')
+    return dict(tau=tau, val_sweep=sweep, val_top1=sweep[taus.index(tau)],
+                before=before, after=split_metrics(test_logits, test_targets, counts, tau))
+
+
+def summarise(per_run: Dict[str, List[Dict]]) -> Dict[str, Dict]:
+    out = {}
+    for task, runs in per_run.items():
+        entry = {'taus': [r['tau'] for r in runs]}
+        for state in ('before', 'after'):
+            entry[state] = {key: mean_std([r[state][key] for r in runs]) for key, _ in METRICS}
+        out[task] = entry
+    return out
+
+
+def plot(per_run: Dict[str, List[Dict]], taus: Sequence[float], path: str, title: str):
+    """Validation accuracy against post-hoc τ, one line per method (mean over seeds)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.0))
+    for task, runs in per_run.items():
+        mean = [statistics.fmean(r['val_sweep'][i] for r in runs) for i in range(len(taus))]
+        ax.plot(taus, mean, label=TASK_NAMES[task])
+    ax.axvline(0.0, color='grey', ls=':', lw=0.8)
+    ax.set_xlabel('post-hoc τ (scores: logits − τ · log p)')
+    ax.set_ylabel('validation top-1 (%), mean over seeds')
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_markdown(path: str, figure: str, command: str, summary: Dict[str, Dict], trained: Dict[str, Dict],
+                   taus: Sequence[float], seeds: Sequence[int], n_val: int):
+    lines = [
+        f'# Post-hoc logit adjustment: {os.path.basename(path)[:-len("_posthoc.md")]}',
+        '',
+        f'Reproduce: `{command}`',
+        '',
+        '| method | trained with | post-hoc τ per seed | scores | overall | many | medium | few |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    for task, entry in summary.items():
+        for state, label in (('before', 'as trained'), ('after', '+ post-hoc τ')):
+            cells = [TASK_NAMES[task], _setting_label(trained[task]),
+                     ' / '.join(f'{t:g}' for t in entry['taus'])] if state == 'before' else ['', '', '']
+            lines.append('| ' + ' | '.join(cells + [label] + [_fmt(entry[state][k]) for k, _ in METRICS]) + ' |')
+    lines += [
+        '',
+        f'Test top-1 accuracy (%), mean ± sample std over seeds {list(seeds)}. Each run\'s τ is the one of '
+        f'{len(taus)} values from {min(taus):g} to {max(taus):g} with the best accuracy on the validation split '
+        f'({n_val} training images per class outside the training pool; ties: the τ closest to 0); the test set '
+        f'chooses nothing. τ < 0 moves the class bias back towards the head, τ > 0 further towards the tail.',
+        '',
+        f'![validation accuracy against post-hoc τ]({os.path.basename(figure)})',
+        '',
+    ]
+    write_with_discussion(path, lines)
+
+
+def main(argv=None):
+    args = _parse_args(argv)
+    taus = [round(-1.5 + 0.05 * i, 2) for i in range(61)] if args.taus is None else list(dict.fromkeys(args.taus))
+    output = os.path.abspath(args.output)
+    summary_file = os.path.join(output, 'summary.json')
+    data = read_summary(summary_file, '--output')
+    tasks = list(data['summary'])
+    settings = read_selected_settings(summary_file, tasks, '--output')
+    data_dir, val_dir = data_dirs(output, data['n_max'], data['n_test'], data['n_val'])
+    start = time.time()
+
+    runs = [(task, seed) for task in tasks for seed in data['summary'][task]['seeds']]
+    todo = []
+    for task, seed in runs:
+        train_dir = os.path.join(output, experiment_name(task, settings[task], seed))
+        for split, name, _ in SPLITS:
+            logits_file = os.path.join(train_dir, f'{split}_logits.safetensors')
+            if not os.path.isfile(logits_file):
+                cmd = validate_command(TASK_MODELS[task], find_checkpoint(train_dir),
+                                       val_dir if split == 'val' else data_dir, None,
+                                       data['recipe']['img_size'], 1, args.device)
+                todo.append((f'{os.path.basename(train_dir)}: logits on the {name}',
+                             cmd + ['--logits-file', logits_file]))
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        log = os.path.join(output, 'logs', 'posthoc.log')
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        for future in [pool.submit(run_stage, stage, cmd, log, start, args.threads) for stage, cmd in todo]:
+            future.result()
+
+    per_run = {task: [] for task in tasks}
+    for task, seed in runs:
+        result = posthoc_run(os.path.join(output, experiment_name(task, settings[task], seed)), taus)
+        per_run[task].append(dict(result, seed=seed))
+    summary = summarise(per_run)
+
+    stem = args.stem or os.path.basename(output)
+    os.makedirs(args.docs, exist_ok=True)
+    markdown = os.path.join(args.docs, f'{stem}_posthoc.md')
+    figure = os.path.join(args.docs, f'{stem}_posthoc.png')
+    plot(per_run, taus, figure, f'{stem}: post-hoc logit adjustment, seeds {data["summary"][tasks[0]]["seeds"]}')
+    command = f'python benchmarks/lt_posthoc.py --output {args.output}' + (
+        f' --stem {args.stem}' if args.stem else '') + (
+        f' --taus {" ".join(f"{t:g}" for t in taus)}' if args.taus is not None else '')
+    write_markdown(markdown, figure, command, summary, data['summary'], taus,
+                   data['summary'][tasks[0]]['seeds'], data['n_val'])
+    with open(os.path.join(output, 'posthoc.json'), 'w') as f:
+        json.dump(dict(taus=taus, summary=summary, runs=per_run, validated=len(todo)), f, indent=2)
+    print(f'[{time.time() - start:7.1f}s] {len(todo)} validate.py runs; wrote {markdown} and {figure}')
+    return summary
+
+
+if __name__ == '__main__':
+    main()
