@@ -2,7 +2,7 @@
 """Post-hoc logit adjustment of the long-tailed Fashion-MNIST runs: how much of a method's gap is class bias?
 
     python benchmarks/lt_fashion_mnist.py                        # first: the runs and output/lt_fashion_mnist/
-    python benchmarks/lt_posthoc.py --output output/lt_fashion_mnist   # ~1 min; docs/lt_fashion_mnist_posthoc.md
+    python benchmarks/lt_posthoc.py --output output/lt_fashion_mnist   # ~5 min; docs/lt_fashion_mnist_posthoc.md
 
 A method's test accuracy mixes two things: how well its features and classifier rank the classes, and where its
 class bias sits between the head and the tail. This script separates them with one rule for every method and
