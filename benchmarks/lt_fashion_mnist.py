@@ -26,7 +26,8 @@ holds at more ``--epochs`` without a second search (``--epochs N`` writes ``lt_f
 Runs go to ``--output/<task>[-tau<tau>][-ls<smoothing>]-seed<seed>/`` (checkpoints, ``results.json`` for the test set,
 ``val_results.json`` for the validation split, per-class CSV / PNG), their logs to ``--output/logs/``, the summary
 to ``--output/summary.json``; ``--output`` defaults to ``output/<docs stem>``, one folder per budget, since run names
-do not hold the budget. ``--resume`` reuses runs whose results exist.
+do not hold the budget. ``--resume`` reuses runs whose results exist, and stops with an error at one whose
+``args.yaml`` records another recipe or setting (``--train-flags`` are not compared).
 """
 import argparse
 import csv
@@ -37,6 +38,8 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
+
+import yaml
 
 from timm_paco.quickstart import (
     DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, RECIPE, TASK_FLAGS, TASK_MODELS,
@@ -103,7 +106,7 @@ def _parse_args(argv=None):
                         help='train each method only at the setting selected in an earlier run\'s summary.json '
                              '(its prior τ and smoothing, chosen there on the validation split), e.g. to carry '
                              'the choice to more --epochs; excludes --prior-taus / --smoothings')
-    parser.add_argument('--resume', action='store_true', help='reuse runs whose results.json exists')
+    parser.add_argument('--resume', action='store_true', help='reuse runs whose results.json exists (refused when their args.yaml holds another recipe)')
     return parser.parse_args(argv)
 
 
@@ -138,6 +141,40 @@ def experiment_name(task: str, setting: Setting, seed: int) -> str:
 def setting_flags(task: str, setting: Setting) -> List[str]:
     """train.py flags for ``setting``: ``--prior-tau`` / ``--smoothing`` where the run name carries them."""
     return [arg for _, flag, value in _overrides(task, setting) for arg in (flag, f'{value:g}')]
+
+
+def recipe_mismatches(train_args: Dict, task: str, setting: Setting, seed: int, recipe: Dict) -> List[str]:
+    """``key=<trained> (this run: <wanted>)`` for each recipe field where a run's args.yaml (``train_args``) differs
+    from what this invocation would train. (``--train-flags`` are not compared.)"""
+    wanted = dict(task=task, seed=seed, epochs=recipe['epochs'], batch_size=recipe['batch_size'], lr=recipe['lr'],
+                  weight_decay=recipe['weight_decay'], warmup_epochs=recipe['warmup_epochs'],
+                  img_size=recipe['img_size'], scale=list(recipe['scale']), paco_views=recipe['views'],
+                  smoothing=setting[1])
+    if task in PRIOR_TASKS:
+        wanted['prior_tau'] = setting[0]
+    if task == 'paco':
+        wanted.update(paco_queue_size=recipe['paco_queue_size'], paco_momentum=recipe['paco_momentum'])
+    trained = dict(train_args)
+    for key, default in zip(('prior_tau', 'smoothing'), default_setting(task)):
+        if trained.get(key) is None:  # args.yaml keeps flags as given: a flag not given means train.py's default
+            trained[key] = default
+    if isinstance(trained.get('scale'), tuple):
+        trained['scale'] = list(trained['scale'])
+    return [f'{k}={trained.get(k)!r} (this run: {v!r})' for k, v in wanted.items() if trained.get(k) != v]
+
+
+def check_reused_run(train_dir: str, task: str, setting: Setting, seed: int, recipe: Dict):
+    """Refuse to reuse (``--resume``) a run trained with another recipe: run names do not hold the budget."""
+    path = os.path.join(train_dir, 'args.yaml')
+    try:
+        with open(path) as f:
+            train_args = yaml.safe_load(f)
+    except OSError as e:
+        raise FileNotFoundError(f'--resume: {path} is missing, so the run cannot be checked ({e})') from e
+    wrong = recipe_mismatches(train_args or {}, task, setting, seed, recipe)
+    if wrong:
+        raise ValueError(f'--resume: {path} was trained with {", ".join(wrong)}; give this budget its own --output '
+                         f'or delete the run')
 
 
 def select_setting(task: str, val_top1: Dict[Setting, Sequence[float]]) -> Setting:
@@ -447,6 +484,7 @@ def main(argv=None):
         label = f'run {i}/{len(jobs)}: {experiment}'
         reused = args.resume and os.path.isfile(results_file)
         if reused:
+            check_reused_run(train_dir, task, setting, seed, recipe)
             with open(results_file) as f:
                 results = json.load(f)
             print(f'[{time.time() - start:7.1f}s] {label} reused', flush=True)

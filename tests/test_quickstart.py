@@ -137,6 +137,13 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
     assert '## Settings selected' not in carried and f'--settings-from {out / "summary.json"}' in carried
     assert f'the validation split selected in `{out / "summary.json"}`' in carried
     assert (docs / 'lt_fashion_mnist_e1.png').is_file()
+    # --resume refuses a run of another budget in the same --output (run names do not hold the epochs)
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'benchmarks', 'lt_fashion_mnist.py'), '--tiny',
+                           '--tasks', 'paco', '--seeds', '0', '--epochs', '2', '--settings-from',
+                           str(out / 'summary.json'), '--resume', '--output', str(out), '--docs', str(docs)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and not (docs / 'lt_fashion_mnist_e2.md').exists()
+    assert f'--resume: {chosen_dir / "args.yaml"} was trained with epochs=1 (this run: 2)' in proc.stderr
 
     # post-hoc logit adjustment of the chosen run: logits kept by validate.py, tau chosen on the validation split
     posthoc = [sys.executable, os.path.join(REPO, 'benchmarks', 'lt_posthoc.py'), '--output', str(out),
@@ -206,6 +213,24 @@ def test_benchmark_settings_from(tmp_path, capsys):
         benchmark.main(['--jobs', '0', '--output', str(tmp_path / 'out')])
     assert '--jobs: expected a positive integer, got 0' in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
+
+
+def test_benchmark_recipe_mismatches():
+    """A reused run's args.yaml against the recipe: flags not given there mean train.py's defaults."""
+    benchmark = _benchmark_module()
+    from timm_paco.quickstart import RECIPE
+    trained = dict(task='paco', seed=1, epochs=20, batch_size=32, lr=0.03, weight_decay=5e-4, warmup_epochs=1,
+                   img_size=16, scale=[0.35, 1.0], paco_views='randcls_sim', paco_queue_size=256, paco_momentum=0.9,
+                   prior_tau=None, smoothing=None)
+    assert benchmark.recipe_mismatches(trained, 'paco', (1.0, 0.0), 1, RECIPE) == []
+    assert benchmark.recipe_mismatches(trained, 'paco', (1.0, 0.0), 1, dict(RECIPE, epochs=40)) == [
+        'epochs=20 (this run: 40)']
+    assert benchmark.recipe_mismatches(dict(trained, prior_tau=0.5, paco_queue_size=64), 'paco', (1.0, 0.1), 1,
+                                       RECIPE) == ['smoothing=0.0 (this run: 0.1)', 'prior_tau=0.5 (this run: 1.0)',
+                                                   'paco_queue_size=64 (this run: 256)']
+    # CE: no prior compared, its own smoothing 0.1 when the flag was not given; no PaCo queue
+    ce = {k: v for k, v in trained.items() if not k.startswith('paco_queue') and k != 'paco_momentum'}
+    assert benchmark.recipe_mismatches(dict(ce, task='ce', prior_tau=3.0), 'ce', (1.0, 0.1), 1, RECIPE) == []
 
 
 def test_benchmark_statistics():
