@@ -313,6 +313,14 @@ def test_imagenet_c_end_to_end(setup, tmp_path):
         '--checkpoint', ckpt, '--device', 'cpu', '-j', '0', '-b', '8', *IMG])
     assert partial['mce'] == pytest.approx(50 * (1 / ALEXNET_ERRORS['fog'] + 1 / ALEXNET_ERRORS['snow']) / 2, abs=1e-3)
     assert 'gaussian_noise_ce' not in partial and 'relative_mce' not in partial
+    # --logit-adjust reaches every ImageNet-C folder: class 0 rarest, so its +|log p| beats class 999's bias 10
+    counts = [1] + [1000] * 998 + [10 ** 6]
+    adjusted = run_main(setup['validate'], [
+        '--data-dir', str(root), '--ood', 'imagenet-c', '--ood-corruptions', 'fog', '--model', 'resnet32_cifar',
+        '--checkpoint', ckpt, '--device', 'cpu', '-j', '0', '-b', '8', *IMG, '--logit-adjust', '1',
+        '--class-counts', save_class_counts(counts, str(tmp_path / 'counts.json'))])
+    assert adjusted['logit_adjust'] == 1.0 and all(adjusted[f'fog_s{s}_top1'] == 0.0 for s in range(1, 6))
+    assert adjusted['mce'] == pytest.approx(100 / ALEXNET_ERRORS['fog'], abs=1e-3)
 
     import shutil
     shutil.rmtree(root / 'zoom_blur')
