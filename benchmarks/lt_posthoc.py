@@ -181,7 +181,8 @@ def main(argv=None):
     plot(per_run, taus, figure, f'{stem}: post-hoc logit adjustment, seeds {data["summary"][tasks[0]]["seeds"]}')
     command = f'python benchmarks/lt_posthoc.py --output {args.output}' + (
         f' --stem {args.stem}' if args.stem else '') + (
-        f' --taus {" ".join(f"{t:g}" for t in taus)}' if args.taus is not None else '')
+        f' --taus {" ".join(f"{t:g}" for t in taus)}' if args.taus is not None else '') + (
+        f' --device {args.device}' if args.device != 'cpu' else '')
     write_markdown(markdown, figure, command, summary, data['summary'], taus,
                    data['summary'][tasks[0]]['seeds'], data['n_val'])
     with open(os.path.join(output, 'posthoc.json'), 'w') as f:
