@@ -106,7 +106,8 @@ def _parse_args(argv=None):
                         help='train each method only at the setting selected in an earlier run\'s summary.json '
                              '(its prior τ and smoothing, chosen there on the validation split), e.g. to carry '
                              'the choice to more --epochs; excludes --prior-taus / --smoothings')
-    parser.add_argument('--resume', action='store_true', help='reuse runs whose results.json exists (refused when their args.yaml holds another recipe)')
+    parser.add_argument('--resume', action='store_true',
+                        help='reuse runs whose results.json exists (refused when their args.yaml holds another recipe)')
     return parser.parse_args(argv)
 
 
@@ -158,8 +159,6 @@ def recipe_mismatches(train_args: Dict, task: str, setting: Setting, seed: int, 
     for key, default in zip(('prior_tau', 'smoothing'), default_setting(task)):
         if trained.get(key) is None:  # args.yaml keeps flags as given: a flag not given means train.py's default
             trained[key] = default
-    if isinstance(trained.get('scale'), tuple):
-        trained['scale'] = list(trained['scale'])
     return [f'{k}={trained.get(k)!r} (this run: {v!r})' for k, v in wanted.items() if trained.get(k) != v]
 
 

@@ -66,19 +66,18 @@ def posthoc_run(train_dir: str, taus: Sequence[float]) -> Dict:
     counts = load_class_counts(train_dir)
     (val_logits, val_targets), (test_logits, test_targets) = (
         load_logits(os.path.join(train_dir, f'{split}_logits.safetensors')) for split, _, _ in SPLITS)
-    sweep = sweep_logit_adjust(val_logits, val_targets, counts, taus)
-    tau = select_tau(taus, sweep)
-    before = split_metrics(test_logits, test_targets, counts, 0.0)
-    for (split, _, results_name), logits, targets in zip(SPLITS, (val_logits, test_logits),
-                                                         (val_targets, test_targets)):
+    unadjusted = [split_metrics(val_logits, val_targets, counts, 0.0),
+                  split_metrics(test_logits, test_targets, counts, 0.0)]
+    for (split, _, results_name), metrics in zip(SPLITS, unadjusted):
         with open(os.path.join(train_dir, results_name)) as f:
             recorded = json.load(f)['top1']
-        here = split_metrics(logits, targets, counts, 0.0)['top1']
-        if abs(here - recorded) > 1e-3:  # a stale logits file or a different checkpoint
-            raise ValueError(f'{train_dir}/{split}_logits.safetensors scores {here:.4f} unadjusted, but '
+        if abs(metrics['top1'] - recorded) > 1e-3:  # a stale logits file or a different checkpoint
+            raise ValueError(f'{train_dir}/{split}_logits.safetensors scores {metrics["top1"]:.4f} unadjusted, but '
                              f'{results_name} records {recorded}: delete the logits file and rerun')
+    sweep = sweep_logit_adjust(val_logits, val_targets, counts, taus)
+    tau = select_tau(taus, sweep)
     return dict(tau=tau, val_sweep=sweep, val_top1=sweep[taus.index(tau)],
-                before=before, after=split_metrics(test_logits, test_targets, counts, tau))
+                before=unadjusted[1], after=split_metrics(test_logits, test_targets, counts, tau))
 
 
 def summarise(per_run: Dict[str, List[Dict]]) -> Dict[str, Dict]:

@@ -12,6 +12,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 
+from timm_paco.data.metrics import LongTailMeter
 from timm_paco.losses._checks import check_class_counts, log_prior_from_counts
 
 __all__ = ['logit_offset', 'class_hits', 'sweep_logit_adjust', 'select_tau', 'save_logits', 'load_logits']
@@ -24,20 +25,19 @@ def logit_offset(class_counts: Sequence[float], tau: float) -> torch.Tensor:
 
 
 def class_hits(logits: torch.Tensor, targets: torch.Tensor, offset=None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(correct [C], total [C]) top-1 counts per class of ``logits [N, C] + offset [C]``."""
-    num_classes = logits.shape[1]
-    scores = logits.float() if offset is None else logits.float() + offset
-    hit = scores.argmax(1) == targets
-    return (torch.bincount(targets[hit], minlength=num_classes),
-            torch.bincount(targets, minlength=num_classes))
+    """(correct [C], total [C]) top-1 counts per class of ``logits [N, C] + offset [C]`` (validate.py's meter)."""
+    meter = LongTailMeter(logits.shape[1], topk=(1,))
+    meter.update(logits.float() if offset is None else logits.float() + offset, targets)
+    return meter.class_correct, meter.class_total
 
 
 def sweep_logit_adjust(logits: torch.Tensor, targets: torch.Tensor, class_counts: Sequence[float],
                        taus: Sequence[float]) -> List[float]:
     """Top-1 accuracy (%) of ``logits − τ · log p`` for each τ in ``taus``."""
+    neg_log_prior = logit_offset(class_counts, 1.0)
     out = []
     for tau in taus:
-        correct, total = class_hits(logits, targets, logit_offset(class_counts, tau))
+        correct, total = class_hits(logits, targets, tau * neg_log_prior)
         out.append(100. * correct.sum().item() / total.sum().item())
     return out
 
