@@ -27,7 +27,7 @@ Runs go to ``--output/<task>[-tau<tau>][-ls<smoothing>]-seed<seed>/`` (checkpoin
 ``val_results.json`` for the validation split, per-class CSV / PNG), their logs to ``--output/logs/``, the summary
 to ``--output/summary.json``; ``--output`` defaults to ``output/<docs stem>``, one folder per budget, since run names
 do not hold the budget. ``--resume`` reuses runs whose results exist, and stops with an error at one whose
-``args.yaml`` records another recipe or setting (``--train-flags`` are not compared).
+``args.yaml`` records another recipe or setting (``--train-flags`` count, read as train.py reads them).
 """
 import argparse
 import csv
@@ -144,9 +144,25 @@ def setting_flags(task: str, setting: Setting) -> List[str]:
     return [arg for _, flag, value in _overrides(task, setting) for arg in (flag, f'{value:g}')]
 
 
-def recipe_mismatches(train_args: Dict, task: str, setting: Setting, seed: int, recipe: Dict) -> List[str]:
+def _flag_values(flags: Sequence[str], fields: Dict) -> Dict:
+    """The values ``flags`` (train.py arguments) give to ``fields`` (name -> a value of its type); the last
+    occurrence wins, as in train.py. Other flags are ignored."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for key, value in fields.items():
+        names = ['--' + key.replace('_', '-')] + (['-b'] if key == 'batch_size' else [])
+        if isinstance(value, list):
+            parser.add_argument(*names, dest=key, type=type(value[0]), nargs=len(value))
+        else:
+            parser.add_argument(*names, dest=key, type=type(value))
+    known, _ = parser.parse_known_args(list(flags))
+    return {key: value for key, value in vars(known).items() if value is not None}
+
+
+def recipe_mismatches(train_args: Dict, task: str, setting: Setting, seed: int, recipe: Dict,
+                      train_flags: Sequence[str] = ()) -> List[str]:
     """``key=<trained> (this run: <wanted>)`` for each recipe field where a run's args.yaml (``train_args``) differs
-    from what this invocation would train. (``--train-flags`` are not compared.)"""
+    from what this invocation would train: the recipe, then ``train_flags`` (``--train-flags``), then the
+    setting's flags, the order they reach train.py in."""
     wanted = dict(task=task, seed=seed, epochs=recipe['epochs'], batch_size=recipe['batch_size'], lr=recipe['lr'],
                   weight_decay=recipe['weight_decay'], warmup_epochs=recipe['warmup_epochs'],
                   img_size=recipe['img_size'], scale=list(recipe['scale']), paco_views=recipe['views'],
@@ -155,6 +171,7 @@ def recipe_mismatches(train_args: Dict, task: str, setting: Setting, seed: int, 
         wanted['prior_tau'] = setting[0]
     if task == 'paco':
         wanted.update(paco_queue_size=recipe['paco_queue_size'], paco_momentum=recipe['paco_momentum'])
+    wanted.update(_flag_values(list(train_flags) + setting_flags(task, setting), wanted))
     trained = dict(train_args)
     for key, default in zip(('prior_tau', 'smoothing'), default_setting(task)):
         if trained.get(key) is None:  # args.yaml keeps flags as given: a flag not given means train.py's default
@@ -162,7 +179,8 @@ def recipe_mismatches(train_args: Dict, task: str, setting: Setting, seed: int, 
     return [f'{k}={trained.get(k)!r} (this run: {v!r})' for k, v in wanted.items() if trained.get(k) != v]
 
 
-def check_reused_run(train_dir: str, task: str, setting: Setting, seed: int, recipe: Dict):
+def check_reused_run(train_dir: str, task: str, setting: Setting, seed: int, recipe: Dict,
+                     train_flags: Sequence[str] = ()):
     """Refuse to reuse (``--resume``) a run trained with another recipe: run names do not hold the budget."""
     path = os.path.join(train_dir, 'args.yaml')
     try:
@@ -170,7 +188,7 @@ def check_reused_run(train_dir: str, task: str, setting: Setting, seed: int, rec
             train_args = yaml.safe_load(f)
     except OSError as e:
         raise FileNotFoundError(f'--resume: {path} is missing, so the run cannot be checked ({e})') from e
-    wrong = recipe_mismatches(train_args or {}, task, setting, seed, recipe)
+    wrong = recipe_mismatches(train_args or {}, task, setting, seed, recipe, train_flags)
     if wrong:
         raise ValueError(f'--resume: {path} was trained with {", ".join(wrong)}; give this budget its own --output '
                          f'or delete the run')
@@ -368,7 +386,7 @@ def _tuning_lines(tuning: List[Dict], summary: Dict[str, Dict], n_val: int) -> L
 
 def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: str, recipe: Dict, n_max: int,
                    n_test: Optional[int], n_val: int, timings: Dict[str, float], tuning: Optional[List[Dict]] = None,
-                   settings_from: Optional[str] = None):
+                   settings_from: Optional[str] = None, train_flags: str = ''):
     counts = next(iter(summary.values()))['train_count']
     seeds = next(iter(summary.values()))['seeds']
     test_set = (f'the first {n_test} test images of each class ({10 * n_test} in all)' if n_test
@@ -414,7 +432,8 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         f'settings for the contrastive methods (beta 1, gamma 1; '
         + '; '.join(f'{t}: `{" ".join(flags)}`' for t, flags in TASK_FLAGS.items()) + '), PaCo\'s '
         f'queue ({recipe["paco_queue_size"]}) and key-encoder momentum ({recipe["paco_momentum"]}) scaled down '
-        f'to this small data set and short schedule.',
+        f'to this small data set and short schedule.'
+        + (f' Every run also had `{train_flags}` (`--train-flags`), which overrides the above.' if train_flags else ''),
         f'- The last-epoch checkpoint is evaluated. Model selection (prior strength and smoothing, when several '
         f'are tried) '
         f'uses only a validation split: the {n_val} training images of each class that follow the first '
@@ -483,7 +502,7 @@ def main(argv=None):
         label = f'run {i}/{len(jobs)}: {experiment}'
         reused = args.resume and os.path.isfile(results_file)
         if reused:
-            check_reused_run(train_dir, task, setting, seed, recipe)
+            check_reused_run(train_dir, task, setting, seed, recipe, shlex.split(args.train_flags))
             with open(results_file) as f:
                 results = json.load(f)
             print(f'[{time.time() - start:7.1f}s] {label} reused', flush=True)
@@ -538,9 +557,12 @@ def main(argv=None):
         f' --smoothings {" ".join(f"{s:g}" for s in smoothings)}' if smoothings else '') + (
         f' --settings-from {args.settings_from}' if args.settings_from else '') + (
         f' --n-val {args.n_val}' if args.n_val is not None else '') + (
+        f' --output {args.output}' if args.output and os.path.normpath(args.output) != os.path.join('output', stem)
+        else '') + (
+        f' --docs {args.docs}' if os.path.normpath(args.docs) != 'docs' else '') + (
         f' --jobs {args.jobs} --workers {args.workers}' if large else '')
     write_markdown(summary, markdown, figure, command, recipe, n_max, n_test, n_val, timings, tuning,
-                   args.settings_from)
+                   args.settings_from, args.train_flags)
     with open(os.path.join(output, 'summary.json'), 'w') as f:
         json.dump(dict(summary=summary, tuning=tuning, recipe=recipe, n_max=n_max, n_test=n_test, n_val=n_val,
                        timings=timings, settings_from=args.settings_from), f, indent=2)

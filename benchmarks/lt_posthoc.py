@@ -12,7 +12,12 @@ validation split and once on the test set, keeping the logits (``--logits-file``
 post-hoc τ of ``logits − τ · log p`` (Menon et al. 2021; ``p`` the run's training prior) with the best validation
 accuracy over ``--taus`` (ties: the τ closest to 0), and its test accuracy at that τ is reported next to the
 unadjusted one. The test set chooses nothing. A τ below 0 moves the bias back towards the head: the method
-corrected too far towards the tail. Writes ``--docs/<stem>_posthoc.{md,png}`` and ``--output/posthoc.json``.
+corrected too far towards the tail. Each run also gets one bias per class, fitted by cross-entropy on the
+validation split (``fit_class_bias``): the most general class-bias correction, of which ``− τ · log p`` is a
+one-parameter family. The markdown lists the ``--confusions`` class pairs the methods confuse most on the test set
+(seeds pooled) as trained, at the post-hoc τ and with the class biases: a confusion the class biases remove was a
+class bias, one they leave is class separation. Writes ``--docs/<stem>_posthoc.{md,png}`` and
+``--output/posthoc.json`` (with each run's τ, class biases and confusion counts).
 """
 import argparse
 import json
@@ -23,6 +28,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Sequence
 
+import torch
+from torchvision.datasets import FashionMNIST
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lt_fashion_mnist import (  # noqa: E402  (the benchmark beside this file)
     METRICS, TASK_NAMES, _fmt, _setting_label, data_dirs, experiment_name, mean_std, positive_int,
@@ -30,12 +38,17 @@ from lt_fashion_mnist import (  # noqa: E402  (the benchmark beside this file)
 )
 from timm_paco.data import load_class_counts  # noqa: E402
 from timm_paco.data.metrics import long_tail_accuracy  # noqa: E402
-from timm_paco.eval import class_hits, load_logits, logit_offset, select_tau, sweep_logit_adjust  # noqa: E402
+from timm_paco.eval import (  # noqa: E402
+    class_hits, confusion_counts, confusion_rates, fit_class_bias, load_logits, logit_offset, select_tau,
+    sweep_logit_adjust, top_confusions,
+)
 from timm_paco.quickstart import (  # noqa: E402
     FEW_SHOT_THR, MANY_SHOT_THR, TASK_MODELS, find_checkpoint, run_stage, validate_command,
 )
 
 SPLITS = (('val', 'validation split', 'val_results.json'), ('test', 'test set', 'results.json'))
+# how the test logits are scored: unadjusted, − τ · log p, + one bias per class (both fitted on the validation split)
+STATES = (('before', 'as trained'), ('after', '+ post-hoc τ'), ('bias', '+ class biases'))
 
 
 def _parse_args(argv=None):
@@ -46,15 +59,18 @@ def _parse_args(argv=None):
     parser.add_argument('--stem', default=None, help='docs file stem (default: the --output folder name)')
     parser.add_argument('--taus', type=float, nargs='+', default=None,
                         help='post-hoc τ values tried on the validation split (default: -1.5 to 1.5 in steps of 0.05)')
+    parser.add_argument('--confusions', type=positive_int, default=4,
+                        help='class pairs listed: those with the largest test confusion rate in any method '
+                             '(default: 4)')
     parser.add_argument('--jobs', type=positive_int, default=2, help='validate.py runs in parallel (default: 2)')
     parser.add_argument('--threads', type=int, default=1, help='torch threads per run (default: 1)')
     parser.add_argument('--device', default='cpu', help='validate.py --device (default: cpu)')
     return parser.parse_args(argv)
 
 
-def split_metrics(logits, targets, counts: Sequence[int], tau: float) -> Dict[str, float]:
-    """Overall / many / medium / few top-1 (%) of ``logits − τ · log p``."""
-    correct, total = class_hits(logits, targets, logit_offset(counts, tau) if tau else None)
+def split_metrics(logits, targets, counts: Sequence[int], offset=None) -> Dict[str, float]:
+    """Overall / many / medium / few top-1 (%) of ``logits + offset`` [C]."""
+    correct, total = class_hits(logits, targets, offset)
     out = {'top1': 100. * correct.sum().item() / total.sum().item()}
     lt = long_tail_accuracy(correct.tolist(), total.tolist(), counts, MANY_SHOT_THR, FEW_SHOT_THR)
     out.update({key: lt[key] for key, _ in METRICS[1:]})
@@ -66,8 +82,7 @@ def posthoc_run(train_dir: str, taus: Sequence[float]) -> Dict:
     counts = load_class_counts(train_dir)
     (val_logits, val_targets), (test_logits, test_targets) = (
         load_logits(os.path.join(train_dir, f'{split}_logits.safetensors')) for split, _, _ in SPLITS)
-    unadjusted = [split_metrics(val_logits, val_targets, counts, 0.0),
-                  split_metrics(test_logits, test_targets, counts, 0.0)]
+    unadjusted = [split_metrics(val_logits, val_targets, counts), split_metrics(test_logits, test_targets, counts)]
     for (split, _, results_name), metrics in zip(SPLITS, unadjusted):
         with open(os.path.join(train_dir, results_name)) as f:
             recorded = json.load(f)['top1']
@@ -76,16 +91,25 @@ def posthoc_run(train_dir: str, taus: Sequence[float]) -> Dict:
                              f'{results_name} records {recorded}: delete the logits file and rerun')
     sweep = sweep_logit_adjust(val_logits, val_targets, counts, taus)
     tau = select_tau(taus, sweep)
-    return dict(tau=tau, val_sweep=sweep, val_top1=sweep[taus.index(tau)],
-                before=unadjusted[1], after=split_metrics(test_logits, test_targets, counts, tau))
+    bias = fit_class_bias(val_logits, val_targets)
+    offsets = dict(before=None, after=logit_offset(counts, tau) if tau else None, bias=bias)
+    out = dict(tau=tau, val_sweep=sweep, val_top1=sweep[taus.index(tau)], class_counts=list(counts),
+               class_bias=bias.tolist(), test_confusion={})
+    for state, _ in STATES:
+        out[state] = unadjusted[1] if state == 'before' else split_metrics(
+            test_logits, test_targets, counts, offsets[state])
+        out['test_confusion'][state] = confusion_counts(test_logits, test_targets, offsets[state]).tolist()
+    return out
 
 
 def summarise(per_run: Dict[str, List[Dict]]) -> Dict[str, Dict]:
     out = {}
     for task, runs in per_run.items():
         entry = {'taus': [r['tau'] for r in runs]}
-        for state in ('before', 'after'):
+        for state, _ in STATES:
             entry[state] = {key: mean_std([r[state][key] for r in runs]) for key, _ in METRICS}
+        entry['test_confusion'] = {  # counts summed over the seeds' runs (the same test set each time)
+            state: sum(torch.tensor(r['test_confusion'][state]) for r in runs).tolist() for state, _ in STATES}
         out[task] = entry
     return out
 
@@ -110,8 +134,27 @@ def plot(per_run: Dict[str, List[Dict]], taus: Sequence[float], path: str, title
     plt.close(fig)
 
 
+def confusion_lines(summary: Dict[str, Dict], class_counts: Sequence[int], k: int) -> List[str]:
+    """Markdown table of the ``k`` class pairs with the largest test confusion rate in any method, as trained and at
+    the post-hoc τ (seeds pooled)."""
+    rates = {task: {state: confusion_rates(torch.tensor(entry['test_confusion'][state])) for state, _ in STATES}
+             for task, entry in summary.items()}
+    pairs = top_confusions([r['before'] for r in rates.values()], k)
+    names = FashionMNIST.classes
+    lines = [
+        '| test images of | predicted as | ' + ' | '.join(TASK_NAMES[t] for t in summary) + ' |',
+        '|---|---|' + '---|' * len(summary),
+    ]
+    for true, pred in pairs:
+        cells = [f'{names[true]} ({class_counts[true]})', f'{names[pred]} ({class_counts[pred]})']
+        cells += [' → '.join(f'{r[state][true, pred]:.1f}' for state, _ in STATES) for r in rates.values()]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return lines
+
+
 def write_markdown(path: str, figure: str, command: str, summary: Dict[str, Dict], trained: Dict[str, Dict],
-                   taus: Sequence[float], seeds: Sequence[int], n_val: int):
+                   taus: Sequence[float], seeds: Sequence[int], n_val: int, class_counts: Sequence[int],
+                   confusions: int):
     lines = [
         f'# Post-hoc logit adjustment: {os.path.basename(path)[:-len("_posthoc.md")]}',
         '',
@@ -121,7 +164,7 @@ def write_markdown(path: str, figure: str, command: str, summary: Dict[str, Dict
         '|---|---|---|---|---|---|---|---|',
     ]
     for task, entry in summary.items():
-        for state, label in (('before', 'as trained'), ('after', '+ post-hoc τ')):
+        for state, label in STATES:
             cells = [TASK_NAMES[task], _setting_label(trained[task]),
                      ' / '.join(f'{t:g}' for t in entry['taus'])] if state == 'before' else ['', '', '']
             lines.append('| ' + ' | '.join(cells + [label] + [_fmt(entry[state][k]) for k, _ in METRICS]) + ' |')
@@ -130,9 +173,20 @@ def write_markdown(path: str, figure: str, command: str, summary: Dict[str, Dict
         f'Test top-1 accuracy (%), mean ± sample std over seeds {list(seeds)}. Each run\'s τ is the one of '
         f'{len(taus)} values from {min(taus):g} to {max(taus):g} with the best accuracy on the validation split '
         f'({n_val} training images per class outside the training pool; ties: the τ closest to 0); the test set '
-        f'chooses nothing. τ < 0 moves the class bias back towards the head, τ > 0 further towards the tail.',
+        f'chooses nothing. τ < 0 moves the class bias back towards the head, τ > 0 further towards the tail. '
+        f'"+ class biases": each run\'s logits plus one bias per class, fitted by cross-entropy on the same '
+        f'validation split (bias-only recalibration, the most general class-bias correction; its '
+        f'biases are in `posthoc.json`).',
         '',
         f'![validation accuracy against post-hoc τ]({os.path.basename(figure)})',
+        '',
+        '## Largest confusions',
+        '',
+        *confusion_lines(summary, class_counts, confusions),
+        '',
+        f'Share (%) of a class\'s test images predicted as another class, the seeds\' runs pooled, as trained → at '
+        f'each run\'s post-hoc τ → with its class biases; in brackets the training images per class. The '
+        f'{confusions} pairs with the largest rate as trained in any method.',
         '',
     ]
     write_with_discussion(path, lines)
@@ -180,10 +234,16 @@ def main(argv=None):
     plot(per_run, taus, figure, f'{stem}: post-hoc logit adjustment, seeds {data["summary"][tasks[0]]["seeds"]}')
     command = f'python benchmarks/lt_posthoc.py --output {args.output}' + (
         f' --stem {args.stem}' if args.stem else '') + (
+        f' --docs {args.docs}' if os.path.normpath(args.docs) != 'docs' else '') + (
+        f' --confusions {args.confusions}' if args.confusions != 4 else '') + (
         f' --taus {" ".join(f"{t:g}" for t in taus)}' if args.taus is not None else '') + (
         f' --device {args.device}' if args.device != 'cpu' else '')
+    class_counts = per_run[tasks[0]][0]['class_counts']
+    if any(r['class_counts'] != class_counts for runs in per_run.values() for r in runs):
+        raise ValueError(f'the runs in {output} were trained on different class counts: their confusions do not '
+                         f'compare')
     write_markdown(markdown, figure, command, summary, data['summary'], taus,
-                   data['summary'][tasks[0]]['seeds'], data['n_val'])
+                   data['summary'][tasks[0]]['seeds'], data['n_val'], class_counts, args.confusions)
     with open(os.path.join(output, 'posthoc.json'), 'w') as f:
         json.dump(dict(taus=taus, summary=summary, runs=per_run, validated=len(todo)), f, indent=2)
     print(f'[{time.time() - start:7.1f}s] {len(todo)} validate.py runs; wrote {markdown} and {figure}')

@@ -5,7 +5,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from timm_paco.eval import class_hits, load_logits, logit_offset, save_logits, select_tau, sweep_logit_adjust
+from timm_paco.eval import (
+    class_hits, fit_class_bias, load_logits, logit_offset, save_logits, select_tau, sweep_logit_adjust,
+)
 
 
 def test_offset_and_sweep_match_a_per_sample_reference():
@@ -35,6 +37,36 @@ def test_select_tau_prefers_no_adjustment_on_ties():
     assert select_tau([-0.5, 0.5], [70.0, 70.0]) == -0.5
     with pytest.raises(ValueError, match='one accuracy per tau'):
         select_tau([0.0, 1.0], [50.0])
+
+
+def _mean_ce(logits, targets, bias):  # float64 reference: mean over images of -log softmax(logits + bias)[target]
+    total = 0.0
+    for row, t in zip(logits.tolist(), targets.tolist()):
+        scores = [v + float(b) for v, b in zip(row, bias)]
+        top = max(scores)
+        total += top + math.log(sum(math.exp(v - top) for v in scores)) - scores[t]
+    return total / len(targets)
+
+
+def test_fit_class_bias_is_the_cross_entropy_optimum():
+    g = torch.Generator().manual_seed(1)
+    targets = torch.arange(4).repeat(60)
+    logits = torch.randn(240, 4, generator=g, dtype=torch.float64) + torch.tensor([2.0, 0.5, -1.0, -2.5])
+    bias = fit_class_bias(logits, targets)
+    assert bias.dtype == torch.float32 and bias.shape == (4,) and abs(bias.sum().item()) < 1e-5
+    # zero gradient: the mean softmax of logits + bias equals the class frequencies of the targets
+    probs = (logits + bias.double()).softmax(dim=1).mean(0)
+    torch.testing.assert_close(probs, torch.full((4,), 0.25, dtype=torch.float64), rtol=0, atol=1e-6)
+    best = _mean_ce(logits, targets, bias)
+    assert best < _mean_ce(logits, targets, [0.0] * 4) - 0.1  # the shifted classes needed the bias
+    for trial in range(5):
+        assert best <= _mean_ce(logits, targets, (bias + 0.05 * torch.randn(4, generator=g)).tolist()) + 1e-9
+    # a constant added to every logit changes nothing
+    torch.testing.assert_close(fit_class_bias(logits + 3.0, targets), bias, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match=r'needs images of every class in \[0, 4\); none of class\(es\) \[3\]'):
+        fit_class_bias(logits[targets < 3], targets[targets < 3])
+    with pytest.raises(ValueError, match=r'logits must be \[N, C\]'):
+        fit_class_bias(logits[:, 0], targets)
 
 
 def test_logits_file_round_trip_and_bad_files(tmp_path):

@@ -116,6 +116,7 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
     assert f'| **{chosen[0]:g}** | **{chosen[1]:g}** | {val[chosen]["top1"]:.2f} ± 0.00 |' in ''.join(grid)
     assert 'python benchmarks/lt_fashion_mnist.py --tiny' in table
     assert '--prior-taus 0.5 1 --smoothings 0 0.1' in table
+    assert f' --output {out} --docs {docs}`' in table  # the reproduce line names where it wrote
     assert 'for 3 train + validate runs' in table and '1 more runs were reused' in table
     assert (docs / 'lt_fashion_mnist.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     summary = json.loads((out / 'summary.json').read_text())['summary']['paco']
@@ -170,6 +171,30 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
             + ' | '.join(f'{test[k]:.2f} ± 0.00' for k in ('top1', 'many_acc', 'medium_acc', 'few_acc'))) in table
     assert (f'| + post-hoc τ | {100 * correct.mean():.2f} ± 0.00 | ') in table
     assert f'{100 * correct[np.isin(targets, few)].mean():.2f} ± 0.00 |' in table.split('+ post-hoc τ')[1]
+    # class biases: the validation cross-entropy optimum (zero gradient), scored on the test logits
+    bias = np.array(report['runs']['paco'][0]['class_bias'], dtype=np.float64)
+    val_tensors = safetensors.numpy.load_file(str(chosen_dir / 'val_logits.safetensors'))
+    z = val_tensors['logits'].astype(np.float64) + bias
+    softmax = np.exp(z - z.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    gradient = softmax.mean(0) - np.bincount(val_tensors['targets'], minlength=10) / len(z)
+    assert np.abs(gradient).max() < 1e-5 and abs(bias.mean()) < 1e-6
+    tensors = safetensors.numpy.load_file(str(chosen_dir / 'test_logits.safetensors'))
+    biased = (tensors['logits'] + bias).argmax(1) == tensors['targets']
+    assert f'| + class biases | {100 * biased.mean():.2f} ± 0.00 | ' in table
+    # the most-confused pair (as trained -> at the chosen tau -> with the class biases) against numpy counts
+    confusion = {}
+    for state, offset in (('before', 0), ('after', -tau * log_p), ('bias', bias)):
+        confusion[state] = np.zeros((10, 10), dtype=np.int64)
+        np.add.at(confusion[state], (tensors['targets'], (tensors['logits'] + offset).argmax(1)), 1)
+        assert report['summary']['paco']['test_confusion'][state] == confusion[state].tolist()
+    rates = {k: 100 * v / v.sum(1, keepdims=True) for k, v in confusion.items()}
+    off_diagonal = np.where(np.eye(10, dtype=bool), -1, rates['before'])
+    true, pred = np.unravel_index(off_diagonal.argmax(), (10, 10))  # row-major: ties go to the lower pair
+    names = FashionMNIST.classes
+    assert table.split('## Largest confusions')[1].split('\n')[4] == (
+        f'| {names[true]} ({int(counts[true])}) | {names[pred]} ({int(counts[pred])}) | '
+        f'{rates["before"][true, pred]:.1f} → {rates["after"][true, pred]:.1f} → {rates["bias"][true, pred]:.1f} |')
     assert (docs / 'tiny_posthoc.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert '0 validate.py runs' in _run(posthoc, tmp_path)  # the logits files are reused
     stale = chosen_dir / 'test_logits.safetensors'  # logits that do not reproduce results.json are refused
@@ -228,6 +253,16 @@ def test_benchmark_recipe_mismatches():
     assert benchmark.recipe_mismatches(dict(trained, prior_tau=0.5, paco_queue_size=64), 'paco', (1.0, 0.1), 1,
                                        RECIPE) == ['smoothing=0.0 (this run: 0.1)', 'prior_tau=0.5 (this run: 1.0)',
                                                    'paco_queue_size=64 (this run: 256)']
+    # --train-flags count as train.py reads them: after the recipe, before the setting's own flags
+    queue1 = dict(trained, paco_queue_size=1, batch_size=64)
+    assert benchmark.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE) == [
+        'batch_size=64 (this run: 32)', 'paco_queue_size=1 (this run: 256)']
+    flags = ['--paco-queue-size', '1', '--paco-temperature', '0.07', '-b', '64']
+    assert benchmark.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE, flags) == []
+    assert benchmark.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE, flags + ['--paco-queue-size', '8']) == [
+        'paco_queue_size=1 (this run: 8)']
+    assert benchmark.recipe_mismatches(dict(trained, prior_tau=0.5, smoothing=0.1), 'paco', (0.5, 0.0), 1, RECIPE,
+                                       ['--prior-tau', '2', '--smoothing', '0.1']) == []
     # CE: no prior compared, its own smoothing 0.1 when the flag was not given; no PaCo queue
     ce = {k: v for k, v in trained.items() if not k.startswith('paco_queue') and k != 'paco_momentum'}
     assert benchmark.recipe_mismatches(dict(ce, task='ce', prior_tau=3.0), 'ce', (1.0, 0.1), 1, RECIPE) == []

@@ -1,6 +1,9 @@
-"""timm_paco.eval: checkpoint loading for evaluation, logit ensembles, post-hoc logit adjustment, result files
-and plots."""
+"""timm_paco.eval: checkpoint loading for evaluation, logit ensembles, post-hoc logit adjustment, confusion
+counts, result files and plots."""
 from .checkpoint import adapt_state_dict, create_eval_model, split_checkpoints
+from .confusion import confusion_counts, confusion_rates, top_confusions
 from .ensemble import EnsembleModel
-from .logit_adjust import class_hits, load_logits, logit_offset, save_logits, select_tau, sweep_logit_adjust
+from .logit_adjust import (
+    class_hits, fit_class_bias, load_logits, logit_offset, save_logits, select_tau, sweep_logit_adjust,
+)
 from .results import write_per_class_csv, write_results

@@ -4,6 +4,8 @@ A model is scored on ``logits − τ · log p`` [N, C], ``p`` the training class
 model trained with plain cross-entropy a balanced-error classifier; a model trained with the prior inside its
 loss (Balanced Softmax, PaCo / GPaCo: ``logits + τ_train · log p``) is already adjusted, and the post-hoc τ that
 suits it best says how far its class bias is from balanced: < 0, too far towards the tail; > 0, not far enough.
+``fit_class_bias`` is the general form of that correction: one free bias per class, ``logits + b`` [C], fitted by
+cross-entropy on held-out images (bias-only recalibration). What it cannot fix is not a class bias of any shape.
 
 Logit files (validate.py ``--logits-file``) are safetensors with ``logits`` float32 [N, C], the model's outputs
 before any ``--logit-adjust``, and ``targets`` int64 [N].
@@ -15,7 +17,18 @@ import torch
 from timm_paco.data.metrics import LongTailMeter
 from timm_paco.losses._checks import check_class_counts, log_prior_from_counts
 
-__all__ = ['logit_offset', 'class_hits', 'sweep_logit_adjust', 'select_tau', 'save_logits', 'load_logits']
+__all__ = ['check_logits_targets', 'logit_offset', 'class_hits', 'sweep_logit_adjust', 'select_tau', 'fit_class_bias',
+           'save_logits', 'load_logits']
+
+
+def check_logits_targets(logits: torch.Tensor, targets: torch.Tensor, where: str = ''):
+    """Raise one ValueError (prefixed with ``where``) unless ``logits`` is [N, C] and ``targets`` [N] in [0, C)."""
+    if logits.ndim != 2 or targets.shape != (logits.shape[0],):
+        raise ValueError(f'{where}logits must be [N, C] and targets [N], got {list(logits.shape)} and '
+                         f'{list(targets.shape)}')
+    if targets.numel() and (targets.min() < 0 or targets.max() >= logits.shape[1]):
+        raise ValueError(f'{where}targets must lie in [0, {logits.shape[1]}), got range '
+                         f'[{int(targets.min())}, {int(targets.max())}]')
 
 
 def logit_offset(class_counts: Sequence[float], tau: float) -> torch.Tensor:
@@ -50,11 +63,37 @@ def select_tau(taus: Sequence[float], accuracies: Sequence[float]) -> float:
     return min((t for t, a in zip(taus, accuracies) if a == best), key=lambda t: (abs(t), t))
 
 
+def fit_class_bias(logits: torch.Tensor, targets: torch.Tensor, max_iter: int = 200) -> torch.Tensor:
+    """Per-class bias ``b`` [C] (float32, mean 0) minimising the mean cross-entropy of ``logits [N, C] + b`` on
+    ``targets [N]`` (convex in ``b``; solved in float64 by L-BFGS). Every class needs at least one target image, or
+    its bias would run off to minus infinity."""
+    check_logits_targets(logits, targets)
+    num_classes = logits.shape[1]
+    present = torch.bincount(targets.long(), minlength=num_classes)
+    if (present == 0).any():
+        missing = [c for c in range(num_classes) if present[c] == 0]
+        raise ValueError(f'fit_class_bias needs images of every class in [0, {num_classes}); '
+                         f'none of class(es) {missing[:10]}')
+    logits, targets = logits.detach().double(), targets.long()
+    bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([bias], lr=1, max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=1e-14,
+                                  line_search_fn='strong_wolfe')
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits + bias, targets)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    bias = bias.detach()
+    return (bias - bias.mean()).float()
+
+
 def save_logits(path: str, logits: torch.Tensor, targets: torch.Tensor):
     """Write ``logits [N, C]`` (as float32) and ``targets [N]`` (as int64) to the safetensors file ``path``."""
     from safetensors.torch import save_file
-    if logits.ndim != 2 or targets.shape != (logits.shape[0],):
-        raise ValueError(f'logits must be [N, C] and targets [N], got {list(logits.shape)} and {list(targets.shape)}')
+    check_logits_targets(logits, targets)
     save_file({'logits': logits.detach().float().cpu().contiguous(),
                'targets': targets.detach().long().cpu().contiguous()}, path)
 
@@ -73,6 +112,5 @@ def load_logits(path: str) -> Tuple[torch.Tensor, torch.Tensor]:
     if logits is None or targets is None or logits.ndim != 2 or targets.shape != (logits.shape[0],):
         raise ValueError(f'logits file {path} must hold "logits" [N, C] and "targets" [N], got '
                          + ', '.join(f'{k} {list(v.shape)}' for k, v in tensors.items()))
-    if targets.numel() and (targets.min() < 0 or targets.max() >= logits.shape[1]):
-        raise ValueError(f'logits file {path}: targets must lie in [0, {logits.shape[1]})')
+    check_logits_targets(logits, targets, f'logits file {path}: ')
     return logits.float(), targets.long()
