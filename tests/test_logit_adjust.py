@@ -59,7 +59,7 @@ def test_fit_class_bias_is_the_cross_entropy_optimum():
     torch.testing.assert_close(probs, torch.full((4,), 0.25, dtype=torch.float64), rtol=0, atol=1e-6)
     best = _mean_ce(logits, targets, bias)
     assert best < _mean_ce(logits, targets, [0.0] * 4) - 0.1  # the shifted classes needed the bias
-    for trial in range(5):
+    for _ in range(5):
         assert best <= _mean_ce(logits, targets, (bias + 0.05 * torch.randn(4, generator=g)).tolist()) + 1e-9
     # a constant added to every logit changes nothing
     torch.testing.assert_close(fit_class_bias(logits + 3.0, targets), bias, rtol=0, atol=1e-5)

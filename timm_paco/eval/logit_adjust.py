@@ -5,7 +5,8 @@ model trained with plain cross-entropy a balanced-error classifier; a model trai
 loss (Balanced Softmax, PaCo / GPaCo: ``logits + τ_train · log p``) is already adjusted, and the post-hoc τ that
 suits it best says how far its class bias is from balanced: < 0, too far towards the tail; > 0, not far enough.
 ``fit_class_bias`` is the general form of that correction: one free bias per class, ``logits + b`` [C], fitted by
-cross-entropy on held-out images (bias-only recalibration). What it cannot fix is not a class bias of any shape.
+cross-entropy on held-out images (bias-only recalibration); what it leaves is, to a close approximation,
+not a class bias.
 
 Logit files (validate.py ``--logits-file``) are safetensors with ``logits`` float32 [N, C], the model's outputs
 before any ``--logit-adjust``, and ``targets`` int64 [N].
