@@ -491,6 +491,7 @@ def main(argv=None):
     cap_per_class(source, val_dir, n_max, n_val=n_val)
 
     jobs = [(seed, task, setting) for seed in args.seeds for task, setting in configs]  # seed-major
+    train_flags = shlex.split(args.train_flags)
     log_dir = os.path.join(output, 'logs')
     os.makedirs(log_dir, exist_ok=True)
 
@@ -502,12 +503,12 @@ def main(argv=None):
         label = f'run {i}/{len(jobs)}: {experiment}'
         reused = args.resume and os.path.isfile(results_file)
         if reused:
-            check_reused_run(train_dir, task, setting, seed, recipe, shlex.split(args.train_flags))
+            check_reused_run(train_dir, task, setting, seed, recipe, train_flags)
             with open(results_file) as f:
                 results = json.load(f)
             print(f'[{time.time() - start:7.1f}s] {label} reused', flush=True)
         else:
-            flags = shlex.split(args.train_flags) + setting_flags(task, setting)
+            flags = train_flags + setting_flags(task, setting)
             results = run_job(
                 task, data_dir, output, seed, recipe, start=start, threads=args.threads, workers=args.workers,
                 device=args.device, extra_flags=flags, experiment=experiment, log_file=log_file,

@@ -39,8 +39,8 @@ from lt_fashion_mnist import (  # noqa: E402  (the benchmark beside this file)
 from timm_paco.data import load_class_counts  # noqa: E402
 from timm_paco.data.metrics import long_tail_accuracy  # noqa: E402
 from timm_paco.eval import (  # noqa: E402
-    class_hits, confusion_counts, confusion_rates, fit_class_bias, load_logits, logit_offset, select_tau,
-    sweep_logit_adjust, top_confusions,
+    confusion_counts, confusion_rates, fit_class_bias, load_logits, logit_offset, select_tau, sweep_logit_adjust,
+    top_confusions,
 )
 from timm_paco.quickstart import (  # noqa: E402
     FEW_SHOT_THR, MANY_SHOT_THR, TASK_MODELS, find_checkpoint, run_stage, validate_command,
@@ -68,9 +68,9 @@ def _parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def split_metrics(logits, targets, counts: Sequence[int], offset=None) -> Dict[str, float]:
-    """Overall / many / medium / few top-1 (%) of ``logits + offset`` [C]."""
-    correct, total = class_hits(logits, targets, offset)
+def split_metrics(confusion: torch.Tensor, counts: Sequence[int]) -> Dict[str, float]:
+    """Overall / many / medium / few top-1 (%) from confusion counts [C, C] (diagonal: correct, rows: images)."""
+    correct, total = confusion.diagonal(), confusion.sum(dim=1)
     out = {'top1': 100. * correct.sum().item() / total.sum().item()}
     lt = long_tail_accuracy(correct.tolist(), total.tolist(), counts, MANY_SHOT_THR, FEW_SHOT_THR)
     out.update({key: lt[key] for key, _ in METRICS[1:]})
@@ -82,7 +82,9 @@ def posthoc_run(train_dir: str, taus: Sequence[float]) -> Dict:
     counts = load_class_counts(train_dir)
     (val_logits, val_targets), (test_logits, test_targets) = (
         load_logits(os.path.join(train_dir, f'{split}_logits.safetensors')) for split, _, _ in SPLITS)
-    unadjusted = [split_metrics(val_logits, val_targets, counts), split_metrics(test_logits, test_targets, counts)]
+    test_confusion = {'before': confusion_counts(test_logits, test_targets)}
+    unadjusted = [split_metrics(confusion_counts(val_logits, val_targets), counts),
+                  split_metrics(test_confusion['before'], counts)]
     for (split, _, results_name), metrics in zip(SPLITS, unadjusted):
         with open(os.path.join(train_dir, results_name)) as f:
             recorded = json.load(f)['top1']
@@ -92,13 +94,12 @@ def posthoc_run(train_dir: str, taus: Sequence[float]) -> Dict:
     sweep = sweep_logit_adjust(val_logits, val_targets, counts, taus)
     tau = select_tau(taus, sweep)
     bias = fit_class_bias(val_logits, val_targets)
-    offsets = dict(before=None, after=logit_offset(counts, tau) if tau else None, bias=bias)
+    test_confusion['after'] = confusion_counts(test_logits, test_targets, logit_offset(counts, tau) if tau else None)
+    test_confusion['bias'] = confusion_counts(test_logits, test_targets, bias)
     out = dict(tau=tau, val_sweep=sweep, val_top1=sweep[taus.index(tau)], class_counts=list(counts),
-               class_bias=bias.tolist(), test_confusion={})
-    for state, _ in STATES:
-        out[state] = unadjusted[1] if state == 'before' else split_metrics(
-            test_logits, test_targets, counts, offsets[state])
-        out['test_confusion'][state] = confusion_counts(test_logits, test_targets, offsets[state]).tolist()
+               class_bias=bias.tolist())
+    out.update({state: split_metrics(test_confusion[state], counts) for state, _ in STATES})
+    out['test_confusion'] = {state: test_confusion[state].tolist() for state, _ in STATES}
     return out
 
 
