@@ -32,13 +32,13 @@ from timm.data import FastCollateMixup, Mixup, create_loader, create_transform, 
 from timm.layers import convert_sync_batchnorm, set_fast_norm
 from timm.loss import create_classification_loss
 from timm.models import create_model, safe_model_name
-from timm.optim import create_optimizer_v2, optimizer_kwargs
+from timm.optim import create_optimizer_v2, get_optimizer_info, optimizer_kwargs
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.task import ClassificationTask, evaluation_sample_limit, load_task_ema_checkpoint, resume_task_checkpoint
 
 from timm_paco.data import (
-    MultiViewTransform, count_classes, create_paco_dataset, create_view_loader, create_view_transform,
-    parse_view_recipe, save_class_counts,
+    MultiViewTransform, check_dataset_classes, count_classes, create_paco_dataset, create_view_loader,
+    create_view_transform, dataset_targets, parse_view_recipe, save_class_counts,
 )
 from timm_paco.models import PaCoModel, wrap
 from timm_paco.tasks import LOGIT_ADJUST_MODES, TASK_NAMES, TASK_SMOOTHING, create_task, resolve_logit_adjust
@@ -320,6 +320,14 @@ def parse_args(argv=None):
     return parser, args, yaml.safe_dump(args.__dict__, default_flow_style=False)
 
 
+def _is_second_order(opt: str) -> bool:
+    """Whether timm's ``--opt`` (e.g. ``adahessian``, ``lookahead_adahessian``) needs a double backward."""
+    try:
+        return get_optimizer_info(opt.lower().split('_')[-1]).second_order
+    except ValueError:  # an unknown name: timm's own error comes when the optimiser is built
+        return False
+
+
 def _check_args(parser, args, task: str, num_views: int, timm_views: bool) -> None:
     """Stop with a clear message on flags that cannot combine with ``task`` and its views."""
     mixup = args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None
@@ -339,6 +347,9 @@ def _check_args(parser, args, task: str, num_views: int, timm_views: bool) -> No
                      + (' with --paco-logit-adjust off' if task != 'ce' else ''))
     if task == 'paco' and num_views != 2:
         parser.error(f'--task paco needs two views per image (query, key); --paco-views gives {num_views}')
+    if task in ('paco', 'gpaco') and _is_second_order(args.opt):
+        parser.error(f'--opt {args.opt}: a second-order optimiser differentiates the gradients, and the '
+                     f'paco / gpaco losses have hand-written first-order gradients; use a first-order --opt')
     if args.torchscript and task in ('paco', 'gpaco'):
         parser.error('--torchscript: the paco / gpaco models are not scriptable; use --torchcompile')
     if not timm_views:
@@ -515,13 +526,21 @@ def main(argv=None):
 
     needs_counts = task_name == 'balanced-softmax' or (
         task_name in ('paco', 'gpaco') and args.paco_logit_adjust != 'off')
+    for dataset in (dataset_train, dataset_eval):
+        if dataset is not None:
+            check_dataset_classes(dataset, args.num_classes)
     class_counts = None
     try:
-        class_counts = count_classes(dataset_train, num_classes=args.num_classes)
-    except ValueError as e:
+        dataset_targets(dataset_train)
+    except ValueError as e:  # a dataset without readable labels (a stream): fine unless the task needs a prior
         if needs_counts:
             raise
         _logger.warning(f'No training class counts ({e}); class_counts.json is not written.')
+    else:
+        try:
+            class_counts = count_classes(dataset_train, num_classes=args.num_classes)
+        except ValueError as e:
+            raise ValueError(f'--num-classes {args.num_classes}: {e}') from e
     logit_adjust = resolve_logit_adjust(task_name, args.paco_logit_adjust, class_counts)
 
     # loaders
@@ -659,6 +678,8 @@ def main(argv=None):
         else:
             lr_scheduler.step(start_epoch)
     _logger.info(f'Scheduled epochs: {num_epochs}, {updates_per_epoch} updates per epoch.')
+    if output_dir is not None:  # a run resumed into its own folder: its summary rows from start_epoch on go
+        utils.trim_summary(os.path.join(output_dir, 'summary.csv'), start_epoch)
 
     best_metric, best_epoch = None, None
     results = []
@@ -693,7 +714,7 @@ def main(argv=None):
                 lrs = [group['lr'] for group in optimizer.param_groups]
                 utils.update_summary(
                     epoch, train_metrics, eval_metrics, filename=os.path.join(output_dir, 'summary.csv'),
-                    lr=sum(lrs) / len(lrs), write_header=not results, log_wandb=args.log_wandb)
+                    lr=sum(lrs) / len(lrs), log_wandb=args.log_wandb)
             latest_metric = (eval_metrics or train_metrics)[eval_metric]
             if saver is not None:
                 best_metric, best_epoch = saver.save_checkpoint(epoch, metric=latest_metric)

@@ -31,6 +31,7 @@ import os
 import time
 from contextlib import suppress
 from functools import partial
+from typing import List
 
 import torch
 import torch.nn as nn
@@ -41,7 +42,7 @@ from timm.data import RealLabelsImagenet, create_loader, resolve_data_config
 from timm.layers import apply_test_time_pool, set_fast_norm
 from timm.models import is_model, list_models
 from timm.utils import AverageMeter, ParseKwargs, natural_key, reparameterize_model, set_jit_fuser
-from timm_paco.data import LT_PREFIX, create_paco_dataset, load_class_counts
+from timm_paco.data import LT_PREFIX, check_dataset_classes, create_paco_dataset, load_class_counts
 from timm_paco.data.class_counts import CLASS_COUNTS_FILE
 from timm_paco.data.metrics import LongTailMeter, long_tail_accuracy, per_class_rows, precision_recall_f1
 from timm_paco.data.ood import (
@@ -208,6 +209,27 @@ def build_model(args, checkpoints, in_chans):
             m = reparameterize_model(m)
         models.append(m)
     return models[0] if len(models) == 1 else EnsembleModel(models)
+
+
+def read_valid_labels(path: str, num_classes: int) -> List[int]:
+    """The model's class indices scored, one int per line of ``path`` (``--valid-labels``), each in
+    ``[0, num_classes)``; blank lines are skipped."""
+    labels = []
+    with open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                label = int(line)
+            except ValueError:
+                raise ValueError(f'--valid-labels {path}:{line_no}: expected a class index, got {line.strip()!r}')
+            if not 0 <= label < num_classes:
+                raise ValueError(f'--valid-labels {path}:{line_no}: class {label} is outside the model\'s '
+                                 f'[0, {num_classes})')
+            labels.append(label)
+    if not labels:
+        raise ValueError(f'--valid-labels {path}: no class indices')
+    return labels
 
 
 def create_eval_dataset(args, root, data_config, class_map=None, num_classes=None):
@@ -427,8 +449,7 @@ def validate(args):
     root = args.data_dir
     valid_labels, class_map = None, None
     if args.valid_labels:
-        with open(args.valid_labels) as f:
-            valid_labels = [int(line) for line in f if line.strip()]
+        valid_labels = read_valid_labels(args.valid_labels, num_model_classes)
     if args.ood:
         if num_model_classes != 1000:
             raise ValueError(
@@ -440,8 +461,14 @@ def validate(args):
                 raise ValueError(f'--valid-labels cannot be combined with --ood {args.ood} (it sets its own mask)')
             valid_labels = subset_mask(args.ood)
     num_classes = len(valid_labels) if valid_labels is not None else num_model_classes
+    if class_counts is not None and valid_labels is not None:  # the evaluation scores only these classes
+        if len(class_counts) != num_model_classes:
+            raise ValueError(f'the class counts cover {len(class_counts)} classes, but {args.model} has '
+                             f'{num_model_classes}: they cannot be narrowed to the evaluated classes')
+        class_counts = [class_counts[i] for i in valid_labels]
 
     dataset = create_eval_dataset(args, root, data_config, class_map=class_map, num_classes=num_classes)
+    check_dataset_classes(dataset, num_classes, '--valid-labels' if args.valid_labels else '--num-classes')
     real_labels = RealLabelsImagenet(dataset.filenames(basename=True), real_json=args.real_labels) \
         if args.real_labels else None
     loader = create_eval_loader(args, dataset, data_config, crop_pct, device, model_dtype, model)

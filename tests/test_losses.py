@@ -340,5 +340,28 @@ def test_bad_hyper_parameters_raise():
         BalancedSoftmaxLoss(5, class_counts=None)
     with pytest.raises(ValueError, match='prior_tau=0.5 scales the class prior, but no class_counts'):
         PaCoLoss(5, prior_tau=0.5)
-    with pytest.raises(ValueError, match='prior_tau must be a finite number'):
+    with pytest.raises(ValueError, match='prior_tau must be a finite real number'):
         PaCoLoss(5, class_counts=[1] * 5, prior_tau=float('nan'))
+
+
+@pytest.mark.parametrize('make,name', [
+    (lambda v: PaCoLoss(5, temperature=v), 'temperature'),
+    (lambda v: GPaCoLoss(5, alpha=v), 'alpha'),
+    (lambda v: PaCoLoss(5, gamma=v), 'gamma'),
+    (lambda v: PaCoLoss(5, label_smoothing=v), 'label_smoothing'),
+    (lambda v: PaCoLoss(5, class_counts=[1] * 5, prior_tau=v), 'prior_tau'),
+    (lambda v: SupConLoss(5, temperature=v), 'temperature'),
+    (lambda v: BalancedSoftmaxLoss(5, class_counts=[1] * 5, tau=v), 'tau'),
+    (lambda v: CELoss(5, label_smoothing=v), 'label_smoothing'),
+])
+@pytest.mark.parametrize('value', ['0.2', None, True])
+def test_non_number_hyper_parameters_name_the_argument(make, name, value):
+    with pytest.raises(ValueError, match=f'^{name} must be a finite real number, got {value!r}$'):
+        make(value)
+
+
+def test_class_counts_and_base_temperature_of_the_wrong_type_raise():
+    with pytest.raises(ValueError, match="^base_temperature must be a finite real number, got 'x'$"):
+        PaCoLoss(5, base_temperature='x')
+    with pytest.raises(ValueError, match=r"class_counts must be a list or tensor of numbers \[num_classes\] = \[5\]"):
+        PaCoLoss(5, class_counts='abc')

@@ -130,6 +130,7 @@ def test_reset_classifier_keeps_projector():
 @pytest.mark.parametrize('name,kwargs,proj_type', [
     ('convnext_atto', {}, 'mlp'),
     ('efficientnet_b0', {}, 'mlp'),
+    ('mobilenetv3_small_100', {}, 'mlp'),  # a conv head: head_hidden_size 1024 > num_features 576
     ('swin_tiny_patch4_window7_224',
      dict(img_size=32, window_size=2, embed_dim=16, depths=(1, 1), num_heads=(1, 1)), 'mlp3'),
 ])
@@ -143,6 +144,7 @@ def test_wrap_any_timm_model(name, kwargs, proj_type):
         ref = model.backbone(x)
     assert torch.equal(logits, ref) and emb.shape == (2, 16)
     torch.testing.assert_close(emb.norm(dim=1), torch.ones(2))
+    assert model.projector[0].in_features == model.get_classifier().in_features == model.head_hidden_size
 
 
 def test_resnet32_cifar_structure():

@@ -163,6 +163,13 @@ def test_factory_rules(paco_model):
         create_task('paco', copy.deepcopy(paco_model), num_views=3, verbose=False)
     with pytest.raises(ValueError, match='num_classes=4'):
         create_task('ce', plain, class_counts=[1, 2], verbose=False)
+    for name, model in (('gpaco', paco_model), ('ce', plain)):  # 0 views is an error, not the default
+        with pytest.raises(ValueError, match='num_views must be an int >= 1, got 0'):
+            create_task(name, copy.deepcopy(model), num_views=0, verbose=False)
+    with pytest.raises(ValueError, match='^momentum must be a finite real number, got None$'):
+        create_task('paco', copy.deepcopy(paco_model), momentum=None, verbose=False)
+    with pytest.raises(ValueError, match=r'^queue_size must be a positive int \(number of queue slots\), got 0$'):
+        create_task('paco', copy.deepcopy(paco_model), queue_size=0, verbose=False)
 
     assert is_long_tailed([100, 10]) and not is_long_tailed([1300, 732]) and is_long_tailed([5, 0])
     assert resolve_logit_adjust('paco', 'auto', [100, 10]) is True

@@ -85,6 +85,11 @@ def test_task_trains_checkpoints_and_resumes_exactly(image_folder, tmp_path, tas
     assert a.keys() == b.keys()
     if 'task_state' in a:
         _assert_tensors_equal(a['task_state'], b['task_state'], 'task_state')
+    if task == 'gpaco':  # resumed into its own folder: epoch 1 is trained again and its summary row replaced
+        train.main(straight + ['--resume', str(folder / 'checkpoint-0.pth.tar')])
+        lines = (folder / 'summary.csv').read_text().splitlines()
+        assert [line.split(',')[0] for line in lines] == ['epoch', '0', '1']
+        assert _summary(folder) == rows
 
 
 @pytest.mark.parametrize('task', ['paco', 'gpaco'])
@@ -110,6 +115,21 @@ def test_conflicting_flag_stops_with_message(image_folder, tmp_path, capsys):
         train.main(_args(image_folder, tmp_path, 'tau', '--task', 'ce', '--prior-tau', '0.5', '--epochs', '1'))
     assert '--prior-tau 0.5: --task ce adds no class prior' in capsys.readouterr().err
     assert not (tmp_path / 'tau').exists()
+    for opt in ('adahessian', 'lookahead_adahessian'):  # double backward through hand-written gradients
+        with pytest.raises(SystemExit):
+            train.main(_args(image_folder, tmp_path, 'hessian', '--task', 'gpaco', '--opt', opt, '--epochs', '1'))
+        assert f'--opt {opt}: a second-order optimiser' in capsys.readouterr().err
+    assert not (tmp_path / 'hessian').exists()
+
+
+def test_num_classes_must_match_the_dataset(image_folder, tmp_path):
+    # too many: the 4 class folders' counts would be padded with empty classes (and a long-tail prior switched on)
+    with pytest.raises(ValueError, match=r'--num-classes 10: the dataset declares 4 classes, .*4 class folders'):
+        train.main(_args(image_folder, tmp_path, 'wide', '--task', 'paco', '--epochs', '1') + ['--num-classes', '10'])
+    # too few, for a task that needs no class counts too: labels 2 and 3 have no class
+    with pytest.raises(ValueError, match=r'--num-classes 2: '):
+        train.main(_args(image_folder, tmp_path, 'narrow', '--task', 'ce', '--epochs', '1') + ['--num-classes', '2'])
+    assert not (tmp_path / 'wide').exists() and not (tmp_path / 'narrow').exists()
 
 
 def test_batch_larger_than_training_set_stops_with_message(image_folder, tmp_path, capsys):

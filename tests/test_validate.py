@@ -275,6 +275,22 @@ def test_bad_input(setup, tmp_path):
     with pytest.raises(FileNotFoundError, match='missing_counts.json'):
         run_main(validate, base + ['--data-dir', setup['val_dir'], '--model', 'paco_resnet32', '--checkpoint', ckpt,
                                    '--class-counts', str(tmp_path / 'missing_counts.json')])
+    # a class folder without images would shift every later class's label: refused, naming the folder
+    gappy = tmp_path / 'gappy'
+    for c in range(10):
+        os.makedirs(gappy / str(c))
+        if c != 2:
+            setup['val_images'][c * VAL_PER_CLASS][0].save(gappy / str(c) / 'a.png')
+    with pytest.raises(ValueError, match=r"--num-classes 10: the dataset declares 9 classes, .*gappy \(9 class "
+                                         r"folders with images; class folders without images: \['2'\]\)"):
+        run_main(validate, base + ['--data-dir', str(gappy), '--model', 'paco_resnet32', '--checkpoint', ckpt])
+    labels = tmp_path / 'labels.txt'
+    for text, message in (('1\n\nx\n', r'labels.txt:3: expected a class index'),
+                          ('1\n10\n', r'labels.txt:2: class 10 is outside'), ('\n', 'no class indices')):
+        labels.write_text(text)
+        with pytest.raises(ValueError, match='--valid-labels .*' + message):
+            run_main(validate, base + ['--data-dir', setup['val_dir'], '--model', 'paco_resnet32', '--checkpoint',
+                                       ckpt, '--valid-labels', str(labels)])
 
 
 def _imagenet_model_checkpoint(path, bias):
@@ -341,7 +357,15 @@ def test_imagenet_r_mask_end_to_end(setup, tmp_path):
     _imagenet_model_checkpoint(ckpt, {0: 20.0, mask[5]: 10.0})
     res = run_main(setup['validate'], ['--data-dir', str(root), '--ood', 'imagenet-r', '--model', 'resnet32_cifar',
                                        '--checkpoint', ckpt, '--device', 'cpu', '-j', '0', '-b', '8', *IMG])
-    assert res['top1'] == 50.0
+    assert res['top1'] == 50.0 and 'many_acc' not in res
+    # training class counts beside the checkpoint: the long-tail split reads the 200 evaluated classes' counts
+    counts = [50] * 1000
+    counts[mask[0]], counts[mask[5]] = 500, 5  # r_wnids[0] (predicted as r_wnids[5]) many-shot, r_wnids[5] few
+    save_class_counts(counts, str(tmp_path))
+    res = run_main(setup['validate'], ['--data-dir', str(root), '--ood', 'imagenet-r', '--model', 'resnet32_cifar',
+                                       '--checkpoint', ckpt, '--device', 'cpu', '-j', '0', '-b', '8', *IMG])
+    assert (res['top1'], res['many_acc'], res['few_acc']) == (50.0, 0.0, 100.0)
+    assert (res['many_classes'], res['medium_classes'], res['few_classes']) == (1, 198, 1)
     os.makedirs(root / 'n99999999')
     with pytest.raises(ValueError, match='n99999999'):
         run_main(setup['validate'], ['--data-dir', str(root), '--ood', 'imagenet-r', '--model', 'resnet32_cifar',

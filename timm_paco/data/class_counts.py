@@ -6,11 +6,12 @@ adjustment).
 """
 import json
 import os
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch.utils.data
 
-__all__ = ['CLASS_COUNTS_FILE', 'dataset_targets', 'count_classes', 'save_class_counts', 'load_class_counts']
+__all__ = ['CLASS_COUNTS_FILE', 'dataset_targets', 'count_classes', 'check_dataset_classes', 'save_class_counts',
+           'load_class_counts']
 
 CLASS_COUNTS_FILE = 'class_counts.json'
 
@@ -61,6 +62,38 @@ def count_classes(dataset, num_classes: Optional[int] = None) -> List[int]:
     for t in targets:
         counts[t] += 1
     return counts
+
+
+def _declared_classes(dataset) -> Optional[Tuple[int, str]]:
+    """``(number of classes, where)`` a dataset declares apart from its labels: a timm reader's ``class_to_idx``
+    (folders / tar members, or ``--class-map``) or torchvision's ``classes``, through ``.dataset`` wrappers
+    (Subset, ImbalancedDataset, ImageModeDataset); None when it declares none (split lists, streams)."""
+    while dataset is not None:
+        reader = getattr(dataset, 'reader', None)
+        mapping = getattr(reader, 'class_to_idx', None)
+        if isinstance(mapping, dict) and mapping:
+            root = getattr(reader, 'root', None)
+            folders = ''
+            if isinstance(root, str) and os.path.isdir(root):
+                empty = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and d not in mapping)
+                folders = f'; class folders without images: {empty}' if empty else ''
+            return max(mapping.values()) + 1, f'{root} ({len(mapping)} class folders with images{folders})'
+        classes = getattr(dataset, 'classes', None)
+        if isinstance(classes, (list, tuple)) and classes:
+            while getattr(dataset, 'dataset', None) is not None:  # name the dataset, not its wrappers
+                dataset = dataset.dataset
+            return len(classes), f'{type(dataset).__name__} ({len(classes)} classes)'
+        dataset = getattr(dataset, 'dataset', None)
+    return None
+
+
+def check_dataset_classes(dataset, num_classes: int, flag: str = '--num-classes') -> None:
+    """Stop when a dataset that declares its classes (folders, torchvision) has a different number of them than
+    ``num_classes``: its labels would not be the model's classes, or classes without samples would pad the class
+    counts (and the long-tail profile)."""
+    declared = _declared_classes(dataset)
+    if declared is not None and declared[0] != num_classes:
+        raise ValueError(f'{flag} {num_classes}: the dataset declares {declared[0]} classes, {declared[1]}')
 
 
 def _counts_file(path: str) -> str:

@@ -2,12 +2,14 @@
 
 Every check raises one ``ValueError`` naming the argument and the expected shape or range.
 """
-from typing import Optional, Sequence, Union
+import math
+import numbers
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-__all__ = ['check_num_classes', 'check_class_counts', 'log_prior_from_counts', 'check_loss_inputs', 'compute_dtype',
-           'upcast_inputs']
+__all__ = ['check_num_classes', 'check_real', 'check_temperatures', 'check_class_counts', 'log_prior_from_counts', 'check_loss_inputs',
+           'compute_dtype', 'upcast_inputs']
 
 
 def check_num_classes(num_classes: int, min_classes: int = 1) -> int:
@@ -16,13 +18,36 @@ def check_num_classes(num_classes: int, min_classes: int = 1) -> int:
     return num_classes
 
 
+def check_real(name: str, value) -> float:
+    """``value`` as a float if it is a finite real number (not a bool, str or None); the callers check ranges."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f'{name} must be a finite real number, got {value!r}')
+    return float(value)
+
+
+def check_temperatures(temperature, base_temperature) -> Tuple[float, float]:
+    """``(temperature, base_temperature)`` as floats > 0; ``base_temperature=None`` means ``temperature``."""
+    temperature = check_real('temperature', temperature)
+    if temperature <= 0:
+        raise ValueError(f'temperature must be > 0, got {temperature!r}')
+    if base_temperature is None:
+        return temperature, temperature
+    if check_real('base_temperature', base_temperature) <= 0:
+        raise ValueError(f'base_temperature must be > 0 or None, got {base_temperature!r}')
+    return temperature, float(base_temperature)
+
+
 def check_class_counts(class_counts: Union[Sequence[float], torch.Tensor], num_classes: int) -> torch.Tensor:
     """Validate per-class training-sample counts; returns them as a float64 tensor [num_classes].
 
     Zero counts are allowed (the prior is clamped by the callers); negative or non-finite entries,
     a wrong length and an all-zero vector are not.
     """
-    counts = torch.as_tensor(class_counts).detach().to(device='cpu', dtype=torch.float64)
+    try:
+        counts = torch.as_tensor(class_counts).detach().to(device='cpu', dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f'class_counts must be a list or tensor of numbers [num_classes] = [{num_classes}], '
+                         f'got {class_counts!r:.80}') from e
     if counts.ndim != 1 or counts.numel() != num_classes:
         raise ValueError(
             f'class_counts must have shape [num_classes] = [{num_classes}], got {list(counts.shape)}')

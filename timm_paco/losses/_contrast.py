@@ -6,6 +6,7 @@ minus the anchor itself (column i of anchor i). Similarities are ``f_i · k_j / 
 from typing import Optional, Tuple
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = ['sample_logsumexp', 'positive_stats']
 
@@ -38,6 +39,7 @@ class _SampleLogSumExp(torch.autograd.Function):
         return lse
 
     @staticmethod
+    @once_differentiable  # hand-written, in-place gradients: no double backward (second-order optimisers)
     def backward(ctx, grad_lse):
         features, queue, lse = ctx.saved_tensors
         scale = ctx.scale

@@ -15,6 +15,7 @@ import math
 from typing import Optional, Tuple
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = ['paco_log_terms']
 
@@ -90,6 +91,7 @@ class _PaCoLogTerms(torch.autograd.Function):
         return centre_lp, lse
 
     @staticmethod
+    @once_differentiable  # hand-written, in-place gradients: no double backward (second-order optimisers)
     def backward(ctx, grad_centre_lp, grad_lse):
         features, queue, labels, lse, centre, centre_shift, samples, sample_shift = ctx.saved_tensors
         num_anchors = features.shape[0]

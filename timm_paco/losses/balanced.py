@@ -3,12 +3,11 @@
 ``loss = CE(logits + tau · log p, labels)`` with ``p = class_counts / sum`` (zero-sample classes get
 ``log 1e-9``), optional label smoothing. The long-tail baseline the PaCo papers compare against.
 """
-import math
 from typing import Sequence, Union
 
 import torch
 
-from ._checks import check_class_counts, log_prior_from_counts
+from ._checks import check_class_counts, check_real, log_prior_from_counts
 from .ce import CELoss
 from .registry import register_loss
 
@@ -29,9 +28,7 @@ class BalancedSoftmaxLoss(CELoss):
         super().__init__(num_classes, label_smoothing=label_smoothing)
         if class_counts is None:
             raise ValueError(f'class_counts is required: a list or tensor of shape [num_classes] = [{num_classes}]')
-        if not math.isfinite(tau):
-            raise ValueError(f'tau must be a finite number, got {tau!r}')
-        self.tau = float(tau)
+        self.tau = check_real('tau', tau)
         log_prior = log_prior_from_counts(check_class_counts(class_counts, self.num_classes))
         self.register_buffer('log_prior', log_prior, persistent=False)
 

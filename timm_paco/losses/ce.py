@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_loss_inputs, check_num_classes, compute_dtype
+from ._checks import check_loss_inputs, check_num_classes, check_real, compute_dtype
 from .registry import register_loss
 
 __all__ = ['CELoss']
@@ -18,9 +18,9 @@ class CELoss(nn.Module):
     def __init__(self, num_classes: int, label_smoothing: float = 0.0):
         super().__init__()
         self.num_classes = check_num_classes(num_classes)
-        if not 0.0 <= label_smoothing < 1.0:
+        self.label_smoothing = check_real('label_smoothing', label_smoothing)
+        if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f'label_smoothing must lie in [0, 1), got {label_smoothing!r}')
-        self.label_smoothing = float(label_smoothing)
 
     def extra_repr(self) -> str:
         return f'num_classes={self.num_classes}, label_smoothing={self.label_smoothing}'

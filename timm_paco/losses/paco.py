@@ -14,12 +14,14 @@ The three published variants are calls of this one loss:
   * PaCo full ImageNet: the same without ``class_counts``.
   * GPaCo: ``features``/``logits`` = both views (view-major), ``label_smoothing=0.1``, no queue.
 """
-import math
 from typing import Dict, Optional, Sequence, Union
 
 import torch
 
-from ._checks import check_class_counts, check_loss_inputs, check_num_classes, log_prior_from_counts, upcast_inputs
+from ._checks import (
+    check_class_counts, check_loss_inputs, check_num_classes, check_real, check_temperatures, log_prior_from_counts,
+    upcast_inputs,
+)
 from ._contrast import positive_stats
 from ._paco_terms import paco_log_terms
 from ._parts import PartsLoss
@@ -59,29 +61,24 @@ class PaCoLoss(PartsLoss):
             prior_tau: float = 1.0,
     ):
         super().__init__()
+        label_smoothing = check_real('label_smoothing', label_smoothing)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f'label_smoothing must lie in [0, 1), got {label_smoothing!r}')
         self.num_classes = check_num_classes(num_classes, min_classes=2 if label_smoothing > 0 else 1)
         for name, value in (('alpha', alpha), ('beta', beta), ('gamma', gamma)):
-            if not (math.isfinite(value) and value >= 0):
+            if check_real(name, value) < 0:
                 raise ValueError(f'{name} must be a finite number >= 0, got {value!r}')
         if alpha == 0 and beta == 0:
             raise ValueError('alpha and beta cannot both be 0 (no positive would carry weight)')
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f'temperature must be > 0, got {temperature!r}')
-        if base_temperature is not None and not (math.isfinite(base_temperature) and base_temperature > 0):
-            raise ValueError(f'base_temperature must be > 0 or None, got {base_temperature!r}')
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f'label_smoothing must lie in [0, 1), got {label_smoothing!r}')
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.gamma = float(gamma)
-        self.temperature = float(temperature)
-        self.base_temperature = float(temperature if base_temperature is None else base_temperature)
-        if not math.isfinite(prior_tau):
-            raise ValueError(f'prior_tau must be a finite number, got {prior_tau!r}')
+        self.temperature, self.base_temperature = check_temperatures(temperature, base_temperature)
+        prior_tau = check_real('prior_tau', prior_tau)
         if class_counts is None and prior_tau != 1.0:
             raise ValueError(f'prior_tau={prior_tau} scales the class prior, but no class_counts were given')
-        self.label_smoothing = float(label_smoothing)
-        self.prior_tau = float(prior_tau)
+        self.label_smoothing = label_smoothing
+        self.prior_tau = prior_tau
         log_prior = None
         if class_counts is not None:
             log_prior = self.prior_tau * log_prior_from_counts(check_class_counts(class_counts, self.num_classes))

@@ -5,12 +5,11 @@ the anchor itself. ``loss_i = −(T / base_T) · mean over same-label j ≠ i of
 the loss is the mean over anchors that have at least one positive (0 when none has).
 ``logits`` are accepted for the common call contract and not used.
 """
-import math
 from typing import Dict, Optional
 
 import torch
 
-from ._checks import check_loss_inputs, check_num_classes, upcast_inputs
+from ._checks import check_loss_inputs, check_num_classes, check_temperatures, upcast_inputs
 from ._contrast import positive_stats, sample_logsumexp
 from ._parts import PartsLoss
 from .registry import register_loss
@@ -25,12 +24,7 @@ class SupConLoss(PartsLoss):
     def __init__(self, num_classes: int, temperature: float = 0.07, base_temperature: Optional[float] = None):
         super().__init__()
         self.num_classes = check_num_classes(num_classes)
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f'temperature must be > 0, got {temperature!r}')
-        if base_temperature is not None and not (math.isfinite(base_temperature) and base_temperature > 0):
-            raise ValueError(f'base_temperature must be > 0 or None, got {base_temperature!r}')
-        self.temperature = float(temperature)
-        self.base_temperature = float(temperature if base_temperature is None else base_temperature)
+        self.temperature, self.base_temperature = check_temperatures(temperature, base_temperature)
 
     def extra_repr(self) -> str:
         return (f'num_classes={self.num_classes}, temperature={self.temperature}, '

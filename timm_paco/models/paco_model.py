@@ -4,7 +4,7 @@ The backbone's classifier holds the parametric class centres; the projector maps
 features to an L2-normalised embedding for the contrastive term. The backbone runs once per call:
 
     feats = backbone.forward_features(x)
-    pre = backbone.forward_head(feats, pre_logits=True)     # [N, num_features]
+    pre = backbone.forward_head(feats, pre_logits=True)     # [N, head_hidden_size]
     logits = classifier(pre)                                 # == backbone.forward_head(feats)
     emb = normalize(projector(pre))                          # [N, proj_dim], only if asked
 
@@ -78,7 +78,11 @@ class PaCoModel(nn.Module):
         proj_dim: Embedding width D.
         proj_type: ``'mlp'`` (Linear-BN-ReLU-Linear) or ``'mlp3'`` (Linear-act-Linear-act-Linear).
         proj_act: Projector activation, the ``proj_type`` default (relu / gelu) if None.
-        proj_hidden_dim: Projector hidden width, ``backbone.num_features`` if None.
+        proj_hidden_dim: Projector hidden width, the projector's input width if None.
+
+    The projector reads the classifier's input, ``forward_head(pre_logits=True)``, of width
+    ``head_hidden_size``: ``num_features`` for most models, wider for models with a conv / MLP head
+    before the classifier (MobileNetV3, GhostNet, HGNet, ...).
         default_task: Task train.py uses for this model unless ``--task`` says otherwise.
     """
 
@@ -108,7 +112,7 @@ class PaCoModel(nn.Module):
             raise ValueError(f'proj_type must be one of {PROJ_TYPES}, got {proj_type!r}')
         self.backbone = backbone
         self.projector = Projector(
-            backbone.num_features, proj_dim, proj_type=proj_type, hidden_dim=proj_hidden_dim, act_layer=proj_act)
+            self.head_hidden_size, proj_dim, proj_type=proj_type, hidden_dim=proj_hidden_dim, act_layer=proj_act)
         self.proj_dim = proj_dim
         self.proj_type = proj_type
         self.default_task = default_task
@@ -138,7 +142,7 @@ class PaCoModel(nn.Module):
         return self.backbone.get_classifier()
 
     def reset_classifier(self, num_classes: int, *args, **kwargs) -> None:
-        """Replace the class centres (the projector depends only on num_features and is kept)."""
+        """Replace the class centres (the projector depends only on head_hidden_size and is kept)."""
         self.backbone.reset_classifier(num_classes, *args, **kwargs)
 
     @torch.jit.ignore
@@ -164,7 +168,7 @@ class PaCoModel(nn.Module):
         return self.backbone.forward_head(x, pre_logits=pre_logits)
 
     def forward_embeddings(self, pre_logits: torch.Tensor) -> torch.Tensor:
-        """L2-normalised embeddings ``[N, proj_dim]`` from pooled features ``[N, num_features]``."""
+        """L2-normalised embeddings ``[N, proj_dim]`` from pooled features ``[N, head_hidden_size]``."""
         return F.normalize(self.projector(pre_logits), dim=1)
 
     def forward(

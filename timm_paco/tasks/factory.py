@@ -119,5 +119,5 @@ def create_task(
             raise ValueError(f'num_views: paco takes 2 views per image (query, key), got {num_views}')
         return PaCoTask(model, criterion, queue_size=queue_size, momentum=momentum, **common)
     if name == 'gpaco':
-        return GPaCoTask(model, criterion, num_views=num_views or 2, **common)
-    return MultiViewClassificationTask(model, criterion, num_views=num_views or 1, **common)
+        return GPaCoTask(model, criterion, num_views=2 if num_views is None else num_views, **common)
+    return MultiViewClassificationTask(model, criterion, num_views=1 if num_views is None else num_views, **common)

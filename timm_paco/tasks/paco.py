@@ -22,6 +22,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from timm.utils import ModelEmaV3
 
+from timm_paco.losses._checks import check_real
 from timm_paco.queue import LabelledQueue
 
 from ._base import ViewTask
@@ -54,8 +55,10 @@ class PaCoTask(ViewTask):
     ):
         super().__init__(model, criterion, num_views=2, device=device, dtype=dtype, verbose=verbose)
         model = self.require_paco_model('paco')
-        if not 0.0 <= momentum < 1.0:
+        if not 0.0 <= check_real('momentum', momentum) < 1.0:
             raise ValueError(f'momentum must lie in [0, 1), got {momentum!r}')
+        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+            raise ValueError(f'queue_size must be a positive int (number of queue slots), got {queue_size!r}')
         self.momentum = float(momentum)
         self.key_encoder = ModelEmaV3(model, decay=self.momentum)
         self.key_encoder.requires_grad_(False)
