@@ -444,7 +444,7 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         f'{timings["jobs"]} at a time with {timings["threads"]} torch thread(s) and {timings["workers"]} '
         f'data-loading process(es) each, on {timings["device"]}'
         + (f'; {timings["reused"]} more runs were reused with `--resume` (only their missing validation-split '
-           f'scores, if any, were computed).' if timings['reused'] else '.'),
+           f'scores, if any, were computed; {_reused_time(timings)}).' if timings['reused'] else '.'),
         '',
         *(_tuning_lines(tuning, summary, n_val) if tuning else []),
         '## Findings (computed from the table)',
@@ -453,6 +453,36 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         '',
     ]
     write_with_discussion(path, lines)
+
+
+RUN_TIME_FILE = 'run_time.json'
+
+
+def write_run_seconds(train_dir: str, seconds: float) -> float:
+    """Record a run's own time (train + both validations, seconds) in its folder, for a later ``--resume``."""
+    with open(os.path.join(train_dir, RUN_TIME_FILE), 'w') as f:
+        json.dump({'seconds': round(seconds, 1)}, f)
+    return seconds
+
+
+def read_run_seconds(train_dir: str) -> Optional[float]:
+    """A reused run's recorded time in seconds, or None for a run from before the time was recorded."""
+    path = os.path.join(train_dir, RUN_TIME_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return float(json.load(f)['seconds'])
+
+
+def _reused_time(timings: Dict) -> str:
+    """How long the reused runs took when they were new, as far as it was recorded."""
+    timed, untimed = timings['reused_timed'], timings['reused'] - timings['reused_timed']
+    parts = [f'{timed} of them took {timings["reused_seconds"] / 60:.1f} min when new, their run times summed'
+             ] if timed else []
+    if untimed:
+        parts.append(f'{untimed} {"more" if timed else "of them"} {"has" if untimed == 1 else "have"} no recorded '
+                     f'run time')
+    return '; '.join(parts)
 
 
 def main(argv=None):
@@ -502,6 +532,7 @@ def main(argv=None):
         log_file = os.path.join(log_dir, f'{experiment}.log')
         label = f'run {i}/{len(jobs)}: {experiment}'
         reused = args.resume and os.path.isfile(results_file)
+        run_start = time.time()
         if reused:
             check_reused_run(train_dir, task, setting, seed, recipe, train_flags)
             with open(results_file) as f:
@@ -521,9 +552,10 @@ def main(argv=None):
                       log_file, start, args.threads)
         with open(val_file) as f:
             val = json.load(f)
+        run_seconds = read_run_seconds(train_dir) if reused else write_run_seconds(train_dir, time.time() - run_start)
         print(f'[{time.time() - start:7.1f}s] {label}: validation overall {val["top1"]}; test '
               + ', '.join(f'{n} {results[k]}' for k, n in METRICS), flush=True)
-        return dict(results, seed=seed, val_top1=val['top1'], reused=reused,
+        return dict(results, seed=seed, val_top1=val['top1'], reused=reused, run_seconds=run_seconds,
                     per_class_file=os.path.join(train_dir, 'results_per_class.csv'))
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -534,13 +566,15 @@ def main(argv=None):
                 for task in args.tasks}
     runs = {task: grid[(task, selected[task])] for task in args.tasks}
     reused = sum(r['reused'] for r in finished)
+    reused_seconds = [r['run_seconds'] for r in finished if r['reused'] and r['run_seconds'] is not None]
 
     summary = summarise(runs)
     for task in summary:
         summary[task]['prior_tau'] = selected[task][0] if task in PRIOR_TASKS else None
         summary[task]['smoothing'] = selected[task][1]
     tuning = summarise_grid(grid) if len(configs) > len(args.tasks) else None
-    timings = {'total': time.time() - start, 'runs': len(jobs) - reused, 'reused': reused, 'jobs': args.jobs,
+    timings = {'total': time.time() - start, 'runs': len(jobs) - reused, 'reused': reused,
+               'reused_timed': len(reused_seconds), 'reused_seconds': sum(reused_seconds), 'jobs': args.jobs,
                'threads': args.threads, 'workers': args.workers, 'device': args.device}
     figure = os.path.join(args.docs, stem + '.png')
     markdown = os.path.join(args.docs, stem + '.md')

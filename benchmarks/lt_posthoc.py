@@ -153,9 +153,29 @@ def confusion_lines(summary: Dict[str, Dict], class_counts: Sequence[int], k: in
     return lines
 
 
+def bias_lines(per_run: Dict[str, List[Dict]], class_counts: Sequence[int]) -> List[str]:
+    """Markdown table of the fitted class biases (mean ± std over each method's runs), one row per class, next to
+    ``− log p`` (centred): the bias of post-hoc τ = 1, the shape every ``τ · log p`` correction has."""
+    log_prior = torch.tensor(class_counts, dtype=torch.float64).log()
+    reference = -(log_prior - log_prior.mean())
+    names = FashionMNIST.classes
+    lines = [
+        '| class (training images) | − log p, centred | ' + ' | '.join(TASK_NAMES[t] for t in per_run) + ' |',
+        '|---|---|' + '---|' * len(per_run),
+    ]
+    for c, count in enumerate(class_counts):
+        cells = [f'{names[c]} ({count})', f'{reference[c]:+.2f}']
+        for runs in per_run.values():
+            values = [r['class_bias'][c] for r in runs]
+            mean = statistics.fmean(values)
+            cells.append(f'{mean:+.2f}' + (f' ± {statistics.stdev(values):.2f}' if len(values) > 1 else ''))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return lines
+
+
 def write_markdown(path: str, figure: str, command: str, summary: Dict[str, Dict], trained: Dict[str, Dict],
                    taus: Sequence[float], seeds: Sequence[int], n_val: int, class_counts: Sequence[int],
-                   confusions: int):
+                   confusions: int, per_run: Dict[str, List[Dict]]):
     lines = [
         f'# Post-hoc logit adjustment: {os.path.basename(path)[:-len("_posthoc.md")]}',
         '',
@@ -176,8 +196,8 @@ def write_markdown(path: str, figure: str, command: str, summary: Dict[str, Dict
         f'({n_val} training images per class outside the training pool; ties: the τ closest to 0); the test set '
         f'chooses nothing. τ < 0 moves the class bias back towards the head, τ > 0 further towards the tail. '
         f'"+ class biases": each run\'s logits plus one bias per class, fitted by cross-entropy on the same '
-        f'validation split (bias-only recalibration, the most general class-bias correction; its '
-        f'biases are in `posthoc.json`).',
+        f'validation split (bias-only recalibration, the most general class-bias correction; the biases are '
+        f'below and in `posthoc.json`).',
         '',
         f'![validation accuracy against post-hoc τ]({os.path.basename(figure)})',
         '',
@@ -188,6 +208,15 @@ def write_markdown(path: str, figure: str, command: str, summary: Dict[str, Dict
         f'Share (%) of a class\'s test images predicted as another class, the seeds\' runs pooled, as trained → at '
         f'each run\'s post-hoc τ → with its class biases; in brackets the training images per class. The '
         f'{confusions} pairs with the largest rate as trained in any method.',
+        '',
+        '## Class biases',
+        '',
+        *bias_lines(per_run, class_counts),
+        '',
+        'The bias added to each class\'s logit by "+ class biases", mean ± sample std over the seeds\' runs (each '
+        'run\'s biases sum to 0, so only differences between classes matter). A method whose column has the shape '
+        'of `− log p` (its training prior) times some τ needs nothing a post-hoc τ cannot give; a positive bias '
+        'is a class the method under-predicts, a negative one a class it over-predicts.',
         '',
     ]
     write_with_discussion(path, lines)
@@ -244,7 +273,7 @@ def main(argv=None):
         raise ValueError(f'the runs in {output} were trained on different class counts: their confusions do not '
                          f'compare')
     write_markdown(markdown, figure, command, summary, data['summary'], taus,
-                   data['summary'][tasks[0]]['seeds'], data['n_val'], class_counts, args.confusions)
+                   data['summary'][tasks[0]]['seeds'], data['n_val'], class_counts, args.confusions, per_run)
     with open(os.path.join(output, 'posthoc.json'), 'w') as f:
         json.dump(dict(taus=taus, summary=summary, runs=per_run, validated=len(todo)), f, indent=2)
     print(f'[{time.time() - start:7.1f}s] {len(todo)} validate.py runs; wrote {markdown} and {figure}')

@@ -118,6 +118,10 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
     assert '--prior-taus 0.5 1 --smoothings 0 0.1' in table
     assert f' --output {out} --docs {docs}`' in table  # the reproduce line names where it wrote
     assert 'for 3 train + validate runs' in table and '1 more runs were reused' in table
+    assert 'computed; 1 of them has no recorded run time).' in table  # the quick start's run: not timed by the script
+    run_seconds = {s: json.loads((out / n / 'run_time.json').read_text())['seconds'] for s, n in names.items() if n !=
+                   'paco-seed0'}
+    assert len(run_seconds) == 3 and all(0 < t < 300 for t in run_seconds.values())
     assert (docs / 'lt_fashion_mnist.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     summary = json.loads((out / 'summary.json').read_text())['summary']['paco']
     assert summary['seeds'] == [0] and (summary['prior_tau'], summary['smoothing']) == chosen
@@ -138,6 +142,8 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
     assert '## Settings selected' not in carried and f'--settings-from {out / "summary.json"}' in carried
     assert f'the validation split selected in `{out / "summary.json"}`' in carried
     assert (docs / 'lt_fashion_mnist_e1.png').is_file()
+    assert ('1 of them has no recorded run time' if chosen == (1.0, 0.0) else
+            f'1 of them took {run_seconds[chosen] / 60:.1f} min when new, their run times summed') in carried
     # --resume refuses a run of another budget in the same --output (run names do not hold the epochs)
     proc = subprocess.run([sys.executable, os.path.join(REPO, 'benchmarks', 'lt_fashion_mnist.py'), '--tiny',
                            '--tasks', 'paco', '--seeds', '0', '--epochs', '2', '--settings-from',
@@ -182,6 +188,10 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
     tensors = safetensors.numpy.load_file(str(chosen_dir / 'test_logits.safetensors'))
     biased = (tensors['logits'] + bias).argmax(1) == tensors['targets']
     assert f'| + class biases | {100 * biased.mean():.2f} ± 0.00 | ' in table
+    bias_rows = table.split('## Class biases')[1].split('\n')[4:14]  # one row per class, next to - log p centred
+    centred = -(np.log(counts) - np.log(counts).mean())
+    assert bias_rows == [f'| {FashionMNIST.classes[c]} ({int(counts[c])}) | {centred[c]:+.2f} | {bias[c]:+.2f} |'
+                         for c in range(10)]
     # the most-confused pair (as trained -> at the chosen tau -> with the class biases) against numpy counts
     confusion = {}
     for state, offset in (('before', 0), ('after', -tau * log_p), ('bias', bias)):
