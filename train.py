@@ -749,7 +749,9 @@ def _init_wandb(args, exp_name):
 def _push_to_hub(args, output_dir):
     """Upload the best (else last) checkpoint with ``timm_paco.hub.push_checkpoint``.
 
-    A registered PaCo architecture (``paco_resnet50``, ...) goes up whole (form ``'paco'``). A plain timm model,
+    With ``--model-ema`` (evaluated, not ``--model-ema-force-cpu``) the EMA weights go up, as they are the ones
+    the best checkpoint was chosen by. A registered PaCo architecture (``paco_resnet50``, ...) goes up whole
+    (form ``'paco'``). A plain timm model,
     also one train.py wrapped for ``--task paco|gpaco``, goes up as that plain timm model (form ``'timm'``, the
     training-only projector dropped): config.json names the timm architecture, which cannot rebuild the wrapper.
     """
@@ -759,7 +761,8 @@ def _push_to_hub(args, output_dir):
     if not os.path.isfile(checkpoint):
         checkpoint = os.path.join(output_dir, 'last.pth.tar')
     form = 'paco' if is_paco_architecture(args.model) else 'timm'
-    commit = push_checkpoint(checkpoint, args.push_to_hub, model_name=args.model, form=form,
+    ema = args.model_ema and not args.model_ema_force_cpu  # the EMA was evaluated and chose the best checkpoint
+    commit = push_checkpoint(checkpoint, args.push_to_hub, model_name=args.model, form=form, ema=ema,
                              private=args.hub_private, revision=args.hub_revision)
     _logger.info(f'Pushed {checkpoint} to the Hub: {getattr(commit, "commit_url", commit)}')
 

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 import timm_paco  # noqa: F401  registers the PaCo architectures
 from timm_paco.hub import export_checkpoint, push_checkpoint, read_checkpoint
 from timm_paco.hub.__main__ import main as hub_main
-from timm_paco.hub.export import is_paco_architecture
+from timm_paco.hub.export import export_model, is_paco_architecture
 from timm_paco.models import PaCoModel, wrap
 
 from _hub_server import COMMIT_OID, LocalHub
@@ -220,12 +220,24 @@ def test_model_card(wrapped, tmp_path):
         assert f'| {label} | {value} |' in card
     assert "timm.create_model('hf-hub:org/paco-test-resnet', pretrained=True)" in card
     assert 'import timm_paco' not in card  # the plain form needs no plugin
+    assert '\nlicense: apache-2.0\n' in card  # trained from scratch
 
     # validate.py's default csv results file gives the same table
     (tmp_path / 'results.csv').write_text(','.join(RESULTS) + '\n' + ','.join(map(str, RESULTS.values())) + '\n')
     out = export_checkpoint(wrapped['path'], str(tmp_path / 'card_csv'), form='timm',
                             results_file=str(tmp_path / 'results.csv'), repo_name='org/paco-test-resnet')
     assert open(os.path.join(out, 'README.md')).read() == card
+
+
+def test_model_card_licence_of_fine_tuned_weights(paco32, tmp_path):
+    # paco_resnet32's cfg licence is the seeds' MIT: weights fine-tuned from them (--pretrained) keep it
+    checkpoint = torch.load(paco32['path'], weights_only=False)
+    checkpoint['args'] = argparse.Namespace(**dict(vars(checkpoint['args']), pretrained=True))
+    torch.save(checkpoint, tmp_path / 'tuned.pth.tar')
+    assert timm.create_model('paco_resnet32').pretrained_cfg['license'] == 'mit'
+    for path, licence in ((paco32['path'], 'apache-2.0'), (str(tmp_path / 'tuned.pth.tar'), 'mit')):
+        out = export_checkpoint(path, str(tmp_path / licence), form='paco')
+        assert f'\nlicense: {licence}\n' in open(os.path.join(out, 'README.md')).read()
 
 
 class NotACheckpoint:
@@ -268,6 +280,26 @@ def test_bad_input(wrapped, tmp_path, case, kwargs, match):
     with pytest.raises(ValueError, match=match):
         export_checkpoint(path, str(tmp / 'out'), **kwargs)
     assert not (tmp / 'out' / 'model.safetensors').exists()
+
+
+def test_timm_form_keeps_the_trained_preprocessing(tmp_path):
+    # gpaco_vit's cfg (ImageNet mean / std, crop 0.875) differs from plain vit_base_patch16_224's default tag
+    # (mean / std 0.5, crop 0.9): the plain export must describe the preprocessing the model was trained with
+    model = timm.create_model('gpaco_vit_base_patch16_224', num_classes=10, img_size=32, depth=1, embed_dim=32,
+                              num_heads=2).eval()
+    plain_cfg = timm.create_model('vit_base_patch16_224', pretrained=False).pretrained_cfg
+    keys = ('mean', 'std', 'crop_pct', 'interpolation')
+    assert any(plain_cfg[k] != model.pretrained_cfg[k] for k in keys)
+    export_model(model, str(tmp_path), form='timm')
+    with open(tmp_path / 'config.json') as f:
+        config = json.load(f)
+    assert config['architecture'] == 'vit_base_patch16_224'
+    assert {k: config['pretrained_cfg'][k] for k in keys} == {
+        k: list(v) if isinstance(v, tuple) else v for k, v in ((k, model.pretrained_cfg[k]) for k in keys)}
+    local = timm.create_model(f'local-dir:{tmp_path}', pretrained=True)
+    resolved = timm.data.resolve_model_data_config(local)
+    assert resolved['input_size'] == (3, 32, 32) and resolved['crop_pct'] == model.pretrained_cfg['crop_pct']
+    assert tuple(resolved['mean']) == model.pretrained_cfg['mean'] and 'test_input_size' not in config['pretrained_cfg']
 
 
 @pytest.mark.parametrize('trained', ['paco_resnet32', 'resnet32_cifar'])

@@ -114,6 +114,29 @@ def test_pretrained_file_reaches_features_only(tmp_path):
         assert torch.equal(feats(x)[-1], model.forward_features(x))
 
 
+def test_pretrained_file_with_timm_adaptations(tmp_path):
+    """timm's loader adapts a pretrained file: input channels, no classifier, a new class count; a classifier
+    that fits the model but not the cfg's class count would be dropped, so it is refused."""
+    torch.manual_seed(2)
+    source = timm.create_model('paco_resnet32', num_classes=10).eval()
+    path = str(tmp_path / 'w.safetensors')
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, path)
+    file = dict(file=path, num_classes=10)
+    x = torch.randn(2, 3, 32, 32)
+    gray = timm.create_model('paco_resnet32', pretrained=True, in_chans=1, num_classes=10, pretrained_cfg_overlay=file)
+    torch.testing.assert_close(gray.backbone.conv1.weight[:, 0], source.backbone.conv1.weight.sum(dim=1))
+    pooled = timm.create_model('paco_resnet32', pretrained=True, num_classes=0, pretrained_cfg_overlay=file).eval()
+    with torch.no_grad():
+        assert torch.equal(pooled(x), source.forward_head(source.forward_features(x), pre_logits=True))
+    with pytest.raises(ValueError, match=r"classifier has num_classes=10 like the model, but the pretrained cfg says "
+                                         r"100, so timm would drop the trained class centres"):
+        timm.create_model('paco_resnet32', pretrained=True, num_classes=10, pretrained_cfg_overlay=dict(file=path))
+    wrong = dict(source.state_dict(), **{'backbone.conv1.weight': torch.randn(8, 3, 3, 3)})
+    save_file({k: v.contiguous() for k, v in wrong.items()}, path)
+    with pytest.raises(ValueError, match=r'backbone.conv1.weight: \(8, 3, 3, 3\) vs \(16, 1, 3, 3\)'):
+        timm.create_model('paco_resnet32', pretrained=True, in_chans=1, num_classes=10, pretrained_cfg_overlay=file)
+
+
 def test_reset_classifier_keeps_projector():
     model = timm.create_model('paco_resnet32').eval()
     proj = {k: v.clone() for k, v in model.projector.state_dict().items()}

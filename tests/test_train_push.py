@@ -97,6 +97,20 @@ def test_push_to_hub_uploads_best_checkpoint(image_folder, tmp_path):
     assert not all(torch.equal(v, last_sd['backbone.' + k]) for k, v in weights.items())
 
 
+def test_push_to_hub_with_model_ema_uploads_the_ema_weights(image_folder, tmp_path):
+    with LocalHub() as hub:
+        env = _hub_env(tmp_path / 'hf_home', HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN)
+        proc = _train(image_folder, tmp_path, env, '--model-ema', '--model-ema-decay', '0.5')
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        uploaded = hub.committed_files('org/name', 'main')
+    (tmp_path / 'uploaded.safetensors').write_bytes(uploaded['model.safetensors'])
+    weights = load_file(str(tmp_path / 'uploaded.safetensors'))
+    best = torch.load(str(tmp_path / 'run' / 'model_best.pth.tar'), weights_only=False)
+    ema, raw = best['state_dict_ema'], best['state_dict']
+    assert all(torch.equal(v, ema['backbone.' + k]) for k, v in weights.items())
+    assert not all(torch.equal(v, raw['backbone.' + k]) for k, v in weights.items())
+
+
 def test_push_to_hub_without_token_stops_before_training(image_folder, tmp_path):
     hf_home = tmp_path / 'empty_hf_home'
     hf_home.mkdir()

@@ -30,6 +30,11 @@ EXPORT_FORMS = ('paco', 'timm')
 _SOURCE_CFG_KEYS = ('tag', 'hf_hub_id', 'hf_hub_filename', 'url', 'file', 'origin_url', 'paper_ids', 'paper_name',
                     'notes', 'license', 'source', 'state_dict', 'label_names', 'label_descriptions', 'label_offset')
 
+# pretrained_cfg entries of the preprocessing a model was trained and evaluated with: a plain-form export keeps the
+# trained (PaCo) model's, not those of the plain architecture's default tag
+_PREPROCESS_CFG_KEYS = ('input_size', 'test_input_size', 'min_input_size', 'pool_size', 'test_pool_size',
+                        'interpolation', 'mean', 'std', 'crop_pct', 'test_crop_pct', 'crop_mode')
+
 # train.py data arguments that describe the exported model's preprocessing
 _DATA_KEYS = ('input_size', 'img_size', 'in_chans', 'mean', 'std', 'crop_pct', 'crop_mode', 'interpolation')
 
@@ -111,6 +116,13 @@ def export_model(
         out_model = plain_timm_model(model)
     source_cfg, source_traits = out_model.pretrained_cfg, getattr(out_model, '_traits', None)
     out_model.pretrained_cfg = {k: v for k, v in source_cfg.items() if k not in _SOURCE_CFG_KEYS}
+    if out_model is not model:
+        trained_cfg = getattr(model, 'pretrained_cfg', None) or {}
+        for key in _PREPROCESS_CFG_KEYS:
+            if key in trained_cfg:
+                out_model.pretrained_cfg[key] = trained_cfg[key]
+            else:
+                out_model.pretrained_cfg.pop(key, None)
     in_chans = _input_channels(out_model)
     if in_chans is not None and not hasattr(out_model, 'in_chans'):
         # timm reads the channel count off an `in_chans` attribute; without one it would record the source
@@ -125,6 +137,12 @@ def export_model(
         else:
             out_model._traits = source_traits
     return out_model
+
+
+def _license(model: nn.Module, args: Dict[str, Any]) -> str:
+    """The card's licence: a run fine-tuned from the architecture's pretrained weights (``--pretrained``) keeps
+    their licence (e.g. cc-by-nc-4.0 for the MAE-based GPaCo ViTs); weights trained from scratch get apache-2.0."""
+    return (args.get('pretrained') and (getattr(model, 'pretrained_cfg', None) or {}).get('license')) or 'apache-2.0'
 
 
 def export_checkpoint(
@@ -169,6 +187,7 @@ def export_checkpoint(
         epoch=ckpt.epoch,
         default_task=getattr(model, 'default_task', None),
         plugin_architecture=form == 'timm' and needs_timm_paco(_architecture(out_model)),
+        license=_license(model, ckpt.args),
     )
     with open(os.path.join(output_dir, 'README.md'), 'w', encoding='utf-8') as f:
         f.write(readme)

@@ -99,12 +99,14 @@ def model_card(
         epoch: Optional[int] = None,
         default_task: Optional[str] = None,
         plugin_architecture: bool = False,
+        license: str = 'apache-2.0',
 ) -> str:
     """README.md text: Hub metadata, method, dataset, hyper-parameters, results, usage and citation.
 
     ``form``: ``'paco'`` (registered PaCo architecture, needs ``import timm_paco``) or ``'timm'``
     (plain architecture, projector dropped; loads without the plugin unless ``plugin_architecture``, a plain
-    architecture that timm_paco registers).
+    architecture that timm_paco registers). ``license``: the card's licence (fine-tuned weights keep their
+    pretrained weights' licence).
     """
     task = args.get('task') or default_task or 'paco'
     method, paper, bibtex = METHODS.get(task, (task, None, None))
@@ -115,7 +117,7 @@ def model_card(
         tags += [task, 'contrastive-learning']
 
     lines = ['---', 'tags:'] + [f'- {t}' for t in tags]
-    lines += ['library_name: timm', 'pipeline_tag: image-classification', 'license: apache-2.0']
+    lines += ['library_name: timm', 'pipeline_tag: image-classification', f'license: {license}']
     if dataset_name:
         lines += ['datasets:', f'- {dataset_name.lower()}']
     lines += ['---', f'# Model card for {repo_name}', '']
@@ -142,7 +144,7 @@ def model_card(
             'These weights are the inference model as a plain timm architecture: the projection head and the '
             'contrastive queue are training-only and were dropped, so plain `timm` loads it without the plugin.')
 
-    lines += ['', '## Model Details', f'- **Model type:** image classification', f'- **Architecture:** `{architecture}`',
+    lines += ['', '## Model Details', '- **Model type:** image classification', f'- **Architecture:** `{architecture}`',
               f'- **Method:** {method}']
     if dataset_name:
         lines.append(f'- **Dataset:** {dataset_name}')

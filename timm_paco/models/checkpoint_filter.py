@@ -155,6 +155,7 @@ def check_state_dict(
         source: str = 'checkpoint',
         model_name: Optional[str] = None,
         optional_prefixes: Tuple[str, ...] = (),
+        unchecked_shapes: Tuple[str, ...] = (),
 ) -> Dict[str, torch.Tensor]:
     """Check ``state_dict`` against ``model`` (any timm model or PaCoModel); return it with absent BN counters
     filled in.
@@ -166,6 +167,8 @@ def check_state_dict(
         allow_classifier_mismatch: the classifier may differ or be absent (timm's loader then drops it).
         model_name: named in the error; default the model's pretrained_cfg architecture.
         optional_prefixes: keys under these may be missing (e.g. ``('projector.',)`` for evaluation).
+        unchecked_shapes: keys whose shape the loader adapts afterwards (timm's input-channel adaptation of the
+            first conv).
     """
     name = model_name or (getattr(model, 'pretrained_cfg', None) or {}).get('architecture') or type(model).__name__
     expected = model.state_dict()
@@ -192,10 +195,10 @@ def check_state_dict(
 
     missing = [k for k in expected if k not in sd and not k.startswith(optional_prefixes)
                and not (allow_classifier_mismatch and _is_cls(k))]
-    unexpected = [k for k in sd if k not in expected]
+    unexpected = [k for k in sd if k not in expected and not (allow_classifier_mismatch and _is_cls(k))]
     shapes = [
         f'{k}: {tuple(sd[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
-        if k in sd and sd[k].shape != v.shape and not (skip_cls and _is_cls(k))]
+        if k in sd and sd[k].shape != v.shape and not (skip_cls and _is_cls(k)) and k not in unchecked_shapes]
     if missing:
         problems.append(f'missing keys: {_fmt(missing)}')
     if unexpected:
@@ -207,10 +210,32 @@ def check_state_dict(
     return sd
 
 
+def _channels_adapted(source: torch.Size, target: torch.Size, in_chans: Optional[int]) -> bool:
+    """A conv weight ``[out, in, ...]`` timm's loader will adapt: ``in`` differs (the cfg's ``in_chans`` in the
+    checkpoint), nothing else does."""
+    return (len(source) == len(target) > 1 and source[1] == in_chans != target[1]
+            and source[:1] + source[2:] == target[:1] + target[2:])
+
+
 def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> Dict[str, torch.Tensor]:
     """timm ``pretrained_filter_fn``: seed or timm-paco checkpoint -> checked PaCoModel state dict."""
     sd = convert_state_dict(unwrap_checkpoint(state_dict), classifier=classifier_name(model))
     cfg = getattr(model, 'pretrained_cfg', None) or {}
+    cfg_classes = cfg.get('num_classes')
     # timm's load_pretrained discards the classifier itself when num_classes differs from the cfg's
-    allow = cfg.get('num_classes') is not None and model.num_classes != cfg['num_classes']
-    return check_state_dict(sd, model, allow_classifier_mismatch=allow)
+    allow = cfg_classes is not None and model.num_classes != cfg_classes
+    weight = sd.get(f'{BACKBONE}{classifier_name(model)}.weight')
+    if allow and cfg_classes != -1 and model.num_classes > 0 and weight is not None and weight.ndim \
+            and weight.shape[0] == model.num_classes:  # -1: train.py's --pretrained-path, head dropped on purpose
+        raise ValueError(
+            f'the checkpoint\'s classifier has num_classes={model.num_classes} like the model, but the pretrained '
+            f'cfg says {cfg_classes}, so timm would drop the trained class centres: pass '
+            f'pretrained_cfg_overlay=dict(file=..., num_classes={model.num_classes}) or the matching tag')
+    # timm adapts the first conv to the model's input channels after this filter: its shape is checked there
+    first_conv = cfg.get('first_conv') or ()
+    in_chans = (cfg.get('input_size') or (None,))[0]
+    params = dict(model.named_parameters())
+    keys = [f'{name}.weight' for name in ([first_conv] if isinstance(first_conv, str) else first_conv)]
+    unchecked = tuple(k for k in keys if k in sd and k in params and _channels_adapted(sd[k].shape, params[k].shape,
+                                                                                       in_chans))
+    return check_state_dict(sd, model, allow_classifier_mismatch=allow, unchecked_shapes=unchecked)
