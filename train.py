@@ -38,7 +38,7 @@ from timm.task import ClassificationTask, evaluation_sample_limit, load_task_ema
 
 from timm_paco.data import (
     MultiViewTransform, check_dataset_classes, count_classes, create_paco_dataset, create_view_loader,
-    create_view_transform, dataset_targets, parse_view_recipe, save_class_counts,
+    create_view_transform, dataset_targets, match_model_channels, parse_view_recipe, save_class_counts,
 )
 from timm_paco.models import PaCoModel, wrap
 from timm_paco.tasks import LOGIT_ADJUST_MODES, TASK_NAMES, TASK_SMOOTHING, create_task, resolve_logit_adjust
@@ -414,7 +414,8 @@ def _view_transform(args, recipe: str, data_config, interpolation: str):
 
 
 def _reseed(args, epoch: int) -> None:
-    """Global RNGs as a function of (seed, epoch, rank): augmentation and shuffling restart exactly on resume."""
+    """Global RNGs as a function of (seed, epoch, rank): augmentation and shuffling restart exactly on resume
+    (the loaders' workers are not persistent, so they take their seeds from these RNGs every epoch)."""
     utils.random_seed(args.seed + _EPOCH_SEED_STRIDE * epoch, args.rank)
 
 
@@ -487,7 +488,8 @@ def main(argv=None):
         _logger.info(f'Model {safe_model_name(args.model)} created, task {task_name}, {num_views} view(s) '
                      f'({recipe}), param count: {sum(p.numel() for p in model.parameters())}')
 
-    data_config = resolve_data_config(vars(args), model=model, verbose=utils.is_primary(args))
+    data_config = match_model_channels(
+        resolve_data_config(vars(args), model=model, verbose=utils.is_primary(args)), in_chans)
     model.to(device=device, dtype=model_dtype)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -552,6 +554,9 @@ def main(argv=None):
         img_dtype=model_dtype or torch.float32, device=device, distributed=args.distributed,
         use_prefetcher=args.prefetcher, num_workers=args.workers, worker_seeding=args.worker_seeding,
         use_multi_epochs_loader=args.use_multi_epochs_loader,
+        # workers start each epoch from the epoch's reseeded RNG (``_reseed``), so a resumed run augments exactly
+        # as an uninterrupted one; persistent workers would carry their RNG state over from earlier epochs
+        persistent_workers=False,
     )
     mixup_fn = None
     mixup_active = args.mixup > 0 or args.cutmix > 0. or args.cutmix_minmax is not None

@@ -42,7 +42,9 @@ from timm.data import RealLabelsImagenet, create_loader, resolve_data_config
 from timm.layers import apply_test_time_pool, set_fast_norm
 from timm.models import is_model, list_models
 from timm.utils import AverageMeter, ParseKwargs, natural_key, reparameterize_model, set_jit_fuser
-from timm_paco.data import LT_PREFIX, check_dataset_classes, create_paco_dataset, load_class_counts
+from timm_paco.data import (
+    LT_PREFIX, check_dataset_classes, create_paco_dataset, load_class_counts, match_model_channels,
+)
 from timm_paco.data.class_counts import CLASS_COUNTS_FILE
 from timm_paco.data.metrics import LongTailMeter, long_tail_accuracy, per_class_rows, precision_recall_f1
 from timm_paco.data.ood import (
@@ -411,7 +413,8 @@ def validate(args):
     param_count = sum(p.numel() for p in model.parameters())
     _logger.info(f'Model {args.model} created, param count: {param_count}')
 
-    data_config = resolve_data_config(vars(args), model=model, use_test_size=not args.use_train_size, verbose=True)
+    data_config = match_model_channels(
+        resolve_data_config(vars(args), model=model, use_test_size=not args.use_train_size, verbose=True), in_chans)
     test_time_pool = False
     if args.test_pool:
         model, test_time_pool = apply_test_time_pool(model, data_config)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,7 +49,7 @@ TASKS = [
     ('ce', ['--paco-views', 'randcls_sim']),  # CE over two views: the benchmark's baseline
     ('balanced-softmax', ['--no-prefetcher']),  # timm's own single-view transform
     ('paco', ['--no-prefetcher']),
-    ('gpaco', []),  # prefetcher (on CPU)
+    ('gpaco', ['--workers', '1']),  # prefetcher (on CPU); a loader worker, reseeded every epoch
 ]
 
 
@@ -120,6 +121,19 @@ def test_conflicting_flag_stops_with_message(image_folder, tmp_path, capsys):
             train.main(_args(image_folder, tmp_path, 'hessian', '--task', 'gpaco', '--opt', opt, '--epochs', '1'))
         assert f'--opt {opt}: a second-order optimiser' in capsys.readouterr().err
     assert not (tmp_path / 'hessian').exists()
+
+
+@pytest.mark.parametrize('loader', [[], ['--no-prefetcher']], ids=['prefetcher', 'no-prefetcher'])
+def test_one_channel_model_trains_on_grayscale_views(image_folder, tmp_path, loader):
+    # timm keeps the pretrained cfg's 3-channel input size, mean and std for --in-chans 1: the data config follows
+    # the model, so images load as 'L' and normalise with one value
+    train.main(_args(image_folder, tmp_path, 'gray', '--task', 'gpaco', '--in-chans', '1', '--epochs', '1', *loader))
+    args = yaml.safe_load((tmp_path / 'gray' / 'args.yaml').read_text())
+    assert args['in_chans'] == 1
+    state = _checkpoint(tmp_path / 'gray')['state_dict']
+    assert state['backbone.stem.0.weight'].shape[1] == 1
+    row = _summary(tmp_path / 'gray')[0]
+    assert torch.isfinite(torch.tensor(float(row['train_loss']))) and 0 <= float(row['eval_top1']) <= 100
 
 
 def test_num_classes_must_match_the_dataset(image_folder, tmp_path):

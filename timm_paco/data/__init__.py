@@ -4,7 +4,7 @@ from .class_counts import (
 )
 from .dataset_factory import LT_PREFIX, create_paco_dataset
 from .fashion_mnist import prepare_fashion_mnist
-from .image_mode import ImageModeDataset
+from .image_mode import ImageModeDataset, match_model_channels
 from .imbalance import ImbalancedDataset, check_imb_factor, long_tail_counts
 from .loader import ViewCollate, create_view_loader
 from .lt_list import ReaderSplitList, SplitListDataset, read_split_list, resolve_split_list
