@@ -588,7 +588,8 @@ def main(argv=None):
     else:
         loader_train = create_view_loader(
             dataset_train, _view_transform(args, recipe, data_config, interpolation), args.batch_size,
-            is_training=True, channels=data_config['input_size'][0], re_prob=0. if args.no_aug else args.reprob,
+            is_training=True, channels=data_config['input_size'][0],
+            re_prob=args.reprob if args.prefetcher and not args.no_aug else 0.,  # else in the view transform
             re_mode=args.remode, re_count=args.recount, re_num_splits=num_views if args.resplit else 0,
             **common_loader_kwargs)
     if len(loader_train) == 0:  # the training loader drops the last partial batch

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from timm_paco.data.metrics import LongTailMeter
 from timm_paco.eval import confusion_counts, confusion_rates, top_confusions
 
 
@@ -21,6 +22,20 @@ def test_counts_match_a_per_sample_reference_with_and_without_offset():
         assert counts.dtype == torch.int64 and counts.tolist() == expected
     assert confusion_counts(logits, targets).tolist() != confusion_counts(logits, targets, offset).tolist()
     assert confusion_counts(logits, targets).sum(1).tolist() == torch.bincount(targets, minlength=5).tolist()
+
+
+def test_ties_are_broken_as_the_accuracy_meter_breaks_them():
+    # bf16-rounded logits tie often; the confusion counts and validate.py's meter must name the same top-1 class
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4000, 10, generator=g).mul(0.05).bfloat16().float()
+    logits[:50, 3] = logits[:50, 7] = logits[:50].max(dim=1).values + 1  # exact ties at the top
+    targets = torch.randint(0, 10, (4000,), generator=g)
+    assert (logits == logits.max(dim=1, keepdim=True).values).sum(dim=1).gt(1).sum() >= 50
+    meter = LongTailMeter(10, topk=(1, 5))
+    meter.update(logits, targets)
+    counts = confusion_counts(logits, targets)
+    assert torch.equal(counts.diagonal(), meter.class_correct) and torch.equal(counts.sum(dim=0), meter.class_predicted)
+    assert meter.hits[1] == int(counts.diagonal().sum()) and meter.hits[5] >= meter.hits[1]
 
 
 def test_rates_are_row_shares_in_percent():

@@ -132,6 +132,13 @@ def test_split_list_round_trip(tmp_path, png_root):
     grey = create_paco_dataset('lt:' + train, root=root, split='train', input_img_mode='L')
     assert np.array_equal(np.array(grey[3][0]), rows[3][2])
 
+    # a byte-order mark is not part of the first path; a line listed twice is a repeated sample
+    bom = tmp_path / 'Bom_train.txt'
+    bom.write_text('\ufeff' + '\n'.join([f'{r} {y}' for r, y, _ in rows[:3]] + [f'{rows[0][0]} {rows[0][1]}']) + '\n',
+                   encoding='utf-8')
+    repeated = create_paco_dataset('lt:' + str(bom), root=root, split='train', num_classes=10)
+    assert repeated.filenames() == [r for r, _, _ in rows[:3]] + [rows[0][0]]
+
     # the split picks the sibling list: <stem>_train.txt -> <stem>_test.txt
     test = create_paco_dataset('lt:' + train, root=root, split='test')
     assert test.targets == [y for _, y, _ in rows[12:]]
@@ -155,6 +162,7 @@ def test_folder_dataset_counts(tmp_path, png_root):
     ('{path} -1', 2, ValueError, 'label -1 out of range'),
     ('{path}', 3, ValueError, 'expected "relative/path label"'),
     ('{path} seven', 1, ValueError, "label 'seven' is not an integer"),
+    ('{path} 5', 3, ValueError, r'has label 5, but line 1 gives it 9'),  # one image (an ankle boot), two labels
 ])
 def test_split_list_errors_name_file_and_line(tmp_path, png_root, bad_line, line_no, error, message):
     root, rows = png_root

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 import torch.utils.data
+from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.data.auto_augment import RandAugment
 from timm.data.transforms_factory import transforms_imagenet_train
@@ -139,11 +140,32 @@ def test_view_loader_with_paco_recipe(fmnist_root):
     for use_prefetcher in (False, True):
         tf = create_view_transform((3, 32, 32), 'randcls_sim', use_prefetcher=use_prefetcher)
         loader = create_view_loader(dataset, tf, batch_size=3, use_prefetcher=use_prefetcher,
-                                    device=torch.device('cpu'), num_workers=0, re_prob=0.25)
+                                    device=torch.device('cpu'), num_workers=0, re_prob=0.25 if use_prefetcher else 0.)
         batches = list(loader)
         assert len(batches) == 2
         for input, target in batches:
             assert input.shape == (6, 3, 32, 32) and input.dtype == torch.float32 and target.shape == (3,)
+
+
+def test_sim_view_blur_needs_twelve_pixels():
+    with pytest.raises(ValueError, match=r'input_size \(3, 8, 8\): the sim view.s Gaussian blur .* at least 12 pixels'):
+        create_view_transform((3, 8, 8), 'randcls_sim')
+    image = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).convert('RGB')
+    views = create_view_transform((3, 8, 8), 'randcls_sim', gaussian_blur_prob=0.)(image)  # no blur: fine
+    assert [tuple(v.shape) for v in views] == [(3, 8, 8)] * 2
+    blurred = create_view_transform((3, 12, 12), 'sim_sim', gaussian_blur_prob=1.)(image.resize((12, 12)))
+    assert [tuple(v.shape) for v in blurred] == [(3, 12, 12)] * 2
+
+
+def test_plain_loader_rejects_uint8_views_and_erasing(fmnist_root):
+    base = create_paco_dataset('torch/fashion_mnist', root=fmnist_root, split='train')
+    dataset = torch.utils.data.Subset(base, list(range(4)))
+    tf = create_view_transform((3, 28, 28), 'sim_sim', use_prefetcher=True)
+    loader = create_view_loader(dataset, tf, batch_size=2, use_prefetcher=False, num_workers=0)
+    with pytest.raises(ValueError, match='uint8 images reach a loader without the prefetcher'):
+        next(iter(loader))
+    with pytest.raises(ValueError, match=r're_prob=0.25: the loader erases only with the prefetcher'):
+        create_view_loader(dataset, tf, batch_size=2, use_prefetcher=False, num_workers=0, re_prob=0.25)
 
 
 def test_prefetcher_loader_rejects_float_views(fmnist_root):

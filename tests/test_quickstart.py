@@ -14,6 +14,7 @@ from torchvision.datasets import FashionMNIST
 
 from timm_paco.data.imbalance import long_tail_counts
 from timm_paco.quickstart import TINY_N_MAX, TINY_N_TEST, cap_per_class, read_idx, write_idx
+from timm_paco.quickstart import main as quickstart_main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,6 +43,12 @@ def test_cap_per_class_keeps_first_images_of_each_class(fmnist_root, tmp_path):
     np.testing.assert_array_equal(capped.data.numpy(), full.data.numpy()[expected])
     with pytest.raises(ValueError, match='--n-max'):
         cap_per_class(fmnist_root, str(tmp_path / 'x'), n_max=0)
+
+
+def test_quickstart_tiny_refuses_n_max(capsys):
+    with pytest.raises(SystemExit):
+        quickstart_main(['--tiny', '--n-max', '5'])
+    assert f'--n-max 5: --tiny fixes {TINY_N_MAX} training images per class' in capsys.readouterr().err
 
 
 def test_validation_root_holds_the_next_training_images(fmnist_root, tmp_path):

@@ -362,8 +362,8 @@ def _parse_args(argv=None):
         description='timm-paco quick start: PaCo on long-tailed Fashion-MNIST (imbalance 0.01) on the CPU')
     parser.add_argument('--output', default=os.path.join('output', 'quickstart'), help='output folder')
     parser.add_argument('--task', default='paco', choices=sorted(TASK_MODELS), help='method (default: paco)')
-    parser.add_argument('--n-max', type=int, default=DEFAULT_N_MAX,
-                        help=f'training images of the largest class (default: {DEFAULT_N_MAX})')
+    parser.add_argument('--n-max', type=int, default=None,
+                        help=f'training images of the largest class (default: {DEFAULT_N_MAX}; --tiny fixes it)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the long-tail draw and of training')
     parser.add_argument('--epochs', type=int, default=None, help=f'override the epochs (default: {RECIPE["epochs"]})')
     parser.add_argument('--tiny', action='store_true',
@@ -373,14 +373,17 @@ def _parse_args(argv=None):
                         help='torch threads of train.py / validate.py (OMP_NUM_THREADS; default: torch\'s, all cores)')
     parser.add_argument('--no-download', action='store_true',
                         help='fail instead of downloading when Debian\'s dataset-fashion-mnist is missing')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.tiny and args.n_max is not None:
+        parser.error(f'--n-max {args.n_max}: --tiny fixes {TINY_N_MAX} training images per class')
+    return args
 
 
 def main(argv=None) -> Dict:
     args = _parse_args(argv)
     start = time.time()
     recipe = dict(TINY_RECIPE if args.tiny else RECIPE)
-    n_max, n_test = (TINY_N_MAX, TINY_N_TEST) if args.tiny else (args.n_max, None)
+    n_max, n_test = (TINY_N_MAX, TINY_N_TEST) if args.tiny else (DEFAULT_N_MAX if args.n_max is None else args.n_max, None)
     if args.epochs is not None:
         recipe['epochs'] = args.epochs
     output = os.path.abspath(args.output)

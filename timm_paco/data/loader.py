@@ -45,6 +45,11 @@ class ViewCollate:
                 batch = [(tuple(views), target) for views, target in batch]
             input, target = fast_collate(batch)
         else:
+            view = first[0] if isinstance(first, (tuple, list)) else first
+            if getattr(view, 'dtype', None) in (torch.uint8, np.uint8):
+                raise ValueError(
+                    'view_transform: uint8 images reach a loader without the prefetcher, which would neither '
+                    'scale nor normalise them; build the transform with use_prefetcher=False')
             input, target = default_collate(batch)
         return stack_views(input, target, num_views)
 
@@ -100,6 +105,9 @@ def create_view_loader(
     """
     if batch_size < 1:
         raise ValueError(f'batch_size: expected >= 1, got {batch_size}')
+    if re_prob > 0 and is_training and not use_prefetcher:
+        raise ValueError(f're_prob={re_prob}: the loader erases only with the prefetcher; without it random erasing '
+                         f'belongs in the view transform (create_view_transform(re_prob=...))')
     if isinstance(dataset, torch.utils.data.IterableDataset):
         raise ValueError('dataset: create_view_loader needs a map-style dataset (an IterableDataset was given)')
     if view_transform is not None:

@@ -28,13 +28,16 @@ def read_split_list(
         num_classes: Optional[int] = None,
         check_files: bool = True,
 ) -> List[Tuple[str, int]]:
-    """Parse ``list_file`` into ``[(absolute path, label)]``; raise naming ``file:line`` on any bad line."""
+    """Parse ``list_file`` into ``[(absolute path, label)]``; raise naming ``file:line`` on any bad line.
+
+    A path listed again with the same label is kept (a repeated sample); with another label it is refused.
+    """
     if not os.path.isfile(list_file):
         raise FileNotFoundError(f'split list {list_file} not found')
     if not os.path.isdir(root):
         raise FileNotFoundError(f'image root {root} (--data-dir) for split list {list_file} is not a folder')
-    samples = []
-    with open(list_file) as f:
+    samples, first_seen = [], {}
+    with open(list_file, encoding='utf-8-sig') as f:
         for line_no, line in enumerate(f, start=1):
             line = line.strip()
             if not line:
@@ -49,8 +52,11 @@ def read_split_list(
             except ValueError:
                 raise ValueError(f'{where}: label {label!r} is not an integer') from None
             if label < 0 or (num_classes is not None and label >= num_classes):
-                upper = '' if num_classes is None else f', {num_classes}'
-                raise ValueError(f'{where}: label {label} out of range, expected [0{upper})')
+                expected = '>= 0' if num_classes is None else f'in [0, {num_classes})'
+                raise ValueError(f'{where}: label {label} out of range, expected {expected}')
+            earlier = first_seen.setdefault(rel_path, (label, line_no))
+            if earlier[0] != label:
+                raise ValueError(f'{where}: {rel_path} has label {label}, but line {earlier[1]} gives it {earlier[0]}')
             path = os.path.join(root, rel_path)
             if check_files and not os.path.isfile(path):
                 raise FileNotFoundError(f'{where}: image {path} not found (root {root})')

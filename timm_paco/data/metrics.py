@@ -66,15 +66,17 @@ class LongTailMeter:
             raise ValueError(
                 f'target values must be in [0, {self.num_classes}), got range '
                 f'[{int(target.min())}, {int(target.max())}]')
+        output = output.detach().float()
         maxk = min(max(self.topk), self.num_classes)
-        pred = output.detach().float().topk(maxk, dim=1).indices.cpu()  # [B, maxk]
-        match = pred.eq(target[:, None])  # [B, maxk]
-        for k in self.topk:
-            self.hits[k] += int(match[:, :k].any(dim=1).sum())
+        pred1 = output.argmax(dim=1).cpu()  # tied scores: the lowest class index (as eval.confusion_counts)
+        hit1 = pred1.eq(target)
+        match = output.topk(maxk, dim=1).indices.cpu().eq(target[:, None])  # [B, maxk]
+        for k in self.topk:  # a top-1 hit is a top-k hit, tied scores too
+            self.hits[k] += int((hit1 if k == 1 else hit1 | match[:, :k].any(dim=1)).sum())
         self.count += target.numel()
         self.class_total += torch.bincount(target, minlength=self.num_classes)
-        self.class_correct += torch.bincount(target[match[:, 0]], minlength=self.num_classes)
-        self.class_predicted += torch.bincount(pred[:, 0], minlength=self.num_classes)
+        self.class_correct += torch.bincount(target[hit1], minlength=self.num_classes)
+        self.class_predicted += torch.bincount(pred1, minlength=self.num_classes)
 
     def topk_accuracy(self) -> Dict[int, float]:
         """{k: top-k accuracy in percent} over everything seen."""

@@ -133,6 +133,10 @@ def create_view_transform(
         sim=dict(grayscale_prob=grayscale_prob, gaussian_blur_prob=gaussian_blur_prob),
     )
     names = parse_view_recipe(views)
+    size = common['img_size']
+    if 'sim' in names and gaussian_blur_prob > 0 and min(size if isinstance(size, tuple) else (size,)) < 12:
+        raise ValueError(f'input_size {input_size}: the sim view\'s Gaussian blur (timm\'s 23-pixel kernel) needs '
+                         f'images of at least 12 pixels; use a larger --img-size or gaussian_blur_prob=0')
     return MultiViewTransform([transforms_imagenet_train(**common, **view_kwargs[n]) for n in names])
 
 
