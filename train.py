@@ -328,6 +328,20 @@ def _is_second_order(opt: str) -> bool:
         return False
 
 
+# --paco-* flags and the tasks that read them
+_TASK_FLAGS = {
+    'paco_alpha': ('paco', 'gpaco'), 'paco_beta': ('paco', 'gpaco'), 'paco_gamma': ('paco', 'gpaco'),
+    'paco_temperature': ('paco', 'gpaco'), 'paco_logit_adjust': ('paco', 'gpaco'), 'paco_queue_size': ('paco',),
+    'paco_momentum': ('paco',),
+}
+
+
+def _unused_task_flags(parser, args, task: str):
+    """The ``--paco-*`` flags given (not at their defaults) that ``task`` does not read."""
+    return ['--' + dest.replace('_', '-') for dest, tasks in _TASK_FLAGS.items()
+            if task not in tasks and getattr(args, dest) != parser.get_default(dest)]
+
+
 def _check_args(parser, args, task: str, num_views: int, timm_views: bool) -> None:
     """Stop with a clear message on flags that cannot combine with ``task`` and its views."""
     mixup = args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None
@@ -350,6 +364,17 @@ def _check_args(parser, args, task: str, num_views: int, timm_views: bool) -> No
     if task in ('paco', 'gpaco') and _is_second_order(args.opt):
         parser.error(f'--opt {args.opt}: a second-order optimiser differentiates the gradients, and the '
                      f'paco / gpaco losses have hand-written first-order gradients; use a first-order --opt')
+    low_precision = args.model_dtype in ('float16', 'bfloat16')
+    if low_precision and (task == 'paco' or args.model_ema):
+        parser.error(f'--model-dtype {args.model_dtype}: an exponential moving average (the paco key encoder, '
+                     f'--model-ema) kept in {args.model_dtype} loses most updates to rounding; use --amp with a '
+                     f'float32 model')
+    if args.tta > 1:
+        parser.error(f'--tta {args.tta}: the eval loader makes no augmented copies to fold; evaluate test-time '
+                     f'augmentation separately')
+    for flag, value in (('--log-interval', args.log_interval), ('--val-interval', args.val_interval)):
+        if value < 1:
+            parser.error(f'{flag} {value}: expected >= 1')
     if args.torchscript and task in ('paco', 'gpaco'):
         parser.error('--torchscript: the paco / gpaco models are not scriptable; use --torchcompile')
     if not timm_views:
@@ -405,6 +430,7 @@ def _view_transform(args, recipe: str, data_config, interpolation: str):
         return MultiViewTransform([plain] * len(names))
     optional = {k: v for k, v in (
         ('rand_augment', args.aa), ('grayscale_prob', args.grayscale_prob),
+        ('color_jitter_prob', args.color_jitter_prob),
         ('gaussian_blur_prob', args.gaussian_blur_prob)) if v is not None}
     return create_view_transform(
         input_size, views=names, scale=tuple(args.scale), ratio=tuple(args.ratio), hflip=args.hflip,
@@ -480,6 +506,9 @@ def main(argv=None):
     timm_views = recipe == TIMM_VIEWS
     num_views = 1 if timm_views else len(parse_view_recipe(recipe))
     _check_args(parser, args, task_name, num_views, timm_views)
+    unused = _unused_task_flags(parser, args, task_name)
+    if unused and utils.is_primary(args):
+        _logger.warning(f'--task {task_name} does not use {", ".join(unused)}; ignored')
     if args.smoothing is None:
         args.smoothing = TASK_SMOOTHING[task_name]
     if args.grad_checkpointing:
@@ -893,7 +922,7 @@ def train_one_epoch(
 
 
 def validate(task, loader, args, device, amp_autocast=suppress, model_dtype=None, ema=False):
-    """Top-1 / top-5 / CE loss of the (EMA) eval model with timm's evaluator; ``--tta`` folds augmented copies."""
+    """Top-1 / top-5 / CE loss of the (EMA) eval model with timm's evaluator."""
     model = task.get_eval_model(ema=ema)
     model.eval()
     evaluator = task.create_evaluator(max_samples=evaluation_sample_limit(loader))
@@ -910,9 +939,6 @@ def validate(task, loader, args, device, amp_autocast=suppress, model_dtype=None
                 output = model(input)
             if isinstance(output, (tuple, list)):
                 output = output[0]
-            if args.tta > 1:
-                output = output.unfold(0, args.tta, args.tta).mean(dim=2)
-                target = target[0:target.size(0):args.tta]
             evaluator.update(output, target)
             batch_time_m.update(time.time() - end)
             end = time.time()

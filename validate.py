@@ -9,7 +9,10 @@ Added:
   file beside ``--checkpoint`` when it exists), ``--lt-metrics`` (require them), ``--many-shot-thr 100
   --few-shot-thr 20`` (many: count > many, few: count < few, medium: in between inclusive). Reports
   ``many_acc / medium_acc / few_acc``, writes a per-class CSV (``--per-class-file``) and a PNG of per-class
-  accuracy against training count (``--per-class-plot``); both default to ``<results-file stem>_per_class.*``.
+  accuracy against training count (``--per-class-plot``); both default to ``<results-file stem>_per_class.*``
+  (``<stem>_<checkpoint or model>_per_class.*`` for each evaluation of a bulk run; the default plot is skipped
+  with a warning when matplotlib is missing). A bulk run records a model or checkpoint that fails with its
+  ``error`` and goes on.
 * ``--logit-adjust TAU``: post-hoc logit adjustment, scoring ``logits − TAU · log p`` with ``p`` the class prior
   of those class counts; ``--logits-file F``: the logits [N, C] (before the adjustment) and targets [N] as
   safetensors, for sweeps without re-running the model (``timm_paco.eval.logit_adjust``).
@@ -122,7 +125,8 @@ scripting_group.add_argument('--torchcompile', nargs='?', type=str, default=None
                              help='torch.compile with this backend (default: inductor)')
 scripting_group.add_argument('--aot-autograd', default=False, action='store_true', help='AOT Autograd (functorch)')
 parser.add_argument('--results-file', default='', type=str, metavar='FILENAME', help='summary results file')
-parser.add_argument('--results-format', default='csv', type=str, help='results file format: csv or json')
+parser.add_argument('--results-format', default='csv', type=str, choices=('csv', 'json'),
+                    help='results file format: csv or json')
 parser.add_argument('--real-labels', default='', type=str, metavar='FILENAME',
                     help='ImageNet "real" labels JSON (ReaL)')
 parser.add_argument('--valid-labels', default='', type=str, metavar='FILENAME',
@@ -162,13 +166,59 @@ group.add_argument('--clean-error', default=None, type=float,
 
 
 def _default_side_file(args, suffix: str) -> str:
+    """``<results-file stem>[_<model or checkpoint>]_per_class<suffix>``: one file per evaluation in bulk mode."""
     if not args.results_file:
         return ''
     stem = args.results_file
     for ext in ('.csv', '.json'):
         if stem.endswith(ext):
             stem = stem[:-len(ext)]
-    return f'{stem}_per_class{suffix}'
+    tag = getattr(args, 'bulk_tag', '')
+    return f'{stem}{"_" + tag if tag else ""}_per_class{suffix}'
+
+
+def _bulk_tag(model: str, checkpoint: str) -> str:
+    """A file-name part naming one evaluation of a bulk run: the checkpoint's stem, else the model name."""
+    name = os.path.basename(checkpoint) if checkpoint else model
+    for ext in ('.pth.tar', '.pth', '.safetensors'):
+        if name.endswith(ext):
+            name = name[:-len(ext)]
+    return name.replace(os.sep, '_')
+
+
+def check_run_args(args, bulk: int = 0) -> None:
+    """Before anything is evaluated: refuse flags this run would ignore or outputs it would overwrite, and make
+    the output files' folders. ``bulk``: the number of evaluations of a bulk run (0: one evaluation)."""
+    if args.ood == 'imagenet-c':
+        if args.logits_file:
+            raise ValueError('--logits-file holds one evaluation; --ood imagenet-c runs 75 of them')
+        unused = [flag for flag, value in (
+            ('--valid-labels', args.valid_labels), ('--real-labels', args.real_labels),
+            ('--lt-metrics', args.lt_metrics), ('--per-class-file', args.per_class_file),
+            ('--per-class-plot', args.per_class_plot), ('--metrics-avg', args.metrics_avg)) if value]
+        if unused:
+            raise ValueError(f'{", ".join(unused)}: --ood imagenet-c reports corruption errors only')
+    else:
+        unused = [flag for flag, value in (
+            ('--ood-corruptions', args.ood_corruptions), ('--clean-error', args.clean_error is not None)) if value]
+        if unused:
+            raise ValueError(f'{", ".join(unused)}: only --ood imagenet-c uses this')
+    if args.real_labels and (args.valid_labels or args.ood in ('imagenet-r', 'imagenet-a')):
+        raise ValueError('--real-labels holds 1000-class ImageNet labels; it cannot score the class subset of '
+                         '--valid-labels or --ood imagenet-r / imagenet-a')
+    if bulk and args.logits_file:
+        raise ValueError(f'--logits-file holds one evaluation; bulk validation of {bulk} models would overwrite it')
+    if bulk and (args.per_class_file or args.per_class_plot):
+        raise ValueError(f'--per-class-file / --per-class-plot name one file; bulk validation of {bulk} models '
+                         f'writes <results-file stem>_<checkpoint or model>_per_class.csv / .png instead')
+    if args.per_class_plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError('--per-class-plot needs matplotlib: pip install matplotlib (or timm-paco[plot])')
+    for path in (args.results_file, args.logits_file, args.per_class_file, args.per_class_plot):
+        if path and os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
 
 
 def resolve_class_counts(args, checkpoints):
@@ -216,7 +266,7 @@ def build_model(args, checkpoints, in_chans):
 def read_valid_labels(path: str, num_classes: int) -> List[int]:
     """The model's class indices scored, one int per line of ``path`` (``--valid-labels``), each in
     ``[0, num_classes)``; blank lines are skipped."""
-    labels = []
+    labels, first_line = [], {}
     with open(path) as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
@@ -228,6 +278,10 @@ def read_valid_labels(path: str, num_classes: int) -> List[int]:
             if not 0 <= label < num_classes:
                 raise ValueError(f'--valid-labels {path}:{line_no}: class {label} is outside the model\'s '
                                  f'[0, {num_classes})')
+            if label in labels:
+                raise ValueError(f'--valid-labels {path}:{line_no}: class {label} is listed again (line '
+                                 f'{first_line[label]})')
+            first_line[label] = line_no
             labels.append(label)
     if not labels:
         raise ValueError(f'--valid-labels {path}: no class indices')
@@ -391,8 +445,6 @@ def validate(args):
         raise ValueError(f'--ood {args.ood}: --data-dir must point at the dataset root')
     if not math.isfinite(args.logit_adjust):
         raise ValueError(f'--logit-adjust must be a finite number, got {args.logit_adjust}')
-    if args.logits_file and args.ood == 'imagenet-c':
-        raise ValueError('--logits-file holds one evaluation; --ood imagenet-c runs 75 of them')
 
     utils.random_seed(args.seed)
     if args.fuser:
@@ -489,19 +541,17 @@ def validate(args):
     if args.metrics_avg:
         results.update(precision_recall_f1(
             meter.class_correct, meter.class_total, meter.class_predicted, average=args.metrics_avg))
+    rows = per_class_rows(meter.class_correct, meter.class_total, class_counts, args.many_shot_thr, args.few_shot_thr)
     if class_counts is not None:
         lt = long_tail_accuracy(meter.class_correct, meter.class_total, class_counts,
                                 args.many_shot_thr, args.few_shot_thr)
         results.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in lt.items()})
-        rows = per_class_rows(meter.class_correct, meter.class_total, class_counts,
-                              args.many_shot_thr, args.few_shot_thr)
-        per_class_file = args.per_class_file or _default_side_file(args, '.csv')
-        if per_class_file:
-            write_per_class_csv(per_class_file, rows)
-        plot_file = args.per_class_plot or _default_side_file(args, '.png')
-        if plot_file:
-            from timm_paco.eval.plot import plot_per_class_accuracy
-            plot_per_class_accuracy(rows, plot_file, args.many_shot_thr, args.few_shot_thr, title=args.model)
+    per_class_file = args.per_class_file or (_default_side_file(args, '.csv') if class_counts is not None else '')
+    if per_class_file:  # without class counts (only when asked for): no train counts, no splits
+        write_per_class_csv(per_class_file, rows)
+    plot_file = args.per_class_plot or (_default_side_file(args, '.png') if class_counts is not None else '')
+    if plot_file:
+        _plot_per_class(args, rows, plot_file, asked=bool(args.per_class_plot))
     results.update(param_count=round(param_count / 1e6, 2), img_size=data_config['input_size'][-1],
                    crop_pct=crop_pct, interpolation=data_config['interpolation'])
     msg = f" * Acc@1 {results['top1']:.3f} ({results['top1_err']:.3f}) Acc@5 {results['top5']:.3f}"
@@ -509,6 +559,17 @@ def validate(args):
         msg += ' | ' + ' '.join(f"{s} {results[f'{s}_acc']}" for s in ('many', 'medium', 'few'))
     _logger.info(msg)
     return results
+
+
+def _plot_per_class(args, rows, plot_file: str, asked: bool) -> None:
+    """The per-class plot; the default one (not asked for by --per-class-plot) is skipped without matplotlib."""
+    try:
+        from timm_paco.eval.plot import plot_per_class_accuracy
+        plot_per_class_accuracy(rows, plot_file, args.many_shot_thr, args.few_shot_thr, title=args.model)
+    except ImportError as e:
+        if asked:
+            raise
+        _logger.warning(f'Per-class plot {plot_file} not written: {e}')
 
 
 def _try_run(args, initial_batch_size):
@@ -554,9 +615,7 @@ def bulk_configs(args):
 def main(argv=None):
     args = parser.parse_args(argv)
     configs = bulk_configs(args)
-    if configs and args.logits_file:
-        raise ValueError(f'--logits-file holds one evaluation; bulk validation of {len(configs)} models would '
-                         f'overwrite it')
+    check_run_args(args, bulk=len(configs))
     if configs:
         _logger.info('Bulk validation of: ' + ', '.join(f'{m} {c or ""}' for m, c in configs))
         results = []
@@ -564,9 +623,12 @@ def main(argv=None):
         try:
             for m, c in configs:
                 args.model, args.checkpoint = m, c or ''
-                r = _try_run(args, initial_batch_size)
-                if 'error' in r:
-                    continue
+                args.bulk_tag = _bulk_tag(m, args.checkpoint)
+                try:
+                    r = _try_run(args, initial_batch_size)
+                except (ValueError, FileNotFoundError) as e:  # this model or checkpoint: recorded, the run goes on
+                    _logger.error(f'{m} {args.checkpoint}: {e}')
+                    r = dict(model=m, error=str(e))
                 if args.checkpoint:
                     r['checkpoint'] = args.checkpoint
                 results.append(r)

@@ -147,6 +147,14 @@ def test_view_loader_with_paco_recipe(fmnist_root):
             assert input.shape == (6, 3, 32, 32) and input.dtype == torch.float32 and target.shape == (3,)
 
 
+def test_color_jitter_prob_reaches_every_view():
+    views = create_view_transform((3, 32, 32), 'randcls_sim', color_jitter_prob=0.3).transforms
+    for view in views:
+        applied = [t for t in view.transforms if isinstance(t, transforms.RandomApply)
+                   and any(isinstance(inner, transforms.ColorJitter) for inner in t.transforms)]
+        assert [t.p for t in applied] == [0.3]
+
+
 def test_sim_view_blur_needs_twelve_pixels():
     with pytest.raises(ValueError, match=r'input_size \(3, 8, 8\): the sim view.s Gaussian blur .* at least 12 pixels'):
         create_view_transform((3, 8, 8), 'randcls_sim')

@@ -180,3 +180,14 @@ def test_factory_rules(paco_model):
     assert resolve_logit_adjust('ce', 'on', [100, 1]) is False
     with pytest.raises(ValueError, match='class counts'):
         resolve_logit_adjust('paco', 'on', None)
+
+
+def test_agc_clip_parameters_leave_out_the_classifier_not_the_projector(paco_model):
+    task = create_task('paco', copy.deepcopy(paco_model), verbose=False)
+    model = task.model
+    head = {id(p) for p in model.get_classifier().parameters()}
+    kept = task.get_clip_parameters(exclude_head=True)
+    assert len(head) == 2 and not head & {id(p) for p in kept}
+    assert {id(p) for p in model.projector.parameters()} <= {id(p) for p in kept}
+    assert len(kept) == len(list(model.parameters())) - 2
+    assert len(list(task.get_clip_parameters())) == len(list(model.parameters()))

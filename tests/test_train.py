@@ -99,12 +99,11 @@ def test_bf16_autocast_and_channels_last(image_folder, tmp_path, task):
     train.main(_args(image_folder, tmp_path, task, '--task', task, '--epochs', '1', '--no-prefetcher',
                      '--amp', '--amp-dtype', 'bfloat16', '--channels-last'))
     row = _summary(tmp_path / task)[0]
+    # the same run in float32: bf16 autocast changes the model's arithmetic, not the loss it reports
+    train.main(_args(image_folder, tmp_path, task + '32', '--task', task, '--epochs', '1', '--no-prefetcher'))
+    row32 = _summary(tmp_path / (task + '32'))[0]
     for key in ('train_loss', 'train_loss_centre', 'train_loss_contrast'):
-        assert torch.isfinite(torch.tensor(float(row[key]))), key
-    assert float(row['train_loss']) == pytest.approx(
-        float(row['train_loss_centre']) + float(row['train_loss_contrast']), rel=1e-4)
-    state = _checkpoint(tmp_path / task)['state_dict']
-    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+        assert float(row[key]) == pytest.approx(float(row32[key]), rel=0.02), key
 
 
 def test_conflicting_flag_stops_with_message(image_folder, tmp_path, capsys):
@@ -116,11 +115,27 @@ def test_conflicting_flag_stops_with_message(image_folder, tmp_path, capsys):
         train.main(_args(image_folder, tmp_path, 'tau', '--task', 'ce', '--prior-tau', '0.5', '--epochs', '1'))
     assert '--prior-tau 0.5: --task ce adds no class prior' in capsys.readouterr().err
     assert not (tmp_path / 'tau').exists()
+    for extra, message in ((['--task', 'paco', '--model-dtype', 'bfloat16'], '--model-dtype bfloat16: an exponential'),
+                           (['--task', 'ce', '--model-ema', '--model-dtype', 'float16'], '--model-dtype float16: an'),
+                           (['--task', 'gpaco', '--tta', '2'], '--tta 2: the eval loader makes no augmented copies'),
+                           (['--task', 'ce', '--log-interval', '0'], '--log-interval 0: expected >= 1'),
+                           (['--task', 'ce', '--val-interval', '0'], '--val-interval 0: expected >= 1')):
+        with pytest.raises(SystemExit):
+            train.main(_args(image_folder, tmp_path, 'refused', '--epochs', '1', *extra))
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / 'refused').exists()
     for opt in ('adahessian', 'lookahead_adahessian'):  # double backward through hand-written gradients
         with pytest.raises(SystemExit):
             train.main(_args(image_folder, tmp_path, 'hessian', '--task', 'gpaco', '--opt', opt, '--epochs', '1'))
         assert f'--opt {opt}: a second-order optimiser' in capsys.readouterr().err
     assert not (tmp_path / 'hessian').exists()
+
+
+def test_task_flags_the_task_does_not_read_are_named():
+    parser, args, _ = train.parse_args(['--paco-alpha', '0.5', '--paco-queue-size', '16', '--paco-logit-adjust', 'off'])
+    assert train._unused_task_flags(parser, args, 'ce') == ['--paco-alpha', '--paco-logit-adjust', '--paco-queue-size']
+    assert train._unused_task_flags(parser, args, 'gpaco') == ['--paco-queue-size']
+    assert train._unused_task_flags(parser, args, 'paco') == []
 
 
 @pytest.mark.parametrize('loader', [[], ['--no-prefetcher']], ids=['prefetcher', 'no-prefetcher'])

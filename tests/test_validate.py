@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -281,8 +282,8 @@ def test_bad_input(setup, tmp_path):
         os.makedirs(gappy / str(c))
         if c != 2:
             setup['val_images'][c * VAL_PER_CLASS][0].save(gappy / str(c) / 'a.png')
-    with pytest.raises(ValueError, match=r"--num-classes 10: the dataset declares 9 classes, .*gappy \(9 class "
-                                         r"folders with images; class folders without images: \['2'\]\)"):
+    with pytest.raises(ValueError, match=r"--num-classes 10: the dataset declares 9 classes, .*gappy \(9 classes, 9 "
+                                         r"class folders with images; class folders without images: \['2'\]\)"):
         run_main(validate, base + ['--data-dir', str(gappy), '--model', 'paco_resnet32', '--checkpoint', ckpt])
     labels = tmp_path / 'labels.txt'
     for text, message in (('1\n\nx\n', r'labels.txt:3: expected a class index'),
@@ -370,3 +371,65 @@ def test_imagenet_r_mask_end_to_end(setup, tmp_path):
     with pytest.raises(ValueError, match='n99999999'):
         run_main(setup['validate'], ['--data-dir', str(root), '--ood', 'imagenet-r', '--model', 'resnet32_cifar',
                                      '--checkpoint', ckpt, '--device', 'cpu', '-j', '0', *IMG])
+
+
+def test_bulk_run_writes_each_evaluation_and_records_failures(setup, tmp_path):
+    # a checkpoint folder: both checkpoints of the run, class counts beside them, and one unreadable file
+    folder = tmp_path / 'run'
+    os.makedirs(folder)
+    for path in setup['ckpts'] + [os.path.join(os.path.dirname(setup['ckpts'][0]), 'class_counts.json')]:
+        shutil.copy(path, folder)
+    (folder / 'zz-broken.pth').write_bytes(b'hello')
+    results_file = tmp_path / 'made' / 'by' / 'validate' / 'bulk.csv'  # folders created
+    common = ['--data-dir', setup['val_dir'], '--model', 'paco_resnet32', '--device', 'cpu', '-b', '50', '-j', '0',
+              *THR, *IMG]
+    results = run_main(setup['validate'], common + ['--checkpoint', str(folder), '--results-file', str(results_file)])
+    by_checkpoint = {os.path.basename(r['checkpoint']): r for r in results}
+    assert sorted(by_checkpoint) == ['checkpoint-4.pth.tar', 'checkpoint-9.pth.tar', 'zz-broken.pth']
+    assert 'not a readable checkpoint' in by_checkpoint['zz-broken.pth']['error']
+    rows = _read_csv(results_file)
+    assert len(rows) == 3 and sum(bool(r['error']) for r in rows) == 1
+    for name in ('checkpoint-4', 'checkpoint-9'):  # one per-class file per checkpoint, its own counts
+        per_class = _read_csv(results_file.parent / f'bulk_{name}_per_class.csv')
+        correct = sum(int(r['correct']) for r in per_class)
+        assert correct == round(by_checkpoint[name + '.pth.tar']['top1'] * 10 * VAL_PER_CLASS / 100)
+        assert (results_file.parent / f'bulk_{name}_per_class.png').is_file()
+    with pytest.raises(ValueError, match='--per-class-file / --per-class-plot name one file; bulk validation of 3'):
+        run_main(setup['validate'], common + ['--checkpoint', str(folder), '--per-class-file', str(tmp_path / 'p.csv')])
+
+
+def test_flags_a_run_would_ignore_are_refused_before_evaluating(setup, tmp_path, monkeypatch):
+    validate = setup['validate']
+    base = ['--data-dir', setup['val_dir'], '--model', 'paco_resnet32', '--checkpoint', setup['ckpts'][1],
+            '--device', 'cpu', '-b', '50', '-j', '0', *THR, *IMG]
+    for extra, message in (
+            (['--ood', 'imagenet-c', '--lt-metrics'], '--lt-metrics: --ood imagenet-c reports corruption errors only'),
+            (['--clean-error', '20'], '--clean-error: only --ood imagenet-c uses this'),
+            (['--real-labels', 'r.json', '--valid-labels', 'v.txt'], '--real-labels holds 1000-class ImageNet labels')):
+        with pytest.raises(ValueError, match=message):
+            run_main(validate, base + extra)
+    labels = tmp_path / 'labels.txt'
+    labels.write_text('1\n2\n1\n')
+    with pytest.raises(ValueError, match=r'--valid-labels .*labels.txt:3: class 1 is listed again \(line 1\)'):
+        run_main(validate, base + ['--valid-labels', str(labels)])
+    with pytest.raises(SystemExit):  # argparse choices
+        run_main(validate, base + ['--results-format', 'yaml'])
+
+    # without matplotlib: an asked-for plot stops the run first; the default one is skipped, the results are kept
+    monkeypatch.setitem(sys.modules, 'matplotlib', None)
+    monkeypatch.setitem(sys.modules, 'matplotlib.pyplot', None)
+    with pytest.raises(ValueError, match='--per-class-plot needs matplotlib'):
+        run_main(validate, base + ['--per-class-plot', str(tmp_path / 'asked.png')])
+    res = run_main(validate, base + ['--results-file', str(tmp_path / 'r.json'), '--results-format', 'json'])
+    assert json.loads((tmp_path / 'r.json').read_text())['top1'] == res['top1']
+    assert (tmp_path / 'r_per_class.csv').is_file() and not (tmp_path / 'r_per_class.png').exists()
+
+    # an asked-for per-class file without class counts: written, train counts and splits left empty
+    lonely = tmp_path / 'alone' / 'model.pth.tar'
+    os.makedirs(lonely.parent)
+    shutil.copy(setup['ckpts'][1], lonely)
+    run_main(validate, base[:-len(THR) - len(IMG)] + IMG + ['--checkpoint', str(lonely), '--per-class-file',
+                                                           str(tmp_path / 'no_counts.csv')])
+    rows = _read_csv(tmp_path / 'no_counts.csv')
+    assert len(rows) == 10 and all(r['train_count'] == '' and r['split'] == '' for r in rows)
+    assert sum(int(r['val_count']) for r in rows) == 10 * VAL_PER_CLASS

@@ -77,7 +77,9 @@ def _declared_classes(dataset) -> Optional[Tuple[int, str]]:
             if isinstance(root, str) and os.path.isdir(root):
                 empty = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and d not in mapping)
                 folders = f'; class folders without images: {empty}' if empty else ''
-            return max(mapping.values()) + 1, f'{root} ({len(mapping)} class folders with images{folders})'
+            with_images = len({target for _, target in getattr(reader, 'samples', [])})
+            return max(mapping.values()) + 1, (f'{root} ({len(mapping)} classes, {with_images} class folders with '
+                                               f'images{folders})')
         classes = getattr(dataset, 'classes', None)
         if isinstance(classes, (list, tuple)) and classes:
             while getattr(dataset, 'dataset', None) is not None:  # name the dataset, not its wrappers

@@ -6,6 +6,7 @@ backbone keys get the ``backbone.`` prefix and the projector (unused for logits)
 (``timm_paco.models.checkpoint_filter.adapt_state_dict`` / ``check_state_dict``).
 """
 import os
+import pickle
 from typing import Any, Dict, List, Optional
 
 import torch.nn as nn
@@ -54,7 +55,7 @@ def create_eval_model(
         raise FileNotFoundError(f'--checkpoint {checkpoint} does not exist')
     try:
         state_dict = load_state_dict(checkpoint, use_ema=use_ema)
-    except (RuntimeError, EOFError, OSError) as e:
+    except (RuntimeError, EOFError, OSError, KeyError, pickle.UnpicklingError) as e:
         raise ValueError(f'--checkpoint {checkpoint} is not a readable checkpoint: {e}') from e
     if num_classes is None:
         ckpt_classes = _checkpoint_num_classes(state_dict, model)

@@ -66,6 +66,14 @@ class ViewTask(ClassificationTask):
                 f'target [B={batch_size}], got {list(input.shape)}')
         return batch_size
 
+    def get_clip_parameters(self, exclude_head: bool = False):
+        """Parameters to clip (``--clip-mode agc`` leaves the head out): the head is the classifier (the class
+        centres), not the last parameters registered, which in a PaCoModel are the projector's."""
+        if not exclude_head:
+            return self.get_trainable_module().parameters()
+        head = {id(p) for p in self.model.get_classifier().parameters()}
+        return [p for p in self.get_trainable_module().parameters() if id(p) not in head]
+
     def prepare_distributed(self, device_ids: Optional[list] = None, **ddp_kwargs) -> 'ViewTask':
         if self.find_unused_parameters:
             ddp_kwargs.setdefault('find_unused_parameters', True)
