@@ -133,8 +133,11 @@ class PaCoLoss(PartsLoss):
 @register_loss('gpaco')
 class GPaCoLoss(PaCoLoss):
     """PaCo with the GPaCo recipe's defaults (dvlab-research/Parametric-Contrastive-Learning, GPaCo):
-    alpha=0.05, temperature=0.2, label_smoothing=0.1, no class prior; both views are anchors and there
-    is no queue. (Their ViT fine-tuning scripts use alpha=0.2; pass it explicitly.)"""
+    alpha=0.05, temperature=0.2, label_smoothing=0.1 (their full-ImageNet / ViT value; their long-tailed
+    scripts use 0), no class prior; both views are anchors. ``GPaCoTask`` passes no queue, the paper's
+    formulation; the seeds' long-tailed code also contrasts against a queue of earlier key-view embeddings of
+    the same encoder, which ``queue_features`` / ``queue_labels`` accept. (Their ViT fine-tuning scripts use
+    alpha=0.2; pass it explicitly.)"""
 
     def __init__(
             self,

@@ -2,7 +2,8 @@
 
 Hyper-parameters left ``None`` take the defaults of the task's loss in ``timm_paco.losses`` (PaCo: alpha
 0.05, beta 1, gamma 1, temperature 0.2; GPaCo: the same with label smoothing 0.1) and of the task (PaCo: queue
-8192, momentum 0.999), the values of the seeds (dvlab-research/Parametric-Contrastive-Learning).
+8192, momentum 0.999), the values of the seeds (dvlab-research/Parametric-Contrastive-Learning). GPaCo's 0.1 is
+the seeds' full-ImageNet and ViT value; their long-tailed GPaCo scripts use no smoothing (``smoothing=0``).
 
 Class prior (logit adjustment) ``prior_tau · log p_c`` from the training class counts:
 * ``balanced-softmax`` always uses it (``class_counts`` required);

@@ -1,5 +1,8 @@
 """GPaCo (Cui et al., TPAMI 2023): one shared encoder, every view an anchor, no momentum encoder or queue.
 
+The paper's formulation; the authors' long-tailed code also keeps a queue of earlier key-view embeddings
+(8192 slots, 1024 on CIFAR), which this task does not.
+
 For ``input [V·B, C, H, W]`` (V = 2 for the two-view recipe, 1 for the seeds' single-view ViT recipe) the
 model returns logits ``[V·B, C]`` and embeddings ``[V·B, D]``; the GPaCo loss (label smoothing on the
 centre term) runs over all rows with ``target`` repeated per view. Under DDP the rows of every rank are
