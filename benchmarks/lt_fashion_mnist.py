@@ -108,7 +108,10 @@ def _parse_args(argv=None):
                              'the choice to more --epochs; excludes --prior-taus / --smoothings')
     parser.add_argument('--resume', action='store_true',
                         help='reuse runs whose results.json exists (refused when their args.yaml holds another recipe)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.tiny and (args.output is None or os.path.normpath(args.docs) == 'docs'):
+        parser.error('--tiny: pass --output and --docs (the default ones hold the benchmark\'s own runs and results)')
+    return args
 
 
 Setting = Tuple[float, float]  # (prior tau, label smoothing) of one run

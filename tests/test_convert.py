@@ -179,6 +179,9 @@ def test_bad_checkpoints_raise_one_clear_error(tmp_path, seed_resnet):
         convert_checkpoint(src, dst, model_name='paco_resnet50', num_classes=1000, **TINY_RESNET)
     with pytest.raises(ValueError, match=r'missing keys: projector\.2\.weight'):
         convert_checkpoint(src, dst, model_name='gpaco_resnet50', **TINY_RESNET)
+    with pytest.raises(ValueError, match=r"model_name 'paco_resnet50.nosuchtag': paco_resnet50 has no pretrained tag "
+                                         r"'nosuchtag'; tags: \['paco_resnet50.imagenet_lt'"):
+        convert_checkpoint(src, dst, model_name='paco_resnet50.nosuchtag', **TINY_RESNET)
     state = torch.load(src, weights_only=False)['state_dict']
     del state['module.encoder_q.layer2.0.conv1.weight']
     torch.save({'state_dict': state}, str(tmp_path / 'missing.pth'))

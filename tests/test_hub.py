@@ -271,6 +271,8 @@ def _bad_checkpoints(wrapped, tmp):
     ('no_ema', dict(path='no_ema.pth', ema=True, model_name='test_resnet'), r"ema=True but it has no 'state_dict_ema'"),
     ('paco_form_of_wrapped', dict(form='paco'), r"form='paco': architecture 'test_resnet' is not a registered PaCo"),
     ('bad_form', dict(form='onnx'), r"form: expected one of \('paco', 'timm'\)"),
+    ('bad_tag', dict(model_name='test_resnet.badtag'), r"model_name 'test_resnet.badtag': test_resnet has no "
+                                                        r"pretrained tag 'badtag'"),
 ])
 def test_bad_input(wrapped, tmp_path, case, kwargs, match):
     tmp = _bad_checkpoints(wrapped, tmp_path)

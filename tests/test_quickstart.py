@@ -45,6 +45,15 @@ def test_cap_per_class_keeps_first_images_of_each_class(fmnist_root, tmp_path):
         cap_per_class(fmnist_root, str(tmp_path / 'x'), n_max=0)
 
 
+def test_benchmark_tiny_keeps_off_the_default_folders(capsys):
+    benchmark = _benchmark_module()
+    for argv in (['--tiny'], ['--tiny', '--output', 'x'], ['--tiny', '--docs', 'y']):
+        with pytest.raises(SystemExit):
+            benchmark._parse_args(argv)
+        assert '--tiny: pass --output and --docs' in capsys.readouterr().err
+    assert benchmark._parse_args(['--tiny', '--output', 'x', '--docs', 'y']).tiny
+
+
 def test_quickstart_tiny_refuses_n_max(capsys):
     with pytest.raises(SystemExit):
         quickstart_main(['--tiny', '--n-max', '5'])

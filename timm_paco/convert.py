@@ -25,6 +25,7 @@ from timm.models import split_model_name_tag
 from timm.models._pretrained import filter_pretrained_cfg
 
 from .checkpoint_io import load_checkpoint_file as load_checkpoint
+from .models.builder import check_pretrained_tag
 from .models.checkpoint_filter import check_state_dict, convert_state_dict, unwrap_checkpoint
 
 __all__ = ['load_checkpoint', 'infer_model_name', 'convert_checkpoint', 'main']
@@ -122,9 +123,7 @@ def convert_checkpoint(
     if arch not in timm.list_models('*paco_*'):
         raise ValueError(f'model_name {name!r} is not a registered timm-paco model; '
                          f'registered: {", ".join(timm.list_models("*paco_*"))}')
-    if tag and timm.models.get_pretrained_cfg(name) is None:
-        raise ValueError(f'model_name {name!r}: {arch} has no pretrained tag {tag!r}; '
-                         f'tags: {timm.list_pretrained(arch + ".*")}')
+    check_pretrained_tag(name)
     if num_classes is None:
         num_classes = timm.models.get_pretrained_cfg(name).num_classes if tag else _classifier_classes(sd)
     model_kwargs.setdefault('proj_dim', _proj_dim(sd))

@@ -7,6 +7,7 @@ from timm.models import resolve_model_input_args
 from torch import nn
 
 from ..models import PaCoModel
+from ..models.builder import check_pretrained_tag
 from ..models.checkpoint_filter import adapt_state_dict, check_state_dict, classifier_module_name, is_paco_state_dict
 from .checkpoint import TrainedCheckpoint
 
@@ -49,6 +50,7 @@ def model_name_from_checkpoint(ckpt: TrainedCheckpoint, model_name: Optional[str
     if not timm.is_model(name):
         raise ValueError(
             f"model_name: '{name}' is not a registered timm model (import timm_paco registers the PaCo variants)")
+    check_pretrained_tag(name)
     return name
 
 
