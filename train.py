@@ -37,8 +37,8 @@ from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.task import ClassificationTask, evaluation_sample_limit, load_task_ema_checkpoint, resume_task_checkpoint
 
 from timm_paco.data import (
-    MultiViewTransform, check_dataset_classes, count_classes, create_paco_dataset, create_view_loader,
-    create_view_transform, dataset_targets, match_model_channels, parse_view_recipe, save_class_counts,
+    MultiViewTransform, NoLabelsError, check_dataset_classes, count_classes, create_paco_dataset,
+    create_view_loader, create_view_transform, match_model_channels, parse_view_recipe, save_class_counts,
 )
 from timm_paco.models import PaCoModel, wrap
 from timm_paco.tasks import LOGIT_ADJUST_MODES, TASK_NAMES, TASK_SMOOTHING, create_task, resolve_logit_adjust
@@ -562,16 +562,13 @@ def main(argv=None):
             check_dataset_classes(dataset, args.num_classes)
     class_counts = None
     try:
-        dataset_targets(dataset_train)
-    except ValueError as e:  # a dataset without readable labels (a stream): fine unless the task needs a prior
+        class_counts = count_classes(dataset_train, num_classes=args.num_classes)
+    except NoLabelsError as e:  # a dataset without readable labels (a stream): fine unless the task needs a prior
         if needs_counts:
             raise
         _logger.warning(f'No training class counts ({e}); class_counts.json is not written.')
-    else:
-        try:
-            class_counts = count_classes(dataset_train, num_classes=args.num_classes)
-        except ValueError as e:
-            raise ValueError(f'--num-classes {args.num_classes}: {e}') from e
+    except ValueError as e:
+        raise ValueError(f'--num-classes {args.num_classes}: {e}') from e
     logit_adjust = resolve_logit_adjust(task_name, args.paco_logit_adjust, class_counts)
 
     # loaders

@@ -278,7 +278,7 @@ def read_valid_labels(path: str, num_classes: int) -> List[int]:
             if not 0 <= label < num_classes:
                 raise ValueError(f'--valid-labels {path}:{line_no}: class {label} is outside the model\'s '
                                  f'[0, {num_classes})')
-            if label in labels:
+            if label in first_line:
                 raise ValueError(f'--valid-labels {path}:{line_no}: class {label} is listed again (line '
                                  f'{first_line[label]})')
             first_line[label] = line_no

@@ -1,6 +1,7 @@
 """timm_paco.data: multi-view transforms and loader, long-tailed datasets, class counts."""
 from .class_counts import (
-    CLASS_COUNTS_FILE, check_dataset_classes, count_classes, dataset_targets, load_class_counts, save_class_counts,
+    CLASS_COUNTS_FILE, NoLabelsError, check_dataset_classes, count_classes, dataset_targets, load_class_counts,
+    save_class_counts,
 )
 from .dataset_factory import LT_PREFIX, create_paco_dataset
 from .fashion_mnist import prepare_fashion_mnist

@@ -6,14 +6,19 @@ adjustment).
 """
 import json
 import os
-from typing import List, Optional, Sequence, Tuple
+from functools import partial
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch.utils.data
 
-__all__ = ['CLASS_COUNTS_FILE', 'dataset_targets', 'count_classes', 'check_dataset_classes', 'save_class_counts',
-           'load_class_counts']
+__all__ = ['CLASS_COUNTS_FILE', 'NoLabelsError', 'dataset_targets', 'count_classes', 'check_dataset_classes',
+           'save_class_counts', 'load_class_counts']
 
 CLASS_COUNTS_FILE = 'class_counts.json'
+
+
+class NoLabelsError(ValueError):
+    """A dataset exposes no labels to read without decoding images (a stream, an unknown dataset type)."""
 
 
 def _as_int_list(labels) -> List[int]:
@@ -41,7 +46,7 @@ def dataset_targets(dataset) -> List[int]:
             return _as_int_list(target for _, target in reader.samples)
     if hasattr(dataset, '_labels'):
         return _as_int_list(dataset._labels)
-    raise ValueError(
+    raise NoLabelsError(
         f'dataset: {type(dataset).__name__} exposes no labels to count classes from; expected a `targets` '
         f'attribute, a timm ImageDataset reader with `samples`, or a Subset of such a dataset')
 
@@ -64,29 +69,34 @@ def count_classes(dataset, num_classes: Optional[int] = None) -> List[int]:
     return counts
 
 
-def _declared_classes(dataset) -> Optional[Tuple[int, str]]:
+def _declared_classes(dataset) -> Optional[Tuple[int, Callable[[], str]]]:
     """``(number of classes, where)`` a dataset declares apart from its labels: a timm reader's ``class_to_idx``
     (folders / tar members, or ``--class-map``) or torchvision's ``classes``, through ``.dataset`` wrappers
-    (Subset, ImbalancedDataset, ImageModeDataset); None when it declares none (split lists, streams)."""
+    (Subset, ImbalancedDataset, ImageModeDataset); None when it declares none (split lists, streams). ``where()``
+    describes the source for an error message (it lists folders: only called on a mismatch)."""
     while dataset is not None:
         reader = getattr(dataset, 'reader', None)
         mapping = getattr(reader, 'class_to_idx', None)
         if isinstance(mapping, dict) and mapping:
-            root = getattr(reader, 'root', None)
-            folders = ''
-            if isinstance(root, str) and os.path.isdir(root):
-                empty = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and d not in mapping)
-                folders = f'; class folders without images: {empty}' if empty else ''
-            with_images = len({target for _, target in getattr(reader, 'samples', [])})
-            return max(mapping.values()) + 1, (f'{root} ({len(mapping)} classes, {with_images} class folders with '
-                                               f'images{folders})')
+            return max(mapping.values()) + 1, partial(_describe_folders, reader, mapping)
         classes = getattr(dataset, 'classes', None)
         if isinstance(classes, (list, tuple)) and classes:
             while getattr(dataset, 'dataset', None) is not None:  # name the dataset, not its wrappers
                 dataset = dataset.dataset
-            return len(classes), f'{type(dataset).__name__} ({len(classes)} classes)'
+            return len(classes), partial(str, f'{type(dataset).__name__} ({len(classes)} classes)')
         dataset = getattr(dataset, 'dataset', None)
     return None
+
+
+def _describe_folders(reader, mapping: Dict[str, int]) -> str:
+    """A timm reader's root, its classes, the class folders with images and those without."""
+    root = getattr(reader, 'root', None)
+    folders = ''
+    if isinstance(root, str) and os.path.isdir(root):
+        empty = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and d not in mapping)
+        folders = f'; class folders without images: {empty}' if empty else ''
+    with_images = len({target for _, target in getattr(reader, 'samples', [])})
+    return f'{root} ({len(mapping)} classes, {with_images} class folders with images{folders})'
 
 
 def check_dataset_classes(dataset, num_classes: int, flag: str = '--num-classes') -> None:
@@ -95,7 +105,7 @@ def check_dataset_classes(dataset, num_classes: int, flag: str = '--num-classes'
     counts (and the long-tail profile)."""
     declared = _declared_classes(dataset)
     if declared is not None and declared[0] != num_classes:
-        raise ValueError(f'{flag} {num_classes}: the dataset declares {declared[0]} classes, {declared[1]}')
+        raise ValueError(f'{flag} {num_classes}: the dataset declares {declared[0]} classes, {declared[1]()}')
 
 
 def _counts_file(path: str) -> str:

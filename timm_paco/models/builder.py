@@ -18,12 +18,12 @@ from .paco_model import PaCoModel
 __all__ = ['build_paco_model', 'check_pretrained_tag']
 
 
-def check_pretrained_tag(name: str, flag: str = 'model_name') -> None:
-    """ValueError naming ``flag`` when ``name`` (``arch.tag``) has a tag its architecture does not register."""
+def check_pretrained_tag(name: str) -> None:
+    """ValueError naming ``model_name`` when ``name`` (``arch.tag``) has a tag its architecture does not register."""
     arch, _, tag = name.partition('.')
-    if tag and name not in timm.list_pretrained(arch + '.*'):
-        raise ValueError(f'{flag} {name!r}: {arch} has no pretrained tag {tag!r}; tags: '
-                         f'{timm.list_pretrained(arch + ".*")}')
+    tags = timm.list_pretrained(arch + '.*') if tag else []
+    if tag and name not in tags:
+        raise ValueError(f'model_name {name!r}: {arch} has no pretrained tag {tag!r}; tags: {tags}')
 
 _FEATURE_KWARGS = ('out_indices', 'feature_cls', 'output_fmt', 'flatten_sequential')
 _PACO_KWARGS = ('proj_dim', 'proj_type', 'proj_act', 'proj_hidden_dim', 'default_task')

@@ -219,12 +219,13 @@ def _channels_adapted(source: torch.Size, target: torch.Size, in_chans: Optional
 
 def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> Dict[str, torch.Tensor]:
     """timm ``pretrained_filter_fn``: seed or timm-paco checkpoint -> checked PaCoModel state dict."""
-    sd = convert_state_dict(unwrap_checkpoint(state_dict), classifier=classifier_name(model))
+    classifier = classifier_name(model)
+    sd = convert_state_dict(unwrap_checkpoint(state_dict), classifier=classifier)
     cfg = getattr(model, 'pretrained_cfg', None) or {}
     cfg_classes = cfg.get('num_classes')
     # timm's load_pretrained discards the classifier itself when num_classes differs from the cfg's
     allow = cfg_classes is not None and model.num_classes != cfg_classes
-    weight = sd.get(f'{BACKBONE}{classifier_name(model)}.weight')
+    weight = sd.get(f'{BACKBONE}{classifier}.weight')
     if allow and cfg_classes != -1 and model.num_classes > 0 and weight is not None and weight.ndim \
             and weight.shape[0] == model.num_classes:  # -1: train.py's --pretrained-path, head dropped on purpose
         raise ValueError(

@@ -79,11 +79,11 @@ class PaCoModel(nn.Module):
         proj_type: ``'mlp'`` (Linear-BN-ReLU-Linear) or ``'mlp3'`` (Linear-act-Linear-act-Linear).
         proj_act: Projector activation, the ``proj_type`` default (relu / gelu) if None.
         proj_hidden_dim: Projector hidden width, the projector's input width if None.
+        default_task: Task train.py uses for this model unless ``--task`` says otherwise.
 
     The projector reads the classifier's input, ``forward_head(pre_logits=True)``, of width
     ``head_hidden_size``: ``num_features`` for most models, wider for models with a conv / MLP head
     before the classifier (MobileNetV3, GhostNet, HGNet, ...).
-        default_task: Task train.py uses for this model unless ``--task`` says otherwise.
     """
 
     def __init__(
