@@ -21,6 +21,7 @@ from collections import OrderedDict
 from contextlib import suppress
 from datetime import datetime
 from functools import partial
+from typing import List
 
 import torch
 import torch.nn as nn
@@ -37,7 +38,7 @@ from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.task import ClassificationTask, evaluation_sample_limit, load_task_ema_checkpoint, resume_task_checkpoint
 
 from timm_paco.data import (
-    MultiViewTransform, NoLabelsError, check_dataset_classes, count_classes, create_paco_dataset,
+    MultiViewTransform, NoLabelsError, check_dataset_classes, check_imb_factor, count_classes, create_paco_dataset,
     create_view_loader, create_view_transform, match_model_channels, parse_view_recipe, save_class_counts,
 )
 from timm_paco.models import PaCoModel, wrap
@@ -342,6 +343,32 @@ def _unused_task_flags(parser, args, task: str):
             if task not in tasks and getattr(args, dest) != parser.get_default(dest)]
 
 
+def _flag_warnings(parser, args, task: str) -> List[str]:
+    """Warnings about flags the run takes but does not fully honour."""
+    warnings = []
+    unused = _unused_task_flags(parser, args, task)
+    if unused:
+        warnings.append(f'--task {task} does not use {", ".join(unused)}; ignored')
+    if args.use_multi_epochs_loader:
+        warnings.append('--use-multi-epochs-loader keeps its workers across epochs, so they are not reseeded each '
+                        'epoch: a resumed run does not repeat the augmentations of an unbroken one')
+    return warnings
+
+
+def _check_values(parser, args) -> None:
+    """Stop with a usage error on flag values that are wrong whatever the model and task."""
+    if args.imb_factor is not None:
+        try:
+            check_imb_factor(args.imb_factor)
+        except ValueError as e:
+            parser.error(str(e))
+    if args.paco_views not in (None, TIMM_VIEWS):
+        try:
+            parse_view_recipe(args.paco_views, arg_name='--paco-views')
+        except ValueError as e:
+            parser.error(str(e))
+
+
 def _check_args(parser, args, task: str, num_views: int, timm_views: bool) -> None:
     """Stop with a clear message on flags that cannot combine with ``task`` and its views."""
     mixup = args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None
@@ -455,6 +482,7 @@ def _set_loader_epoch(loader, epoch: int) -> None:
 def main(argv=None):
     utils.setup_default_logging()
     parser, args, args_text = parse_args(argv)
+    _check_values(parser, args)
 
     if args.device_modules:
         import importlib
@@ -506,9 +534,8 @@ def main(argv=None):
     timm_views = recipe == TIMM_VIEWS
     num_views = 1 if timm_views else len(parse_view_recipe(recipe))
     _check_args(parser, args, task_name, num_views, timm_views)
-    unused = _unused_task_flags(parser, args, task_name)
-    if unused and utils.is_primary(args):
-        _logger.warning(f'--task {task_name} does not use {", ".join(unused)}; ignored')
+    for warning in _flag_warnings(parser, args, task_name) if utils.is_primary(args) else ():
+        _logger.warning(warning)
     if args.smoothing is None:
         args.smoothing = TASK_SMOOTHING[task_name]
     if args.grad_checkpointing:

@@ -203,6 +203,10 @@ def check_run_args(args, bulk: int = 0) -> None:
             ('--ood-corruptions', args.ood_corruptions), ('--clean-error', args.clean_error is not None)) if value]
         if unused:
             raise ValueError(f'{", ".join(unused)}: only --ood imagenet-c uses this')
+    if args.few_shot_thr > args.many_shot_thr + 1:
+        raise ValueError(f'--few-shot-thr {args.few_shot_thr} must be <= --many-shot-thr + 1 '
+                         f'({args.many_shot_thr + 1}): medium-shot classes have --few-shot-thr <= count <= '
+                         f'--many-shot-thr')
     if args.real_labels and (args.valid_labels or args.ood in ('imagenet-r', 'imagenet-a')):
         raise ValueError('--real-labels holds 1000-class ImageNet labels; it cannot score the class subset of '
                          '--valid-labels or --ood imagenet-r / imagenet-a')

@@ -20,8 +20,12 @@ import torch.nn.functional as F
 
 from torch.profiler import ProfilerActivity, profile
 
+from timm_paco.arg_types import non_negative_int, positive_int
 from timm_paco.losses import PaCoLoss
 from timm_paco.profiling import peak_allocated_bytes
+
+DOCS_CONFIGS = ((256, 8192, 1000, 128), (128, 8192, 8142, 128))  # (anchors, queue, classes, dim)
+SINGLE_DEFAULT = DOCS_CONFIGS[0]
 
 
 def dense_paco_loss(logits, features, labels, queue, queue_labels, log_prior,
@@ -129,13 +133,17 @@ def bench(args, anchors, queue_size, classes, dim):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--anchors', type=int, default=None)
-    parser.add_argument('--queue', type=int, default=8192)
-    parser.add_argument('--classes', type=int, default=1000)
-    parser.add_argument('--dim', type=int, default=128)
-    parser.add_argument('--warmup', type=int, default=3)
-    parser.add_argument('--repeats', type=int, default=15)
-    parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (default: torch default)')
+    single = ' (one configuration: with any of --anchors / --queue / --classes / --dim, the others default to ' \
+        f'A={SINGLE_DEFAULT[0]} N={SINGLE_DEFAULT[1]} C={SINGLE_DEFAULT[2]} D={SINGLE_DEFAULT[3]}; without them, ' \
+        'the two configurations of docs/benchmarks.md)'
+    parser.add_argument('--anchors', type=positive_int, default=None, help='anchors A' + single)
+    parser.add_argument('--queue', type=positive_int, default=None, help='queue slots N')
+    parser.add_argument('--classes', type=positive_int, default=None, help='classes C')
+    parser.add_argument('--dim', type=positive_int, default=None, help='embedding width D')
+    parser.add_argument('--warmup', type=non_negative_int, default=3)
+    parser.add_argument('--repeats', type=positive_int, default=15)
+    parser.add_argument('--threads', type=positive_int, default=None,
+                        help='torch.set_num_threads (default: torch default)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda')
     parser.add_argument('--profile', action='store_true', help="print torch.profiler's table of the fast loss")
     parser.add_argument('--max-diff-tol', type=float, default=1e-4, help='fail if fast and dense disagree by more')
@@ -143,10 +151,11 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = False
-    if args.anchors is None:
-        configs = [(256, 8192, 1000, 128), (128, 8192, 8142, 128)]
+    given = (args.anchors, args.queue, args.classes, args.dim)
+    if all(v is None for v in given):
+        configs = list(DOCS_CONFIGS)
     else:
-        configs = [(args.anchors, args.queue, args.classes, args.dim)]
+        configs = [tuple(d if v is None else v for v, d in zip(given, SINGLE_DEFAULT))]
     where = torch.cuda.get_device_name() if args.device.startswith('cuda') else f'{torch.get_num_threads()} threads'
     print(f'torch {torch.__version__}, {where}, float32, forward + backward, '
           f'median of {args.repeats} after {args.warmup} warm-up')

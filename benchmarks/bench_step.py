@@ -18,6 +18,7 @@ import time
 import timm
 import torch
 
+from timm_paco.arg_types import non_negative_int, positive_int
 from timm_paco.models import wrap
 from timm_paco.tasks import create_task
 
@@ -25,18 +26,19 @@ from timm_paco.tasks import create_task
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='PaCo / GPaCo step time over CE')
     parser.add_argument('--model', default='resnet18', help='timm backbone (default: resnet18)')
-    parser.add_argument('--num-classes', type=int, default=100)
-    parser.add_argument('--img-size', type=int, default=64)
-    parser.add_argument('-b', '--batch-size', type=int, default=32, help='images per step (2 views each)')
-    parser.add_argument('--steps', type=int, default=10, help='timed steps per task and round')
-    parser.add_argument('--warmup', type=int, default=3, help='untimed steps per task and round')
-    parser.add_argument('--rounds', type=int, default=3, help='interleaved rounds; the median round is reported')
-    parser.add_argument('--queue-size', type=int, default=8192)
+    parser.add_argument('--num-classes', type=positive_int, default=100)
+    parser.add_argument('--img-size', type=positive_int, default=64)
+    parser.add_argument('-b', '--batch-size', type=positive_int, default=32, help='images per step (2 views each)')
+    parser.add_argument('--steps', type=positive_int, default=10, help='timed steps per task and round')
+    parser.add_argument('--warmup', type=non_negative_int, default=3, help='untimed steps per task and round')
+    parser.add_argument('--rounds', type=positive_int, default=3,
+                        help='interleaved rounds; the median round is reported')
+    parser.add_argument('--queue-size', type=positive_int, default=8192)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', action='store_true', help='autocast to --amp-dtype')
     parser.add_argument('--amp-dtype', default='bfloat16', choices=('bfloat16', 'float16'))
     parser.add_argument('--channels-last', action='store_true')
-    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--threads', type=positive_int, default=None, help='torch CPU threads')
     parser.add_argument('--json', default='', help='write the results to this file')
     return parser.parse_args(argv)
 
@@ -105,7 +107,8 @@ def main(argv=None):
     times = {n: [] for n in names}
     for _ in range(args.rounds):
         for n in names:
-            _run(*built[n], input, target, args.warmup, device, autocast, scaler)
+            if args.warmup:
+                _run(*built[n], input, target, args.warmup, device, autocast, scaler)
             times[n].append(_run(*built[n], input, target, args.steps, device, autocast, scaler))
     median = {n: sorted(t)[len(t) // 2] for n, t in times.items()}
     result = dict(

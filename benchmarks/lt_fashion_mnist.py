@@ -41,6 +41,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from timm_paco.arg_types import non_negative_int, positive_int, require_distinct
 from timm_paco.quickstart import (
     DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, RECIPE, TASK_FLAGS, TASK_MODELS,
     TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, cap_per_class, find_checkpoint, prepare_data, run_job, run_stage,
@@ -56,14 +57,6 @@ DISCUSSION_BEGIN = '<!-- discussion: kept when the script rewrites this file -->
 DISCUSSION_END = '<!-- end of discussion -->'
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (argparse's error names the flag)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected a positive integer, got {value}')
-    return value
-
-
 def _parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--output', default=None,
@@ -71,22 +64,23 @@ def _parse_args(argv=None):
                              'run names do not hold the budget, so each budget gets its own folder)')
     parser.add_argument('--docs', default='docs', help='folder for lt_fashion_mnist.md / .png')
     parser.add_argument('--tasks', nargs='+', default=list(TASK_NAMES), choices=list(TASK_NAMES))
-    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--seeds', nargs='+', type=non_negative_int, default=[0, 1, 2])
     parser.add_argument('--budget', default='small', choices=('small', 'large'),
                         help=f'small: RECIPE, --n-max {DEFAULT_N_MAX}, --n-test 200 (2 CPU cores); large: '
                              f'LARGE_RECIPE, --n-max {LARGE_N_MAX}, the whole test set (a GPU)')
-    parser.add_argument('--n-max', type=int, default=None,
+    parser.add_argument('--n-max', type=positive_int, default=None,
                         help='training images per class before the long tail (default: the budget\'s)')
-    parser.add_argument('--n-test', type=int, default=None,
+    parser.add_argument('--n-test', type=non_negative_int, default=None,
                         help='test images per class, the first in file order (default: the budget\'s; 0 = all 1,000)')
     parser.add_argument('--device', default='cpu', help='train.py / validate.py --device (default: cpu)')
-    parser.add_argument('--workers', type=int, default=1, help='data-loading processes per run (default: 1)')
+    parser.add_argument('--workers', type=non_negative_int, default=1,
+                        help='data-loading processes per run (default: 1)')
     parser.add_argument('--train-flags', default='',
                         help='extra train.py flags for every run, e.g. --train-flags="--paco-logit-adjust off"')
     parser.add_argument('--jobs', type=positive_int, default=2, help='runs in parallel (default: 2)')
-    parser.add_argument('--threads', type=int, default=1,
+    parser.add_argument('--threads', type=positive_int, default=1,
                         help='torch threads per run (OMP_NUM_THREADS, default: 1; jobs x threads = cores)')
-    parser.add_argument('--epochs', type=int, default=None,
+    parser.add_argument('--epochs', type=positive_int, default=None,
                         help=f'override the epochs (default: the budget\'s, {RECIPE["epochs"]} for small); the '
                              f'docs become lt_fashion_mnist[_large]_e<epochs>.md / .png')
     parser.add_argument('--tiny', action='store_true',
@@ -95,7 +89,7 @@ def _parse_args(argv=None):
     parser.add_argument('--prior-taus', nargs='+', type=float, default=None,
                         help='train.py --prior-tau values tried for every prior-based method (Balanced Softmax, '
                              'PaCo, GPaCo); each keeps the one with the best validation accuracy (default: 1)')
-    parser.add_argument('--n-val', type=int, default=None,
+    parser.add_argument('--n-val', type=positive_int, default=None,
                         help=f'validation images per class, the training images after the pool (default: '
                              f'{DEFAULT_N_VAL}, tiny: {TINY_N_TEST})')
     parser.add_argument('--smoothings', nargs='+', type=float, default=None,
@@ -109,6 +103,8 @@ def _parse_args(argv=None):
     parser.add_argument('--resume', action='store_true',
                         help='reuse runs whose results.json exists (refused when their args.yaml holds another recipe)')
     args = parser.parse_args(argv)
+    require_distinct(parser, ('--seeds', args.seeds), ('--prior-taus', args.prior_taus),
+                     ('--smoothings', args.smoothings))
     if args.tiny and (args.output is None or os.path.normpath(args.docs) == 'docs'):
         parser.error('--tiny: pass --output and --docs (the default ones hold the benchmark\'s own runs and results)')
     return args
@@ -490,8 +486,8 @@ def _reused_time(timings: Dict) -> str:
 
 def main(argv=None):
     args = _parse_args(argv)
-    taus = list(dict.fromkeys(float(t) for t in args.prior_taus or [1.0]))
-    smoothings = None if args.smoothings is None else list(dict.fromkeys(float(s) for s in args.smoothings))
+    taus = [float(t) for t in args.prior_taus or [1.0]]
+    smoothings = None if args.smoothings is None else [float(s) for s in args.smoothings]
     if args.settings_from:
         if args.prior_taus is not None or args.smoothings is not None:
             raise ValueError('--settings-from fixes each method\'s setting; drop --prior-taus / --smoothings')

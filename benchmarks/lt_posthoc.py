@@ -33,9 +33,10 @@ from torchvision.datasets import FashionMNIST
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lt_fashion_mnist import (  # noqa: E402  (the benchmark beside this file)
-    METRICS, TASK_NAMES, _fmt, _setting_label, data_dirs, experiment_name, mean_std, positive_int,
+    METRICS, TASK_NAMES, _fmt, _setting_label, data_dirs, experiment_name, mean_std,
     read_selected_settings, read_summary, write_with_discussion,
 )
+from timm_paco.arg_types import positive_int, require_distinct  # noqa: E402
 from timm_paco.data import load_class_counts  # noqa: E402
 from timm_paco.data.metrics import long_tail_accuracy  # noqa: E402
 from timm_paco.eval import (  # noqa: E402
@@ -63,9 +64,11 @@ def _parse_args(argv=None):
                         help='class pairs listed: those with the largest test confusion rate in any method '
                              '(default: 4)')
     parser.add_argument('--jobs', type=positive_int, default=2, help='validate.py runs in parallel (default: 2)')
-    parser.add_argument('--threads', type=int, default=1, help='torch threads per run (default: 1)')
+    parser.add_argument('--threads', type=positive_int, default=1, help='torch threads per run (default: 1)')
     parser.add_argument('--device', default='cpu', help='validate.py --device (default: cpu)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    require_distinct(parser, ('--taus', args.taus))
+    return args
 
 
 def split_metrics(confusion: torch.Tensor, counts: Sequence[int]) -> Dict[str, float]:
@@ -224,7 +227,7 @@ def write_markdown(path: str, figure: str, command: str, summary: Dict[str, Dict
 
 def main(argv=None):
     args = _parse_args(argv)
-    taus = [round(-1.5 + 0.05 * i, 2) for i in range(61)] if args.taus is None else list(dict.fromkeys(args.taus))
+    taus = [round(-1.5 + 0.05 * i, 2) for i in range(61)] if args.taus is None else list(args.taus)
     output = os.path.abspath(args.output)
     summary_file = os.path.join(output, 'summary.json')
     data = read_summary(summary_file, '--output')

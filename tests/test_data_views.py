@@ -10,7 +10,8 @@ from timm.data.transforms_factory import transforms_imagenet_train
 from torchvision import transforms
 
 from timm_paco.data import (
-    MultiViewTransform, create_paco_dataset, create_view_loader, create_view_transform, stack_views,
+    MultiViewTransform, create_paco_dataset, create_view_loader, create_view_transform, parse_view_recipe,
+    stack_views,
 )
 
 
@@ -71,8 +72,11 @@ def test_view_recipes():
     assert create_view_transform(16, 'rand_rand').num_views == 2
     assert create_view_transform(16, 'randcls_sim_sim').num_views == 3
     assert create_view_transform(16, 'single').num_views == 1
-    with pytest.raises(ValueError, match='views'):
+    unknown = r"views: unknown view recipe 'randcls_mocov2' \(unknown view\(s\) \['mocov2'\]"
+    with pytest.raises(ValueError, match=unknown):
         create_view_transform(16, 'randcls_mocov2')
+    with pytest.raises(ValueError, match=r"--paco-views: unknown view recipe \(\); expected view names"):
+        parse_view_recipe((), arg_name='--paco-views')
 
 
 def test_stack_views_shapes_and_errors():

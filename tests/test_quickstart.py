@@ -54,10 +54,15 @@ def test_benchmark_tiny_keeps_off_the_default_folders(capsys):
     assert benchmark._parse_args(['--tiny', '--output', 'x', '--docs', 'y']).tiny
 
 
-def test_quickstart_tiny_refuses_n_max(capsys):
+def test_quickstart_usage_errors(capsys, tmp_path):
     with pytest.raises(SystemExit):
         quickstart_main(['--tiny', '--n-max', '5'])
     assert f'--n-max 5: --tiny fixes {TINY_N_MAX} training images per class' in capsys.readouterr().err
+    for flag, value, low in (('--epochs', '0', 1), ('--threads', '0', 1), ('--n-max', '-5', 1), ('--seed', '-1', 0)):
+        with pytest.raises(SystemExit):  # before any data is written
+            quickstart_main([flag, value, '--output', str(tmp_path / 'qs')])
+        assert f'argument {flag}: expected an integer >= {low}, got {value}' in capsys.readouterr().err
+    assert not (tmp_path / 'qs').exists()
 
 
 def test_validation_root_holds_the_next_training_images(fmnist_root, tmp_path):
@@ -260,9 +265,16 @@ def test_benchmark_settings_from(tmp_path, capsys):
     with pytest.raises(ValueError, match='drop --prior-taus / --smoothings'):  # before any data or run is made
         benchmark.main(['--settings-from', str(path), '--smoothings', '0', '--output', str(tmp_path / 'out')])
     assert not (tmp_path / 'out').exists()
-    with pytest.raises(SystemExit):
-        benchmark.main(['--jobs', '0', '--output', str(tmp_path / 'out')])
-    assert '--jobs: expected a positive integer, got 0' in capsys.readouterr().err
+    for flags, message in ((['--jobs', '0'], 'argument --jobs: expected an integer >= 1, got 0'),
+                           (['--epochs', '0'], 'argument --epochs: expected an integer >= 1, got 0'),
+                           (['--threads', '0'], 'argument --threads: expected an integer >= 1, got 0'),
+                           (['--n-max', '-5'], 'argument --n-max: expected an integer >= 1, got -5'),
+                           (['--n-test', 'all'], "argument --n-test: expected an integer >= 0, got 'all'"),
+                           (['--seeds', '0', '1', '0'], '--seeds: 0 given more than once'),
+                           (['--prior-taus', '1', '0.5', '1.0'], '--prior-taus: 1 given more than once')):
+        with pytest.raises(SystemExit):
+            benchmark.main(flags + ['--output', str(tmp_path / 'out')])
+        assert message in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
 
 

@@ -119,7 +119,10 @@ def test_conflicting_flag_stops_with_message(image_folder, tmp_path, capsys):
                            (['--task', 'ce', '--model-ema', '--model-dtype', 'float16'], '--model-dtype float16: an'),
                            (['--task', 'gpaco', '--tta', '2'], '--tta 2: the eval loader makes no augmented copies'),
                            (['--task', 'ce', '--log-interval', '0'], '--log-interval 0: expected >= 1'),
-                           (['--task', 'ce', '--val-interval', '0'], '--val-interval 0: expected >= 1')):
+                           (['--task', 'ce', '--val-interval', '0'], '--val-interval 0: expected >= 1'),
+                           (['--task', 'ce', '--imb-factor', '2'], '--imb-factor: expected a ratio n_min / n_max in'),
+                           (['--task', 'gpaco', '--paco-views', 'randcls_bogus'],
+                            "--paco-views: unknown view recipe 'randcls_bogus' (unknown view(s) ['bogus'])")):
         with pytest.raises(SystemExit):
             train.main(_args(image_folder, tmp_path, 'refused', '--epochs', '1', *extra))
         assert message in capsys.readouterr().err
@@ -136,6 +139,10 @@ def test_task_flags_the_task_does_not_read_are_named():
     assert train._unused_task_flags(parser, args, 'ce') == ['--paco-alpha', '--paco-logit-adjust', '--paco-queue-size']
     assert train._unused_task_flags(parser, args, 'gpaco') == ['--paco-queue-size']
     assert train._unused_task_flags(parser, args, 'paco') == []
+    assert train._flag_warnings(parser, args, 'gpaco') == ['--task gpaco does not use --paco-queue-size; ignored']
+    parser, args, _ = train.parse_args(['--use-multi-epochs-loader'])
+    assert len(train._flag_warnings(parser, args, 'ce')) == 1
+    assert 'a resumed run does not repeat the augmentations' in train._flag_warnings(parser, args, 'ce')[0]
 
 
 @pytest.mark.parametrize('loader', [[], ['--no-prefetcher']], ids=['prefetcher', 'no-prefetcher'])

@@ -405,6 +405,8 @@ def test_flags_a_run_would_ignore_are_refused_before_evaluating(setup, tmp_path,
     for extra, message in (
             (['--ood', 'imagenet-c', '--lt-metrics'], '--lt-metrics: --ood imagenet-c reports corruption errors only'),
             (['--clean-error', '20'], '--clean-error: only --ood imagenet-c uses this'),
+            (['--many-shot-thr', '10', '--few-shot-thr', '20'],
+             r'--few-shot-thr 20 must be <= --many-shot-thr \+ 1 \(11\)'),
             (['--real-labels', 'r.json', '--valid-labels', 'v.txt'], '--real-labels holds 1000-class ImageNet labels')):
         with pytest.raises(ValueError, match=message):
             run_main(validate, base + extra)

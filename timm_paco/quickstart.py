@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from timm_paco.arg_types import non_negative_int, positive_int
 from timm_paco.data.fashion_mnist import IDX_FILES, debian_fashion_mnist_available, prepare_fashion_mnist
 from timm_paco.data.imbalance import long_tail_counts
 
@@ -362,14 +363,14 @@ def _parse_args(argv=None):
         description='timm-paco quick start: PaCo on long-tailed Fashion-MNIST (imbalance 0.01) on the CPU')
     parser.add_argument('--output', default=os.path.join('output', 'quickstart'), help='output folder')
     parser.add_argument('--task', default='paco', choices=sorted(TASK_MODELS), help='method (default: paco)')
-    parser.add_argument('--n-max', type=int, default=None,
+    parser.add_argument('--n-max', type=positive_int, default=None,
                         help=f'training images of the largest class (default: {DEFAULT_N_MAX}; --tiny fixes it)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the long-tail draw and of training')
-    parser.add_argument('--epochs', type=int, default=None, help=f'override the epochs (default: {RECIPE["epochs"]})')
+    parser.add_argument('--seed', type=non_negative_int, default=0, help='seed of the long-tail draw and of training')
+    parser.add_argument('--epochs', type=positive_int, default=None, help=f'override the epochs (default: {RECIPE["epochs"]})')
     parser.add_argument('--tiny', action='store_true',
                         help=f'smoke-test budget: 1 epoch, {TINY_N_MAX} training images per class before the '
                              f'long tail, {TINY_N_TEST} test images per class')
-    parser.add_argument('--threads', type=int, default=None,
+    parser.add_argument('--threads', type=positive_int, default=None,
                         help='torch threads of train.py / validate.py (OMP_NUM_THREADS; default: torch\'s, all cores)')
     parser.add_argument('--no-download', action='store_true',
                         help='fail instead of downloading when Debian\'s dataset-fashion-mnist is missing')

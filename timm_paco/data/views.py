@@ -61,16 +61,19 @@ class MultiViewTransform:
 TwoViewTransform = MultiViewTransform
 
 
-def parse_view_recipe(views: Union[str, Sequence[str]]) -> Tuple[str, ...]:
-    """``'randcls_sim'`` -> ``('randcls', 'sim')``; ``'single'`` -> ``('randcls',)``."""
+def parse_view_recipe(views: Union[str, Sequence[str]], arg_name: str = 'views') -> Tuple[str, ...]:
+    """``'randcls_sim'`` -> ``('randcls', 'sim')``; ``'single'`` -> ``('randcls',)``. An unknown recipe is a
+    ``ValueError`` naming ``arg_name``."""
+    given = views
     if isinstance(views, str):
         views = _RECIPE_ALIASES.get(views, views).split('_')
     names = tuple(_VIEW_ALIASES.get(v, v) for v in views)
     unknown = [v for v in names if v not in VIEW_NAMES]
     if not names or unknown:
         raise ValueError(
-            f'views: unknown view recipe {views!r}; expected view names from {VIEW_NAMES} joined by "_" '
-            f'(e.g. "randcls_sim", "sim_sim", "rand_rand") or "single"')
+            f'{arg_name}: unknown view recipe {given!r}' + (f' (unknown view(s) {unknown})' if unknown else '')
+            + f'; expected view names from {VIEW_NAMES} joined by "_" (e.g. "randcls_sim", "sim_sim", "rand_rand") '
+            f'or "single"')
     return names
 
 

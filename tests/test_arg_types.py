@@ -1,0 +1,72 @@
+"""The command-line value checks: argparse's usage error names the flag and the bad value."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from timm_paco.arg_types import non_negative_int, positive_int, repeated, require_distinct
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog='prog')
+    parser.add_argument('--epochs', type=positive_int, default=1)
+    parser.add_argument('--workers', type=non_negative_int, default=0)
+    parser.add_argument('--seeds', type=int, nargs='+')
+    parser.add_argument('--taus', type=float, nargs='+')
+    return parser
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--epochs', '0'], 'argument --epochs: expected an integer >= 1, got 0'),
+    (['--epochs', '2.5'], "argument --epochs: expected an integer >= 1, got '2.5'"),
+    (['--workers', '-1'], 'argument --workers: expected an integer >= 0, got -1'),
+])
+def test_integer_types_name_the_flag(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        _parser().parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_integer_types_accept_their_range():
+    args = _parser().parse_args(['--epochs', '3', '--workers', '0'])
+    assert (args.epochs, args.workers) == (3, 0)
+
+
+def test_require_distinct(capsys):
+    parser = _parser()
+    args = parser.parse_args(['--seeds', '0', '1', '2', '--taus', '0.5', '1', '1.0', '0.5'])
+    require_distinct(parser, ('--seeds', args.seeds), ('--taus', None))  # distinct values and None pass
+    with pytest.raises(SystemExit):
+        require_distinct(parser, ('--seeds', args.seeds), ('--taus', args.taus))
+    assert '--taus: 1, 0.5 given more than once' in capsys.readouterr().err
+    assert repeated([3, 1, 3, 2, 1, 3]) == [3, 1]
+
+
+def _script(name, *argv):
+    return subprocess.run([sys.executable, os.path.join(REPO, 'benchmarks', name), *argv], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+
+
+def test_bench_loss_one_configuration_from_any_size_flag():
+    """--queue / --classes / --dim alone give one configuration (the others at their single defaults)."""
+    proc = _script('bench_loss.py', '--anchors', '8', '--queue', '16', '--dim', '4', '--warmup', '0',
+                   '--repeats', '1', '--threads', '1')
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith('| A=')]
+    assert len(rows) == 1 and rows[0].startswith('| A=8 N=16 C=1000 D=4 |')
+    proc = _script('bench_loss.py', '--repeats', '0')
+    assert proc.returncode == 2 and 'argument --repeats: expected an integer >= 1, got 0' in proc.stderr
+
+
+def test_bench_step_without_warmup(tmp_path):
+    out = tmp_path / 'step.json'
+    proc = _script('bench_step.py', '--model', 'resnet10t', '--num-classes', '5', '--img-size', '32', '-b', '4',
+                   '--queue-size', '16', '--steps', '1', '--warmup', '0', '--rounds', '1', '--threads', '1',
+                   '--device', 'cpu', '--json', str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file() and set(json.loads(out.read_text())['step_s']) == {'ce', 'gpaco', 'paco'}
