@@ -21,7 +21,7 @@ from collections import OrderedDict
 from contextlib import suppress
 from datetime import datetime
 from functools import partial
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.nn as nn
@@ -37,6 +37,7 @@ from timm.optim import create_optimizer_v2, get_optimizer_info, optimizer_kwargs
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.task import ClassificationTask, evaluation_sample_limit, load_task_ema_checkpoint, resume_task_checkpoint
 
+from timm_paco.arg_types import non_negative_int, positive_int
 from timm_paco.data import (
     MultiViewTransform, NoLabelsError, check_dataset_classes, check_imb_factor, count_classes, create_paco_dataset,
     create_view_loader, create_view_transform, match_model_channels, parse_view_recipe, save_class_counts,
@@ -277,7 +278,10 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--paco-beta', type=float, default=None, help='weight of the class centre (default: 1.0)')
     g.add_argument('--paco-gamma', type=float, default=None, help='weight of samples in the denominator (default: 1.0)')
     g.add_argument('--paco-temperature', type=float, default=None, help='contrast temperature (default: 0.2)')
-    g.add_argument('--paco-queue-size', type=int, default=8192, help='paco queue slots (default: 8192)')
+    g.add_argument('--paco-queue-size', type=positive_int, default=8192, help='paco queue slots (default: 8192)')
+    g.add_argument('--gpaco-queue-size', type=non_negative_int, default=0,
+                   help='gpaco queue of earlier embeddings, slots (default: 0, none, the paper; the seeds\' '
+                        'long-tailed code: 8192, 1024 on CIFAR)')
     g.add_argument('--paco-momentum', type=float, default=0.999, help='paco key encoder EMA decay (default: 0.999)')
     g.add_argument('--paco-proj-dim', type=int, default=None,
                    help='embedding width (default: the variant\'s, 128 when wrapping a timm model)')
@@ -333,7 +337,7 @@ def _is_second_order(opt: str) -> bool:
 _TASK_FLAGS = {
     'paco_alpha': ('paco', 'gpaco'), 'paco_beta': ('paco', 'gpaco'), 'paco_gamma': ('paco', 'gpaco'),
     'paco_temperature': ('paco', 'gpaco'), 'paco_logit_adjust': ('paco', 'gpaco'), 'paco_queue_size': ('paco',),
-    'paco_momentum': ('paco',),
+    'paco_momentum': ('paco',), 'gpaco_queue_size': ('gpaco',),
 }
 
 
@@ -341,6 +345,11 @@ def _unused_task_flags(parser, args, task: str):
     """The ``--paco-*`` flags given (not at their defaults) that ``task`` does not read."""
     return ['--' + dest.replace('_', '-') for dest, tasks in _TASK_FLAGS.items()
             if task not in tasks and getattr(args, dest) != parser.get_default(dest)]
+
+
+def _queue_size(args, task: str) -> Optional[int]:
+    """The queue slots ``task`` keeps: ``--paco-queue-size`` for paco, ``--gpaco-queue-size`` for gpaco."""
+    return {'paco': args.paco_queue_size, 'gpaco': args.gpaco_queue_size}.get(task)
 
 
 def _flag_warnings(parser, args, task: str) -> List[str]:
@@ -681,7 +690,7 @@ def main(argv=None):
             task_name, model, num_views=num_views, class_counts=class_counts,
             logit_adjust='on' if logit_adjust else 'off', prior_tau=args.prior_tau, smoothing=args.smoothing,
             alpha=args.paco_alpha, beta=args.paco_beta, gamma=args.paco_gamma, temperature=args.paco_temperature,
-            queue_size=args.paco_queue_size, momentum=args.paco_momentum, **task_kwargs)
+            queue_size=_queue_size(args, task_name), momentum=args.paco_momentum, **task_kwargs)
     if utils.is_primary(args):
         _logger.info(f'Task {type(task).__name__}: {task.criterion}')
 

@@ -50,7 +50,8 @@ def _build(name, args, device):
     model.to(device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
-    task = create_task(name, model, num_views=2, smoothing=0.0, queue_size=args.queue_size, verbose=False)
+    task = create_task(name, model, num_views=2, smoothing=0.0, verbose=False,
+                       queue_size=args.queue_size if name == 'paco' else None)  # gpaco: the paper's, no queue
     optimizer = torch.optim.SGD(task.get_trainable_module().parameters(), lr=0.01, momentum=0.9)
     return task, optimizer
 

@@ -34,6 +34,11 @@ def run_rank(rank: int, world_size: int, init_method: str, out_dir: str):
         for step in range(len(ROWS_PER_STEP[rank])):
             queue.enqueue(*rank_batch(rank, step))
             snapshots.append(queue.get())
-        torch.save({'state_dict': queue.state_dict(), 'snapshots': snapshots}, f'{out_dir}/rank{rank}.pt')
+        if rank == 1:  # broadcast (a resumed task's start) restores rank 0's queue and the host-side cache
+            queue.reset()
+        queue.broadcast(src=0)
+        broadcast = queue.get()
+        torch.save({'state_dict': queue.state_dict(), 'snapshots': snapshots, 'broadcast': broadcast},
+                   f'{out_dir}/rank{rank}.pt')
     finally:
         dist.destroy_process_group()

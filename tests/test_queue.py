@@ -232,6 +232,7 @@ def test_two_gloo_ranks_hold_identical_queue_equal_to_single_process(tmp_path):
     assert len(reference) == _queue_worker.QUEUE_SIZE  # the run wrapped around
 
     for result in results:
+        assert all(torch.equal(got, want) for got, want in zip(result['broadcast'], reference.get()))
         assert set(result['state_dict']) == set(reference.state_dict())
         for key, value in reference.state_dict().items():
             assert torch.equal(result['state_dict'][key], value), key

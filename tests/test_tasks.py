@@ -147,6 +147,59 @@ def test_gpaco_every_view_is_an_anchor(paco_model, batch, num_views):
     torch.testing.assert_close(out['output'], logits[:4])  # view 0's logits, as the seeds report them
 
 
+def test_gpaco_queue_holds_earlier_last_view_embeddings(paco_model, batch):
+    """The seeds' long-tailed GPaCo: last-view embeddings of earlier steps join the contrast set."""
+    x, y = batch
+    assert create_task('gpaco', copy.deepcopy(paco_model), verbose=False).queue is None  # the paper: no queue
+    task = create_task('gpaco', copy.deepcopy(paco_model), queue_size=6, smoothing=0.0, verbose=False)
+    model, crit = task.model, task.criterion
+    out1 = task(x, y)  # first step: an empty queue, the paper's loss
+    logits, emb = model(x, return_embeddings=True)
+    torch.testing.assert_close(out1['loss'], crit.loss_parts(logits, emb, y.repeat(2))['loss'], rtol=1e-5, atol=1e-6)
+    feats, labels = task.queue.get()
+    torch.testing.assert_close(feats, emb[4:].detach())  # view 1 of the 4 images, detached
+    assert torch.equal(labels, y) and not feats.requires_grad
+
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    out2 = task(x, y)  # second step: the queue's 4 rows are contrast-only samples; 2 slots of 6 are rewritten
+    logits2, emb2 = model(x, return_embeddings=True)
+    expected = crit.loss_parts(logits2, emb2, y.repeat(2), feats, labels)
+    for name in ('loss', 'loss_centre', 'loss_contrast'):
+        torch.testing.assert_close(out2[name], expected[name], rtol=1e-5, atol=1e-6)
+    assert abs(out2['loss'].item() - crit.loss_parts(logits2, emb2, y.repeat(2))['loss'].item()) > 1e-3
+    assert len(task.queue) == 6 and int(task.queue.ptr) == 2
+
+
+def test_gpaco_queue_state(paco_model, batch, caplog):
+    x, y = batch
+    task = create_task('gpaco', copy.deepcopy(paco_model), queue_size=6, verbose=False)
+    task(x, y)
+    state = copy.deepcopy(task.get_task_state())
+    assert set(state) == {'queue'} and task.get_task_state(ema=True) == {}
+    fresh = create_task('gpaco', copy.deepcopy(paco_model), queue_size=6, verbose=False)
+    fresh.load_task_state(state)
+    for name, value in state['queue'].items():
+        assert torch.equal(fresh.queue.state_dict()[name], value)
+    assert len(fresh.queue) == 4
+    with pytest.raises(ValueError, match='no gpaco queue: it was trained without --gpaco-queue-size'):
+        fresh.load_task_state({})
+    fresh.load_task_state(None, strict=False)
+    assert len(fresh.queue) == 0 and 'queue emptied' in caplog.text
+    with pytest.raises(ValueError, match=r'\[6, 8\] \(slots x dim\), this task \[4, 8\]: use the same --gpaco-queue'):
+        create_task('gpaco', copy.deepcopy(paco_model), queue_size=4, verbose=False).load_task_state(state)
+    plain = create_task('gpaco', copy.deepcopy(paco_model), verbose=False)
+    assert plain.get_task_state() == {}
+    plain.load_task_state(None)
+    with pytest.raises(ValueError, match='a gpaco queue of 6 slots, this task has none'):
+        plain.load_task_state(state)
+    with pytest.raises(ValueError, match=r'^queue_size must be an int >= 0 \(number of queue slots; 0 = no queue\)'):
+        create_task('gpaco', copy.deepcopy(paco_model), queue_size=-1, verbose=False)
+    with pytest.raises(ValueError, match='queue_size=8: task ce keeps no queue'):
+        create_task('ce', copy.deepcopy(paco_model), queue_size=8, verbose=False)
+
+
 def test_view_batch_shape_checked(paco_model, batch):
     x, y = batch
     task = create_task('gpaco', copy.deepcopy(paco_model), num_views=2, verbose=False)
@@ -169,7 +222,7 @@ def test_factory_rules(paco_model):
             create_task(name, copy.deepcopy(model), num_views=0, verbose=False)
     with pytest.raises(ValueError, match='^momentum must be a finite real number, got None$'):
         create_task('paco', copy.deepcopy(paco_model), momentum=None, verbose=False)
-    with pytest.raises(ValueError, match=r'^queue_size must be a positive int \(number of queue slots\), got 0$'):
+    with pytest.raises(ValueError, match=r'^queue_size must be an int >= 1 \(number of queue slots\), got 0$'):
         create_task('paco', copy.deepcopy(paco_model), queue_size=0, verbose=False)
 
     assert is_long_tailed([100, 10]) and not is_long_tailed([1300, 732]) and is_long_tailed([5, 0])

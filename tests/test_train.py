@@ -49,7 +49,8 @@ TASKS = [
     ('ce', ['--paco-views', 'randcls_sim']),  # CE over two views: the benchmark's baseline
     ('balanced-softmax', ['--no-prefetcher']),  # timm's own single-view transform
     ('paco', ['--no-prefetcher']),
-    ('gpaco', ['--workers', '1']),  # prefetcher (on CPU); a loader worker, reseeded every epoch
+    # prefetcher (on CPU); a loader worker, reseeded every epoch; the optional queue of the seeds' LT code
+    ('gpaco', ['--workers', '1', '--gpaco-queue-size', '12']),
 ]
 
 
@@ -74,6 +75,10 @@ def test_task_trains_checkpoints_and_resumes_exactly(image_folder, tmp_path, tas
     if task == 'paco':
         assert set(first['task_state']) == {'key_encoder', 'queue'}
         assert int(first['task_state']['queue']['valid'].sum()) == 8
+    if task == 'gpaco':  # 16 images' second views through a 12-slot ring
+        assert set(first['task_state']) == {'queue'}
+        queue = first['task_state']['queue']
+        assert int(queue['valid'].sum()) == 12 and int(queue['ptr']) == 16 % 12
 
     # a new process state resumes from the epoch-0 checkpoint and must end where the straight run ended
     resumed = _args(image_folder, tmp_path, 'resumed', '--task', task, '--epochs', '2', *extra,

@@ -155,6 +155,14 @@ class LabelledQueue(nn.Module):
             self.ptr.zero_()
         self._full = False
 
+    def broadcast(self, src: int = 0) -> None:
+        """Copy rank ``src``'s queue to every rank (a no-op without an initialised process group of world size
+        > 1)."""
+        if _distributed_world_size() > 1:
+            for tensor in self.buffers():
+                dist.broadcast(tensor, src=src)
+            self._full = None
+
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
         self._full = None

@@ -12,7 +12,8 @@ Positives: the centres with weights ``beta·(1−s)`` on the true class and ``be
 The three published variants are calls of this one loss:
   * PaCo long-tailed: ``class_counts`` given, ``features`` = query view, queue = key view ∪ MoCo queue.
   * PaCo full ImageNet: the same without ``class_counts``.
-  * GPaCo: ``features``/``logits`` = both views (view-major), ``label_smoothing=0.1``, no queue.
+  * GPaCo: ``features``/``logits`` = both views (view-major), ``label_smoothing=0.1``, no queue (optionally
+    a queue of earlier embeddings, as in the seeds' long-tailed code).
 """
 from typing import Dict, Optional, Sequence, Union
 
@@ -134,9 +135,9 @@ class PaCoLoss(PartsLoss):
 class GPaCoLoss(PaCoLoss):
     """PaCo with the GPaCo recipe's defaults (dvlab-research/Parametric-Contrastive-Learning, GPaCo):
     alpha=0.05, temperature=0.2, label_smoothing=0.1 (their full-ImageNet / ViT value; their long-tailed
-    scripts use 0), no class prior; both views are anchors. ``GPaCoTask`` passes no queue, the paper's
-    formulation; the seeds' long-tailed code also contrasts against a queue of earlier key-view embeddings of
-    the same encoder, which ``queue_features`` / ``queue_labels`` accept. (Their ViT fine-tuning scripts use
+    scripts use 0), no class prior; both views are anchors. ``GPaCoTask`` passes no queue by default, the
+    paper's formulation; with ``queue_size`` > 0 it also passes a queue of earlier key-view embeddings of the
+    same encoder as ``queue_features`` / ``queue_labels``, as the seeds' long-tailed code does. (Their ViT fine-tuning scripts use
     alpha=0.2; pass it explicitly.)"""
 
     def __init__(

@@ -2,8 +2,9 @@
 
 Hyper-parameters left ``None`` take the defaults of the task's loss in ``timm_paco.losses`` (PaCo: alpha
 0.05, beta 1, gamma 1, temperature 0.2; GPaCo: the same with label smoothing 0.1) and of the task (PaCo: queue
-8192, momentum 0.999), the values of the seeds (dvlab-research/Parametric-Contrastive-Learning). GPaCo's 0.1 is
-the seeds' full-ImageNet and ViT value; their long-tailed GPaCo scripts use no smoothing (``smoothing=0``).
+8192, momentum 0.999; GPaCo: no queue), the values of the seeds (dvlab-research/Parametric-Contrastive-Learning)
+and of the GPaCo paper. GPaCo's 0.1 is the seeds' full-ImageNet and ViT value; their long-tailed GPaCo scripts
+use no smoothing (``smoothing=0``) and a queue (``queue_size=8192``, 1024 on CIFAR).
 
 Class prior (logit adjustment) ``prior_tau · log p_c`` from the training class counts:
 * ``balanced-softmax`` always uses it (``class_counts`` required);
@@ -72,7 +73,7 @@ def create_task(
         beta: Optional[float] = None,
         gamma: Optional[float] = None,
         temperature: Optional[float] = None,
-        queue_size: int = 8192,
+        queue_size: Optional[int] = None,
         momentum: float = 0.999,
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
@@ -90,10 +91,14 @@ def create_task(
             PaCo papers); an error where ``name`` uses no prior.
         smoothing: Label smoothing of the CE / centre term; None keeps the loss default.
         alpha, beta, gamma, temperature: PaCo loss weights and temperature; None keeps the loss default.
-        queue_size, momentum: PaCo queue slots and key encoder EMA decay.
+        queue_size: Queue slots; None keeps the task's default (paco 8192; gpaco 0, no queue, the paper's).
+            Not taken by the CE baselines.
+        momentum: PaCo key encoder EMA decay.
     """
     if name not in TASK_NAMES:
         raise ValueError(f'task: unknown task {name!r}; expected one of {", ".join(TASK_NAMES)}')
+    if queue_size is not None and name not in ('paco', 'gpaco'):
+        raise ValueError(f'queue_size={queue_size}: task {name} keeps no queue (paco and gpaco do)')
     num_classes = unwrap_model(model).num_classes
     if class_counts is not None and len(class_counts) != num_classes:
         raise ValueError(
@@ -118,7 +123,9 @@ def create_task(
     if name == 'paco':
         if num_views not in (None, 2):
             raise ValueError(f'num_views: paco takes 2 views per image (query, key), got {num_views}')
-        return PaCoTask(model, criterion, queue_size=queue_size, momentum=momentum, **common)
+        return PaCoTask(model, criterion, queue_size=8192 if queue_size is None else queue_size, momentum=momentum,
+                        **common)
     if name == 'gpaco':
-        return GPaCoTask(model, criterion, num_views=2 if num_views is None else num_views, **common)
+        return GPaCoTask(model, criterion, num_views=2 if num_views is None else num_views,
+                         queue_size=0 if queue_size is None else queue_size, **common)
     return MultiViewClassificationTask(model, criterion, num_views=1 if num_views is None else num_views, **common)

@@ -1,22 +1,29 @@
-"""GPaCo (Cui et al., TPAMI 2023): one shared encoder, every view an anchor, no momentum encoder or queue.
-
-The paper's formulation; the authors' long-tailed code also keeps a queue of earlier key-view embeddings
-(8192 slots, 1024 on CIFAR), which this task does not.
+"""GPaCo (Cui et al., TPAMI 2023): one shared encoder, every view an anchor, no momentum encoder.
 
 For ``input [V·B, C, H, W]`` (V = 2 for the two-view recipe, 1 for the seeds' single-view ViT recipe) the
 model returns logits ``[V·B, C]`` and embeddings ``[V·B, D]``; the GPaCo loss (label smoothing on the
 centre term) runs over all rows with ``target`` repeated per view. Under DDP the rows of every rank are
 gathered (with gradient), so each rank computes the loss of the global batch.
+
+``queue_size`` 0 (default) is the paper's formulation. With ``queue_size`` K > 0 the task also keeps the
+last view's embeddings of earlier steps, detached, in a K-slot labelled queue, as the seeds' long-tailed code
+does (8192 slots, 1024 on CIFAR): contrast-only samples, enqueued after the loss (all ranks' rows under DDP)
+and saved in the task state of every checkpoint.
 """
-from typing import Dict, Optional
+import logging
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn as nn
 
 from ._base import ViewTask
 from ._distributed import gather_rows
+from ._queued import check_queue_size, load_queue_state, make_queue
 
 __all__ = ['GPaCoTask']
+
+
+_logger = logging.getLogger(__name__)
 
 
 class GPaCoTask(ViewTask):
@@ -26,6 +33,7 @@ class GPaCoTask(ViewTask):
         model: A ``PaCoModel`` (``model(x, return_embeddings=True) -> (logits, embeddings)``).
         criterion: A loss with ``loss_parts`` (``timm_paco.losses.GPaCoLoss``).
         num_views: Views per image, all anchors.
+        queue_size: Slots of the optional queue of earlier embeddings; 0 = none (the paper).
     """
 
     def __init__(
@@ -33,25 +41,70 @@ class GPaCoTask(ViewTask):
             model: nn.Module,
             criterion: nn.Module,
             num_views: int = 2,
+            queue_size: int = 0,
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
             verbose: bool = True,
     ):
         super().__init__(model, criterion, num_views=num_views, device=device, dtype=dtype, verbose=verbose)
-        self.require_paco_model('gpaco')
+        model = self.require_paco_model('gpaco')
+        self.queue = make_queue(queue_size, model) if check_queue_size(queue_size, allow_zero=True) else None
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> Dict[str, torch.Tensor]:
         batch_size = self.batch_size(input, target)
         logits, embeddings = self.trainable_module(input, return_embeddings=True)
         labels = target.repeat(self.num_views) if self.num_views > 1 else target
+        queued = () if self.queue is None else self.queue.get()
         parts = self.criterion.loss_parts(
             gather_rows(logits, grad=True),
             gather_rows(embeddings, grad=True),
             gather_rows(labels),
+            *queued,
         )
+        if self.queue is not None:
+            self.queue.enqueue(embeddings[-batch_size:], target)
         return {
             'loss': parts['loss'],
             'output': logits[:batch_size],
             'loss_centre': parts['loss_centre'],
             'loss_contrast': parts['loss_contrast'],
         }
+
+    def prepare_distributed(self, device_ids: Optional[list] = None, **ddp_kwargs) -> 'GPaCoTask':
+        """DDP-wrap the model; a queue is broadcast from rank 0, so every rank starts from the same one."""
+        super().prepare_distributed(device_ids=device_ids, **ddp_kwargs)
+        if self.queue is not None:
+            self.queue.broadcast(src=0)
+        return self
+
+    def get_task_state(self, module: Optional[nn.Module] = None, ema: bool = False) -> Dict[str, Any]:
+        if ema or self.queue is None:
+            return {}
+        return {'queue': self.queue.state_dict()}
+
+    def load_task_state(
+            self,
+            state: Optional[Dict[str, Any]],
+            strict: bool = True,
+            module: Optional[nn.Module] = None,
+            ema: bool = False,
+    ) -> None:
+        if ema:
+            return
+        saved = (state or {}).get('queue')
+        if self.queue is None:
+            if saved is not None:
+                message = (f'checkpoint holds a gpaco queue of {saved["features"].shape[0]} slots, this task has '
+                           f'none: pass the same --gpaco-queue-size')
+                if strict:
+                    raise ValueError(message)
+                _logger.warning(message + '; the queue is dropped')
+            return
+        if saved is None:
+            if strict:
+                raise ValueError('checkpoint has no gpaco queue: it was trained without --gpaco-queue-size; '
+                                 'use --initial-checkpoint to start from its weights')
+            _logger.warning('No gpaco queue in checkpoint: queue emptied.')
+            self.queue.reset()
+            return
+        load_queue_state(self.queue, saved, '--gpaco-queue-size')

@@ -23,10 +23,9 @@ import torch.nn as nn
 from timm.utils import ModelEmaV3
 
 from timm_paco.losses._checks import check_real
-from timm_paco.queue import LabelledQueue
-
 from ._base import ViewTask
 from ._distributed import gather_rows, world_size
+from ._queued import check_queue_size, load_queue_state, make_queue
 
 __all__ = ['PaCoTask']
 
@@ -57,13 +56,11 @@ class PaCoTask(ViewTask):
         model = self.require_paco_model('paco')
         if not 0.0 <= check_real('momentum', momentum) < 1.0:
             raise ValueError(f'momentum must lie in [0, 1), got {momentum!r}')
-        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
-            raise ValueError(f'queue_size must be a positive int (number of queue slots), got {queue_size!r}')
+        check_queue_size(queue_size)
         self.momentum = float(momentum)
         self.key_encoder = ModelEmaV3(model, decay=self.momentum)
         self.key_encoder.requires_grad_(False)
-        param = next(model.parameters())
-        self.queue = LabelledQueue(queue_size, model.proj_dim).to(device=param.device)
+        self.queue = make_queue(queue_size, model)
         self.__dict__['_key_forward'] = None  # compiled key forward; kept out of the module tree
 
     def compile(self, backend: str = 'inductor', mode: Optional[str] = None, **compile_kwargs) -> nn.Module:
@@ -107,8 +104,9 @@ class PaCoTask(ViewTask):
         and queue from rank 0, so every rank starts from the same task state (fresh or resumed)."""
         super().prepare_distributed(device_ids=device_ids, **ddp_kwargs)
         if world_size() > 1:
-            for tensor in [*self.key_encoder.module.state_dict().values(), *self.queue.buffers()]:
+            for tensor in self.key_encoder.module.state_dict().values():
                 dist.broadcast(tensor, src=0)
+        self.queue.broadcast(src=0)
         return self
 
     def update_ema(self, step: Optional[int] = None) -> None:
@@ -139,10 +137,5 @@ class PaCoTask(ViewTask):
             self.key_encoder.set(self.model)
             self.queue.reset()
             return
-        queue_state = state['queue']
-        if queue_state['features'].shape != self.queue.features.shape:
-            raise ValueError(
-                f'checkpoint queue holds {list(queue_state["features"].shape)} (slots x dim), this task '
-                f'{list(self.queue.features.shape)}: use the same --paco-queue-size and --paco-proj-dim')
+        load_queue_state(self.queue, state['queue'], '--paco-queue-size')
         self.key_encoder.module.load_state_dict(state['key_encoder'], strict=strict)
-        self.queue.load_state_dict(queue_state)
