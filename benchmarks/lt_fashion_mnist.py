@@ -486,8 +486,8 @@ def _reused_time(timings: Dict) -> str:
 
 def main(argv=None):
     args = _parse_args(argv)
-    taus = [float(t) for t in args.prior_taus or [1.0]]
-    smoothings = None if args.smoothings is None else [float(s) for s in args.smoothings]
+    taus = args.prior_taus or [1.0]  # floats (argparse type=float)
+    smoothings = args.smoothings
     if args.settings_from:
         if args.prior_taus is not None or args.smoothings is not None:
             raise ValueError('--settings-from fixes each method\'s setting; drop --prior-taus / --smoothings')

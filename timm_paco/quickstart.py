@@ -366,7 +366,8 @@ def _parse_args(argv=None):
     parser.add_argument('--n-max', type=positive_int, default=None,
                         help=f'training images of the largest class (default: {DEFAULT_N_MAX}; --tiny fixes it)')
     parser.add_argument('--seed', type=non_negative_int, default=0, help='seed of the long-tail draw and of training')
-    parser.add_argument('--epochs', type=positive_int, default=None, help=f'override the epochs (default: {RECIPE["epochs"]})')
+    parser.add_argument('--epochs', type=positive_int, default=None,
+                        help=f'override the epochs (default: {RECIPE["epochs"]})')
     parser.add_argument('--tiny', action='store_true',
                         help=f'smoke-test budget: 1 epoch, {TINY_N_MAX} training images per class before the '
                              f'long tail, {TINY_N_TEST} test images per class')
@@ -384,7 +385,10 @@ def main(argv=None) -> Dict:
     args = _parse_args(argv)
     start = time.time()
     recipe = dict(TINY_RECIPE if args.tiny else RECIPE)
-    n_max, n_test = (TINY_N_MAX, TINY_N_TEST) if args.tiny else (DEFAULT_N_MAX if args.n_max is None else args.n_max, None)
+    if args.tiny:
+        n_max, n_test = TINY_N_MAX, TINY_N_TEST
+    else:
+        n_max, n_test = DEFAULT_N_MAX if args.n_max is None else args.n_max, None
     if args.epochs is not None:
         recipe['epochs'] = args.epochs
     output = os.path.abspath(args.output)

@@ -137,8 +137,8 @@ class GPaCoLoss(PaCoLoss):
     alpha=0.05, temperature=0.2, label_smoothing=0.1 (their full-ImageNet / ViT value; their long-tailed
     scripts use 0), no class prior; both views are anchors. ``GPaCoTask`` passes no queue by default, the
     paper's formulation; with ``queue_size`` > 0 it also passes a queue of earlier key-view embeddings of the
-    same encoder as ``queue_features`` / ``queue_labels``, as the seeds' long-tailed code does. (Their ViT fine-tuning scripts use
-    alpha=0.2; pass it explicitly.)"""
+    same encoder as ``queue_features`` / ``queue_labels``, as the seeds' long-tailed code does. (Their ViT
+    fine-tuning scripts use alpha=0.2; pass it explicitly.)"""
 
     def __init__(
             self,

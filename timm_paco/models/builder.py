@@ -17,16 +17,18 @@ from .paco_model import PaCoModel
 
 __all__ = ['build_paco_model', 'check_pretrained_tag']
 
+_FEATURE_KWARGS = ('out_indices', 'feature_cls', 'output_fmt', 'flatten_sequential')
+_PACO_KWARGS = ('proj_dim', 'proj_type', 'proj_act', 'proj_hidden_dim', 'default_task')
+
 
 def check_pretrained_tag(name: str) -> None:
     """ValueError naming ``model_name`` when ``name`` (``arch.tag``) has a tag its architecture does not register."""
     arch, _, tag = name.partition('.')
-    tags = timm.list_pretrained(arch + '.*') if tag else []
-    if tag and name not in tags:
+    if not tag:
+        return
+    tags = timm.list_pretrained(arch + '.*')
+    if name not in tags:
         raise ValueError(f'model_name {name!r}: {arch} has no pretrained tag {tag!r}; tags: {tags}')
-
-_FEATURE_KWARGS = ('out_indices', 'feature_cls', 'output_fmt', 'flatten_sequential')
-_PACO_KWARGS = ('proj_dim', 'proj_type', 'proj_act', 'proj_hidden_dim', 'default_task')
 
 
 def _paco_from_backbone(
