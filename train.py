@@ -62,8 +62,10 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--train-split', metavar='NAME', default='train', help='training split (default: train)')
     g.add_argument('--val-split', metavar='NAME', default='validation',
                    help='validation split, "" for none (default: validation)')
-    g.add_argument('--train-num-samples', type=int, default=None, metavar='N', help='train samples (iterable datasets)')
-    g.add_argument('--val-num-samples', type=int, default=None, metavar='N', help='val samples (iterable datasets)')
+    g.add_argument('--train-num-samples', type=positive_int, default=None, metavar='N',
+                   help='train samples (iterable datasets)')
+    g.add_argument('--val-num-samples', type=positive_int, default=None, metavar='N',
+                   help='val samples (iterable datasets)')
     g.add_argument('--dataset-download', action='store_true', default=False,
                    help='download torch/ and tfds/ datasets that can be')
     g.add_argument('--class-map', type=str, default='', metavar='FILENAME', help='class name to index map file')
@@ -81,21 +83,25 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--resume', type=str, default='', metavar='PATH',
                    help='resume model, optimizer, scaler, EMA and task state (queue, key encoder)')
     g.add_argument('--no-resume-opt', action='store_true', default=False, help='do not resume optimizer state')
-    g.add_argument('--num-classes', type=int, default=None, metavar='N', help='classes (default: the model\'s)')
+    g.add_argument('--num-classes', type=positive_int, default=None, metavar='N',
+                   help='classes (default: the model\'s)')
     g.add_argument('--gp', type=str, default=None, metavar='POOL', help='global pool type (default: the model\'s)')
-    g.add_argument('--img-size', type=int, default=None, metavar='N', help='image size (default: the model\'s)')
-    g.add_argument('--in-chans', type=int, default=None, metavar='N', help='image channels (default: 3)')
-    g.add_argument('--input-size', type=int, nargs=3, default=None, metavar='N', help='input C H W')
+    g.add_argument('--img-size', type=positive_int, default=None, metavar='N',
+                   help='image size (default: the model\'s)')
+    g.add_argument('--in-chans', type=positive_int, default=None, metavar='N', help='image channels (default: 3)')
+    g.add_argument('--input-size', type=positive_int, nargs=3, default=None, metavar='N', help='input C H W')
     g.add_argument('--crop-pct', type=float, default=None, metavar='N', help='eval centre crop fraction')
     g.add_argument('--mean', type=float, nargs='+', default=None, metavar='MEAN', help='dataset mean override')
     g.add_argument('--std', type=float, nargs='+', default=None, metavar='STD', help='dataset std override')
     g.add_argument('--interpolation', type=str, default='', metavar='NAME', help='resize interpolation override')
-    g.add_argument('-b', '--batch-size', type=int, default=128, metavar='N',
+    g.add_argument('-b', '--batch-size', type=positive_int, default=128, metavar='N',
                    help='images per process and step (default: 128)')
-    g.add_argument('-vb', '--validation-batch-size', type=int, default=None, metavar='N', help='eval batch size')
+    g.add_argument('-vb', '--validation-batch-size', type=positive_int, default=None, metavar='N',
+                   help='eval batch size')
     g.add_argument('--channels-last', action='store_true', default=False, help='channels_last memory layout')
     g.add_argument('--fuser', type=str, default='', help='jit fuser: "", te, old or nvfuser')
-    g.add_argument('--grad-accum-steps', type=int, default=1, metavar='N', help='steps per optimizer update (default: 1)')
+    g.add_argument('--grad-accum-steps', type=positive_int, default=1, metavar='N',
+                   help='steps per optimizer update (default: 1)')
     g.add_argument('--grad-checkpointing', action='store_true', default=False, help='gradient checkpointing')
     g.add_argument('--fast-norm', action='store_true', default=False, help='timm\'s experimental fast norm')
     g.add_argument('--model-kwargs', nargs='*', default={}, action=utils.ParseKwargs)
@@ -136,28 +142,30 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
                    help='step the schedule (warm-up included) per update instead of per epoch; short runs want it')
     g.add_argument('--lr', type=float, default=None, metavar='LR', help='learning rate (default: from --lr-base)')
     g.add_argument('--lr-base', type=float, default=0.1, metavar='LR', help='lr per --lr-base-size images')
-    g.add_argument('--lr-base-size', type=int, default=256, metavar='DIV', help='batch size of --lr-base')
+    g.add_argument('--lr-base-size', type=positive_int, default=256, metavar='DIV', help='batch size of --lr-base')
     g.add_argument('--lr-base-scale', type=str, default='', metavar='SCALE', help='linear or sqrt lr scaling')
     g.add_argument('--lr-noise', type=float, nargs='+', default=None, metavar='pct, pct', help='lr noise epochs')
     g.add_argument('--lr-noise-pct', type=float, default=0.67, metavar='PERCENT', help='lr noise limit')
     g.add_argument('--lr-noise-std', type=float, default=1.0, metavar='STDDEV', help='lr noise std')
     g.add_argument('--lr-cycle-mul', type=float, default=1.0, metavar='MULT', help='lr cycle length multiplier')
     g.add_argument('--lr-cycle-decay', type=float, default=0.5, metavar='MULT', help='lr decay per cycle')
-    g.add_argument('--lr-cycle-limit', type=int, default=1, metavar='N', help='lr cycles')
+    g.add_argument('--lr-cycle-limit', type=positive_int, default=1, metavar='N', help='lr cycles')
     g.add_argument('--lr-k-decay', type=float, default=1.0, help='k-decay of cosine / poly schedules')
     g.add_argument('--warmup-lr', type=float, default=1e-5, metavar='LR', help='warmup lr (default: 1e-5)')
     g.add_argument('--min-lr', type=float, default=0, metavar='LR', help='lower lr bound (default: 0)')
-    g.add_argument('--epochs', type=int, default=300, metavar='N', help='epochs (default: 300)')
+    g.add_argument('--epochs', type=positive_int, default=300, metavar='N', help='epochs (default: 300)')
     g.add_argument('--epoch-repeats', type=float, default=0., metavar='N', help='dataset repeats per epoch')
-    g.add_argument('--start-epoch', type=int, default=None, metavar='N', help='start epoch (overrides resume)')
-    g.add_argument('--decay-milestones', type=int, nargs='+', default=[90, 180, 270], metavar='MILESTONES',
+    g.add_argument('--start-epoch', type=non_negative_int, default=None, metavar='N',
+                   help='start epoch (overrides resume)')
+    g.add_argument('--decay-milestones', type=non_negative_int, nargs='+', default=[90, 180, 270], metavar='MILESTONES',
                    help='multistep decay epochs')
     g.add_argument('--decay-epochs', type=float, default=90, metavar='N', help='step decay interval')
-    g.add_argument('--warmup-epochs', type=int, default=5, metavar='N',
+    g.add_argument('--warmup-epochs', type=non_negative_int, default=5, metavar='N',
                    help='warmup epochs (default: 5; stepped per epoch unless --sched-on-updates)')
     g.add_argument('--warmup-prefix', action='store_true', default=False, help='warmup before the decay schedule')
-    g.add_argument('--cooldown-epochs', type=int, default=0, metavar='N', help='epochs at min lr after the schedule')
-    g.add_argument('--patience-epochs', type=int, default=10, metavar='N', help='plateau patience')
+    g.add_argument('--cooldown-epochs', type=non_negative_int, default=0, metavar='N',
+                   help='epochs at min lr after the schedule')
+    g.add_argument('--patience-epochs', type=non_negative_int, default=10, metavar='N', help='plateau patience')
     g.add_argument('--decay-rate', '--dr', type=float, default=0.1, metavar='RATE', help='lr decay rate')
 
     g = parser.add_argument_group('Augmentation and regularization')
@@ -176,7 +184,7 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--aa', type=str, default=None, metavar='NAME',
                    help='auto-augment policy (with views: replaces the randcls view\'s RandAugment)')
     g.add_argument('--aug-repeats', type=float, default=0, help='repeated augmentation (distributed only)')
-    g.add_argument('--aug-splits', type=int, default=0, help='AugMix splits (not with timm_paco tasks)')
+    g.add_argument('--aug-splits', type=non_negative_int, default=0, help='AugMix splits (not with timm_paco tasks)')
     g.add_argument('--jsd-loss', action='store_true', default=False, help='JSD + CE loss (not with timm_paco tasks)')
     g.add_argument('--bce-loss', action='store_true', default=False, help='BCE loss (ce task, single view)')
     g.add_argument('--bce-sum', action='store_true', default=False, help='sum BCE over classes')
@@ -184,7 +192,7 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--bce-pos-weight', type=float, default=None, help='BCE positive weight')
     g.add_argument('--reprob', type=float, default=0., metavar='PCT', help='random erasing probability')
     g.add_argument('--remode', type=str, default='pixel', help='random erasing mode')
-    g.add_argument('--recount', type=int, default=1, help='random erasing count')
+    g.add_argument('--recount', type=positive_int, default=1, help='random erasing count')
     g.add_argument('--resplit', action='store_true', default=False,
                    help='no random erasing on the first split (with views: view 0)')
     g.add_argument('--mixup', type=float, default=0.0, help='mixup alpha (ce task, single view)')
@@ -193,7 +201,7 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--mixup-prob', type=float, default=1.0, help='probability of mixup or cutmix')
     g.add_argument('--mixup-switch-prob', type=float, default=0.5, help='probability of cutmix instead of mixup')
     g.add_argument('--mixup-mode', type=str, default='batch', help='mixup per batch, pair or elem')
-    g.add_argument('--mixup-off-epoch', type=int, default=0, metavar='N', help='stop mixup at this epoch')
+    g.add_argument('--mixup-off-epoch', type=non_negative_int, default=0, metavar='N', help='stop mixup at this epoch')
     g.add_argument('--smoothing', type=float, default=None,
                    help='label smoothing (default per task, timm\'s for ce and the papers\' for the rest: '
                         + ', '.join(f'{t} {v:g}' for t, v in TASK_SMOOTHING.items()) + ')')
@@ -218,34 +226,38 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--model-ema-warmup', action='store_true', help='EMA decay warmup')
 
     g = parser.add_argument_group('Miscellaneous')
-    g.add_argument('--seed', type=int, default=42, metavar='S', help='random seed (default: 42)')
+    g.add_argument('--seed', type=non_negative_int, default=42, metavar='S', help='random seed (default: 42)')
     g.add_argument('--worker-seeding', type=str, default='all', help='worker seeding mode')
-    g.add_argument('--log-interval', type=int, default=50, metavar='N', help='updates between progress lines')
-    g.add_argument('--val-interval', type=int, default=1, metavar='N', help='epochs between eval / checkpoints')
-    g.add_argument('--recovery-interval', type=int, default=0, metavar='N', help='updates between recovery saves')
-    g.add_argument('--checkpoint-hist', type=int, default=10, metavar='N', help='checkpoints kept (default: 10)')
-    g.add_argument('-j', '--workers', type=int, default=4, metavar='N', help='loader workers (default: 4)')
+    g.add_argument('--log-interval', type=positive_int, default=50, metavar='N', help='updates between progress lines')
+    g.add_argument('--val-interval', type=positive_int, default=1, metavar='N',
+                   help='epochs between eval / checkpoints')
+    g.add_argument('--recovery-interval', type=non_negative_int, default=0, metavar='N',
+                   help='updates between recovery saves')
+    g.add_argument('--checkpoint-hist', type=positive_int, default=10, metavar='N',
+                   help='checkpoints kept (default: 10)')
+    g.add_argument('-j', '--workers', type=non_negative_int, default=4, metavar='N', help='loader workers (default: 4)')
     g.add_argument('--save-images', action='store_true', default=False, help='save input batches when logging')
     g.add_argument('--pin-mem', action='store_true', default=False, help='pin loader memory')
     g.add_argument('--no-prefetcher', action='store_true', default=False, help='no device prefetcher')
     g.add_argument('--output', type=str, default='', metavar='PATH', help='output root (default: ./output/train)')
     g.add_argument('--experiment', type=str, default='', metavar='NAME', help='run sub-folder name')
     g.add_argument('--eval-metric', type=str, default='top1', metavar='EVAL_METRIC', help='best metric')
-    g.add_argument('--tta', type=int, default=0, metavar='N', help='test-time augmentation factor')
+    g.add_argument('--tta', type=non_negative_int, default=0, metavar='N', help='test-time augmentation factor')
     g.add_argument('--use-multi-epochs-loader', action='store_true', default=False, help='reuse loader workers')
     g.add_argument('--log-wandb', action='store_true', default=False, help='log to wandb')
     g.add_argument('--wandb-project', type=str, default=None, help='wandb project')
     g.add_argument('--wandb-tags', type=str, nargs='+', default=[], help='wandb tags')
     g.add_argument('--wandb-resume-id', type=str, default='', metavar='ID', help='wandb run id to resume')
-    g.add_argument('--train-img-sizes', type=int, nargs='+', default=None,
+    g.add_argument('--train-img-sizes', type=positive_int, nargs='+', default=None,
                    help='per-batch image sizes (single timm view only)')
-    g.add_argument('--train-batch-sizes', type=int, nargs='+', default=None, help='batch size per --train-img-sizes')
+    g.add_argument('--train-batch-sizes', type=positive_int, nargs='+', default=None,
+                   help='batch size per --train-img-sizes')
     g.add_argument('--train-size-probs', type=float, nargs='+', default=None, help='weights of --train-img-sizes')
     g.add_argument('--train-size-schedule', type=str, default='constant', choices=('constant', 'progressive'),
                    help='image size schedule')
     g.add_argument('--train-size-schedule-spread', type=float, default=0.65, help='progressive schedule spread')
     g.add_argument('--train-size-random-mix', type=float, default=0.1, help='random share of a progressive schedule')
-    g.add_argument('--train-batches-per-epoch', '--train-steps-per-epoch', type=int, default=None,
+    g.add_argument('--train-batches-per-epoch', '--train-steps-per-epoch', type=positive_int, default=None,
                    help='loader batches per epoch of a scheduled-size loader')
     g.add_argument('--variable-batch-loss-scale', type=str, default='none', choices=('none', 'sqrt', 'linear'),
                    help='loss scale of variable batch sizes')
@@ -283,7 +295,7 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
                    help='gpaco queue of earlier embeddings, slots (default: 0, none, the paper; the seeds\' '
                         'long-tailed code: 8192, 1024 on CIFAR)')
     g.add_argument('--paco-momentum', type=float, default=0.999, help='paco key encoder EMA decay (default: 0.999)')
-    g.add_argument('--paco-proj-dim', type=int, default=None,
+    g.add_argument('--paco-proj-dim', type=positive_int, default=None,
                    help='embedding width (default: the variant\'s, 128 when wrapping a timm model)')
     g.add_argument('--paco-proj-type', type=str, default=None, choices=('mlp', 'mlp3'),
                    help='projector layout (default: the variant\'s; wrapping: mlp3 for attention models, else mlp)')
@@ -298,7 +310,7 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
                         'gpaco with logit adjustment (default: 1.0, the papers\' value)')
     g.add_argument('--imb-factor', type=float, default=None,
                    help='subsample the training split to a long tail with n_min / n_max = this')
-    g.add_argument('--imb-seed', type=int, default=0, help='seed of the long-tail subsampling')
+    g.add_argument('--imb-seed', type=non_negative_int, default=0, help='seed of the long-tail subsampling')
     g.add_argument('--push-to-hub', type=str, default=None, metavar='REPO_ID',
                    help='push the final checkpoint to this Hugging Face Hub repository')
     g.add_argument('--hub-private', action='store_true', default=False, help='create the Hub repository private')
@@ -408,9 +420,6 @@ def _check_args(parser, args, task: str, num_views: int, timm_views: bool) -> No
     if args.tta > 1:
         parser.error(f'--tta {args.tta}: the eval loader makes no augmented copies to fold; evaluate test-time '
                      f'augmentation separately')
-    for flag, value in (('--log-interval', args.log_interval), ('--val-interval', args.val_interval)):
-        if value < 1:
-            parser.error(f'{flag} {value}: expected >= 1')
     if args.torchscript and task in ('paco', 'gpaco'):
         parser.error('--torchscript: the paco / gpaco models are not scriptable; use --torchcompile')
     if not timm_views:
@@ -508,7 +517,6 @@ def main(argv=None):
         except ValueError as e:
             parser.error(f'--push-to-hub {args.push_to_hub}: {e}')
     args.prefetcher = not args.no_prefetcher
-    args.grad_accum_steps = max(1, args.grad_accum_steps)
     device = utils.init_distributed_device(args)
     if args.distributed:
         _logger.info(f'Distributed training: process {args.rank} of {args.world_size}, device {args.device}.')
@@ -788,7 +796,8 @@ def main(argv=None):
                 best_metric, best_epoch = saver.save_checkpoint(epoch, metric=latest_metric)
             if lr_scheduler is not None:
                 lr_scheduler.step(epoch + 1, latest_metric)
-            results.append({'epoch': epoch, 'train': train_metrics, **({'validation': eval_metrics} if eval_metrics else {})})
+            results.append({'epoch': epoch, 'train': train_metrics,
+                            **({'validation': eval_metrics} if eval_metrics else {})})
     except KeyboardInterrupt:
         pass
 
@@ -949,7 +958,8 @@ def train_one_epoch(
     for name, meter in meters.items():
         value = meter.avg
         if args.distributed:
-            value = utils.reduce_tensor(torch.tensor([value], device=device, dtype=torch.float64), args.world_size).item()
+            value = torch.tensor([value], device=device, dtype=torch.float64)
+            value = utils.reduce_tensor(value, args.world_size).item()
         metrics[name] = value
     return metrics
 

@@ -45,6 +45,7 @@ from timm.data import RealLabelsImagenet, create_loader, resolve_data_config
 from timm.layers import apply_test_time_pool, set_fast_norm
 from timm.models import is_model, list_models
 from timm.utils import AverageMeter, ParseKwargs, natural_key, reparameterize_model, set_jit_fuser
+from timm_paco.arg_types import non_negative_int, positive_int
 from timm_paco.data import (
     LT_PREFIX, check_dataset_classes, create_paco_dataset, load_class_counts, match_model_channels,
 )
@@ -67,7 +68,7 @@ parser.add_argument('--data-dir', metavar='DIR', help='dataset root folder')
 parser.add_argument('--dataset', metavar='NAME', default='',
                     help='timm dataset "<type>/<name>", "lt:<split list>", or empty for an image folder')
 parser.add_argument('--split', metavar='NAME', default='validation', help='dataset split (default: validation)')
-parser.add_argument('--num-samples', default=None, type=int, metavar='N',
+parser.add_argument('--num-samples', default=None, type=positive_int, metavar='N',
                     help='number of samples of the split, for iterable datasets')
 parser.add_argument('--dataset-download', action='store_true', default=False,
                     help='download torch/ and tfds/ datasets that support it')
@@ -80,29 +81,31 @@ parser.add_argument('--dataset-trust-remote-code', action='store_true', default=
 # model (timm)
 parser.add_argument('--model', '-m', metavar='NAME', default='dpn92', help='model name (default: dpn92)')
 parser.add_argument('--pretrained', dest='pretrained', action='store_true', help='use pretrained weights')
-parser.add_argument('-j', '--workers', default=4, type=int, metavar='N', help='data loading workers (default: 4)')
-parser.add_argument('-b', '--batch-size', default=256, type=int, metavar='N', help='batch size (default: 256)')
-parser.add_argument('--img-size', default=None, type=int, metavar='N', help='input image size (model default)')
-parser.add_argument('--in-chans', type=int, default=None, metavar='N', help='input channels (default: 3)')
-parser.add_argument('--input-size', default=None, nargs=3, type=int, metavar='N',
+parser.add_argument('-j', '--workers', default=4, type=non_negative_int, metavar='N',
+                    help='data loading workers (default: 4)')
+parser.add_argument('-b', '--batch-size', default=256, type=positive_int, metavar='N', help='batch size (default: 256)')
+parser.add_argument('--img-size', default=None, type=positive_int, metavar='N', help='input image size (model default)')
+parser.add_argument('--in-chans', type=positive_int, default=None, metavar='N', help='input channels (default: 3)')
+parser.add_argument('--input-size', default=None, nargs=3, type=positive_int, metavar='N',
                     help='input dimensions "C H W" (model default)')
 parser.add_argument('--use-train-size', action='store_true', default=False,
                     help='use the train input size even when the pretrained cfg has a test size')
 parser.add_argument('--crop-pct', default=None, type=float, metavar='N', help='centre crop fraction')
 parser.add_argument('--crop-mode', default=None, type=str, metavar='N',
                     help='crop mode: squash, border or center (model default)')
-parser.add_argument('--crop-border-pixels', type=int, default=None, help='pixels cropped from the image border')
+parser.add_argument('--crop-border-pixels', type=non_negative_int, default=None,
+                    help='pixels cropped from the image border')
 parser.add_argument('--mean', type=float, nargs='+', default=None, metavar='MEAN', help='override pixel mean')
 parser.add_argument('--std', type=float, nargs='+', default=None, metavar='STD', help='override pixel std')
 parser.add_argument('--interpolation', default='', type=str, metavar='NAME', help='resize interpolation')
-parser.add_argument('--num-classes', type=int, default=None,
+parser.add_argument('--num-classes', type=positive_int, default=None,
                     help='classes of the model (default: the checkpoint\'s, else the model\'s)')
 parser.add_argument('--gp', default=None, type=str, metavar='POOL', help='global pool type (model default)')
-parser.add_argument('--log-freq', default=10, type=int, metavar='N', help='log every N batches (default: 10)')
+parser.add_argument('--log-freq', default=10, type=positive_int, metavar='N', help='log every N batches (default: 10)')
 parser.add_argument('--checkpoint', default='', type=str, metavar='PATH',
                     help='checkpoint file; a folder validates every *.pth.tar / *.pth in it; '
                          'comma-separated files are evaluated as a logit-averaging ensemble')
-parser.add_argument('--num-gpu', type=int, default=1, help='number of GPUs (DataParallel)')
+parser.add_argument('--num-gpu', type=positive_int, default=1, help='number of GPUs (DataParallel)')
 parser.add_argument('--test-pool', dest='test_pool', action='store_true', help='test-time pooling')
 parser.add_argument('--no-prefetcher', action='store_true', default=False, help='disable the fast prefetcher')
 parser.add_argument('--pin-mem', action='store_true', default=False, help='pin DataLoader memory')
@@ -132,7 +135,7 @@ parser.add_argument('--real-labels', default='', type=str, metavar='FILENAME',
 parser.add_argument('--valid-labels', default='', type=str, metavar='FILENAME',
                     help='text file of class indices (one a line) scored for a partial label space')
 parser.add_argument('--retry', default=False, action='store_true', help='retry with smaller batches on OOM')
-parser.add_argument('--seed', type=int, default=42, metavar='S', help='random seed (default: 42)')
+parser.add_argument('--seed', type=non_negative_int, default=42, metavar='S', help='random seed (default: 42)')
 parser.add_argument('--metrics-avg', type=str, default=None, choices=['micro', 'macro', 'weighted'],
                     help='also report precision, recall and F1 with this averaging')
 parser.add_argument('--naflex-loader', action='store_true', default=False, help='NaFlex loader (NaFlex models)')
@@ -144,8 +147,10 @@ group.add_argument('--class-counts', default='', type=str, metavar='PATH',
                         f'default: {CLASS_COUNTS_FILE} beside --checkpoint when present')
 group.add_argument('--lt-metrics', action='store_true', default=False,
                    help='require many/medium/few metrics (error if no class counts are found)')
-group.add_argument('--many-shot-thr', type=int, default=100, help='many-shot: train count > this (default: 100)')
-group.add_argument('--few-shot-thr', type=int, default=20, help='few-shot: train count < this (default: 20)')
+group.add_argument('--many-shot-thr', type=non_negative_int, default=100,
+                   help='many-shot: train count > this (default: 100)')
+group.add_argument('--few-shot-thr', type=non_negative_int, default=20,
+                   help='few-shot: train count < this (default: 20)')
 group.add_argument('--per-class-file', default='', type=str, metavar='FILENAME',
                    help='per-class accuracy CSV (default: <results-file stem>_per_class.csv)')
 group.add_argument('--per-class-plot', default='', type=str, metavar='FILENAME',

@@ -166,7 +166,8 @@ def main():
         r = bench(args, *cfg)
         if r['max_diff'] > args.max_diff_tol:
             raise SystemExit(f"fast and dense disagree by {r['max_diff']:.2e} at {r['config']}")
-        print(f"| {r['config']} | {r['dense_ms']:.1f} | {r['fast_ms']:.1f} | {r['speedup']:.2f}x | {r['cpu_speedup']:.2f}x | "
+        print(f"| {r['config']} | {r['dense_ms']:.1f} | {r['fast_ms']:.1f} | {r['speedup']:.2f}x | "
+              f"{r['cpu_speedup']:.2f}x | "
               f"{r['dense_min']:.1f} / {r['fast_min']:.1f} | {r['dense_min'] / r['fast_min']:.2f}x | "
               f"{r['dense_mib']:.1f} | {r['fast_mib']:.1f} | {r['mem_ratio']:.2f}x | {r['max_diff']:.1e} |")
 

@@ -48,7 +48,8 @@ from timm_paco.quickstart import (  # noqa: E402
 )
 
 SPLITS = (('val', 'validation split', 'val_results.json'), ('test', 'test set', 'results.json'))
-# how the test logits are scored: unadjusted, − τ · log p, + one bias per class (both fitted on the validation split)
+# how the test logits are scored: unadjusted, − τ · log p, + one bias per class
+# (τ and the biases fitted on the validation split)
 STATES = (('before', 'as trained'), ('after', '+ post-hoc τ'), ('bias', '+ class biases'))
 
 

@@ -169,6 +169,13 @@ def test_cli_infers_model_and_writes_file_and_folder(tmp_path, capsys, monkeypat
     os.rename(file, renamed)
     assert torch.equal(load_checkpoint(renamed)['backbone.fc.weight'], model.backbone.fc.weight)
 
+    # a bad --num-classes is a usage error naming the flag, before the checkpoint is read
+    for bad in ('0', 'ten'):
+        with pytest.raises(SystemExit) as exit_info:
+            main([src, str(tmp_path / 'bad.safetensors'), '--num-classes', bad])
+        assert exit_info.value.code == 2 and '--num-classes: expected an integer >= 1' in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / 'bad.safetensors')
+
 
 def test_bad_checkpoints_raise_one_clear_error(tmp_path, seed_resnet):
     src = seed_resnet[False][0]

@@ -153,6 +153,30 @@ def test_paco_float32_large_logits_and_autocast():
     torch.testing.assert_close(loss16, loss32, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize('make,uses_logits', [
+    (lambda: PaCoLoss(10, label_smoothing=0.1, class_counts=list(range(1, 11))), True),
+    (lambda: SupConLoss(10), False),
+], ids=['paco', 'supcon'])
+def test_backward_inside_autocast_gives_the_float32_gradients(make, uses_logits):
+    # a training loop may call backward inside its autocast region: the hand-written backward must not
+    # be autocast (it mixed bf16 and float32 operands) and must give the gradients of a float32 backward
+    crit = make()
+    logits, features, labels, queue, qlabels = _inputs(8, 16, 10, 6, seed=12, dtype=torch.float32)
+    queue = queue.detach().to(torch.bfloat16)
+    wrt = [logits, features] if uses_logits else [features]
+    grads = []
+    for inside in (True, False):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            loss = crit(logits.to(torch.bfloat16), features.to(torch.bfloat16), labels, queue, qlabels)
+            if inside:
+                grads.append(_grads(loss, wrt))
+        if not inside:
+            grads.append(_grads(loss, wrt))
+    for g_inside, g_outside in zip(*grads):
+        assert g_inside.dtype == torch.float32
+        torch.testing.assert_close(g_inside, g_outside, rtol=0, atol=0)
+
+
 def test_paco_matches_dense_reference_at_larger_size():
     # float32 at a size where the per-anchor loop would be slow: the vectorised dense float64 reference
     A, N, C, D = 300, 7000, 10, 16

@@ -24,6 +24,7 @@ import timm
 from timm.models import split_model_name_tag
 from timm.models._pretrained import filter_pretrained_cfg
 
+from .arg_types import positive_int
 from .checkpoint_io import load_checkpoint_file as load_checkpoint
 from .models.builder import check_pretrained_tag
 from .models.checkpoint_filter import check_state_dict, convert_state_dict, unwrap_checkpoint
@@ -172,7 +173,8 @@ def main(argv=None) -> int:
     parser.add_argument('src', help='seed checkpoint (.pth.tar / .pth) or safetensors file')
     parser.add_argument('dst', help='output .safetensors file, or a folder (model.safetensors + config.json)')
     parser.add_argument('--model', default=None, help='timm-paco model name[.tag] (default: read from the weights)')
-    parser.add_argument('--num-classes', type=int, default=None, help='expected class count (default: from weights)')
+    parser.add_argument('--num-classes', type=positive_int, default=None,
+                        help='expected class count (default: from weights)')
     args = parser.parse_args(argv)
     try:
         name, sd = convert_checkpoint(args.src, args.dst, model_name=args.model, num_classes=args.num_classes)

@@ -93,6 +93,12 @@ class _PaCoLogTerms(torch.autograd.Function):
     @staticmethod
     @once_differentiable  # hand-written, in-place gradients: no double backward (second-order optimisers)
     def backward(ctx, grad_centre_lp, grad_lse):
+        # a caller may run backward inside an autocast region: the saved buffers are float32, so keep it off
+        with torch.autocast(device_type=grad_lse.device.type, enabled=False):
+            return _PaCoLogTerms._backward(ctx, grad_centre_lp, grad_lse)
+
+    @staticmethod
+    def _backward(ctx, grad_centre_lp, grad_lse):
         features, queue, labels, lse, centre, centre_shift, samples, sample_shift = ctx.saved_tensors
         num_anchors = features.shape[0]
         grad_den = grad_lse - grad_centre_lp  # d/d lse_i of both outputs
