@@ -37,7 +37,9 @@ from timm.optim import create_optimizer_v2, get_optimizer_info, optimizer_kwargs
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.task import ClassificationTask, evaluation_sample_limit, load_task_ema_checkpoint, resume_task_checkpoint
 
-from timm_paco.arg_types import non_negative_int, positive_int
+from timm_paco.arg_types import (
+    decay_rate, finite_float, non_negative_float, non_negative_int, positive_float, positive_int, probability,
+)
 from timm_paco.data import (
     MultiViewTransform, NoLabelsError, check_dataset_classes, check_imb_factor, count_classes, create_paco_dataset,
     create_view_loader, create_view_transform, match_model_channels, parse_view_recipe, save_class_counts,
@@ -90,9 +92,9 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
                    help='image size (default: the model\'s)')
     g.add_argument('--in-chans', type=positive_int, default=None, metavar='N', help='image channels (default: 3)')
     g.add_argument('--input-size', type=positive_int, nargs=3, default=None, metavar='N', help='input C H W')
-    g.add_argument('--crop-pct', type=float, default=None, metavar='N', help='eval centre crop fraction')
-    g.add_argument('--mean', type=float, nargs='+', default=None, metavar='MEAN', help='dataset mean override')
-    g.add_argument('--std', type=float, nargs='+', default=None, metavar='STD', help='dataset std override')
+    g.add_argument('--crop-pct', type=positive_float, default=None, metavar='N', help='eval centre crop fraction')
+    g.add_argument('--mean', type=finite_float, nargs='+', default=None, metavar='MEAN', help='dataset mean override')
+    g.add_argument('--std', type=positive_float, nargs='+', default=None, metavar='STD', help='dataset std override')
     g.add_argument('--interpolation', type=str, default='', metavar='NAME', help='resize interpolation override')
     g.add_argument('-b', '--batch-size', type=positive_int, default=128, metavar='N',
                    help='images per process and step (default: 128)')
@@ -105,8 +107,8 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--grad-checkpointing', action='store_true', default=False, help='gradient checkpointing')
     g.add_argument('--fast-norm', action='store_true', default=False, help='timm\'s experimental fast norm')
     g.add_argument('--model-kwargs', nargs='*', default={}, action=utils.ParseKwargs)
-    g.add_argument('--head-init-scale', type=float, default=None, help='scale the classifier init by this')
-    g.add_argument('--head-init-bias', type=float, default=None, help='classifier bias init value')
+    g.add_argument('--head-init-scale', type=finite_float, default=None, help='scale the classifier init by this')
+    g.add_argument('--head-init-bias', type=finite_float, default=None, help='classifier bias init value')
     g.add_argument('--torchcompile-mode', type=str, default=None, help='torch.compile mode')
     scripting = g.add_mutually_exclusive_group()
     scripting.add_argument('--torchscript', dest='torchscript', action='store_true', help='torch.jit.script the model')
@@ -125,95 +127,104 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group('Optimizer')
     g.add_argument('--opt', type=str, default='sgd', metavar='OPTIMIZER', help='optimizer (default: sgd)')
-    g.add_argument('--opt-eps', type=float, default=None, metavar='EPSILON', help='optimizer epsilon')
-    g.add_argument('--opt-betas', type=float, nargs='+', default=None, metavar='BETA', help='optimizer betas')
-    g.add_argument('--momentum', type=float, default=0.9, metavar='M', help='optimizer momentum (default: 0.9)')
-    g.add_argument('--weight-decay', type=float, default=2e-5, help='weight decay (default: 2e-5)')
-    g.add_argument('--clip-grad', type=float, default=None, metavar='NORM', help='gradient clipping value')
+    g.add_argument('--opt-eps', type=positive_float, default=None, metavar='EPSILON', help='optimizer epsilon')
+    g.add_argument('--opt-betas', type=decay_rate, nargs='+', default=None, metavar='BETA', help='optimizer betas')
+    g.add_argument('--momentum', type=non_negative_float, default=0.9, metavar='M',
+                   help='optimizer momentum (default: 0.9)')
+    g.add_argument('--weight-decay', type=non_negative_float, default=2e-5, help='weight decay (default: 2e-5)')
+    g.add_argument('--clip-grad', type=positive_float, default=None, metavar='NORM', help='gradient clipping value')
     g.add_argument('--clip-mode', type=str, default='norm', help='clipping mode: norm, value or agc')
-    g.add_argument('--layer-decay', type=float, default=None, help='layer-wise lr decay')
-    g.add_argument('--layer-decay-min-scale', type=float, default=0, help='layer-wise lr decay minimum scale')
-    g.add_argument('--layer-decay-no-opt-scale', type=float, default=None, help='layer-wise lr decay no-opt scale')
+    g.add_argument('--layer-decay', type=positive_float, default=None, help='layer-wise lr decay')
+    g.add_argument('--layer-decay-min-scale', type=non_negative_float, default=0,
+                   help='layer-wise lr decay minimum scale')
+    g.add_argument('--layer-decay-no-opt-scale', type=finite_float, default=None,
+                   help='layer-wise lr decay no-opt scale')
     g.add_argument('--opt-kwargs', nargs='*', default={}, action=utils.ParseKwargs)
 
     g = parser.add_argument_group('Learning rate schedule')
     g.add_argument('--sched', type=str, default='cosine', metavar='SCHEDULER', help='lr schedule (default: cosine)')
     g.add_argument('--sched-on-updates', action='store_true', default=False,
                    help='step the schedule (warm-up included) per update instead of per epoch; short runs want it')
-    g.add_argument('--lr', type=float, default=None, metavar='LR', help='learning rate (default: from --lr-base)')
-    g.add_argument('--lr-base', type=float, default=0.1, metavar='LR', help='lr per --lr-base-size images')
+    g.add_argument('--lr', type=non_negative_float, default=None, metavar='LR',
+                   help='learning rate (default: from --lr-base)')
+    g.add_argument('--lr-base', type=non_negative_float, default=0.1, metavar='LR', help='lr per --lr-base-size images')
     g.add_argument('--lr-base-size', type=positive_int, default=256, metavar='DIV', help='batch size of --lr-base')
     g.add_argument('--lr-base-scale', type=str, default='', metavar='SCALE', help='linear or sqrt lr scaling')
-    g.add_argument('--lr-noise', type=float, nargs='+', default=None, metavar='pct, pct', help='lr noise epochs')
-    g.add_argument('--lr-noise-pct', type=float, default=0.67, metavar='PERCENT', help='lr noise limit')
-    g.add_argument('--lr-noise-std', type=float, default=1.0, metavar='STDDEV', help='lr noise std')
-    g.add_argument('--lr-cycle-mul', type=float, default=1.0, metavar='MULT', help='lr cycle length multiplier')
-    g.add_argument('--lr-cycle-decay', type=float, default=0.5, metavar='MULT', help='lr decay per cycle')
+    g.add_argument('--lr-noise', type=finite_float, nargs='+', default=None, metavar='pct, pct', help='lr noise epochs')
+    g.add_argument('--lr-noise-pct', type=non_negative_float, default=0.67, metavar='PERCENT', help='lr noise limit')
+    g.add_argument('--lr-noise-std', type=non_negative_float, default=1.0, metavar='STDDEV', help='lr noise std')
+    g.add_argument('--lr-cycle-mul', type=positive_float, default=1.0, metavar='MULT',
+                   help='lr cycle length multiplier')
+    g.add_argument('--lr-cycle-decay', type=non_negative_float, default=0.5, metavar='MULT', help='lr decay per cycle')
     g.add_argument('--lr-cycle-limit', type=positive_int, default=1, metavar='N', help='lr cycles')
-    g.add_argument('--lr-k-decay', type=float, default=1.0, help='k-decay of cosine / poly schedules')
-    g.add_argument('--warmup-lr', type=float, default=1e-5, metavar='LR', help='warmup lr (default: 1e-5)')
-    g.add_argument('--min-lr', type=float, default=0, metavar='LR', help='lower lr bound (default: 0)')
+    g.add_argument('--lr-k-decay', type=positive_float, default=1.0, help='k-decay of cosine / poly schedules')
+    g.add_argument('--warmup-lr', type=non_negative_float, default=1e-5, metavar='LR', help='warmup lr (default: 1e-5)')
+    g.add_argument('--min-lr', type=non_negative_float, default=0, metavar='LR', help='lower lr bound (default: 0)')
     g.add_argument('--epochs', type=positive_int, default=300, metavar='N', help='epochs (default: 300)')
-    g.add_argument('--epoch-repeats', type=float, default=0., metavar='N', help='dataset repeats per epoch')
+    g.add_argument('--epoch-repeats', type=non_negative_float, default=0., metavar='N',
+                   help='dataset repeats per epoch')
     g.add_argument('--start-epoch', type=non_negative_int, default=None, metavar='N',
                    help='start epoch (overrides resume)')
     g.add_argument('--decay-milestones', type=non_negative_int, nargs='+', default=[90, 180, 270], metavar='MILESTONES',
                    help='multistep decay epochs')
-    g.add_argument('--decay-epochs', type=float, default=90, metavar='N', help='step decay interval')
+    g.add_argument('--decay-epochs', type=positive_float, default=90, metavar='N', help='step decay interval')
     g.add_argument('--warmup-epochs', type=non_negative_int, default=5, metavar='N',
                    help='warmup epochs (default: 5; stepped per epoch unless --sched-on-updates)')
     g.add_argument('--warmup-prefix', action='store_true', default=False, help='warmup before the decay schedule')
     g.add_argument('--cooldown-epochs', type=non_negative_int, default=0, metavar='N',
                    help='epochs at min lr after the schedule')
     g.add_argument('--patience-epochs', type=non_negative_int, default=10, metavar='N', help='plateau patience')
-    g.add_argument('--decay-rate', '--dr', type=float, default=0.1, metavar='RATE', help='lr decay rate')
+    g.add_argument('--decay-rate', '--dr', type=non_negative_float, default=0.1, metavar='RATE', help='lr decay rate')
 
     g = parser.add_argument_group('Augmentation and regularization')
     g.add_argument('--no-aug', action='store_true', default=False,
                    help='no training augmentation (every view is the plain resized / cropped image)')
     g.add_argument('--train-crop-mode', type=str, default=None, help='training crop mode')
-    g.add_argument('--scale', type=float, nargs='+', default=[0.08, 1.0], metavar='PCT', help='random crop scale')
-    g.add_argument('--ratio', type=float, nargs='+', default=[3. / 4., 4. / 3.], metavar='RATIO',
+    g.add_argument('--scale', type=probability, nargs='+', default=[0.08, 1.0], metavar='PCT', help='random crop scale')
+    g.add_argument('--ratio', type=positive_float, nargs='+', default=[3. / 4., 4. / 3.], metavar='RATIO',
                    help='random crop aspect ratio')
-    g.add_argument('--hflip', type=float, default=0.5, help='horizontal flip probability')
-    g.add_argument('--vflip', type=float, default=0., help='vertical flip probability')
-    g.add_argument('--color-jitter', type=float, default=0.4, metavar='PCT', help='colour jitter strength')
-    g.add_argument('--color-jitter-prob', type=float, default=None, metavar='PCT', help='colour jitter probability')
-    g.add_argument('--grayscale-prob', type=float, default=None, metavar='PCT', help='grayscale probability')
-    g.add_argument('--gaussian-blur-prob', type=float, default=None, metavar='PCT', help='gaussian blur probability')
+    g.add_argument('--hflip', type=probability, default=0.5, help='horizontal flip probability')
+    g.add_argument('--vflip', type=probability, default=0., help='vertical flip probability')
+    g.add_argument('--color-jitter', type=non_negative_float, default=0.4, metavar='PCT', help='colour jitter strength')
+    g.add_argument('--color-jitter-prob', type=probability, default=None, metavar='PCT',
+                   help='colour jitter probability')
+    g.add_argument('--grayscale-prob', type=probability, default=None, metavar='PCT', help='grayscale probability')
+    g.add_argument('--gaussian-blur-prob', type=probability, default=None, metavar='PCT',
+                   help='gaussian blur probability')
     g.add_argument('--aa', type=str, default=None, metavar='NAME',
                    help='auto-augment policy (with views: replaces the randcls view\'s RandAugment)')
-    g.add_argument('--aug-repeats', type=float, default=0, help='repeated augmentation (distributed only)')
+    g.add_argument('--aug-repeats', type=non_negative_float, default=0, help='repeated augmentation (distributed only)')
     g.add_argument('--aug-splits', type=non_negative_int, default=0, help='AugMix splits (not with timm_paco tasks)')
     g.add_argument('--jsd-loss', action='store_true', default=False, help='JSD + CE loss (not with timm_paco tasks)')
     g.add_argument('--bce-loss', action='store_true', default=False, help='BCE loss (ce task, single view)')
     g.add_argument('--bce-sum', action='store_true', default=False, help='sum BCE over classes')
-    g.add_argument('--bce-target-thresh', type=float, default=None, help='binarize soft BCE targets at this value')
-    g.add_argument('--bce-pos-weight', type=float, default=None, help='BCE positive weight')
-    g.add_argument('--reprob', type=float, default=0., metavar='PCT', help='random erasing probability')
+    g.add_argument('--bce-target-thresh', type=probability, default=None,
+                   help='binarize soft BCE targets at this value')
+    g.add_argument('--bce-pos-weight', type=positive_float, default=None, help='BCE positive weight')
+    g.add_argument('--reprob', type=probability, default=0., metavar='PCT', help='random erasing probability')
     g.add_argument('--remode', type=str, default='pixel', help='random erasing mode')
     g.add_argument('--recount', type=positive_int, default=1, help='random erasing count')
     g.add_argument('--resplit', action='store_true', default=False,
                    help='no random erasing on the first split (with views: view 0)')
-    g.add_argument('--mixup', type=float, default=0.0, help='mixup alpha (ce task, single view)')
-    g.add_argument('--cutmix', type=float, default=0.0, help='cutmix alpha (ce task, single view)')
-    g.add_argument('--cutmix-minmax', type=float, nargs='+', default=None, help='cutmix min / max ratio')
-    g.add_argument('--mixup-prob', type=float, default=1.0, help='probability of mixup or cutmix')
-    g.add_argument('--mixup-switch-prob', type=float, default=0.5, help='probability of cutmix instead of mixup')
+    g.add_argument('--mixup', type=non_negative_float, default=0.0, help='mixup alpha (ce task, single view)')
+    g.add_argument('--cutmix', type=non_negative_float, default=0.0, help='cutmix alpha (ce task, single view)')
+    g.add_argument('--cutmix-minmax', type=probability, nargs='+', default=None, help='cutmix min / max ratio')
+    g.add_argument('--mixup-prob', type=probability, default=1.0, help='probability of mixup or cutmix')
+    g.add_argument('--mixup-switch-prob', type=probability, default=0.5, help='probability of cutmix instead of mixup')
     g.add_argument('--mixup-mode', type=str, default='batch', help='mixup per batch, pair or elem')
     g.add_argument('--mixup-off-epoch', type=non_negative_int, default=0, metavar='N', help='stop mixup at this epoch')
-    g.add_argument('--smoothing', type=float, default=None,
+    g.add_argument('--smoothing', type=decay_rate, default=None,
                    help='label smoothing (default per task, timm\'s for ce and the papers\' for the rest: '
                         + ', '.join(f'{t} {v:g}' for t, v in TASK_SMOOTHING.items()) + ')')
     g.add_argument('--train-interpolation', type=str, default='random', help='training interpolation')
-    g.add_argument('--drop', type=float, default=0.0, metavar='PCT', help='dropout rate')
-    g.add_argument('--drop-connect', type=float, default=None, metavar='PCT', help='deprecated, use --drop-path')
-    g.add_argument('--drop-path', type=float, default=None, metavar='PCT', help='drop path rate')
-    g.add_argument('--drop-block', type=float, default=None, metavar='PCT', help='drop block rate')
+    g.add_argument('--drop', type=probability, default=0.0, metavar='PCT', help='dropout rate')
+    g.add_argument('--drop-connect', type=probability, default=None, metavar='PCT', help='deprecated, use --drop-path')
+    g.add_argument('--drop-path', type=probability, default=None, metavar='PCT', help='drop path rate')
+    g.add_argument('--drop-block', type=probability, default=None, metavar='PCT', help='drop block rate')
 
     g = parser.add_argument_group('Batch norm')
-    g.add_argument('--bn-momentum', type=float, default=None, help='BatchNorm momentum override')
-    g.add_argument('--bn-eps', type=float, default=None, help='BatchNorm epsilon override')
+    g.add_argument('--bn-momentum', type=probability, default=None, help='BatchNorm momentum override')
+    g.add_argument('--bn-eps', type=positive_float, default=None, help='BatchNorm epsilon override')
     g.add_argument('--sync-bn', action='store_true', help='synchronized BatchNorm (distributed)')
     g.add_argument('--dist-bn', type=str, default='reduce',
                    help='share BatchNorm stats between ranks after each epoch: broadcast, reduce or ""')
@@ -222,7 +233,7 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group('Model EMA (separate from the PaCo key encoder)')
     g.add_argument('--model-ema', action='store_true', default=False, help='keep an EMA of the model weights')
     g.add_argument('--model-ema-force-cpu', action='store_true', default=False, help='EMA on CPU, no EMA eval')
-    g.add_argument('--model-ema-decay', type=float, default=0.9998, help='EMA decay (default: 0.9998)')
+    g.add_argument('--model-ema-decay', type=probability, default=0.9998, help='EMA decay (default: 0.9998)')
     g.add_argument('--model-ema-warmup', action='store_true', help='EMA decay warmup')
 
     g = parser.add_argument_group('Miscellaneous')
@@ -252,7 +263,8 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
                    help='per-batch image sizes (single timm view only)')
     g.add_argument('--train-batch-sizes', type=positive_int, nargs='+', default=None,
                    help='batch size per --train-img-sizes')
-    g.add_argument('--train-size-probs', type=float, nargs='+', default=None, help='weights of --train-img-sizes')
+    g.add_argument('--train-size-probs', type=non_negative_float, nargs='+', default=None,
+                   help='weights of --train-img-sizes')
     g.add_argument('--train-size-schedule', type=str, default='constant', choices=('constant', 'progressive'),
                    help='image size schedule')
     g.add_argument('--train-size-schedule-spread', type=float, default=0.65, help='progressive schedule spread')
@@ -285,16 +297,19 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group('PaCo / GPaCo')
     g.add_argument('--task', type=str, default=None, choices=TASK_NAMES,
                    help='training task (default: the model\'s own, ce for plain timm models)')
-    g.add_argument('--paco-alpha', type=float, default=None,
+    g.add_argument('--paco-alpha', type=non_negative_float, default=None,
                    help='weight of same-class samples (default: 0.05, the loss default)')
-    g.add_argument('--paco-beta', type=float, default=None, help='weight of the class centre (default: 1.0)')
-    g.add_argument('--paco-gamma', type=float, default=None, help='weight of samples in the denominator (default: 1.0)')
-    g.add_argument('--paco-temperature', type=float, default=None, help='contrast temperature (default: 0.2)')
+    g.add_argument('--paco-beta', type=non_negative_float, default=None,
+                   help='weight of the class centre (default: 1.0)')
+    g.add_argument('--paco-gamma', type=non_negative_float, default=None,
+                   help='weight of samples in the denominator (default: 1.0)')
+    g.add_argument('--paco-temperature', type=positive_float, default=None, help='contrast temperature (default: 0.2)')
     g.add_argument('--paco-queue-size', type=positive_int, default=8192, help='paco queue slots (default: 8192)')
     g.add_argument('--gpaco-queue-size', type=non_negative_int, default=0,
                    help='gpaco queue of earlier embeddings, slots (default: 0, none, the paper; the seeds\' '
                         'long-tailed code: 8192, 1024 on CIFAR)')
-    g.add_argument('--paco-momentum', type=float, default=0.999, help='paco key encoder EMA decay (default: 0.999)')
+    g.add_argument('--paco-momentum', type=decay_rate, default=0.999,
+                   help='paco key encoder EMA decay (default: 0.999)')
     g.add_argument('--paco-proj-dim', type=positive_int, default=None,
                    help='embedding width (default: the variant\'s, 128 when wrapping a timm model)')
     g.add_argument('--paco-proj-type', type=str, default=None, choices=('mlp', 'mlp3'),
@@ -305,7 +320,7 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--paco-logit-adjust', type=str, default='auto', choices=LOGIT_ADJUST_MODES,
                    help='class prior on the paco / gpaco centre logits: auto = when the training class counts are '
                         'long-tailed (max / min > 2)')
-    g.add_argument('--prior-tau', type=float, default=1.0,
+    g.add_argument('--prior-tau', type=finite_float, default=1.0,
                    help='strength tau of the class prior, logits + tau * log p, for balanced-softmax and for paco / '
                         'gpaco with logit adjustment (default: 1.0, the papers\' value)')
     g.add_argument('--imb-factor', type=float, default=None,

@@ -29,7 +29,6 @@ import argparse
 import glob
 import json
 import logging
-import math
 import os
 import time
 from contextlib import suppress
@@ -45,7 +44,7 @@ from timm.data import RealLabelsImagenet, create_loader, resolve_data_config
 from timm.layers import apply_test_time_pool, set_fast_norm
 from timm.models import is_model, list_models
 from timm.utils import AverageMeter, ParseKwargs, natural_key, reparameterize_model, set_jit_fuser
-from timm_paco.arg_types import non_negative_int, positive_int
+from timm_paco.arg_types import finite_float, non_negative_int, percent, positive_float, positive_int
 from timm_paco.data import (
     LT_PREFIX, check_dataset_classes, create_paco_dataset, load_class_counts, match_model_channels,
 )
@@ -90,13 +89,13 @@ parser.add_argument('--input-size', default=None, nargs=3, type=positive_int, me
                     help='input dimensions "C H W" (model default)')
 parser.add_argument('--use-train-size', action='store_true', default=False,
                     help='use the train input size even when the pretrained cfg has a test size')
-parser.add_argument('--crop-pct', default=None, type=float, metavar='N', help='centre crop fraction')
+parser.add_argument('--crop-pct', default=None, type=positive_float, metavar='N', help='centre crop fraction')
 parser.add_argument('--crop-mode', default=None, type=str, metavar='N',
                     help='crop mode: squash, border or center (model default)')
 parser.add_argument('--crop-border-pixels', type=non_negative_int, default=None,
                     help='pixels cropped from the image border')
-parser.add_argument('--mean', type=float, nargs='+', default=None, metavar='MEAN', help='override pixel mean')
-parser.add_argument('--std', type=float, nargs='+', default=None, metavar='STD', help='override pixel std')
+parser.add_argument('--mean', type=finite_float, nargs='+', default=None, metavar='MEAN', help='override pixel mean')
+parser.add_argument('--std', type=positive_float, nargs='+', default=None, metavar='STD', help='override pixel std')
 parser.add_argument('--interpolation', default='', type=str, metavar='NAME', help='resize interpolation')
 parser.add_argument('--num-classes', type=positive_int, default=None,
                     help='classes of the model (default: the checkpoint\'s, else the model\'s)')
@@ -155,7 +154,7 @@ group.add_argument('--per-class-file', default='', type=str, metavar='FILENAME',
                    help='per-class accuracy CSV (default: <results-file stem>_per_class.csv)')
 group.add_argument('--per-class-plot', default='', type=str, metavar='FILENAME',
                    help='per-class accuracy vs training count PNG (default: <results-file stem>_per_class.png)')
-group.add_argument('--logit-adjust', default=0.0, type=float, metavar='TAU',
+group.add_argument('--logit-adjust', default=0.0, type=finite_float, metavar='TAU',
                    help='post-hoc logit adjustment: score logits - TAU * log p, p the training class prior from '
                         'the class counts (Menon et al. 2021; 1 balances a plain-CE model; default: 0, off)')
 group.add_argument('--logits-file', default='', type=str, metavar='FILENAME',
@@ -166,7 +165,7 @@ group.add_argument('--ood', default='', choices=('',) + OOD_DATASETS,
                    help='evaluate --data-dir as this OOD set, read in its shipped folder layout')
 group.add_argument('--ood-corruptions', default='', type=str,
                    help='ImageNet-C: comma-separated corruptions to evaluate (default: all 15)')
-group.add_argument('--clean-error', default=None, type=float,
+group.add_argument('--clean-error', default=None, type=percent,
                    help='ImageNet-C: the model\'s clean ImageNet top-1 error in %% (enables relative mCE)')
 
 
@@ -452,8 +451,6 @@ def validate(args):
         raise ValueError(f'--dataset must be empty with --ood {args.ood}: OOD sets are read as wnid image folders')
     if args.ood and not args.data_dir:
         raise ValueError(f'--ood {args.ood}: --data-dir must point at the dataset root')
-    if not math.isfinite(args.logit_adjust):
-        raise ValueError(f'--logit-adjust must be a finite number, got {args.logit_adjust}')
 
     utils.random_seed(args.seed)
     if args.fuser:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from torch.profiler import ProfilerActivity, profile
 
-from timm_paco.arg_types import non_negative_int, positive_int
+from timm_paco.arg_types import non_negative_int, positive_float, positive_int
 from timm_paco.losses import PaCoLoss
 from timm_paco.profiling import peak_allocated_bytes
 
@@ -146,7 +146,8 @@ def main():
                         help='torch.set_num_threads (default: torch default)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda')
     parser.add_argument('--profile', action='store_true', help="print torch.profiler's table of the fast loss")
-    parser.add_argument('--max-diff-tol', type=float, default=1e-4, help='fail if fast and dense disagree by more')
+    parser.add_argument('--max-diff-tol', type=positive_float, default=1e-4,
+                        help='fail if fast and dense disagree by more')
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

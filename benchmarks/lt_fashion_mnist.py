@@ -41,7 +41,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-from timm_paco.arg_types import non_negative_int, positive_int, require_distinct
+from timm_paco.arg_types import decay_rate, finite_float, non_negative_int, positive_int, require_distinct
 from timm_paco.quickstart import (
     DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, RECIPE, TASK_FLAGS, TASK_MODELS,
     TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, cap_per_class, find_checkpoint, prepare_data, run_job, run_stage,
@@ -86,13 +86,13 @@ def _parse_args(argv=None):
     parser.add_argument('--tiny', action='store_true',
                         help=f'smoke-test budget: 1 epoch, {TINY_N_MAX} training and {TINY_N_TEST} test images '
                              f'per class')
-    parser.add_argument('--prior-taus', nargs='+', type=float, default=None,
+    parser.add_argument('--prior-taus', nargs='+', type=finite_float, default=None,
                         help='train.py --prior-tau values tried for every prior-based method (Balanced Softmax, '
                              'PaCo, GPaCo); each keeps the one with the best validation accuracy (default: 1)')
     parser.add_argument('--n-val', type=positive_int, default=None,
                         help=f'validation images per class, the training images after the pool (default: '
                              f'{DEFAULT_N_VAL}, tiny: {TINY_N_TEST})')
-    parser.add_argument('--smoothings', nargs='+', type=float, default=None,
+    parser.add_argument('--smoothings', nargs='+', type=decay_rate, default=None,
                         help='train.py --smoothing values tried for every method; each keeps the one with the '
                              'best validation accuracy (default: each method\'s own, '
                              + ', '.join(f'{t} {v:g}' for t, v in TASK_SMOOTHING.items()) + ')')
@@ -486,7 +486,7 @@ def _reused_time(timings: Dict) -> str:
 
 def main(argv=None):
     args = _parse_args(argv)
-    taus = args.prior_taus or [1.0]  # floats (argparse type=float)
+    taus = args.prior_taus or [1.0]  # floats (argparse type=finite_float)
     smoothings = args.smoothings
     if args.settings_from:
         if args.prior_taus is not None or args.smoothings is not None:

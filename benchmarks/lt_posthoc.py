@@ -36,7 +36,7 @@ from lt_fashion_mnist import (  # noqa: E402  (the benchmark beside this file)
     METRICS, TASK_NAMES, _fmt, _setting_label, data_dirs, experiment_name, mean_std,
     read_selected_settings, read_summary, write_with_discussion,
 )
-from timm_paco.arg_types import positive_int, require_distinct  # noqa: E402
+from timm_paco.arg_types import finite_float, positive_int, require_distinct  # noqa: E402
 from timm_paco.data import load_class_counts  # noqa: E402
 from timm_paco.data.metrics import long_tail_accuracy  # noqa: E402
 from timm_paco.eval import (  # noqa: E402
@@ -59,7 +59,7 @@ def _parse_args(argv=None):
                         help='a benchmarks/lt_fashion_mnist.py run folder, with summary.json')
     parser.add_argument('--docs', default='docs', help='folder for <stem>_posthoc.md / .png')
     parser.add_argument('--stem', default=None, help='docs file stem (default: the --output folder name)')
-    parser.add_argument('--taus', type=float, nargs='+', default=None,
+    parser.add_argument('--taus', type=finite_float, nargs='+', default=None,
                         help='post-hoc τ values tried on the validation split (default: -1.5 to 1.5 in steps of 0.05)')
     parser.add_argument('--confusions', type=positive_int, default=4,
                         help='class pairs listed: those with the largest test confusion rate in any method '

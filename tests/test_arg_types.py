@@ -7,7 +7,10 @@ import sys
 
 import pytest
 
-from timm_paco.arg_types import non_negative_int, positive_int, repeated, require_distinct
+from timm_paco.arg_types import (
+    decay_rate, finite_float, non_negative_float, non_negative_int, percent, positive_float, positive_int, probability,
+    repeated, require_distinct,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,6 +38,25 @@ def test_integer_types_name_the_flag(argv, message, capsys):
 def test_integer_types_accept_their_range():
     args = _parser().parse_args(['--epochs', '3', '--workers', '0'])
     assert (args.epochs, args.workers) == (3, 0)
+
+
+@pytest.mark.parametrize('kind, good, bad, message', [
+    (finite_float, ['-2.5', '0', '1e3'], ['nan', 'inf', '-inf'], 'a finite number'),
+    (non_negative_float, ['0', '0.5'], ['-1e-9', 'nan', 'inf'], 'a finite number >= 0'),
+    (positive_float, ['1e-9', '3'], ['0', '-1', 'inf'], 'a finite number > 0'),
+    (probability, ['0', '0.5', '1'], ['-0.1', '1.01', 'nan'], 'a number in [0, 1]'),
+    (decay_rate, ['0', '0.999'], ['1', '-0.1', 'nan'], 'a number in [0, 1)'),
+    (percent, ['0', '37.5', '100'], ['100.5', '-1', 'nan'], 'a percentage in [0, 100]'),
+])
+def test_float_types_accept_their_range_and_name_the_flag(kind, good, bad, message, capsys):
+    parser = argparse.ArgumentParser(prog='prog')
+    parser.add_argument('--x', type=kind)
+    assert [parser.parse_args([f'--x={v}']).x for v in good] == [float(v) for v in good]
+    for value in bad + ['ten']:
+        with pytest.raises(SystemExit):
+            parser.parse_args([f'--x={value}'])
+        shown = repr(value) if value == 'ten' else value
+        assert f'argument --x: expected {message}, got {shown}' in capsys.readouterr().err
 
 
 def test_require_distinct(capsys):

@@ -136,17 +136,28 @@ def test_conflicting_flag_stops_with_message(image_folder, tmp_path, capsys):
             train.main(_args(image_folder, tmp_path, 'refused', '--epochs', '1', *extra))
         assert message in capsys.readouterr().err
     assert not (tmp_path / 'refused').exists()
-    # integer flags out of range are argparse's usage errors: before, --grad-accum-steps 0 was quietly taken as 1,
-    # --paco-proj-dim 0 / --warmup-epochs -1 / -vb 0 / --in-chans 0 trained, and --epochs 0 / --checkpoint-hist 0 /
-    # --lr-base-size 0 stopped in an assert or a division by zero
-    for flag, values, low in (('--epochs', ['0'], 1), ('--grad-accum-steps', ['0'], 1), ('--paco-proj-dim', ['0'], 1),
-                              ('--warmup-epochs', ['-1'], 0), ('--validation-batch-size', ['0'], 1),
-                              ('--in-chans', ['0'], 1), ('--checkpoint-hist', ['0'], 1), ('--lr-base-size', ['0'], 1),
-                              ('--workers', ['-1'], 0), ('--seed', ['-1'], 0), ('--input-size', ['3', '0', '32'], 1)):
+    # numbers out of range are argparse's usage errors: before, --grad-accum-steps 0 was quietly taken as 1,
+    # --paco-proj-dim 0 / --warmup-epochs -1 / -vb 0 / --in-chans 0 / --lr nan / --hflip 2 / --weight-decay -1
+    # trained, and --epochs 0 / --checkpoint-hist 0 / --lr-base-size 0 stopped in an assert or a division by zero
+    at_least = 'expected an integer >= {}, got'.format
+    for flag, values, message in (
+            ('--epochs', ['0'], at_least(1)), ('--grad-accum-steps', ['0'], at_least(1)),
+            ('--paco-proj-dim', ['0'], at_least(1)), ('--warmup-epochs', ['-1'], at_least(0)),
+            ('--validation-batch-size', ['0'], at_least(1)), ('--in-chans', ['0'], at_least(1)),
+            ('--checkpoint-hist', ['0'], at_least(1)), ('--lr-base-size', ['0'], at_least(1)),
+            ('--workers', ['-1'], at_least(0)), ('--seed', ['-1'], at_least(0)),
+            ('--input-size', ['3', '0', '32'], at_least(1)),
+            ('--lr', ['nan'], 'expected a finite number >= 0, got nan'),
+            ('--weight-decay', ['-1'], 'expected a finite number >= 0, got -1'),
+            ('--paco-temperature', ['0'], 'expected a finite number > 0, got 0'),
+            ('--hflip', ['2'], 'expected a number in [0, 1], got 2'),
+            ('--smoothing', ['1'], 'expected a number in [0, 1), got 1'),
+            ('--paco-momentum', ['1.5'], 'expected a number in [0, 1), got 1.5'),
+            ('--prior-tau', ['inf'], 'expected a finite number, got inf')):
         with pytest.raises(SystemExit):  # parsing stops before any data is read
             train.main(_args(image_folder, tmp_path, 'refused', '--task', 'paco', flag, *values))
         err = capsys.readouterr().err
-        assert f'{flag}: expected an integer >= {low}, got' in err, (flag, err)
+        assert f'{flag}: {message}' in err, (flag, err)
     assert not (tmp_path / 'refused').exists()
     for opt in ('adahessian', 'lookahead_adahessian'):  # double backward through hand-written gradients
         with pytest.raises(SystemExit):

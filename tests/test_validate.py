@@ -239,8 +239,6 @@ def test_logit_adjust_and_logits_file(setup, tmp_path):
     assert sweep_logit_adjust(logits, targets, TRAIN_COUNTS, [0.0, 1.0]) == pytest.approx(
         [plain['top1'], res['top1']], abs=1e-3)
 
-    with pytest.raises(ValueError, match='--logit-adjust must be a finite number'):
-        run_main(validate, common + ['--logit-adjust', 'nan'])
     with pytest.raises(ValueError, match='--logits-file.*bulk validation of 2 models'):
         run_main(validate, common[:5] + [os.path.dirname(setup['ckpts'][1])] + common[6:]
                  + ['--logits-file', logits_file])
@@ -398,7 +396,7 @@ def test_bulk_run_writes_each_evaluation_and_records_failures(setup, tmp_path):
         run_main(setup['validate'], common + ['--checkpoint', str(folder), '--per-class-file', str(tmp_path / 'p.csv')])
 
 
-def test_flags_a_run_would_ignore_are_refused_before_evaluating(setup, tmp_path, monkeypatch):
+def test_flags_a_run_would_ignore_are_refused_before_evaluating(setup, tmp_path, monkeypatch, capsys):
     validate = setup['validate']
     base = ['--data-dir', setup['val_dir'], '--model', 'paco_resnet32', '--checkpoint', setup['ckpts'][1],
             '--device', 'cpu', '-b', '50', '-j', '0', *THR, *IMG]
@@ -416,6 +414,12 @@ def test_flags_a_run_would_ignore_are_refused_before_evaluating(setup, tmp_path,
         run_main(validate, base + ['--valid-labels', str(labels)])
     with pytest.raises(SystemExit):  # argparse choices
         run_main(validate, base + ['--results-format', 'yaml'])
+    for extra, message in ((['-b', '0'], '-b/--batch-size: expected an integer >= 1, got 0'),
+                           (['--logit-adjust', 'nan'], '--logit-adjust: expected a finite number, got nan'),
+                           (['--clean-error', '150'], '--clean-error: expected a percentage in [0, 100], got 150')):
+        with pytest.raises(SystemExit):  # argparse types, before anything is read
+            run_main(validate, base + extra)
+        assert message in capsys.readouterr().err
 
     # without matplotlib: an asked-for plot stops the run first; the default one is skipped, the results are kept
     monkeypatch.setitem(sys.modules, 'matplotlib', None)
