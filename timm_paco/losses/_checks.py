@@ -1,7 +1,8 @@
-"""Argument validation shared by the losses in ``timm_paco.losses``.
+"""Argument validation and float32 handling shared by the losses in ``timm_paco.losses``.
 
 Every check raises one ``ValueError`` naming the argument and the expected shape or range.
 """
+import functools
 import math
 import numbers
 from typing import Optional, Sequence, Tuple, Union
@@ -9,7 +10,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 
 __all__ = ['check_num_classes', 'check_real', 'check_temperatures', 'check_class_counts', 'log_prior_from_counts',
-           'check_loss_inputs', 'compute_dtype', 'upcast_inputs']
+           'check_loss_inputs', 'compute_dtype', 'upcast_inputs', 'autocast_off']
 
 
 def check_num_classes(num_classes: int, min_classes: int = 1) -> int:
@@ -169,3 +170,14 @@ def upcast_inputs(
     dtype = compute_dtype(logits, features, queue_features)
     floats = [None if t is None else t.to(dtype) for t in (logits, features, queue_features)]
     return floats[0], floats[1], labels.long(), floats[2], None if queue_labels is None else queue_labels.long()
+
+
+def autocast_off(backward):
+    """Decorates a hand-written ``autograd.Function.backward``: it runs with autocast off on the gradients'
+    device, as its forward did. A caller may run backward inside an autocast region, which would otherwise give
+    its matrix products bf16 / fp16 operands next to the float32 saved tensors."""
+    @functools.wraps(backward)
+    def wrapper(ctx, *grads):
+        with torch.autocast(device_type=grads[0].device.type, enabled=False):
+            return backward(ctx, *grads)
+    return wrapper

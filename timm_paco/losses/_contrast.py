@@ -8,6 +8,8 @@ from typing import Optional, Tuple
 import torch
 from torch.autograd.function import once_differentiable
 
+from ._checks import autocast_off
+
 __all__ = ['sample_logsumexp', 'positive_stats']
 
 
@@ -40,13 +42,8 @@ class _SampleLogSumExp(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable  # hand-written, in-place gradients: no double backward (second-order optimisers)
+    @autocast_off
     def backward(ctx, grad_lse):
-        # a caller may run backward inside an autocast region: the saved inputs are float32, so keep it off
-        with torch.autocast(device_type=grad_lse.device.type, enabled=False):
-            return _SampleLogSumExp._backward(ctx, grad_lse)
-
-    @staticmethod
-    def _backward(ctx, grad_lse):
         features, queue, lse = ctx.saved_tensors
         scale = ctx.scale
         num_anchors = features.shape[0]

@@ -17,6 +17,8 @@ from typing import Optional, Tuple
 import torch
 from torch.autograd.function import once_differentiable
 
+from ._checks import autocast_off
+
 __all__ = ['paco_log_terms']
 
 # bound_i = |f_i| max_j |k_j| / T >= |s_ij|: exp(s − bound) lies in [e^(−2·bound), 1], a normal float32 up to
@@ -92,13 +94,8 @@ class _PaCoLogTerms(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable  # hand-written, in-place gradients: no double backward (second-order optimisers)
+    @autocast_off
     def backward(ctx, grad_centre_lp, grad_lse):
-        # a caller may run backward inside an autocast region: the saved buffers are float32, so keep it off
-        with torch.autocast(device_type=grad_lse.device.type, enabled=False):
-            return _PaCoLogTerms._backward(ctx, grad_centre_lp, grad_lse)
-
-    @staticmethod
-    def _backward(ctx, grad_centre_lp, grad_lse):
         features, queue, labels, lse, centre, centre_shift, samples, sample_shift = ctx.saved_tensors
         num_anchors = features.shape[0]
         grad_den = grad_lse - grad_centre_lp  # d/d lse_i of both outputs
