@@ -4,7 +4,7 @@ A task receives ``input [V·B, C, H, W]`` (view-major: rows ``v·B .. v·B+B-1``
 ``target [B]`` (see ``timm_paco.data.stack_views``). The trainable module, DDP wrapping, ``torch.compile`` and
 the ``--model-ema`` copy come from ``timm.task.ClassificationTask``.
 """
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -78,3 +78,26 @@ class ViewTask(ClassificationTask):
         if self.find_unused_parameters:
             ddp_kwargs.setdefault('find_unused_parameters', True)
         return super().prepare_distributed(device_ids=device_ids, **ddp_kwargs)
+
+    def get_task_state(self, module: Optional[nn.Module] = None, ema: bool = False) -> Dict[str, Any]:
+        """timm's hook: ``own_state()`` for the trained model's checkpoint entry, nothing for the EMA copy's."""
+        return {} if ema else self.own_state()
+
+    def load_task_state(
+            self,
+            state: Optional[Dict[str, Any]],
+            strict: bool = True,
+            module: Optional[nn.Module] = None,
+            ema: bool = False,
+    ) -> None:
+        """timm's hook: ``load_own_state`` with the trained model's entry; the EMA copy's is ignored."""
+        if not ema:
+            self.load_own_state(state, strict)
+
+    def own_state(self) -> Dict[str, Any]:
+        """State the task keeps besides the model (a queue, a key encoder), saved as the checkpoint's
+        ``task_state``; none by default."""
+        return {}
+
+    def load_own_state(self, state: Optional[Dict[str, Any]], strict: bool) -> None:
+        """Restore ``own_state()`` from a checkpoint's ``task_state`` (``None`` when it has none)."""

@@ -77,20 +77,10 @@ class GPaCoTask(ViewTask):
             self.queue.broadcast(src=0)
         return self
 
-    def get_task_state(self, module: Optional[nn.Module] = None, ema: bool = False) -> Dict[str, Any]:
-        if ema or self.queue is None:
-            return {}
-        return {'queue': self.queue.state_dict()}
+    def own_state(self) -> Dict[str, Any]:
+        return {} if self.queue is None else {'queue': self.queue.state_dict()}
 
-    def load_task_state(
-            self,
-            state: Optional[Dict[str, Any]],
-            strict: bool = True,
-            module: Optional[nn.Module] = None,
-            ema: bool = False,
-    ) -> None:
-        if ema:
-            return
+    def load_own_state(self, state: Optional[Dict[str, Any]], strict: bool) -> None:
         saved = (state or {}).get('queue')
         if self.queue is None:
             if saved is not None:

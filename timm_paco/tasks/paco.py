@@ -114,20 +114,10 @@ class PaCoTask(ViewTask):
         self.key_encoder.update(self.model)
         super().update_ema(step=step)
 
-    def get_task_state(self, module: Optional[nn.Module] = None, ema: bool = False) -> Dict[str, Any]:
-        if ema:
-            return {}
+    def own_state(self) -> Dict[str, Any]:
         return {'key_encoder': self.key_encoder.module.state_dict(), 'queue': self.queue.state_dict()}
 
-    def load_task_state(
-            self,
-            state: Optional[Dict[str, Any]],
-            strict: bool = True,
-            module: Optional[nn.Module] = None,
-            ema: bool = False,
-    ) -> None:
-        if ema:
-            return
+    def load_own_state(self, state: Optional[Dict[str, Any]], strict: bool) -> None:
         if not state or 'key_encoder' not in state or 'queue' not in state:
             if strict:
                 raise ValueError(
