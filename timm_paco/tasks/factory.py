@@ -120,12 +120,11 @@ def create_task(
     criterion = create_loss(_LOSS_NAMES[name], **loss_kwargs)
 
     common = dict(device=device, dtype=dtype, verbose=verbose)
+    queued = {} if queue_size is None else dict(queue_size=queue_size)  # None: the task class's default
     if name == 'paco':
         if num_views not in (None, 2):
             raise ValueError(f'num_views: paco takes 2 views per image (query, key), got {num_views}')
-        return PaCoTask(model, criterion, queue_size=8192 if queue_size is None else queue_size, momentum=momentum,
-                        **common)
+        return PaCoTask(model, criterion, momentum=momentum, **queued, **common)
     if name == 'gpaco':
-        return GPaCoTask(model, criterion, num_views=2 if num_views is None else num_views,
-                         queue_size=0 if queue_size is None else queue_size, **common)
+        return GPaCoTask(model, criterion, num_views=2 if num_views is None else num_views, **queued, **common)
     return MultiViewClassificationTask(model, criterion, num_views=1 if num_views is None else num_views, **common)
