@@ -44,8 +44,11 @@ from timm_paco.data import (
     MultiViewTransform, NoLabelsError, check_dataset_classes, check_imb_factor, count_classes, create_paco_dataset,
     create_view_loader, create_view_transform, match_model_channels, parse_view_recipe, save_class_counts,
 )
-from timm_paco.models import PaCoModel, wrap
-from timm_paco.tasks import LOGIT_ADJUST_MODES, TASK_NAMES, TASK_SMOOTHING, create_task, resolve_logit_adjust
+from timm_paco.models import recipe_for
+from timm_paco.tasks.initial_weights import load_initial_projector, read_initial_checkpoint
+from timm_paco.tasks import (
+    LOGIT_ADJUST_MODES, TASK_NAMES, TASK_SMOOTHING, create_contrastive_module, create_task, resolve_logit_adjust,
+)
 
 _logger = logging.getLogger('train')
 
@@ -448,6 +451,8 @@ def _check_args(parser, args, task: str, num_views: int, timm_views: bool) -> No
 
 
 def _create_model(args, in_chans: int):
+    """The plain timm model of ``--model``, its task (``--task``, else the name's paper recipe, else ce) and the
+    projector weights of ``--initial-checkpoint`` (``{}`` without)."""
     kwargs = dict(
         pretrained=args.pretrained,
         in_chans=in_chans,
@@ -459,25 +464,21 @@ def _create_model(args, in_chans: int):
         bn_momentum=args.bn_momentum,
         bn_eps=args.bn_eps,
         scriptable=args.torchscript,
-        checkpoint_path=args.initial_checkpoint,
         **args.model_kwargs,
     )
     if args.pretrained_path:
         kwargs['pretrained_cfg_overlay'] = dict(file=args.pretrained_path, num_classes=-1)
     model = create_model(args.model, **kwargs)
-    proj = {k: v for k, v in (('proj_dim', args.paco_proj_dim), ('proj_type', args.paco_proj_type)) if v is not None}
-    if isinstance(model, PaCoModel) and proj:
-        model = create_model(args.model, **kwargs, **proj)
-    task = args.task or getattr(model, 'default_task', 'ce')
-    if task in ('paco', 'gpaco') and not isinstance(model, PaCoModel):
-        model = wrap(model, proj_dim=args.paco_proj_dim or 128, proj_type=args.paco_proj_type, default_task=task)
+    projector = read_initial_checkpoint(model, args.initial_checkpoint) if args.initial_checkpoint else {}
+    recipe = recipe_for(model.pretrained_cfg.get('architecture'))
+    task = args.task or (recipe.task if recipe else 'ce')
     if args.head_init_scale is not None:
         with torch.no_grad():
             model.get_classifier().weight.mul_(args.head_init_scale)
             model.get_classifier().bias.mul_(args.head_init_scale)
     if args.head_init_bias is not None:
         nn.init.constant_(model.get_classifier().bias, args.head_init_bias)
-    return model, task
+    return model, task, projector
 
 
 def _view_transform(args, recipe: str, data_config, interpolation: str):
@@ -558,7 +559,7 @@ def main(argv=None):
         set_fast_norm()
 
     in_chans = args.in_chans or (args.input_size[0] if args.input_size is not None else 3)
-    model, task_name = _create_model(args, in_chans)
+    model, task_name, initial_projector = _create_model(args, in_chans)
     if args.num_classes is None:
         args.num_classes = model.num_classes
     args.task = task_name
@@ -586,6 +587,16 @@ def main(argv=None):
         model = convert_sync_batchnorm(model)
     if args.torchscript:
         model = torch.jit.script(model)
+    # the contrastive tasks train the model through a projector, made here (on the model's device and dtype) so the
+    # random initialisation follows the model's as in earlier releases
+    trainable = model
+    if task_name in ('paco', 'gpaco'):
+        trainable = create_contrastive_module(model, proj_dim=args.paco_proj_dim, proj_type=args.paco_proj_type)
+        if args.distributed and args.sync_bn:
+            trainable.projector = convert_sync_batchnorm(trainable.projector)
+        if utils.is_primary(args):
+            _logger.info(f'Projector {trainable.projector.config}, '
+                         f'param count: {sum(p.numel() for p in trainable.projector.parameters())}')
 
     amp_autocast = suppress
     loss_scaler = None
@@ -710,10 +721,12 @@ def main(argv=None):
         task = ClassificationTask(model, criterion=criterion, **task_kwargs)
     else:
         task = create_task(
-            task_name, model, num_views=num_views, class_counts=class_counts,
+            task_name, trainable, num_views=num_views, class_counts=class_counts,
             logit_adjust='on' if logit_adjust else 'off', prior_tau=args.prior_tau, smoothing=args.smoothing,
             alpha=args.paco_alpha, beta=args.paco_beta, gamma=args.paco_gamma, temperature=args.paco_temperature,
             queue_size=_queue_size(args, task_name), momentum=args.paco_momentum, **task_kwargs)
+        if load_initial_projector(task, initial_projector, args.initial_checkpoint):
+            _logger.info(f'Projector weights from --initial-checkpoint {args.initial_checkpoint}.')
     if utils.is_primary(args):
         _logger.info(f'Task {type(task).__name__}: {task.criterion}')
 
@@ -842,19 +855,15 @@ def _push_to_hub(args, output_dir):
     """Upload the best (else last) checkpoint with ``timm_paco.hub.push_checkpoint``.
 
     With ``--model-ema`` (evaluated, not ``--model-ema-force-cpu``) the EMA weights go up, as they are the ones
-    the best checkpoint was chosen by. A registered PaCo architecture (``paco_resnet50``, ...) goes up whole
-    (form ``'paco'``). A plain timm model,
-    also one train.py wrapped for ``--task paco|gpaco``, goes up as that plain timm model (form ``'timm'``, the
-    training-only projector dropped): config.json names the timm architecture, which cannot rebuild the wrapper.
+    the best checkpoint was chosen by. The export is the stock timm form (``resnet50`` for ``paco_resnet50``), which
+    plain timm loads, with the training projector beside it in ``projector.safetensors``.
     """
     from timm_paco.hub import push_checkpoint
-    from timm_paco.hub.export import is_paco_architecture
     checkpoint = os.path.join(output_dir, 'model_best.pth.tar')
     if not os.path.isfile(checkpoint):
         checkpoint = os.path.join(output_dir, 'last.pth.tar')
-    form = 'paco' if is_paco_architecture(args.model) else 'timm'
     ema = args.model_ema and not args.model_ema_force_cpu  # the EMA was evaluated and chose the best checkpoint
-    commit = push_checkpoint(checkpoint, args.push_to_hub, model_name=args.model, form=form, ema=ema,
+    commit = push_checkpoint(checkpoint, args.push_to_hub, model_name=args.model, form='timm', ema=ema,
                              private=args.hub_private, revision=args.hub_revision)
     _logger.info(f'Pushed {checkpoint} to the Hub: {getattr(commit, "commit_url", commit)}')
 

@@ -22,8 +22,9 @@ Added:
   matching logits of a 1000-class model. ImageNet-C evaluates all 15 corruptions x 5 severities (a subset only
   when named by ``--ood-corruptions``) and reports CE per corruption and mCE, normalised by AlexNet, and with
   ``--clean-error`` (the model's clean top-1 error in %) relative CE / relative mCE.
-* PaCo checkpoints (``backbone.* / projector.*`` keys) load into a PaCo model name (``paco_resnet32``) or into
-  the plain timm backbone name (``resnet32_cifar``).
+* Checkpoints of any layout (train.py's plain ``state_dict``, the earlier ``backbone.* / projector.*``, the seeds')
+  load into the registered name (``paco_resnet32``) or the stock architecture (``resnet32_cifar``); the projector
+  is not needed.
 """
 import argparse
 import glob

@@ -3,7 +3,7 @@
 
 One step = task forward (all views), backward, SGD update and ``task.update_ema`` (the PaCo key encoder).
 CE runs the plain timm model on both views (``--task ce --paco-views randcls_sim`` in train.py); paco and gpaco
-run the same backbone wrapped with the projector. Inputs are random tensors, so only the step is timed.
+run the same model with the task's projector beside it. Inputs are random tensors, so only the step is timed.
 
     python benchmarks/bench_step.py --model resnet18 --img-size 64 -b 32 --device cpu
     python benchmarks/bench_step.py --model resnet50 --img-size 224 -b 128 --amp --channels-last   # a GPU
@@ -19,7 +19,6 @@ import timm
 import torch
 
 from timm_paco.arg_types import non_negative_int, positive_int
-from timm_paco.models import wrap
 from timm_paco.tasks import create_task
 
 
@@ -45,12 +44,12 @@ def parse_args(argv=None):
 
 def _build(name, args, device):
     torch.manual_seed(0)
-    backbone = timm.create_model(args.model, num_classes=args.num_classes)
-    model = backbone if name == 'ce' else wrap(backbone, proj_dim=128)
+    model = timm.create_model(args.model, num_classes=args.num_classes)
     model.to(device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
-    task = create_task(name, model, num_views=2, smoothing=0.0, verbose=False,
+    projector = None if name == 'ce' else dict(proj_dim=128)
+    task = create_task(name, model, num_views=2, smoothing=0.0, verbose=False, projector=projector,
                        queue_size=args.queue_size if name == 'paco' else None)  # gpaco: the paper's, no queue
     optimizer = torch.optim.SGD(task.get_trainable_module().parameters(), lr=0.01, momentum=0.9)
     return task, optimizer

@@ -9,8 +9,10 @@ from safetensors.torch import save_file
 
 from timm_paco.checkpoint_io import is_safetensors, load_checkpoint_file
 from timm_paco.hub import read_checkpoint
-from timm_paco.models.checkpoint_filter import adapt_state_dict, check_state_dict
-from timm_paco.models import PaCoModel
+from timm.models import clean_state_dict
+
+from timm_paco.models.checkpoint_filter import check_state_dict, detect_layout, model_state_dict, split_state_dict
+from timm_paco.tasks import Projector
 from timm_paco.models.resnet_cifar import ResNetCifar
 
 
@@ -66,18 +68,36 @@ def test_hub_reader_uses_it(tmp_path):
         read_checkpoint(str(tmp_path / 'mixed.pth'))
 
 
-def test_adapt_and_check_between_paco_and_plain():
+def test_split_state_dict_remaps_every_layout():
+    """One remapping: plain timm keys, the earlier backbone./projector. layout, the MoCo ResNet seeds (key encoder,
+    queue dropped; linear.* -> the classifier) and the MAE-ViT seeds (mlp.* -> projector) give the same parts."""
     plain = ResNetCifar(**TINY, num_classes=3)
-    paco = PaCoModel(ResNetCifar(**TINY, num_classes=3), proj_dim=4)
-    paco_sd = paco.state_dict()
-    into_plain = adapt_state_dict(paco_sd, plain)
-    assert sorted(into_plain) == sorted(plain.state_dict())
-    assert torch.equal(into_plain['fc.weight'], paco_sd['backbone.fc.weight'])
-    into_paco = adapt_state_dict(plain.state_dict(), paco)
-    assert sorted(into_paco) == sorted(k for k in paco_sd if not k.startswith('projector.'))
-    check_state_dict(into_paco, paco, optional_prefixes=('projector.',))
-    with pytest.raises(ValueError, match=r"^ckpt does not match model net: missing keys: projector\.0\.weight"):
-        check_state_dict(into_paco, paco, source='ckpt', model_name='net')
+    model_sd = plain.state_dict()
+    projector = Projector(16, 4).state_dict()
+    earlier = {**{'backbone.' + k: v for k, v in model_sd.items()}, **{'projector.' + k: v for k, v in projector.items()}}
+    moco = {**{'module.encoder_q.' + k: v for k, v in model_sd.items() if not k.startswith('fc.')},
+            **{'module.encoder_q.fc.' + k: v for k, v in projector.items()},
+            **{'module.linear.' + k[3:]: v for k, v in model_sd.items() if k.startswith('fc.')},
+            **{'module.encoder_k.conv1.weight': torch.zeros(1), 'module.linear_k.weight': torch.zeros(1),
+               'module.queue': torch.zeros(4, 2), 'module.queue_l': torch.zeros(4), 'module.queue_ptr': torch.zeros(1)}}
+    for layout, sd in (('timm', model_sd), ('timm_paco', earlier), ('moco', moco)):
+        assert detect_layout(clean_state_dict(sd)) == layout
+        got_model, got_projector = split_state_dict(sd)
+        assert sorted(got_model) == sorted(model_sd) and all(torch.equal(got_model[k], model_sd[k]) for k in model_sd)
+        assert sorted(got_projector) == (sorted(projector) if layout != 'timm' else [])
+        assert model_state_dict(sd, plain).keys() == model_sd.keys()
+    vit = {'patch_embed.proj.weight': torch.zeros(1), 'blocks.0.attn.qkv.weight': torch.zeros(1),
+           'head.weight': torch.zeros(1), 'mlp.0.weight': torch.ones(1), 'queue': torch.zeros(1)}
+    assert detect_layout(vit) == 'mae_vit'
+    got_model, got_projector = split_state_dict(vit, classifier='head')
+    assert sorted(got_model) == ['blocks.0.attn.qkv.weight', 'head.weight', 'patch_embed.proj.weight']
+    assert list(got_projector) == ['0.weight']
+    with pytest.raises(ValueError, match=r"unexpected key 'stray'"):
+        split_state_dict(dict(moco, stray=torch.zeros(1)))
+
+
+def test_check_state_dict_names_a_class_count_mismatch():
+    plain = ResNetCifar(**TINY, num_classes=3)
     other = ResNetCifar(**TINY, num_classes=5)
     with pytest.raises(ValueError, match=r"class count mismatch: checkpoint classifier has 3 classes, model "
                                          r"built with num_classes=5 \(fc\.weight: checkpoint \(3, 16\) vs "

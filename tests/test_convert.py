@@ -19,6 +19,7 @@ from timm.models.vision_transformer import VisionTransformer
 import timm_paco  # noqa: F401
 from timm_paco.convert import convert_checkpoint, load_checkpoint, main
 from timm_paco.models import ResNetCifar
+from timm_paco.tasks import attach_projector
 
 TINY_RESNET = dict(layers=(1, 1, 1, 1))
 TINY_VIT = dict(img_size=32, embed_dim=32, depth=2, num_heads=2)
@@ -99,15 +100,19 @@ def seed_resnet(tmp_path_factory):
 
 @pytest.mark.parametrize('gpaco', [False, True])
 def test_seed_resnet_roundtrip_logits_equal(tmp_path, seed_resnet, gpaco):
-    dst = str(tmp_path / 'out.safetensors')
+    dst = str(tmp_path / 'out')
     src, x, ref_logits, ref_emb = seed_resnet[gpaco]
     name = 'gpaco_resnet50' if gpaco else 'paco_resnet50'
     got_name, sd = convert_checkpoint(src, dst, model_name=name, **TINY_RESNET)
-    assert got_name == name and not any('encoder_k' in k or 'queue' in k for k in sd)
-    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=dst, num_classes=10),
+    assert got_name == name and not any('encoder_k' in k or 'queue' in k or 'projector' in k for k in sd)
+    file = os.path.join(dst, 'model.safetensors')
+    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=file, num_classes=10),
                               **TINY_RESNET).eval()
+    module = attach_projector(model, dst).eval()
+    assert module.projector.config['proj_type'] == ('mlp3' if gpaco else 'mlp')
     with torch.no_grad():
-        logits, emb = model(x, return_embeddings=True)
+        logits, emb = module(x)
+        assert torch.equal(model(x), logits)
     torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-5)
     torch.testing.assert_close(emb, ref_emb, rtol=0, atol=1e-5)
 
@@ -120,7 +125,7 @@ def test_mae_vit_roundtrip_logits_equal(tmp_path):
     mlp = nn.Sequential(nn.Linear(32, 32), nn.GELU(), nn.Linear(32, 32), nn.GELU(), nn.Linear(32, 128))
     state = dict(vit.state_dict(), **{'mlp.' + k: v for k, v in mlp.state_dict().items()})
     state.update(queue=torch.randn(8, 128), queue_l=torch.randint(0, 10, (8,)), queue_ptr=torch.zeros(1).long())
-    src, dst = str(tmp_path / 'checkpoint-99.pth'), str(tmp_path / 'vit.safetensors')
+    src, dst = str(tmp_path / 'checkpoint-99.pth'), str(tmp_path / 'vit')
     torch.save({'model': state, 'epoch': 99, 'args': argparse.Namespace(model='vit_base_patch16')}, src)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():  # MAE fine-tune forward: mean of patch tokens -> fc_norm -> head / mlp
@@ -128,10 +133,12 @@ def test_mae_vit_roundtrip_logits_equal(tmp_path):
         pooled = vit.fc_norm(vit.blocks(h)[:, 1:].mean(dim=1))
         ref_logits, ref_emb = vit.head(pooled), F.normalize(mlp(pooled), dim=1)
     convert_checkpoint(src, dst, model_name='gpaco_vit_base_patch16_224', **TINY_VIT)
-    model = timm.create_model('gpaco_vit_base_patch16_224', pretrained=True,
-                              pretrained_cfg_overlay=dict(file=dst, num_classes=10), **TINY_VIT).eval()
+    model = timm.create_model('gpaco_vit_base_patch16_224', pretrained=True, **TINY_VIT,
+                              pretrained_cfg_overlay=dict(file=os.path.join(dst, 'model.safetensors'), num_classes=10))
+    module = attach_projector(model.eval(), dst).eval()
+    assert module.projector.config['act_layer'] == 'gelu'
     with torch.no_grad():
-        logits, emb = model(x, return_embeddings=True)
+        logits, emb = module(x)
     torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-5)
     torch.testing.assert_close(emb, ref_emb, rtol=0, atol=1e-5)
 
@@ -149,7 +156,7 @@ def test_cli_infers_model_and_writes_file_and_folder(tmp_path, capsys, monkeypat
     assert config['architecture'] == 'paco_resnet32' and config['num_classes'] == 100
     model = timm.create_model('local-dir:' + folder, pretrained=True).eval()
     with torch.no_grad():
-        logits, emb = model(x, return_embeddings=True)
+        logits, emb = attach_projector(model, folder).eval()(x)
     torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-5)
     torch.testing.assert_close(emb, ref_emb, rtol=0, atol=1e-5)
 
@@ -167,7 +174,7 @@ def test_cli_infers_model_and_writes_file_and_folder(tmp_path, capsys, monkeypat
     # content-sniffed: a safetensors file is read as such whatever its extension
     renamed = str(tmp_path / 'w.pth')
     os.rename(file, renamed)
-    assert torch.equal(load_checkpoint(renamed)['backbone.fc.weight'], model.backbone.fc.weight)
+    assert torch.equal(load_checkpoint(renamed)['fc.weight'], model.fc.weight)
 
     # a bad --num-classes is a usage error naming the flag, before the checkpoint is read
     for bad in ('0', 'ten'):
@@ -180,11 +187,11 @@ def test_cli_infers_model_and_writes_file_and_folder(tmp_path, capsys, monkeypat
 def test_bad_checkpoints_raise_one_clear_error(tmp_path, seed_resnet):
     src = seed_resnet[False][0]
     dst = str(tmp_path / 'bad.safetensors')
-    with pytest.raises(ValueError, match=r'does not match model paco_resnet50: missing keys: backbone\.layer1\.1\.'):
+    with pytest.raises(ValueError, match=r'does not match model paco_resnet50: missing keys: layer1\.1\.'):
         convert_checkpoint(src, dst, model_name='paco_resnet50', layers=(2, 1, 1, 1))  # deeper than the weights
     with pytest.raises(ValueError, match='class count mismatch: .* 10 classes'):
         convert_checkpoint(src, dst, model_name='paco_resnet50', num_classes=1000, **TINY_RESNET)
-    with pytest.raises(ValueError, match=r'missing keys: projector\.2\.weight'):
+    with pytest.raises(ValueError, match=r"projector is an 'mlp' one, gpaco_resnet50 trains an 'mlp3' one"):
         convert_checkpoint(src, dst, model_name='gpaco_resnet50', **TINY_RESNET)
     with pytest.raises(ValueError, match=r"model_name 'paco_resnet50.nosuchtag': paco_resnet50 has no pretrained tag "
                                          r"'nosuchtag'; tags: \['paco_resnet50.imagenet_lt'"):
@@ -192,7 +199,7 @@ def test_bad_checkpoints_raise_one_clear_error(tmp_path, seed_resnet):
     state = torch.load(src, weights_only=False)['state_dict']
     del state['module.encoder_q.layer2.0.conv1.weight']
     torch.save({'state_dict': state}, str(tmp_path / 'missing.pth'))
-    with pytest.raises(ValueError, match=r'missing keys: backbone\.layer2\.0\.conv1\.weight$'):
+    with pytest.raises(ValueError, match=r'missing keys: layer2\.0\.conv1\.weight$'):
         convert_checkpoint(str(tmp_path / 'missing.pth'), dst, model_name='paco_resnet50', **TINY_RESNET)
     assert not os.path.exists(dst)
 
@@ -214,7 +221,7 @@ def test_bad_checkpoints_raise_one_clear_error(tmp_path, seed_resnet):
     with pytest.raises(ValueError, match='expected a dict checkpoint, got list'):
         convert_checkpoint(str(tmp_path / 'list.pth'), dst)
     save_file({'foo.weight': torch.zeros(2)}, str(tmp_path / 'other.safetensors'))
-    with pytest.raises(ValueError, match='unrecognised checkpoint layout'):
+    with pytest.raises(ValueError, match=r'cannot tell PaCo from GPaCo: .*got projector keys \[\]'):
         convert_checkpoint(str(tmp_path / 'other.safetensors'), dst)
 
 

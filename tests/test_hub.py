@@ -2,8 +2,9 @@
 
 No network: the Hub download is replayed through huggingface_hub's real cache (laid out as a download
 lays it out, read with HF_HUB_OFFLINE=1 in a fresh interpreter), the upload goes to the minimal Hub API on
-127.0.0.1 in tests/_hub_server.py. Models: ``paco_resnet32`` (registered PaCo form) and a wrapped timm
-``test_resnet`` (plain form).
+127.0.0.1 in tests/_hub_server.py. Checkpoints: ``paco_resnet32`` as train.py writes it now (plain ``state_dict``,
+the projector in ``task_state``) and a timm ``test_resnet`` trained with --task paco in the layout of earlier
+releases (``backbone.*`` / ``projector.*``).
 """
 import argparse
 import hashlib
@@ -23,7 +24,7 @@ import timm_paco  # noqa: F401  registers the PaCo architectures
 from timm_paco.hub import export_checkpoint, push_checkpoint, read_checkpoint
 from timm_paco.hub.__main__ import main as hub_main
 from timm_paco.hub.export import export_model, is_paco_architecture
-from timm_paco.models import PaCoModel, wrap
+from timm_paco.tasks import attach_projector, create_contrastive_module
 
 from _hub_server import COMMIT_OID, LocalHub
 
@@ -48,10 +49,13 @@ def _train_args(model, **kw):
     return argparse.Namespace(**args)
 
 
-def _save_train_checkpoint(path, model, args, ema_model=None):
-    """A checkpoint laid out like timm's task-based train.py writes it."""
+def _save_train_checkpoint(path, model, args, ema_model=None, projector=None):
+    """A checkpoint laid out like timm's task-based train.py writes it (``projector``: the task's, in task_state)."""
+    task_state = {'queue.features': torch.randn(8, 16), 'queue.labels': torch.arange(8)}
+    if projector is not None:
+        task_state.update(projector=projector.state_dict(), projector_args=projector.config)
     ckpt = {'epoch': 1, 'arch': args.model, 'state_dict': model.state_dict(), 'args': args, 'metric': 42.0,
-            'version': 2, 'task_state': {'queue.features': torch.randn(8, 16), 'queue.labels': torch.arange(8)}}
+            'version': 2, 'task_state': task_state}
     if ema_model is not None:
         ckpt['state_dict_ema'] = ema_model.state_dict()
     torch.save(ckpt, path)
@@ -63,17 +67,24 @@ def inputs():
     return torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
+def _earlier(name, seed, **kwargs):
+    """The training module train.py of earlier releases saved whole: ``backbone.*`` + ``projector.*`` keys."""
+    return _randomise_bn(create_contrastive_module(timm.create_model(name, **kwargs), proj_dim=16), seed)
+
+
 @pytest.fixture(scope='module')
 def wrapped(tmp_path_factory, inputs):
-    """train.py --model test_resnet --task paco: a plain timm name that train.py wrapped."""
+    """train.py --model test_resnet --task paco of an earlier release: backbone.* / projector.* keys."""
     tmp = tmp_path_factory.mktemp('wrapped')
     torch.manual_seed(1)
-    model = _randomise_bn(wrap('test_resnet', num_classes=5, in_chans=1, proj_dim=16), 1)
-    ema = _randomise_bn(wrap('test_resnet', num_classes=5, in_chans=1, proj_dim=16), 2)
+    model = _earlier('test_resnet', 1, num_classes=5, in_chans=1)
+    ema = _earlier('test_resnet', 2, num_classes=5, in_chans=1)
     path = _save_train_checkpoint(
         tmp / 'model_best.pth.tar', model, _train_args('test_resnet', num_classes=5, in_chans=1), ema)
     with torch.no_grad():
-        return dict(path=path, model=model, ema=ema, logits=model(inputs), ema_logits=ema(inputs), tmp=tmp)
+        logits, embeddings = model(inputs)
+        return dict(path=path, model=model, ema=ema, logits=logits, embeddings=embeddings,
+                    ema_logits=ema(inputs)[0], tmp=tmp)
 
 
 @pytest.fixture(scope='module')
@@ -82,10 +93,12 @@ def paco32(tmp_path_factory, inputs):
     tmp = tmp_path_factory.mktemp('paco32')
     torch.manual_seed(3)
     model = _randomise_bn(timm.create_model('paco_resnet32', num_classes=10, in_chans=1), 3)
+    module = _randomise_bn(create_contrastive_module(model), 5)
     path = _save_train_checkpoint(
-        tmp / 'last.pth.tar', model, _train_args('paco_resnet32', num_classes=10, in_chans=1, imb_factor=0.1))
+        tmp / 'last.pth.tar', model, _train_args('paco_resnet32', num_classes=10, in_chans=1, imb_factor=0.1),
+        projector=module.projector)
     with torch.no_grad():
-        return dict(path=path, model=model, logits=model(inputs), tmp=tmp)
+        return dict(path=path, model=model, logits=model(inputs), embeddings=module(inputs)[1], tmp=tmp)
 
 
 def _populate_hf_cache(folder, cache_dir, repo_id):
@@ -115,14 +128,16 @@ def _populate_hf_cache(folder, cache_dir, repo_id):
 
 def _load_in_fresh_python(tmp, inputs, plain, paco):
     """In a new interpreter with HF_HUB_OFFLINE=1: load the plain-form ``(repo_id, folder)`` through
-    ``hf-hub:`` (from the cache) and ``local-dir:`` before anything imports timm_paco, then import timm_paco
-    and load the PaCo form the same two ways. Returns the logits on ``inputs`` and what was imported."""
+    ``hf-hub:`` (from the cache) and ``local-dir:`` with timm_paco made unimportable, then allow and import
+    timm_paco and load the PaCo form the same two ways. Returns the logits on ``inputs`` and what was imported."""
     hf_home = os.path.join(tmp, 'hf_home')
     for repo_id, folder in (plain, paco):
         _populate_hf_cache(folder, os.path.join(hf_home, 'hub'), repo_id)
     torch.save(inputs, os.path.join(tmp, 'inputs.pt'))
     script = textwrap.dedent(f'''
-        import sys, torch, timm
+        import sys
+        sys.modules['timm_paco'] = None  # off the path: any import of it raises ImportError
+        import torch, timm
         x = torch.load({os.path.join(tmp, 'inputs.pt')!r})
         out = {{}}
 
@@ -134,7 +149,8 @@ def _load_in_fresh_python(tmp, inputs, plain, paco):
 
         load('plain_hub', 'hf-hub:{plain[0]}')
         load('plain_local', 'local-dir:{plain[1]}')
-        out['plugin_before'] = 'timm_paco' in sys.modules
+        out['plugin_before'] = sys.modules['timm_paco'] is not None
+        del sys.modules['timm_paco']
         import timm_paco
         load('paco_hub', 'hf-hub:{paco[0]}')
         load('paco_local', 'local-dir:{paco[1]}')
@@ -149,7 +165,7 @@ def _load_in_fresh_python(tmp, inputs, plain, paco):
 
 def test_timm_form(wrapped, inputs, tmp_path):
     out = export_checkpoint(wrapped['path'], str(tmp_path / 'plain'), form='timm', repo_name='org/plain')
-    assert sorted(os.listdir(out)) == ['README.md', 'config.json', 'model.safetensors']
+    assert sorted(os.listdir(out)) == ['README.md', 'config.json', 'model.safetensors', 'projector.safetensors']
     with open(os.path.join(out, 'config.json')) as f:
         config = json.load(f)
     assert config['architecture'] == 'test_resnet'
@@ -159,8 +175,12 @@ def test_timm_form(wrapped, inputs, tmp_path):
     assert set(weights) == {k[len('backbone.'):] for k in wrapped['model'].state_dict() if k.startswith('backbone.')}
     local = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
     assert type(local).__name__ == 'ResNet'
+    module = attach_projector(local, out).eval()  # the documented way back to the embedding head
     with torch.no_grad():
         assert torch.equal(local(inputs), wrapped['logits'])
+        logits, embeddings = module(inputs)
+    assert torch.equal(logits, wrapped['logits']) and torch.equal(embeddings, wrapped['embeddings'])
+    assert module.projector.config['act_layer'] == 'relu' and module.projector.config['proj_type'] == 'mlp'
 
 
 def test_paco_form(paco32, inputs, tmp_path):
@@ -169,7 +189,10 @@ def test_paco_form(paco32, inputs, tmp_path):
         assert json.load(f)['architecture'] == 'paco_resnet32'
     assert set(load_file(os.path.join(out, 'model.safetensors'))) == set(paco32['model'].state_dict())
     local = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
-    assert isinstance(local, PaCoModel)
+    assert type(local) is type(paco32['model']) and local.pretrained_cfg['architecture'] == 'paco_resnet32'
+    for source in (out, paco32['path']):  # the projector from the export folder or the training checkpoint
+        with torch.no_grad():
+            assert torch.equal(attach_projector(local, source).eval()(inputs)[1], paco32['embeddings'])
     for k, v in paco32['model'].state_dict().items():
         assert torch.equal(local.state_dict()[k], v), k
     with torch.no_grad():
@@ -183,7 +206,7 @@ def test_round_trip_through_offline_hf_cache(wrapped, paco32, inputs, tmp_path):
     assert not loaded['plugin_before']
     assert loaded['plain_hub_type'] == loaded['plain_local_type'] == 'ResNet'
     assert torch.equal(loaded['plain_hub'], wrapped['logits']) and torch.equal(loaded['plain_local'], wrapped['logits'])
-    assert loaded['paco_hub_type'] == loaded['paco_local_type'] == 'PaCoModel'
+    assert loaded['paco_hub_type'] == loaded['paco_local_type'] == 'ResNetCifar'
     assert torch.equal(loaded['paco_hub'], paco32['logits']) and torch.equal(loaded['paco_local'], paco32['logits'])
 
 
@@ -259,18 +282,17 @@ def _bad_checkpoints(wrapped, tmp):
 
 @pytest.mark.parametrize('case, kwargs, match', [
     ('wrong_arch', dict(model_name='test_efficientnet'),
-     r"does not match model test_efficientnet: .*missing keys: backbone\.conv_stem"),
+     r"does not match model test_efficientnet: .*missing keys: conv_stem"),
     ('wrong_classes', dict(num_classes=7),
      r"does not match model test_resnet: .*class count mismatch: checkpoint classifier has 5 classes.*num_classes=7"),
     ('missing_keys', dict(path='missing.pth'),
-     r"missing\.pth' does not match model test_resnet: .*missing keys: backbone\.fc\.weight, "
-     r"projector\.0\.weight$"),
+     r"missing\.pth' does not match model test_resnet: .*missing keys: fc\.weight$"),
     ('list_pickle', dict(path='list.pth'), r"list\.pth' holds a list, expected a train\.py checkpoint"),
     ('object_pickle', dict(path='object.pth'), r"object\.pth' is not a loadable PyTorch checkpoint with weights_only"),
     ('noise', dict(path='noise.pth'), r"noise\.pth' is not a loadable PyTorch checkpoint"),
     ('no_ema', dict(path='no_ema.pth', ema=True, model_name='test_resnet'), r"ema=True but it has no 'state_dict_ema'"),
     ('paco_form_of_wrapped', dict(form='paco'), r"form='paco': architecture 'test_resnet' is not a registered PaCo"),
-    ('bad_form', dict(form='onnx'), r"form: expected one of \('paco', 'timm'\)"),
+    ('bad_form', dict(form='onnx'), r"form: expected one of \('timm', 'paco'\)"),
     ('bad_tag', dict(model_name='test_resnet.badtag'), r"model_name 'test_resnet.badtag': test_resnet has no "
                                                         r"pretrained tag 'badtag'"),
 ])
@@ -306,19 +328,19 @@ def test_timm_form_keeps_the_trained_preprocessing(tmp_path):
 
 @pytest.mark.parametrize('trained', ['paco_resnet32', 'resnet32_cifar'])
 def test_timm_form_of_a_backbone_timm_paco_registers(trained, paco32, inputs, tmp_path):
-    # the backbone of paco_resnet32, and train.py --model resnet32_cifar --task paco (a plain name train.py
-    # wrapped), go up as plain resnet32_cifar; loading needs import timm_paco for the architecture only
+    # paco_resnet32, and train.py --model resnet32_cifar --task paco (an earlier release's layout), go up as
+    # resnet32_cifar; loading needs import timm_paco for the architecture only
     if trained == 'paco_resnet32':
         path, expected = paco32['path'], paco32['logits']
     else:
         torch.manual_seed(4)
-        model = _randomise_bn(wrap('resnet32_cifar', num_classes=10, in_chans=1, proj_dim=16), 4)
+        model = _earlier('resnet32_cifar', 4, num_classes=10, in_chans=1)
         path = _save_train_checkpoint(
             tmp_path / 'last.pth.tar', model, _train_args('resnet32_cifar', num_classes=10, in_chans=1))
         with torch.no_grad():
-            expected = model(inputs)
-    if trained == 'resnet32_cifar':  # config.json 'resnet32_cifar' could not rebuild the wrapper: refused
-        with pytest.raises(ValueError, match="'resnet32_cifar' is not a registered PaCo architecture"):
+            expected = model(inputs)[0]
+    if trained == 'resnet32_cifar':  # no PaCo name, so no paco form
+        with pytest.raises(ValueError, match="'resnet32_cifar' is not a registered PaCo name"):
             export_checkpoint(path, str(tmp_path / 'paco'), form='paco')
     out = export_checkpoint(path, str(tmp_path / 'out'), form='timm', repo_name='org/r32')
     with open(os.path.join(out, 'config.json')) as f:
@@ -327,13 +349,13 @@ def test_timm_form_of_a_backbone_timm_paco_registers(trained, paco32, inputs, tm
     readme = open(os.path.join(out, 'README.md'), encoding='utf-8').read()
     assert 'import timm_paco' in readme and 'registers' in readme and 'without the plugin' not in readme
     local = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
-    assert not isinstance(local, PaCoModel)
+    assert type(local).__name__ == 'ResNetCifar' and local.pretrained_cfg['architecture'] == 'resnet32_cifar'
     with torch.no_grad():
         assert torch.equal(local(inputs), expected)
 
 
 def test_is_paco_architecture():
-    # what train.py --push-to-hub uploads in paco form: registered by timm_paco and building a PaCoModel
+    # the names export form='paco' takes: those with a PaCo / GPaCo recipe
     assert is_paco_architecture('paco_resnet32') and is_paco_architecture('gpaco_vit_base_patch16_224')
     assert not is_paco_architecture('resnet32_cifar')  # registered by timm_paco, but plain
     assert not is_paco_architecture('test_resnet') and not is_paco_architecture('no_such_model')
@@ -380,7 +402,51 @@ def test_push_to_local_hub(wrapped, tmp_path):
     header, uploaded = hub.commit('org/name', 'v1')
     assert header['summary'] == 'PaCo weights'
     expected = export_checkpoint(wrapped['path'], str(tmp_path / 'expected'), form='timm', repo_name='org/name')
-    assert sorted(uploaded) == ['README.md', 'config.json', 'model.safetensors']
+    assert sorted(uploaded) == ['README.md', 'config.json', 'model.safetensors', 'projector.safetensors']
     for name, data in uploaded.items():
         with open(os.path.join(expected, name), 'rb') as f:
             assert data == f.read(), name
+
+
+@pytest.mark.parametrize('name,kwargs,stock', [
+    ('paco_resnet50', dict(layers=(1, 1, 1, 1)), 'ResNet'),
+    ('gpaco_vit_base_patch16_224', dict(img_size=32, depth=1, embed_dim=32, num_heads=2), 'VisionTransformer'),
+])
+def test_export_of_a_registered_name_loads_with_timm_alone(name, kwargs, stock, tmp_path):
+    """The default export of paco_resnet50 / a GPaCo ViT is the stock timm architecture: a Python process in which
+    timm_paco cannot be imported loads it (local-dir: and the offline hf-hub: cache) with the same logits."""
+    torch.manual_seed(6)
+    model = _randomise_bn(timm.create_model(name, num_classes=4, **kwargs), 6)
+    path = _save_train_checkpoint(tmp_path / 'last.pth.tar', model,
+                                  _train_args(name, num_classes=4, model_kwargs=kwargs),
+                                  projector=create_contrastive_module(model).projector)
+    out = export_checkpoint(path, str(tmp_path / 'export'), repo_name='org/stock')
+    with open(os.path.join(out, 'config.json')) as f:
+        assert json.load(f)['architecture'] == {'paco_resnet50': 'resnet50',
+                                                'gpaco_vit_base_patch16_224': 'vit_base_patch16_224'}[name]
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    hf_home = str(tmp_path / 'hf_home')
+    _populate_hf_cache(out, os.path.join(hf_home, 'hub'), 'org/stock')
+    torch.save(x, tmp_path / 'x.pt')
+    script = textwrap.dedent(f'''
+        import sys
+        sys.modules['timm_paco'] = None  # not importable in this process
+        import torch, timm
+        x = torch.load({str(tmp_path / 'x.pt')!r})
+        out = {{}}
+        for key, source in (('local', 'local-dir:{out}'), ('hub', 'hf-hub:org/stock')):
+            model = timm.create_model(source, pretrained=True).eval()
+            with torch.no_grad():
+                out[key] = model(x)
+            out[key + '_type'] = type(model).__name__
+        torch.save(out, {str(tmp_path / 'out.pt')!r})
+    ''')
+    env = {k: v for k, v in os.environ.items() if not k.startswith('HF_')}
+    env.update(HF_HUB_OFFLINE='1', HF_HOME=hf_home, HF_HUB_CACHE=os.path.join(hf_home, 'hub'))
+    proc = subprocess.run([sys.executable, '-c', script], cwd=str(tmp_path), env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = torch.load(tmp_path / 'out.pt')
+    with torch.no_grad():
+        expected = model(x)
+    assert loaded['local_type'] == loaded['hub_type'] == stock
+    assert torch.equal(loaded['local'], expected) and torch.equal(loaded['hub'], expected)

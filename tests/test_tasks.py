@@ -7,19 +7,27 @@ import torch
 import torch.nn.functional as F
 
 from timm_paco.losses import GPaCoLoss, PaCoLoss
-from timm_paco.models import wrap
 from timm_paco.tasks import (
-    GPaCoTask, MultiViewClassificationTask, PaCoTask, create_task, is_long_tailed, resolve_logit_adjust,
+    ContrastiveModule, GPaCoTask, MultiViewClassificationTask, PaCoTask, create_task, is_long_tailed, resolve_logit_adjust,
 )
 
 NUM_CLASSES = 4
 COUNTS = [40, 10, 4, 2]
 
 
+PROJ = dict(proj_dim=8, proj_type='mlp3')
+
+
 @pytest.fixture(scope='module')
 def paco_model():
+    """A plain timm model; the contrastive tasks put a PROJ projector beside it."""
     torch.manual_seed(0)
-    return wrap(timm.create_model('test_convnext', num_classes=NUM_CLASSES), proj_dim=8, proj_type='mlp3')
+    return timm.create_model('test_convnext', num_classes=NUM_CLASSES)
+
+
+def _contrastive(name, model, **kwargs):
+    torch.manual_seed(5)
+    return create_task(name, copy.deepcopy(model), projector=PROJ, verbose=False, **kwargs)
 
 
 @pytest.fixture(scope='module')
@@ -31,7 +39,7 @@ def batch():
 def test_ce_two_views_is_ce_over_every_view(paco_model, batch):
     x, y = batch
     task = create_task('ce', copy.deepcopy(paco_model), num_views=2, smoothing=0.0, verbose=False)
-    assert isinstance(task, MultiViewClassificationTask) and task.find_unused_parameters
+    assert isinstance(task, MultiViewClassificationTask) and task.model is task.trainable_module
     out = task(x, y)
     logits = task.model(x)
     torch.testing.assert_close(out['loss'], F.cross_entropy(logits, y.repeat(2)))
@@ -71,16 +79,18 @@ def test_prior_tau_without_a_prior_raises(paco_model):
 
 def test_paco_query_anchors_key_and_queue_contrast(paco_model, batch):
     x, y = batch
-    model = copy.deepcopy(paco_model)
-    task = create_task('paco', model, class_counts=COUNTS, queue_size=6, momentum=0.9, verbose=False)
+    task = _contrastive('paco', paco_model, class_counts=COUNTS, queue_size=6, momentum=0.9)
+    model = task.module
     assert isinstance(task, PaCoTask) and task.criterion.log_prior is not None  # long-tailed counts: adjusted
-    reference = copy.deepcopy(model)  # the key encoder starts as a copy of the query model
+    assert isinstance(model, ContrastiveModule) and task.model is model.backbone
+    assert task.get_eval_model() is model.backbone  # evaluation sees the plain timm model
+    reference = copy.deepcopy(model)  # the key encoder starts as a copy of the query module
     crit = PaCoLoss(NUM_CLASSES, class_counts=COUNTS)
 
     out = task(x, y)
-    logits, q = reference(x[:4], return_embeddings=True)
+    logits, q = reference(x[:4])
     with torch.no_grad():
-        k = reference(x[4:], return_embeddings=True)[1]
+        k = reference(x[4:])[1]
     expected = crit.loss_parts(logits, q, y, k, y)  # empty queue: the batch's keys are the only samples
     for name in ('loss', 'loss_centre', 'loss_contrast'):
         torch.testing.assert_close(out[name], expected[name], rtol=1e-5, atol=1e-6)
@@ -104,9 +114,9 @@ def test_paco_query_anchors_key_and_queue_contrast(paco_model, batch):
 
     # second step: the queue (4 old keys) joins the contrast set, 2 slots of 6 are overwritten (ring)
     out2 = task(x, y)
-    logits2, q2 = model(x[:4], return_embeddings=True)
+    logits2, q2 = model(x[:4])
     with torch.no_grad():
-        k2 = task.key_encoder.module(x[4:], return_embeddings=True)[1]
+        k2 = task.key_encoder.module(x[4:])[1]
     expected2 = crit(logits2, q2, y, torch.cat([k2, feats]), torch.cat([y, labels]))
     torch.testing.assert_close(out2['loss'], expected2, rtol=1e-5, atol=1e-6)
     assert len(task.queue) == 6 and int(task.queue.ptr) == 2
@@ -114,13 +124,15 @@ def test_paco_query_anchors_key_and_queue_contrast(paco_model, batch):
 
 def test_paco_task_state_round_trip(paco_model, batch):
     x, y = batch
-    task = create_task('paco', copy.deepcopy(paco_model), queue_size=8, verbose=False)
+    task = _contrastive('paco', paco_model, queue_size=8)
     task(x, y)
     task.key_encoder.module.projector[0].weight.data.add_(1.0)
     state = copy.deepcopy(task.get_task_state())
-    assert task.get_task_state(ema=True) == {}
+    assert task.get_task_state(ema=True) == {}  # no --model-ema copy
+    assert set(state) == {'projector', 'projector_args', 'key_encoder', 'queue'}
+    assert state['projector_args'] == dict(in_dim=64, out_dim=8, proj_type='mlp3', hidden_dim=64, act_layer='gelu')
 
-    fresh = create_task('paco', copy.deepcopy(paco_model), queue_size=8, verbose=False)
+    fresh = _contrastive('paco', paco_model, queue_size=8)
     fresh.load_task_state(state)
     for a, b in zip(fresh.key_encoder.module.state_dict().values(), state['key_encoder'].values()):
         assert torch.equal(a, b)
@@ -129,17 +141,47 @@ def test_paco_task_state_round_trip(paco_model, batch):
     with pytest.raises(ValueError, match='task_state'):
         fresh.load_task_state(None)
     with pytest.raises(ValueError, match='queue-size'):
-        create_task('paco', copy.deepcopy(paco_model), queue_size=4, verbose=False).load_task_state(state)
+        _contrastive('paco', paco_model, queue_size=4).load_task_state(state)
+
+
+@pytest.mark.parametrize('layout', ['now', 'earlier'])
+def test_checkpoint_state_round_trip(paco_model, batch, layout):
+    """A checkpoint's state_dict is the plain model's and the projector is task state; a checkpoint of an earlier
+    release (backbone.* / projector.* in state_dict) loads into the same task."""
+    x, y = batch
+    task = _contrastive('gpaco', paco_model, queue_size=6)
+    task(x, y)
+    with torch.no_grad():
+        task.module.projector[0].weight.add_(1.0)
+    state = task.get_checkpoint_state()
+    assert state['state_dict'].keys() == paco_model.state_dict().keys()
+    assert set(state['task_state']) == {'projector', 'projector_args', 'queue'}
+    if layout == 'earlier':
+        state = dict(state_dict=task.module.state_dict(), task_state={'queue': state['task_state']['queue']})
+    fresh = _contrastive('gpaco', paco_model, queue_size=6)
+    fresh.load_checkpoint_state(state['state_dict'], state['task_state'])
+    for a, b in zip(fresh.module.state_dict().values(), task.module.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match='no projector weights'):
+        _contrastive('gpaco', paco_model, queue_size=6).load_checkpoint_state(
+            paco_model.state_dict(), {'queue': state['task_state']['queue']})
+    with pytest.raises(ValueError, match='--paco-proj-dim'):
+        create_task('gpaco', copy.deepcopy(paco_model), projector=dict(proj_dim=4, proj_type='mlp3'), queue_size=6,
+                    verbose=False).load_checkpoint_state(state['state_dict'], state['task_state'])
+    task.setup_ema(decay=0.5)
+    ema_state = task.get_checkpoint_state(ema=True)
+    assert ema_state['state_dict_ema'].keys() == paco_model.state_dict().keys()
+    assert set(ema_state['task_state_ema']) == {'projector', 'projector_args'}
 
 
 @pytest.mark.parametrize('num_views', [1, 2])
 def test_gpaco_every_view_is_an_anchor(paco_model, batch, num_views):
     x, y = batch
     x = x[:4 * num_views]
-    task = create_task('gpaco', copy.deepcopy(paco_model), num_views=num_views, verbose=False)
+    task = _contrastive('gpaco', paco_model, num_views=num_views)
     assert isinstance(task, GPaCoTask) and task.criterion.label_smoothing == 0.1
     out = task(x, y)
-    logits, emb = task.model(x, return_embeddings=True)
+    logits, emb = task.module(x)
     expected = GPaCoLoss(NUM_CLASSES).loss_parts(logits, emb, y.repeat(num_views))
     for name in ('loss', 'loss_centre', 'loss_contrast'):
         torch.testing.assert_close(out[name], expected[name], rtol=1e-5, atol=1e-6)
@@ -150,11 +192,11 @@ def test_gpaco_every_view_is_an_anchor(paco_model, batch, num_views):
 def test_gpaco_queue_holds_earlier_last_view_embeddings(paco_model, batch):
     """The seeds' long-tailed GPaCo: last-view embeddings of earlier steps join the contrast set."""
     x, y = batch
-    assert create_task('gpaco', copy.deepcopy(paco_model), verbose=False).queue is None  # the paper: no queue
-    task = create_task('gpaco', copy.deepcopy(paco_model), queue_size=6, smoothing=0.0, verbose=False)
-    model, crit = task.model, task.criterion
+    assert _contrastive('gpaco', paco_model).queue is None  # the paper: no queue
+    task = _contrastive('gpaco', paco_model, queue_size=6, smoothing=0.0)
+    model, crit = task.module, task.criterion
     out1 = task(x, y)  # first step: an empty queue, the paper's loss
-    logits, emb = model(x, return_embeddings=True)
+    logits, emb = model(x)
     torch.testing.assert_close(out1['loss'], crit.loss_parts(logits, emb, y.repeat(2))['loss'], rtol=1e-5, atol=1e-6)
     feats, labels = task.queue.get()
     torch.testing.assert_close(feats, emb[4:].detach())  # view 1 of the 4 images, detached
@@ -164,7 +206,7 @@ def test_gpaco_queue_holds_earlier_last_view_embeddings(paco_model, batch):
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
     out2 = task(x, y)  # second step: the queue's 4 rows are contrast-only samples; 2 slots of 6 are rewritten
-    logits2, emb2 = model(x, return_embeddings=True)
+    logits2, emb2 = model(x)
     expected = crit.loss_parts(logits2, emb2, y.repeat(2), feats, labels)
     for name in ('loss', 'loss_centre', 'loss_contrast'):
         torch.testing.assert_close(out2[name], expected[name], rtol=1e-5, atol=1e-6)
@@ -174,11 +216,11 @@ def test_gpaco_queue_holds_earlier_last_view_embeddings(paco_model, batch):
 
 def test_gpaco_queue_state(paco_model, batch, caplog):
     x, y = batch
-    task = create_task('gpaco', copy.deepcopy(paco_model), queue_size=6, verbose=False)
+    task = _contrastive('gpaco', paco_model, queue_size=6)
     task(x, y)
     state = copy.deepcopy(task.get_task_state())
-    assert set(state) == {'queue'} and task.get_task_state(ema=True) == {}
-    fresh = create_task('gpaco', copy.deepcopy(paco_model), queue_size=6, verbose=False)
+    assert set(state) == {'queue', 'projector', 'projector_args'} and task.get_task_state(ema=True) == {}
+    fresh = _contrastive('gpaco', paco_model, queue_size=6)
     fresh.load_task_state(state)
     for name, value in state['queue'].items():
         assert torch.equal(fresh.queue.state_dict()[name], value)
@@ -188,14 +230,14 @@ def test_gpaco_queue_state(paco_model, batch, caplog):
     fresh.load_task_state(None, strict=False)
     assert len(fresh.queue) == 0 and 'queue emptied' in caplog.text
     with pytest.raises(ValueError, match=r'\[6, 8\] \(slots x dim\), this task \[4, 8\]: use the same --gpaco-queue'):
-        create_task('gpaco', copy.deepcopy(paco_model), queue_size=4, verbose=False).load_task_state(state)
-    plain = create_task('gpaco', copy.deepcopy(paco_model), verbose=False)
-    assert plain.get_task_state() == {}
+        _contrastive('gpaco', paco_model, queue_size=4).load_task_state(state)
+    plain = _contrastive('gpaco', paco_model)
+    assert set(plain.get_task_state()) == {'projector', 'projector_args'}
     plain.load_task_state(None)
     with pytest.raises(ValueError, match='a gpaco queue of 6 slots, this task has none'):
         plain.load_task_state(state)
     with pytest.raises(ValueError, match=r'^queue_size must be an int >= 0 \(number of queue slots; 0 = no queue\)'):
-        create_task('gpaco', copy.deepcopy(paco_model), queue_size=-1, verbose=False)
+        _contrastive('gpaco', paco_model, queue_size=-1)
     with pytest.raises(ValueError, match='queue_size=8: task ce keeps no queue'):
         create_task('ce', copy.deepcopy(paco_model), queue_size=8, verbose=False)
 
@@ -211,8 +253,10 @@ def test_factory_rules(paco_model):
     plain = timm.create_model('test_convnext', num_classes=NUM_CLASSES)
     with pytest.raises(ValueError, match='unknown task'):
         create_task('moco', plain)
-    with pytest.raises(ValueError, match='PaCoModel'):
-        create_task('paco', plain, verbose=False)
+    with pytest.raises(ValueError, match='task ce trains no projector'):
+        create_task('ce', plain, projector=PROJ, verbose=False)
+    with pytest.raises(ValueError, match='has its projector already'):
+        create_task('paco', _contrastive('paco', plain).module, projector=PROJ, verbose=False)
     with pytest.raises(ValueError, match='2 views'):
         create_task('paco', copy.deepcopy(paco_model), num_views=3, verbose=False)
     with pytest.raises(ValueError, match='num_classes=4'):
@@ -237,9 +281,9 @@ def test_factory_rules(paco_model):
 
 
 def test_agc_clip_parameters_leave_out_the_classifier_not_the_projector(paco_model):
-    task = create_task('paco', copy.deepcopy(paco_model), verbose=False)
-    model = task.model
-    head = {id(p) for p in model.get_classifier().parameters()}
+    task = _contrastive('paco', paco_model)
+    model = task.module
+    head = {id(p) for p in task.model.get_classifier().parameters()}
     kept = task.get_clip_parameters(exclude_head=True)
     assert len(head) == 2 and not head & {id(p) for p in kept}
     assert {id(p) for p in model.projector.parameters()} <= {id(p) for p in kept}

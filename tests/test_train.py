@@ -9,11 +9,13 @@ import sys
 
 import pytest
 import yaml
+import timm
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import train  # noqa: E402
+from timm_paco.tasks import create_task  # noqa: E402
 
 NUM_CLASSES = 4  # conftest's image_folder
 
@@ -73,12 +75,16 @@ def test_task_trains_checkpoints_and_resumes_exactly(image_folder, tmp_path, tas
     first = _checkpoint(folder, 'checkpoint-0.pth.tar')
     assert first['epoch'] == 0 and 'optimizer' in first
     if task == 'paco':
-        assert set(first['task_state']) == {'key_encoder', 'queue'}
+        assert set(first['task_state']) == {'key_encoder', 'queue', 'projector', 'projector_args'}
         assert int(first['task_state']['queue']['valid'].sum()) == 8
     if task == 'gpaco':  # 16 images' second views through a 12-slot ring
-        assert set(first['task_state']) == {'queue'}
+        assert set(first['task_state']) == {'queue', 'projector', 'projector_args'}
         queue = first['task_state']['queue']
         assert int(queue['valid'].sum()) == 12 and int(queue['ptr']) == 16 % 12
+
+    # the checkpoint's model entry is the plain timm model: stock timm's own strict loader reads it
+    stock = timm.create_model('test_convnext', num_classes=NUM_CLASSES, checkpoint_path=str(folder / 'last.pth.tar'))
+    _assert_tensors_equal(stock.state_dict(), _checkpoint(folder)['state_dict'], 'stock timm')
 
     # a new process state resumes from the epoch-0 checkpoint and must end where the straight run ended
     resumed = _args(image_folder, tmp_path, 'resumed', '--task', task, '--epochs', '2', *extra,
@@ -185,7 +191,7 @@ def test_one_channel_model_trains_on_grayscale_views(image_folder, tmp_path, loa
     args = yaml.safe_load((tmp_path / 'gray' / 'args.yaml').read_text())
     assert args['in_chans'] == 1
     state = _checkpoint(tmp_path / 'gray')['state_dict']
-    assert state['backbone.stem.0.weight'].shape[1] == 1
+    assert state['stem.0.weight'].shape[1] == 1  # the plain timm model's keys; the projector is task state
     row = _summary(tmp_path / 'gray')[0]
     assert torch.isfinite(torch.tensor(float(row['train_loss']))) and 0 <= float(row['eval_top1']) <= 100
 
@@ -245,3 +251,39 @@ def test_ddp_loss_matches_one_process(image_folder, tmp_path, task, extra):
     q_two = _checkpoint(tmp_path / 'two')['task_state']['queue']
     assert int(q_two['valid'].sum()) == 8
     assert sorted(q_one['labels'].tolist()) == sorted(q_two['labels'].tolist())
+
+
+@pytest.mark.parametrize('layout', ['now', 'earlier'])
+def test_initial_checkpoint_of_any_layout_starts_model_and_projector(tmp_path, layout):
+    """--initial-checkpoint reads what train.py writes now (plain state_dict, projector in task_state) and the
+    backbone.* / projector.* layout of earlier releases: the model loads strictly, a contrastive task takes the
+    projector, a CE task ignores it."""
+    torch.manual_seed(0)
+    source = create_task('paco', timm.create_model('test_convnext', num_classes=NUM_CLASSES), queue_size=8,
+                         verbose=False)
+    with torch.no_grad():
+        for p in source.module.parameters():
+            p.add_(torch.randn_like(p))
+    state = source.get_checkpoint_state()
+    if layout == 'earlier':
+        state = dict(state_dict=source.module.state_dict())
+    path = str(tmp_path / 'init.pth.tar')
+    torch.save(state, path)
+    for task_name in ('paco', 'ce'):
+        parser, args, _ = train.parse_args(['--model', 'test_convnext', '--num-classes', str(NUM_CLASSES),
+                                            '--task', task_name, '--initial-checkpoint', path])
+        model, task, projector = train._create_model(args, 3)
+        _assert_tensors_equal(model.state_dict(), source.model.state_dict(), 'model')
+        target = create_task(task, model, queue_size=8 if task == 'paco' else None, verbose=False)
+        assert train.load_initial_projector(target, projector, path) == (task == 'paco')
+        if task == 'paco':
+            _assert_tensors_equal(target.module.projector.state_dict(), source.module.projector.state_dict(), 'proj')
+    other = create_task('paco', timm.create_model('test_convnext', num_classes=NUM_CLASSES), verbose=False,
+                        projector=dict(proj_dim=4))
+    with pytest.raises(ValueError, match='its projector does not fit'):
+        train.load_initial_projector(other, projector, path)
+    torch.save({'state_dict': {'nope.weight': torch.zeros(1)}}, str(tmp_path / 'bad.pth.tar'))
+    parser, args, _ = train.parse_args(['--model', 'test_convnext', '--initial-checkpoint',
+                                        str(tmp_path / 'bad.pth.tar')])
+    with pytest.raises(ValueError, match=r'--initial-checkpoint .*bad\.pth\.tar does not match model test_convnext'):
+        train._create_model(args, 3)

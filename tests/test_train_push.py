@@ -82,9 +82,10 @@ def test_push_to_hub_uploads_best_checkpoint(image_folder, tmp_path):
     create = hub.created_repo()
     assert (create['organization'], create['name'], create['visibility']) == ('org', 'name', 'private')
 
-    # test_convnext was wrapped by train.py for --task paco: it goes up as the plain timm model of the best epoch
+    # test_convnext trained with --task paco: it goes up as the plain timm model of the best epoch, with the
+    # task's projector beside it
     uploaded = hub.committed_files('org/name', 'v1')
-    assert sorted(uploaded) == ['README.md', 'config.json', 'model.safetensors']
+    assert sorted(uploaded) == ['README.md', 'config.json', 'model.safetensors', 'projector.safetensors']
     expected = export_checkpoint(best, str(tmp_path / 'expected'), form='timm', repo_name='org/name')
     for name, data in uploaded.items():
         with open(os.path.join(expected, name), 'rb') as f:
@@ -92,9 +93,9 @@ def test_push_to_hub_uploads_best_checkpoint(image_folder, tmp_path):
     (tmp_path / 'uploaded.safetensors').write_bytes(uploaded['model.safetensors'])
     weights = load_file(str(tmp_path / 'uploaded.safetensors'))
     best_sd, last_sd = (torch.load(p, weights_only=False)['state_dict'] for p in (best, last))
-    assert set(weights) == {k[len('backbone.'):] for k in best_sd if k.startswith('backbone.')}
-    assert all(torch.equal(v, best_sd['backbone.' + k]) for k, v in weights.items())
-    assert not all(torch.equal(v, last_sd['backbone.' + k]) for k, v in weights.items())
+    assert set(weights) == set(best_sd)
+    assert all(torch.equal(v, best_sd[k]) for k, v in weights.items())
+    assert not all(torch.equal(v, last_sd[k]) for k, v in weights.items())
 
 
 def test_push_to_hub_with_model_ema_uploads_the_ema_weights(image_folder, tmp_path):
@@ -107,8 +108,11 @@ def test_push_to_hub_with_model_ema_uploads_the_ema_weights(image_folder, tmp_pa
     weights = load_file(str(tmp_path / 'uploaded.safetensors'))
     best = torch.load(str(tmp_path / 'run' / 'model_best.pth.tar'), weights_only=False)
     ema, raw = best['state_dict_ema'], best['state_dict']
-    assert all(torch.equal(v, ema['backbone.' + k]) for k, v in weights.items())
-    assert not all(torch.equal(v, raw['backbone.' + k]) for k, v in weights.items())
+    assert all(torch.equal(v, ema[k]) for k, v in weights.items())
+    assert not all(torch.equal(v, raw[k]) for k, v in weights.items())
+    (tmp_path / 'projector.safetensors').write_bytes(uploaded['projector.safetensors'])
+    projector = load_file(str(tmp_path / 'projector.safetensors'))  # the EMA copy's projector
+    assert all(torch.equal(v, best['task_state_ema']['projector'][k]) for k, v in projector.items())
 
 
 def test_push_to_hub_without_token_stops_before_training(image_folder, tmp_path):

@@ -8,6 +8,5 @@ from . import losses, data, models, tasks
 from .losses import (
     BalancedSoftmaxLoss, CELoss, GPaCoLoss, PaCoLoss, SupConLoss, create_loss, list_losses, register_loss,
 )
-from .models import PaCoModel, wrap
 from .queue import LabelledQueue
-from .tasks import create_task
+from .tasks import ContrastiveModule, create_contrastive_module, create_task

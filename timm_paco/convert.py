@@ -7,8 +7,9 @@ for the ResNets, or the MAE-ViT GPaCo ``checkpoint-*.pth`` with ``model``), or a
 Read with ``timm_paco.checkpoint_io`` (safetensors sniffed by content; pickles with ``weights_only=True``).
 The architecture (PaCo vs GPaCo from the projector, depth / width / groups from the tensors) and the
 class count are read from the weights unless ``--model`` / ``--num-classes`` say otherwise, in which
-case they are checked. DST: ``*.safetensors`` writes one file; any other path writes a folder with
-``model.safetensors`` and timm's ``config.json``. Load the result with::
+case they are checked. DST: ``*.safetensors`` writes the plain timm model's weights to one file; any other path
+writes a folder with ``model.safetensors``, timm's ``config.json`` (the registered name and its pretrained cfg) and
+the training projector in ``projector.safetensors`` (``timm_paco.tasks.attach_projector``). Load the result with::
 
     timm.create_model(NAME, pretrained=True, pretrained_cfg_overlay=dict(file=DST))  # file
     timm.create_model('local-dir:' + DST, pretrained=True)                           # folder
@@ -26,8 +27,10 @@ from timm.models._pretrained import filter_pretrained_cfg
 
 from .arg_types import positive_int
 from .checkpoint_io import load_checkpoint_file as load_checkpoint
-from .models.builder import check_pretrained_tag
-from .models.checkpoint_filter import check_state_dict, convert_state_dict, unwrap_checkpoint
+from .models.pretrained import check_pretrained_tag
+from .models.checkpoint_filter import check_state_dict, classifier_module_name, split_state_dict, unwrap_checkpoint
+from .models.recipes import recipe_for
+from .tasks.projector_file import PROJECTOR_FILE, projector_args, save_projector
 
 __all__ = ['load_checkpoint', 'infer_model_name', 'convert_checkpoint', 'main']
 
@@ -51,35 +54,34 @@ def _blocks_per_stage(sd: Dict[str, torch.Tensor], prefix: str, num_stages: int)
     return tuple(counts)
 
 
-def infer_model_name(sd: Dict[str, torch.Tensor]) -> str:
-    """Registered timm-paco name for a converted (``backbone.*`` / ``projector.*``) state dict."""
-    if 'projector.1.running_mean' in sd:
+def infer_model_name(sd: Dict[str, torch.Tensor], projector: Dict[str, torch.Tensor]) -> str:
+    """Registered timm-paco name for a remapped checkpoint: plain model keys ``sd`` and the ``projector`` weights."""
+    if '1.running_mean' in projector:
         method = 'paco'
-    elif 'projector.4.weight' in sd:
+    elif '4.weight' in projector:
         method = 'gpaco'
     else:
         raise ValueError(
-            'cannot tell PaCo from GPaCo: expected a Linear-BN-ReLU-Linear (projector.1.running_mean) or a '
-            '3-linear (projector.4.weight) projection MLP, got projector keys '
-            f'{sorted(k for k in sd if k.startswith("projector."))}')
-    if 'backbone.patch_embed.proj.weight' in sd:
-        w = sd['backbone.patch_embed.proj.weight']
-        depth = len({k.split('.')[2] for k in sd if k.startswith('backbone.blocks.')})
+            'cannot tell PaCo from GPaCo: expected a Linear-BN-ReLU-Linear (projector 1.running_mean) or a '
+            f'3-linear (projector 4.weight) projection MLP, got projector keys {sorted(projector)}')
+    if 'patch_embed.proj.weight' in sd:
+        w = sd['patch_embed.proj.weight']
+        depth = len({k.split('.')[1] for k in sd if k.startswith('blocks.')})
         key = (w.shape[-1], w.shape[0], depth)
         arch = _VITS.get(key)
         desc = f'ViT patch {key[0]}, width {key[1]}, depth {key[2]}'
-    elif 'backbone.layer4.0.conv1.weight' in sd:
-        width = sd['backbone.layer1.0.conv2.weight']
+    elif 'layer4.0.conv1.weight' in sd:
+        width = sd['layer1.0.conv2.weight']
         groups = width.shape[0] // width.shape[1]
-        key = (_blocks_per_stage(sd, 'backbone.', 4), groups, width.shape[0] // groups)
+        key = (_blocks_per_stage(sd, '', 4), groups, width.shape[0] // groups)
         arch = _RESNETS.get(key)
         desc = f'ResNet blocks {key[0]}, groups {key[1]}, width/group {key[2]}'
-    elif 'backbone.layer3.0.conv1.weight' in sd:
-        key = _blocks_per_stage(sd, 'backbone.', 3)
+    elif 'layer3.0.conv1.weight' in sd:
+        key = _blocks_per_stage(sd, '', 3)
         arch = _CIFAR_RESNETS.get(key)
         desc = f'CIFAR ResNet blocks {key}'
     else:
-        raise ValueError('backbone is neither a ResNet (backbone.layer*) nor a ViT (backbone.patch_embed)')
+        raise ValueError('the model is neither a ResNet (layer*) nor a ViT (patch_embed)')
     name = f'{method}_{arch}' if arch else None
     if name is None or name not in timm.list_models(f'{method}_*'):
         raise ValueError(
@@ -89,17 +91,10 @@ def infer_model_name(sd: Dict[str, torch.Tensor]) -> str:
 
 
 def _classifier_classes(sd: Dict[str, torch.Tensor]) -> int:
-    for key in ('backbone.fc.weight', 'backbone.head.weight'):
+    for key in ('fc.weight', 'head.weight'):
         if key in sd:
             return sd[key].shape[0]
-    raise ValueError('checkpoint has no classifier (backbone.fc / backbone.head, seeds\' linear.*) weights')
-
-
-def _proj_dim(sd: Dict[str, torch.Tensor]) -> int:
-    last = max((int(k.split('.')[1]) for k in sd if re.match(r'projector\.\d+\.weight$', k)), default=None)
-    if last is None:
-        raise ValueError('checkpoint has no projector weights')
-    return sd[f'projector.{last}.weight'].shape[0]
+    raise ValueError('checkpoint has no classifier (fc / head, seeds\' linear.*) weights')
 
 
 def convert_checkpoint(
@@ -116,8 +111,8 @@ def convert_checkpoint(
     """
     tensors = unwrap_checkpoint(load_checkpoint(src), source=src)
     try:
-        sd = convert_state_dict(tensors)
-        name = model_name or infer_model_name(sd)
+        sd, projector = split_state_dict(tensors)
+        name = model_name or infer_model_name(sd, projector)
     except ValueError as e:
         raise ValueError(f'{src}: {e}') from e
     arch, tag = split_model_name_tag(name)
@@ -127,13 +122,21 @@ def convert_checkpoint(
     check_pretrained_tag(name)
     if num_classes is None:
         num_classes = timm.models.get_pretrained_cfg(name).num_classes if tag else _classifier_classes(sd)
-    model_kwargs.setdefault('proj_dim', _proj_dim(sd))
+    recipe = recipe_for(arch)
+    found = projector_args(projector, recipe_act=recipe.proj_act) if projector else None
+    if found and found['proj_type'] != recipe.proj_type:
+        raise ValueError(f"{src}: its projector is an {found['proj_type']!r} one, {arch} trains an "
+                         f"{recipe.proj_type!r} one; pass the {('gpaco' if found['proj_type'] == 'mlp3' else 'paco')}_* "
+                         f"name (or none, to read it from the weights)")
     model = timm.create_model(arch, pretrained=False, pretrained_cfg=tag or None, num_classes=num_classes,
                               **model_kwargs)
+    sd, _ = split_state_dict(tensors, classifier=classifier_module_name(model) or 'fc')
     sd = check_state_dict(sd, model, source=src)
     model.load_state_dict(sd, strict=True)
     sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     _save(sd, dst, model, name, model_kwargs)
+    if found and not dst.endswith('.safetensors'):
+        save_projector(projector, found, os.path.join(dst, PROJECTOR_FILE))
     return name, sd
 
 

@@ -1,6 +1,6 @@
 """timm_paco.eval: checkpoint loading for evaluation, logit ensembles, post-hoc logit adjustment, confusion
 counts, result files and plots."""
-from .checkpoint import adapt_state_dict, create_eval_model, split_checkpoints
+from .checkpoint import create_eval_model, split_checkpoints
 from .confusion import confusion_counts, confusion_rates, top_confusions
 from .ensemble import EnsembleModel
 from .logit_adjust import (

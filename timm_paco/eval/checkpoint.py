@@ -1,9 +1,8 @@
-"""Build a model for evaluation and load a plain timm or a PaCo checkpoint into it.
+"""Build a model for evaluation and load a checkpoint of any layout into it.
 
-A PaCo checkpoint's state dict has ``backbone.*`` and ``projector.*`` keys (``PaCoModel``). Loaded into a
-plain timm model, ``backbone.`` is stripped and ``projector.*`` dropped; loaded into a PaCo model, plain
-backbone keys get the ``backbone.`` prefix and the projector (unused for logits) may be absent
-(``timm_paco.models.checkpoint_filter.adapt_state_dict`` / ``check_state_dict``).
+Every registered model is a plain timm model; a checkpoint's model weights are found and remapped by
+``timm_paco.models.model_state_dict`` (train.py's plain ``state_dict``, the earlier ``backbone.*`` /
+``projector.*`` layout, the seeds' layouts) and checked by ``check_state_dict``; projector weights are not needed.
 """
 import os
 import pickle
@@ -12,7 +11,7 @@ from typing import Any, Dict, List, Optional
 import torch.nn as nn
 from timm.models import create_model, load_state_dict
 
-from ..models.checkpoint_filter import PROJECTOR, adapt_state_dict, check_state_dict, classifier_module_name
+from ..models.checkpoint_filter import check_state_dict, classifier_module_name, model_state_dict
 
 
 def split_checkpoints(checkpoint: str) -> List[str]:
@@ -23,16 +22,15 @@ def split_checkpoints(checkpoint: str) -> List[str]:
 def _checkpoint_num_classes(state_dict: Dict[str, Any], model: nn.Module) -> Optional[int]:
     """Classes of the checkpoint's classifier (read in ``model``'s layout), None if it has none."""
     name = classifier_module_name(model)
-    w = adapt_state_dict(state_dict, model).get(f'{name}.weight') if name else None
+    w = model_state_dict(state_dict, model).get(f'{name}.weight') if name else None
     return int(w.shape[0]) if w is not None and w.ndim >= 1 else None
 
 
 def load_eval_checkpoint(model: nn.Module, state_dict: Dict[str, Any], path: str, model_name: str):
-    """Load an adapted state dict; only ``projector.*`` may be missing. Raises ValueError naming ``path``."""
+    """Load a checkpoint's model weights (any layout) strictly. Raises ValueError naming ``path``."""
     state_dict = check_state_dict(
-        adapt_state_dict(state_dict, model), model, source=f'--checkpoint {path}', model_name=model_name,
-        optional_prefixes=(PROJECTOR,))
-    model.load_state_dict(state_dict, strict=False)
+        model_state_dict(state_dict, model), model, source=f'--checkpoint {path}', model_name=model_name)
+    model.load_state_dict(state_dict, strict=True)
 
 
 def create_eval_model(

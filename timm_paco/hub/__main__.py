@@ -1,7 +1,7 @@
 """Export or push a trained checkpoint.
 
-  python -m timm_paco.hub export CHECKPOINT OUTPUT_DIR [--model NAME] [--form paco|timm] [--ema] [--results-file R.json]
-  python -m timm_paco.hub push CHECKPOINT REPO_ID [--model NAME] [--form paco|timm] [--ema] [--results-file R.json]
+  python -m timm_paco.hub export CHECKPOINT OUTPUT_DIR [--model NAME] [--form timm|paco] [--ema] [--results-file R.json]
+  python -m timm_paco.hub push CHECKPOINT REPO_ID [--model NAME] [--form timm|paco] [--ema] [--results-file R.json]
         [--private] [--revision BRANCH] [--commit-message MSG] [--token TOKEN]
 """
 import argparse
@@ -15,8 +15,9 @@ from .push import push_checkpoint
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument('checkpoint', help='train.py checkpoint, state dict, or .safetensors file')
     p.add_argument('--model', default=None, help="architecture (default: the checkpoint's args.model)")
-    p.add_argument('--form', default='paco', choices=EXPORT_FORMS,
-                   help="'paco': registered PaCo architecture; 'timm': plain timm backbone, projector dropped")
+    p.add_argument('--form', default='timm', choices=EXPORT_FORMS,
+                   help="'timm' (default): config.json names the stock timm architecture, loads without the plugin; "
+                        "'paco': the registered PaCo name, loads after import timm_paco")
     p.add_argument('--ema', action='store_true', help="export the checkpoint's state_dict_ema")
     p.add_argument('--results-file', default=None, help='validate.py --results-file (json or csv) for the model card')
 

@@ -6,40 +6,11 @@ import timm
 from timm.models import resolve_model_input_args
 from torch import nn
 
-from ..models import PaCoModel
-from ..models.builder import check_pretrained_tag
-from ..models.checkpoint_filter import adapt_state_dict, check_state_dict, classifier_module_name, is_paco_state_dict
+from ..models.pretrained import check_pretrained_tag
+from ..models.checkpoint_filter import check_state_dict, classifier_module_name, model_state_dict
 from .checkpoint import TrainedCheckpoint
 
-__all__ = ['is_paco_model', 'model_name_from_checkpoint', 'build_trained_model', 'stem_weight_key']
-
-
-def is_paco_model(model: nn.Module) -> bool:
-    return isinstance(model, PaCoModel)
-
-
-def _projector_kwargs(state_dict: Dict[str, torch.Tensor]) -> Dict[str, Any]:
-    """PaCoModel projector arguments the state dict's ``projector.*`` weights imply ({} without any).
-
-    Layouts (models/projector.py): 'mlp' = Linear 0, BN 1, Linear 3; 'mlp3' = Linear 0, 2, 4. The activation
-    has no weights and does not change logits. A width the weights do not give is left to the default, and
-    check_state_dict then names the missing keys."""
-    if not any(k.startswith('projector.') for k in state_dict):
-        return {}
-    proj_type = 'mlp' if any(k.startswith('projector.1.') for k in state_dict) else 'mlp3'
-
-    def _width(index):
-        t = state_dict.get(f'projector.{index}.weight', state_dict.get(f'projector.{index}.bias'))
-        return int(t.shape[0]) if t is not None else None
-
-    kwargs = dict(proj_type=proj_type, proj_dim=_width(3 if proj_type == 'mlp' else 4), proj_hidden_dim=_width(0))
-    return {k: v for k, v in kwargs.items() if v is not None}
-
-
-def _projector_differs(model: PaCoModel, state_dict: Dict[str, torch.Tensor]) -> bool:
-    own = {f'projector.{k}': v for k, v in model.projector.state_dict().items()}
-    return set(own) != {k for k in state_dict if k.startswith('projector.')} or any(
-        state_dict[k].shape != v.shape for k, v in own.items())
+__all__ = ['model_name_from_checkpoint', 'build_trained_model', 'stem_weight_key']
 
 
 def model_name_from_checkpoint(ckpt: TrainedCheckpoint, model_name: Optional[str] = None) -> str:
@@ -74,10 +45,11 @@ def build_trained_model(
         in_chans: Optional[int] = None,
         **model_kwargs: Any,
 ) -> nn.Module:
-    """Create ``model_name`` (default: the checkpoint's args.model) and load the checkpoint's weights strictly.
+    """Create ``model_name`` (default: the checkpoint's args.model) and load the checkpoint's model weights (any
+    layout, ``timm_paco.models.model_state_dict``) strictly.
 
     Class count and input channels: given > checkpoint args > read off the classifier / stem weights.
-    Returns the model in eval mode.
+    Returns the plain timm model in eval mode.
     """
     name = model_name_from_checkpoint(ckpt, model_name)
     args = dict(ckpt.args)
@@ -93,27 +65,17 @@ def build_trained_model(
         return timm.create_model(pretrained=False, **create_args)
 
     model = _create(num_classes, in_chans)
-    # train.py wraps plain timm names for --task paco|gpaco: backbone.* + projector.* keys under a plain name
-    wrapped = not is_paco_model(model) and is_paco_state_dict(ckpt.state_dict)
-    nc, ic = num_classes, in_chans
-    if nc is None or ic is None:
+    state_dict = model_state_dict(ckpt.state_dict, model)
+    if num_classes is None or in_chans is None:
         # bare state dicts and .safetensors carry no args: read class count / channels off the weights
         cls_name = classifier_module_name(model)
         keys = dict(nc=(f'{cls_name}.weight' if cls_name else None, 0), ic=(stem_weight_key(model), 1))
-        in_model_layout = adapt_state_dict(ckpt.state_dict, model)
         built = {k: _infer_int(model.state_dict(), key, dim) for k, (key, dim) in keys.items()}
-        found = {k: _infer_int(in_model_layout, key, dim) for k, (key, dim) in keys.items()}
-        nc = nc or found['nc'] or built['nc']
-        ic = ic or found['ic'] or built['ic']
+        found = {k: _infer_int(state_dict, key, dim) for k, (key, dim) in keys.items()}
+        nc = num_classes or found['nc'] or built['nc']
+        ic = in_chans or found['ic'] or built['ic']
         if (nc, ic) != (built['nc'], built['ic']):
             model = _create(nc, ic)
-    proj_kwargs = _projector_kwargs(ckpt.state_dict)
-    if wrapped:
-        model = PaCoModel(model, default_task=args.get('task') or 'paco', **proj_kwargs)
-    elif is_paco_model(model) and proj_kwargs and _projector_differs(model, ckpt.state_dict):
-        # a registered PaCo variant trained with a non-default projector (e.g. --model-kwargs proj_dim=...)
-        kwargs.update(proj_kwargs)
-        model = _create(nc, ic)
-    state_dict = check_state_dict(ckpt.state_dict, model, source=f"checkpoint '{ckpt.path}'", model_name=name)
+    state_dict = check_state_dict(state_dict, model, source=f"checkpoint '{ckpt.path}'", model_name=name)
     model.load_state_dict(state_dict, strict=True)
     return model.eval()

@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..checkpoint_io import is_safetensors, load_checkpoint_file, resolve_checkpoint_file
-from ..models.checkpoint_filter import unwrap_checkpoint
+from ..models.checkpoint_filter import split_state_dict, unwrap_checkpoint
 
 __all__ = ['TrainedCheckpoint', 'read_checkpoint']
 
@@ -21,6 +21,9 @@ class TrainedCheckpoint:
 
     ``state_dict``: the chosen weights (EMA or not), DDP / compile prefixes removed.
     ``args``: train.py's arguments as a dict ({} for bare state dicts and .safetensors files).
+    ``projector``: the training projector's weights (``task_state['projector']``, or those inside an earlier
+    ``backbone.*`` / ``projector.*`` or seed layout), ``{}`` when the checkpoint has none; ``projector_args`` its
+    recorded ``Projector`` arguments (``{}`` for checkpoints of earlier releases).
     """
     path: str
     state_dict: Dict[str, torch.Tensor]
@@ -28,6 +31,8 @@ class TrainedCheckpoint:
     args: Dict[str, Any] = field(default_factory=dict)
     epoch: Optional[int] = None
     metric: Optional[float] = None
+    projector: Dict[str, torch.Tensor] = field(default_factory=dict)
+    projector_args: Dict[str, Any] = field(default_factory=dict)
 
 
 def read_checkpoint(path: str, ema: bool = False) -> TrainedCheckpoint:
@@ -57,8 +62,14 @@ def read_checkpoint(path: str, ema: bool = False) -> TrainedCheckpoint:
     # train.py's 'state_dict' (or 'state_dict_ema'), else the bare state dict itself
     weights = obj['state_dict_ema'] if ema else obj
     state_dict = unwrap_checkpoint(weights, source=f"checkpoint '{path}'" + (" 'state_dict_ema'" if ema else ''))
+    projector = split_state_dict(state_dict)[1]
     if 'state_dict' not in obj:
-        return TrainedCheckpoint(path=path, state_dict=state_dict)
+        return TrainedCheckpoint(path=path, state_dict=state_dict, projector=projector)
+    task_state = obj.get('task_state_ema' if ema else 'task_state')
+    projector_args = {}
+    if isinstance(task_state, dict) and isinstance(task_state.get('projector'), dict):
+        projector = dict(task_state['projector'])
+        projector_args = dict(task_state.get('projector_args') or {})
     args = obj.get('args')
     if isinstance(args, argparse.Namespace):
         args = vars(args)
@@ -70,4 +81,6 @@ def read_checkpoint(path: str, ema: bool = False) -> TrainedCheckpoint:
         args=dict(args or {}),
         epoch=obj.get('epoch'),
         metric=float(metric) if metric is not None else None,
+        projector=projector,
+        projector_args=projector_args,
     )

@@ -1,30 +1,32 @@
-"""Export a trained checkpoint to a Hugging Face Hub folder: config.json, model.safetensors, README.md.
+"""Export a trained checkpoint to a Hugging Face Hub folder: config.json, model.safetensors, README.md and, when
+the checkpoint has one, the training projector in projector.safetensors (``timm_paco.tasks.attach_projector``).
 
-Two forms:
-  * ``'paco'``: the whole PaCoModel (``backbone.*`` + ``projector.*``) under its registered PaCo architecture
-    name; ``timm.create_model('hf-hub:…' / 'local-dir:…', pretrained=True)`` loads it after ``import timm_paco``.
-  * ``'timm'``: the inference model as the plain timm architecture of the backbone (e.g. ``resnet50``); the
-    projection head is training-only and dropped (the queue lives in task state, never in model weights).
-    Plain timm loads it with no plugin installed, unless the backbone is an architecture timm_paco registers
-    (``resnet32_cifar``): then loading needs ``import timm_paco`` (see ``needs_timm_paco``).
+Two forms, the same plain timm weights in both:
+  * ``'timm'`` (default): config.json names the stock timm architecture (``resnet50`` for ``paco_resnet50``), so
+    ``timm.create_model('hf-hub:…' / 'local-dir:…', pretrained=True)`` loads it with no plugin installed, unless
+    the architecture is one only timm_paco registers (``resnet32_cifar``): then loading needs ``import timm_paco``
+    (see ``needs_timm_paco``).
+  * ``'paco'``: config.json names the registered PaCo name (``paco_resnet50``) and its pretrained cfg; loading
+    needs ``import timm_paco``.
 """
 import os
 from typing import Any, Dict, Optional
 
 import timm
-import torch
 from timm.models import get_model_args, model_entrypoint, save_for_hf
 from torch import nn
 
 from ..models.checkpoint_filter import check_state_dict
-from .build import build_trained_model, is_paco_model, stem_weight_key
+from ..models.recipes import recipe_for, stock_architecture
+from ..tasks.projector_file import PROJECTOR_FILE, projector_args, save_projector
+from .build import build_trained_model, stem_weight_key
 from .checkpoint import TrainedCheckpoint, read_checkpoint
 from .model_card import model_card, read_results
 
 __all__ = ['EXPORT_FORMS', 'export_checkpoint', 'export_model', 'is_paco_architecture', 'needs_timm_paco',
            'plain_timm_model']
 
-EXPORT_FORMS = ('paco', 'timm')
+EXPORT_FORMS = ('timm', 'paco')
 
 # pretrained_cfg entries that describe the source weights a model was built for, not the trained ones exported
 _SOURCE_CFG_KEYS = ('tag', 'hf_hub_id', 'hf_hub_filename', 'url', 'file', 'origin_url', 'paper_ids', 'paper_name',
@@ -56,34 +58,30 @@ def needs_timm_paco(architecture: str) -> bool:
 
 
 def is_paco_architecture(architecture: str) -> bool:
-    """True when ``architecture`` is a registered PaCo architecture: timm_paco registers it and it builds a
-    PaCoModel (``paco_resnet32``, not the plain ``resnet32_cifar``), so config.json can rebuild the wrapper.
-    The check builds the model on the meta device (no memory, no weights)."""
-    if not needs_timm_paco(architecture):
-        return False
-    with torch.device('meta'):
-        return is_paco_model(timm.create_model(architecture, pretrained=False))
+    """True when ``architecture`` is a registered PaCo / GPaCo name (``paco_resnet32``, not ``resnet32_cifar``)."""
+    return recipe_for(architecture) is not None
 
 
 def plain_timm_model(model: nn.Module) -> nn.Module:
-    """A fresh plain timm model equal to ``model``'s backbone (or ``model`` itself when not wrapped), in eval mode.
+    """A fresh model of ``model``'s stock timm architecture (``resnet50`` for a ``paco_resnet50``) with its weights,
+    in eval mode; ``model`` itself when it already is one.
 
-    The backbone's architecture must be registered by timm itself or by timm_paco (a plain, unwrapped model
-    such as ``resnet32_cifar``); another plugin's architecture raises ValueError, since a loader could not know
-    what to import.
+    The architecture must be registered by timm itself or by timm_paco; another plugin's architecture raises
+    ValueError, since a loader could not know what to import.
     """
-    backbone = model.backbone if is_paco_model(model) else model
-    arch = _architecture(backbone)
-    if not timm.is_model(arch):
-        raise ValueError(f"form='timm': the backbone has no registered timm architecture (got {arch!r})")
-    module = model_entrypoint(arch).__module__
-    if not (module.startswith('timm.') or needs_timm_paco(arch)):
+    arch = _architecture(model)
+    stock = stock_architecture(arch)
+    if not timm.is_model(stock):
+        raise ValueError(f"form='timm': the model has no registered timm architecture (got {arch!r})")
+    module = model_entrypoint(stock).__module__
+    if not (module.startswith('timm.') or needs_timm_paco(stock)):
         raise ValueError(
-            f"form='timm': backbone architecture '{arch}' is registered by {module}, neither by timm nor by "
-            f"timm_paco, so a loader would not know what to import; export form='paco' instead")
-    plain = timm.create_model(arch, pretrained=False, **get_model_args(backbone))
-    state_dict = check_state_dict(
-        backbone.state_dict(), plain, source=f'backbone of {_architecture(model) or arch}', model_name=arch)
+            f"form='timm': architecture '{stock}' is registered by {module}, neither by timm nor by timm_paco, so a "
+            f"loader would not know what to import")
+    if stock == arch:
+        return model.eval()
+    plain = timm.create_model(stock, pretrained=False, **get_model_args(model))
+    state_dict = check_state_dict(model.state_dict(), plain, source=f'model {arch}', model_name=stock)
     plain.load_state_dict(state_dict, strict=True)
     return plain.eval()
 
@@ -91,26 +89,21 @@ def plain_timm_model(model: nn.Module) -> nn.Module:
 def export_model(
         model: nn.Module,
         output_dir: str,
-        form: str = 'paco',
+        form: str = 'timm',
         data_config: Optional[Dict[str, Any]] = None,
 ) -> nn.Module:
     """Write ``model`` in ``form`` to ``output_dir`` (config.json + model.safetensors).
 
-    Returns the model whose weights were written (the plain timm model for ``form='timm'``).
+    Returns the model whose weights were written (the stock timm model for ``form='timm'``).
     """
     if form not in EXPORT_FORMS:
         raise ValueError(f"form: expected one of {EXPORT_FORMS}, got {form!r}")
     if form == 'paco':
-        if not is_paco_model(model):
-            raise ValueError(
-                f"form='paco': '{_architecture(model)}' is a plain model without backbone/projector "
-                f"(PaCoModel state dicts have backbone.* and projector.* keys); export form='timm' instead")
         arch = _architecture(model)
         if not is_paco_architecture(arch):
             raise ValueError(
-                f"form='paco': architecture {arch!r} is not a registered PaCo architecture (e.g. paco_resnet50), so "
-                f"create_model could not rebuild the PaCo model from config.json; this happens for a plain timm "
-                f"model that train.py wrapped: export form='timm' instead")
+                f"form='paco': architecture {arch!r} is not a registered PaCo name (e.g. paco_resnet50), so its "
+                f"config.json would name no PaCo pretrained cfg; export form='timm' instead")
         out_model = model
     else:
         out_model = plain_timm_model(model)
@@ -139,6 +132,18 @@ def export_model(
     return out_model
 
 
+def export_projector(ckpt: TrainedCheckpoint, model: nn.Module, output_dir: str) -> bool:
+    """Write the checkpoint's projector to ``output_dir/projector.safetensors``; False when it has none."""
+    if not ckpt.projector:
+        return False
+    recipe = recipe_for(_architecture(model))
+    own_type = ckpt.args.get('paco_proj_type')
+    recipe_act = recipe.proj_act if recipe and own_type in (None, recipe.proj_type) else None
+    args = projector_args(ckpt.projector, ckpt.projector_args, recipe_act=recipe_act)
+    save_projector(ckpt.projector, args, os.path.join(output_dir, PROJECTOR_FILE))
+    return True
+
+
 def _license(model: nn.Module, args: Dict[str, Any]) -> str:
     """The card's licence: a run fine-tuned from the architecture's pretrained weights (``--pretrained``) keeps
     their licence (e.g. cc-by-nc-4.0 for the MAE-based GPaCo ViTs); weights trained from scratch get apache-2.0."""
@@ -149,7 +154,7 @@ def export_checkpoint(
         checkpoint_path: str,
         output_dir: str,
         model_name: Optional[str] = None,
-        form: str = 'paco',
+        form: str = 'timm',
         ema: bool = False,
         results_file: Optional[str] = None,
         repo_name: Optional[str] = None,
@@ -162,7 +167,7 @@ def export_checkpoint(
         checkpoint_path: the checkpoint file.
         output_dir: folder to write (created if needed).
         model_name: architecture; default the checkpoint's ``args.model``.
-        form: ``'paco'`` or ``'timm'`` (see module docstring).
+        form: ``'timm'`` or ``'paco'`` (see module docstring).
         ema: export ``state_dict_ema``.
         results_file: validate.py ``--results-file`` (json or csv) for the card's results table.
         repo_name: the repo id named in the card (default: the folder name).
@@ -176,6 +181,8 @@ def export_checkpoint(
     data_config = {k: ckpt.args[k] for k in _DATA_KEYS if ckpt.args.get(k) is not None} or None
 
     out_model = export_model(model, output_dir, form=form, data_config=data_config)
+    has_projector = export_projector(ckpt, model, output_dir)
+    recipe = recipe_for(_architecture(model))
     readme = model_card(
         repo_name=repo_name or os.path.basename(os.path.normpath(output_dir)),
         architecture=_architecture(out_model),
@@ -185,9 +192,10 @@ def export_checkpoint(
         param_count=sum(p.numel() for p in out_model.parameters()),
         ema=ckpt.ema,
         epoch=ckpt.epoch,
-        default_task=getattr(model, 'default_task', None),
+        default_task=recipe.task if recipe else None,
         plugin_architecture=form == 'timm' and needs_timm_paco(_architecture(out_model)),
         license=_license(model, ckpt.args),
+        has_projector=has_projector,
     )
     with open(os.path.join(output_dir, 'README.md'), 'w', encoding='utf-8') as f:
         f.write(readme)

@@ -100,13 +100,14 @@ def model_card(
         default_task: Optional[str] = None,
         plugin_architecture: bool = False,
         license: str = 'apache-2.0',
+        has_projector: bool = False,
 ) -> str:
     """README.md text: Hub metadata, method, dataset, hyper-parameters, results, usage and citation.
 
-    ``form``: ``'paco'`` (registered PaCo architecture, needs ``import timm_paco``) or ``'timm'``
-    (plain architecture, projector dropped; loads without the plugin unless ``plugin_architecture``, a plain
-    architecture that timm_paco registers). ``license``: the card's licence (fine-tuned weights keep their
-    pretrained weights' licence).
+    ``form``: ``'timm'`` (the stock timm architecture; loads without the plugin unless ``plugin_architecture``, an
+    architecture only timm_paco registers) or ``'paco'`` (the same weights under the registered PaCo name, needs
+    ``import timm_paco``). ``license``: the card's licence (fine-tuned weights keep their pretrained weights'
+    licence). ``has_projector``: the folder holds ``projector.safetensors``.
     """
     task = args.get('task') or default_task or 'paco'
     method, paper, bibtex = METHODS.get(task, (task, None, None))
@@ -131,18 +132,21 @@ def model_card(
     lines.append('')
     if form == 'paco':
         lines.append(
-            'These weights are the full PaCo model (backbone with classifier, plus the projection head used for '
-            'the contrastive loss) under its `timm_paco` architecture name; loading needs `pip install timm-paco` '
-            'and `import timm_paco`. Inference uses only the backbone\'s logits.')
+            'These weights are the plain timm model under its `timm_paco` name (with that name\'s pretrained '
+            'configs); loading needs `pip install timm-paco` and `import timm_paco`.')
     elif plugin_architecture:
         lines.append(
-            'These weights are the inference model as a plain architecture that `timm_paco` registers: the '
-            'projection head and the contrastive queue are training-only and were dropped. Loading needs '
-            '`pip install timm-paco` and `import timm_paco` (for the architecture, not for a PaCo wrapper).')
+            'These weights are the inference model as an architecture that `timm_paco` registers (timm has none '
+            'like it); loading needs `pip install timm-paco` and `import timm_paco`.')
     else:
         lines.append(
-            'These weights are the inference model as a plain timm architecture: the projection head and the '
-            'contrastive queue are training-only and were dropped, so plain `timm` loads it without the plugin.')
+            'These weights are the inference model as a stock timm architecture: plain `timm` loads them, without '
+            'the plugin.')
+    if has_projector:
+        lines.append(
+            '\nThe training projection head is beside them in `projector.safetensors`, for the contrastive '
+            'embeddings: `module = timm_paco.tasks.attach_projector(model, folder)`, then '
+            '`logits, embeddings = module(x)`.')
 
     lines += ['', '## Model Details', '- **Model type:** image classification', f'- **Architecture:** `{architecture}`',
               f'- **Method:** {method}']

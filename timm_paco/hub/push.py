@@ -24,7 +24,7 @@ def push_checkpoint(
         checkpoint_path: str,
         repo_id: str,
         model_name: Optional[str] = None,
-        form: str = 'paco',
+        form: str = 'timm',
         ema: bool = False,
         private: bool = False,
         revision: Optional[str] = None,

@@ -1,14 +1,14 @@
-"""timm_paco.models: PaCoModel, wrap() and the registered PaCo / GPaCo / CIFAR ResNet variants.
+"""timm_paco.models: the registered PaCo / GPaCo names and the CIFAR ResNet, all plain timm models.
 
 Importing registers with timm: ``resnet32_cifar``, ``paco_resnet32``, ``paco_resnet50/101/152/200``,
-``paco_resnext50_32x4d``, ``paco_resnext101_32x4d``, ``gpaco_resnet50/152``,
-``gpaco_resnext50_32x4d``, ``gpaco_resnext101_32x4d``, ``gpaco_vit_base_patch16_224``,
-``gpaco_vit_large_patch16_224``. Any other timm classifier becomes a PaCo model with
-``wrap('convnext_tiny', num_classes=...)``.
+``paco_resnext50_32x4d``, ``paco_resnext101_32x4d``, ``gpaco_resnet50/152``, ``gpaco_resnext50_32x4d``,
+``gpaco_resnext101_32x4d``, ``gpaco_vit_base_patch16_224``, ``gpaco_vit_large_patch16_224``. Each builds the timm
+architecture its weights need (``paco_resnet50`` is a ``timm.models.ResNet``) with the papers' pretrained cfgs;
+the projector, key encoder and queue that training adds belong to the task (``timm_paco.tasks``).
 """
-from .projector import Projector, PROJ_TYPES
-from .paco_model import PaCoModel, wrap, is_transformer_like
-from .checkpoint_filter import checkpoint_filter_fn, convert_state_dict, check_state_dict, unwrap_checkpoint
-from .builder import build_paco_model
+from .checkpoint_filter import (
+    check_state_dict, checkpoint_filter_fn, model_state_dict, split_state_dict, unwrap_checkpoint,
+)
+from .recipes import PaperRecipe, recipe_for, stock_architecture
 from . import resnet_cifar, paco_resnet, gpaco_vit
 from .resnet_cifar import ResNetCifar

@@ -1,32 +1,32 @@
-""" Convert the PaCo / GPaCo seed checkpoints' state dicts to PaCoModel keys and check them.
+""" One remapping for every checkpoint layout, and the checks that make a bad file one clear error.
 
+A registered model is a plain timm model; training keeps the projector beside it (``timm_paco.tasks``).
 Layouts understood (DDP / torch.compile prefixes ``module.`` / ``_orig_mod.`` are stripped first):
 
-* ``timm_paco``: ours, ``backbone.*`` + ``projector.*``; passed through.
+* ``timm``: a plain timm state dict (what train.py writes now as ``state_dict``, Hub exports); kept.
+* ``timm_paco``: the earlier ``backbone.*`` + ``projector.*`` layout (and the training module's own keys):
+  ``backbone.`` is stripped, ``projector.*`` is the projector.
 * ``moco``: the PaCo / GPaCo ResNet seeds (``MoCo`` wrapper, checkpoint key ``state_dict``):
-  ``encoder_q.<resnet>`` -> ``backbone.<resnet>``, ``encoder_q.fc.<i>`` (the projection MLP that
-  replaced the ResNet's fc) -> ``projector.<i>``, ``linear.*`` (class centres) ->
-  ``backbone.<classifier>.*``; the key encoder (``encoder_k.*``, ``linear_k.*``) and the queue
-  (``queue``, ``queue_l``, ``queue_ptr``) are dropped.
-* ``mae_vit``: the GPaCo MAE-ViT fine-tuning code (checkpoint key ``model``): a timm ViT with global
-  average pooling (``fc_norm``) whose keys map to ``backbone.*`` unchanged, ``mlp.<i>`` ->
-  ``projector.<i>``; the queue is dropped.
+  ``encoder_q.<resnet>`` -> ``<resnet>``, ``encoder_q.fc.<i>`` (the projection MLP that replaced the ResNet's
+  fc) -> projector ``<i>``, ``linear.*`` (class centres) -> ``<classifier>.*``; the key encoder
+  (``encoder_k.*``, ``linear_k.*``) and the queue (``queue``, ``queue_l``, ``queue_ptr``) are dropped.
+* ``mae_vit``: the GPaCo MAE-ViT fine-tuning code (checkpoint key ``model``): a timm ViT with global average
+  pooling (``fc_norm``) whose keys are kept, ``mlp.<i>`` -> projector ``<i>``; the queue is dropped.
 
-``checkpoint_filter_fn(state_dict, model)`` is what ``build_model_with_cfg`` calls; it converts and
-then checks the result against ``model`` so a wrong architecture or class count is one ValueError
-naming the mismatching keys instead of a long strict-load trace. ``check_state_dict`` is that check for
-any model (hub export, evaluation, conversion); ``adapt_state_dict`` moves a state dict between the
-PaCoModel layout (``backbone.*`` / ``projector.*``) and the plain timm one.
+``split_state_dict`` is that remapping; ``checkpoint_filter_fn(state_dict, model)`` is what
+``build_model_with_cfg`` calls: it remaps and then checks the result against ``model`` so a wrong architecture
+or class count is one ValueError naming the mismatching keys instead of a long strict-load trace.
+``check_state_dict`` is that check for any model (hub export, evaluation, conversion).
 """
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from timm.models import clean_state_dict
 
 __all__ = [
-    'unwrap_checkpoint', 'detect_layout', 'convert_state_dict', 'check_state_dict', 'checkpoint_filter_fn',
-    'classifier_name', 'classifier_module_name', 'is_paco_state_dict', 'adapt_state_dict',
+    'unwrap_checkpoint', 'detect_layout', 'split_state_dict', 'model_state_dict', 'check_state_dict',
+    'checkpoint_filter_fn', 'classifier_module_name',
 ]
 
 BACKBONE = 'backbone.'
@@ -65,87 +65,82 @@ def unwrap_checkpoint(checkpoint: Any, source: str = 'checkpoint') -> Dict[str, 
 
 
 def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """``'timm_paco'``, ``'moco'`` or ``'mae_vit'`` for a (``module.``-stripped) state dict."""
+    """``'timm_paco'``, ``'moco'``, ``'mae_vit'`` or ``'timm'`` for a (``module.``-stripped) state dict."""
     keys = list(state_dict)
-    if any(k.startswith('backbone.') for k in keys) and any(k.startswith('projector.') for k in keys):
+    if any(k.startswith(BACKBONE) for k in keys) and all(k.startswith((BACKBONE, PROJECTOR)) for k in keys):
         return 'timm_paco'
     if any(k.startswith('encoder_q.') for k in keys):
         return 'moco'
-    if any(k.startswith('patch_embed.') for k in keys) and any(k.startswith('blocks.') for k in keys):
+    if any(k.startswith('mlp.') for k in keys) and any(k.startswith('blocks.') for k in keys):
         return 'mae_vit'
-    raise ValueError(
-        'unrecognised checkpoint layout: expected backbone.*/projector.* (timm-paco), encoder_q.*/linear.* '
-        '(PaCo/GPaCo ResNet seeds) or patch_embed.*/blocks.*/mlp.* (GPaCo MAE-ViT) keys, got '
-        f'{_fmt(keys)}')
+    return 'timm'
 
 
-def convert_state_dict(state_dict: Mapping[str, torch.Tensor], classifier: str = 'fc') -> Dict[str, torch.Tensor]:
-    """Map a seed (or our own) state dict to PaCoModel keys.
+def _strip(prefix: str, key: str) -> Optional[str]:
+    return key[len(prefix):] if key.startswith(prefix) else None
+
+
+def _moco_key(key: str, classifier: str) -> Tuple[str, str]:
+    """(part, key) of a PaCo / GPaCo ResNet seed key: part ``'model'``, ``'projector'`` or ``'drop'``."""
+    if key in _QUEUE_KEYS or key.startswith(_MOCO_DROP_PREFIXES):
+        return 'drop', key
+    for prefix, part, target in (('encoder_q.fc.', 'projector', ''), ('encoder_q.', 'model', ''),
+                                 ('linear.', 'model', classifier + '.')):
+        rest = _strip(prefix, key)
+        if rest is not None:
+            return part, target + rest
+    raise ValueError(f'PaCo/GPaCo ResNet checkpoint has an unexpected key {key!r}')
+
+
+def _layout_key(layout: str, key: str, classifier: str) -> Tuple[str, str]:
+    """(part, key in that part) of one state-dict key in ``layout``."""
+    if layout == 'moco':
+        return _moco_key(key, classifier)
+    if layout == 'timm_paco':
+        rest = _strip(PROJECTOR, key)
+        return ('projector', rest) if rest is not None else ('model', key[len(BACKBONE):])
+    if layout == 'mae_vit':
+        if key in _QUEUE_KEYS:
+            return 'drop', key
+        rest = _strip('mlp.', key)
+        return ('projector', rest) if rest is not None else ('model', key)
+    return 'model', key
+
+
+def split_state_dict(
+        state_dict: Mapping[str, torch.Tensor],
+        classifier: str = 'fc',
+) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+    """The one remapping of every checkpoint layout: ``(model state dict, projector state dict)``.
+
+    The model part has the plain timm model's keys (what ``timm.create_model(arch)`` loads), the projector part
+    the projector's own keys (``0.weight``, ...; empty when the checkpoint has none). Key encoders and queues are
+    dropped. Layouts: see the module docstring.
 
     Args:
-        state_dict: Tensors keyed as in one of the layouts above.
-        classifier: Name of the backbone's classifier module (``fc`` for ResNets), the target of the
+        state_dict: Tensors keyed in any layout above (``module.`` / ``_orig_mod.`` prefixes allowed).
+        classifier: Name of the model's classifier module (``fc`` for ResNets), the target of the
             seeds' ``linear.*`` class centres.
     """
     sd = clean_state_dict(dict(state_dict))
     layout = detect_layout(sd)
-    if layout == 'timm_paco':
-        return sd
-    out = {}
+    parts: Dict[str, Dict[str, torch.Tensor]] = {'model': {}, 'projector': {}, 'drop': {}}
     for key, value in sd.items():
-        if key in _QUEUE_KEYS:
-            continue
-        if layout == 'moco':
-            if key.startswith(_MOCO_DROP_PREFIXES):
-                continue
-            if key.startswith('encoder_q.fc.'):
-                out['projector.' + key[len('encoder_q.fc.'):]] = value
-            elif key.startswith('encoder_q.'):
-                out['backbone.' + key[len('encoder_q.'):]] = value
-            elif key.startswith('linear.'):
-                out[f'backbone.{classifier}.' + key[len('linear.'):]] = value
-            else:
-                raise ValueError(f'PaCo/GPaCo ResNet checkpoint has an unexpected key {key!r}')
-        else:
-            if key.startswith('mlp.'):
-                out['projector.' + key[len('mlp.'):]] = value
-            else:
-                out['backbone.' + key] = value
-    return out
+        part, name = _layout_key(layout, key, classifier)
+        parts[part][name] = value
+    return parts['model'], parts['projector']
+
+
+def model_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
+    """The part of a checkpoint in any layout that ``model`` (a plain timm model) loads."""
+    return split_state_dict(state_dict, classifier=classifier_module_name(model) or 'fc')[0]
 
 
 def classifier_module_name(model: nn.Module) -> Optional[str]:
-    """Dotted name of ``model``'s classifier module (``fc``, ``head``; ``backbone.fc`` in a PaCoModel), or None
-    if ``model`` has no ``get_classifier`` or its classifier is not one of its submodules."""
+    """Dotted name of ``model``'s classifier module (``fc``, ``head``), or None if ``model`` has no
+    ``get_classifier`` or its classifier is not one of its submodules."""
     target = model.get_classifier() if hasattr(model, 'get_classifier') else None
     return next((n for n, m in model.named_modules() if m is target and n), None) if target is not None else None
-
-
-def classifier_name(model: nn.Module) -> str:
-    """Dotted name of a PaCoModel's classifier module relative to its backbone (``fc``, ``head``)."""
-    name = classifier_module_name(model.backbone)
-    if name is None:
-        raise ValueError(f'cannot find the classifier module of {type(model.backbone).__name__}')
-    return name
-
-
-def is_paco_state_dict(keys: Iterable[str]) -> bool:
-    """True if every key is under ``backbone.`` / ``projector.`` (the PaCoModel layout) and there is one."""
-    keys = list(keys)
-    return bool(keys) and all(k.startswith((BACKBONE, PROJECTOR)) for k in keys)
-
-
-def adapt_state_dict(state_dict: Mapping[str, Any], model: nn.Module) -> Dict[str, Any]:
-    """Re-key ``state_dict`` between the PaCo (``backbone.*`` / ``projector.*``) and plain timm layouts to match
-    ``model``'s: into a plain model ``backbone.`` is stripped and ``projector.*`` dropped; into a PaCo model plain
-    keys get the ``backbone.`` prefix (the projector is then absent). Unchanged when both layouts agree."""
-    model_paco = is_paco_state_dict(model.state_dict().keys())
-    ckpt_paco = is_paco_state_dict(state_dict.keys())
-    if ckpt_paco and not model_paco:
-        return {k[len(BACKBONE):]: v for k, v in state_dict.items() if k.startswith(BACKBONE)}
-    if model_paco and not ckpt_paco:
-        return {BACKBONE + k: v for k, v in state_dict.items()}
-    return dict(state_dict)
 
 
 def check_state_dict(
@@ -154,10 +149,9 @@ def check_state_dict(
         allow_classifier_mismatch: bool = False,
         source: str = 'checkpoint',
         model_name: Optional[str] = None,
-        optional_prefixes: Tuple[str, ...] = (),
         unchecked_shapes: Tuple[str, ...] = (),
 ) -> Dict[str, torch.Tensor]:
-    """Check ``state_dict`` against ``model`` (any timm model or PaCoModel); return it with absent BN counters
+    """Check ``state_dict`` against ``model`` (any timm model); return it with absent BN counters
     filled in.
 
     Raises one ValueError, ``'{source} does not match model {model_name}: ...'``, listing the class-count
@@ -166,7 +160,6 @@ def check_state_dict(
     Args:
         allow_classifier_mismatch: the classifier may differ or be absent (timm's loader then drops it).
         model_name: named in the error; default the model's pretrained_cfg architecture.
-        optional_prefixes: keys under these may be missing (e.g. ``('projector.',)`` for evaluation).
         unchecked_shapes: keys whose shape the loader adapts afterwards (timm's input-channel adaptation of the
             first conv).
     """
@@ -193,8 +186,7 @@ def check_state_dict(
     def _is_cls(k):
         return cls_prefix is not None and k.startswith(cls_prefix)
 
-    missing = [k for k in expected if k not in sd and not k.startswith(optional_prefixes)
-               and not (allow_classifier_mismatch and _is_cls(k))]
+    missing = [k for k in expected if k not in sd and not (allow_classifier_mismatch and _is_cls(k))]
     unexpected = [k for k in sd if k not in expected and not (allow_classifier_mismatch and _is_cls(k))]
     shapes = [
         f'{k}: {tuple(sd[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
@@ -217,15 +209,24 @@ def _channels_adapted(source: torch.Size, target: torch.Size, in_chans: Optional
             and source[:1] + source[2:] == target[:1] + target[2:])
 
 
-def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> Dict[str, torch.Tensor]:
-    """timm ``pretrained_filter_fn``: seed or timm-paco checkpoint -> checked PaCoModel state dict."""
-    classifier = classifier_name(model)
-    sd = convert_state_dict(unwrap_checkpoint(state_dict), classifier=classifier)
+def checkpoint_filter_fn(
+        state_dict: Mapping[str, Any],
+        model: nn.Module,
+        adapt: Optional[Callable[[Dict[str, torch.Tensor], nn.Module], Dict[str, torch.Tensor]]] = None,
+) -> Dict[str, torch.Tensor]:
+    """timm ``pretrained_filter_fn``: a seed, timm-paco or plain checkpoint -> the checked state dict of ``model``.
+
+    ``adapt`` is the architecture's own timm filter (ViT position-embedding resampling, ...), run on the remapped
+    keys before the check."""
+    classifier = classifier_module_name(model) or 'fc'
+    sd, _ = split_state_dict(unwrap_checkpoint(state_dict), classifier=classifier)
+    if adapt is not None:
+        sd = adapt(sd, model)
     cfg = getattr(model, 'pretrained_cfg', None) or {}
     cfg_classes = cfg.get('num_classes')
     # timm's load_pretrained discards the classifier itself when num_classes differs from the cfg's
     allow = cfg_classes is not None and model.num_classes != cfg_classes
-    weight = sd.get(f'{BACKBONE}{classifier}.weight')
+    weight = sd.get(f'{classifier}.weight')
     if allow and cfg_classes != -1 and model.num_classes > 0 and weight is not None and weight.ndim \
             and weight.shape[0] == model.num_classes:  # -1: train.py's --pretrained-path, head dropped on purpose
         raise ValueError(

@@ -1,22 +1,25 @@
-""" PaCo / GPaCo ResNet and ResNeXt variants, and the CIFAR ResNet-32 PaCo model.
+""" PaCo / GPaCo ResNet and ResNeXt names, and the CIFAR ResNet-32 PaCo name: plain timm models with the papers'
+pretrained cfgs.
 
-PaCo (Cui et al., ICCV 2021, arXiv:2107.12028): timm ResNet + Linear-BN-ReLU-Linear projector to 128-d
-(32-d for the CIFAR ResNet-32, as in the seeds' CIFAR-LT scripts).
-GPaCo (Cui et al., TPAMI 2023, arXiv:2209.12400): the same backbones with the GPaCo seeds'
+``paco_resnet50`` builds exactly ``timm.create_model('resnet50')`` (a ``timm.models.ResNet``); what it adds is its
+pretrained cfgs and its training recipe (``recipes.py``): the task and the projector the task builds.
+PaCo (Cui et al., ICCV 2021, arXiv:2107.12028): Linear-BN-ReLU-Linear projector to 128-d (32-d for the CIFAR
+ResNet-32, as in the seeds' CIFAR-LT scripts). GPaCo (Cui et al., TPAMI 2023, arXiv:2209.12400): the seeds'
 Linear-ReLU-Linear-ReLU-Linear projector to 128-d and no momentum encoder.
 
 Pretrained tags hold the top-1 the authors report in the seed repository's README
-(github.com/dvlab-research/Parametric-Contrastive-Learning) in ``notes``; weights converted from the
-authors' checkpoints with ``python -m timm_paco.convert`` live at ``hf_hub_id``.
+(github.com/dvlab-research/Parametric-Contrastive-Learning) in ``notes``; the seeds' checkpoints convert on load
+through ``checkpoint_filter_fn``.
 """
 from typing import Any, Dict
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models.resnet import Bottleneck, ResNet
 
-from .builder import build_paco_model
-from .paco_model import PaCoModel
-from .resnet_cifar import CIFAR100_MEAN, CIFAR100_STD
+from .checkpoint_filter import checkpoint_filter_fn
+from .recipes import PaperRecipe, register_recipe
+from .resnet_cifar import CIFAR100_MEAN, CIFAR100_STD, ResNetCifar, create_resnet_cifar
 
 __all__ = []
 
@@ -31,15 +34,26 @@ _DATASETS = {  # tag: (num_classes, evaluation set named in the notes)
     'inat2018': (8142, 'iNaturalist 2018 val'),
     'places_lt': (365, 'Places-LT test'),
 }
+_RESNET_ARGS = {  # timm architecture: its ResNet arguments (as timm's own entrypoints give them)
+    'resnet50': dict(block=Bottleneck, layers=(3, 4, 6, 3)),
+    'resnet101': dict(block=Bottleneck, layers=(3, 4, 23, 3)),
+    'resnet152': dict(block=Bottleneck, layers=(3, 8, 36, 3)),
+    'resnet200': dict(block=Bottleneck, layers=(3, 24, 36, 3)),
+    'resnext50_32x4d': dict(block=Bottleneck, layers=(3, 4, 6, 3), cardinality=32, base_width=4),
+    'resnext101_32x4d': dict(block=Bottleneck, layers=(3, 4, 23, 3), cardinality=32, base_width=4),
+}
+_PROJECTORS = {'paco': dict(proj_type='mlp', proj_act='relu'), 'gpaco': dict(proj_type='mlp3', proj_act='relu')}
 
 
-def _create_paco_resnet(variant: str, backbone: str, pretrained: bool = False, **kwargs) -> PaCoModel:
+def _recipe(variant: str, stock: str, **kwargs) -> PaperRecipe:
     method = variant.split('_')[0]
-    if method == 'gpaco':
-        kwargs = dict(dict(proj_type='mlp3', proj_act='relu', default_task='gpaco'), **kwargs)
-    else:
-        kwargs = dict(dict(proj_type='mlp', proj_act='relu', default_task='paco'), **kwargs)
-    return build_paco_model(variant, backbone, pretrained, **kwargs)
+    return PaperRecipe(task=method, stock_architecture=stock, **dict(_PROJECTORS[method], **kwargs))
+
+
+def _create_paco_resnet(variant: str, stock: str, pretrained: bool = False, **kwargs) -> ResNet:
+    """``variant`` as the timm ResNet ``stock`` (``resnet50``), with ``variant``'s cfgs and checkpoint filter."""
+    return build_model_with_cfg(
+        ResNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **dict(_RESNET_ARGS[stock], **kwargs))
 
 
 def _cfg(**kwargs) -> Dict[str, Any]:
@@ -47,7 +61,7 @@ def _cfg(**kwargs) -> Dict[str, Any]:
         'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
         'crop_pct': 0.875, 'interpolation': 'bilinear',
         'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
-        'first_conv': 'backbone.conv1', 'classifier': 'backbone.fc',
+        'first_conv': 'conv1', 'classifier': 'fc',
         'license': 'mit', 'origin_url': _ORIGIN, **kwargs,
     }
 
@@ -91,67 +105,101 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-@register_model
-def paco_resnet32(pretrained: bool = False, **kwargs) -> PaCoModel:
-    """PaCo CIFAR ResNet-32 (16/32/64 channels); projector 64-64-32 as in the seeds' CIFAR-LT runs."""
-    return _create_paco_resnet('paco_resnet32', 'resnet32_cifar', pretrained, **dict(dict(proj_dim=32), **kwargs))
+register_recipe('paco_resnet32', _recipe('paco_resnet32', 'resnet32_cifar', proj_dim=32))
 
 
 @register_model
-def paco_resnet50(pretrained: bool = False, **kwargs) -> PaCoModel:
+def paco_resnet32(pretrained: bool = False, **kwargs) -> ResNetCifar:
+    """PaCo CIFAR ResNet-32 (16/32/64 channels); trained with a 64-64-32 projector as in the seeds' CIFAR-LT runs."""
+    model_args = dict(layers=(5, 5, 5), widths=(16, 32, 64))
+    return create_resnet_cifar('paco_resnet32', pretrained, **dict(model_args, **kwargs))
+
+
+register_recipe('paco_resnet50', _recipe('paco_resnet50', 'resnet50'))
+
+
+@register_model
+def paco_resnet50(pretrained: bool = False, **kwargs) -> ResNet:
     """PaCo ResNet-50."""
     return _create_paco_resnet('paco_resnet50', 'resnet50', pretrained, **kwargs)
 
 
+register_recipe('paco_resnet101', _recipe('paco_resnet101', 'resnet101'))
+
+
 @register_model
-def paco_resnet101(pretrained: bool = False, **kwargs) -> PaCoModel:
+def paco_resnet101(pretrained: bool = False, **kwargs) -> ResNet:
     """PaCo ResNet-101."""
     return _create_paco_resnet('paco_resnet101', 'resnet101', pretrained, **kwargs)
 
 
+register_recipe('paco_resnet152', _recipe('paco_resnet152', 'resnet152'))
+
+
 @register_model
-def paco_resnet152(pretrained: bool = False, **kwargs) -> PaCoModel:
+def paco_resnet152(pretrained: bool = False, **kwargs) -> ResNet:
     """PaCo ResNet-152."""
     return _create_paco_resnet('paco_resnet152', 'resnet152', pretrained, **kwargs)
 
 
+register_recipe('paco_resnet200', _recipe('paco_resnet200', 'resnet200'))
+
+
 @register_model
-def paco_resnet200(pretrained: bool = False, **kwargs) -> PaCoModel:
+def paco_resnet200(pretrained: bool = False, **kwargs) -> ResNet:
     """PaCo ResNet-200."""
     return _create_paco_resnet('paco_resnet200', 'resnet200', pretrained, **kwargs)
 
 
+register_recipe('paco_resnext50_32x4d', _recipe('paco_resnext50_32x4d', 'resnext50_32x4d'))
+
+
 @register_model
-def paco_resnext50_32x4d(pretrained: bool = False, **kwargs) -> PaCoModel:
+def paco_resnext50_32x4d(pretrained: bool = False, **kwargs) -> ResNet:
     """PaCo ResNeXt-50 32x4d."""
     return _create_paco_resnet('paco_resnext50_32x4d', 'resnext50_32x4d', pretrained, **kwargs)
 
 
+register_recipe('paco_resnext101_32x4d', _recipe('paco_resnext101_32x4d', 'resnext101_32x4d'))
+
+
 @register_model
-def paco_resnext101_32x4d(pretrained: bool = False, **kwargs) -> PaCoModel:
+def paco_resnext101_32x4d(pretrained: bool = False, **kwargs) -> ResNet:
     """PaCo ResNeXt-101 32x4d."""
     return _create_paco_resnet('paco_resnext101_32x4d', 'resnext101_32x4d', pretrained, **kwargs)
 
 
+register_recipe('gpaco_resnet50', _recipe('gpaco_resnet50', 'resnet50'))
+
+
 @register_model
-def gpaco_resnet50(pretrained: bool = False, **kwargs) -> PaCoModel:
+def gpaco_resnet50(pretrained: bool = False, **kwargs) -> ResNet:
     """GPaCo ResNet-50."""
     return _create_paco_resnet('gpaco_resnet50', 'resnet50', pretrained, **kwargs)
 
 
+register_recipe('gpaco_resnet152', _recipe('gpaco_resnet152', 'resnet152'))
+
+
 @register_model
-def gpaco_resnet152(pretrained: bool = False, **kwargs) -> PaCoModel:
+def gpaco_resnet152(pretrained: bool = False, **kwargs) -> ResNet:
     """GPaCo ResNet-152."""
     return _create_paco_resnet('gpaco_resnet152', 'resnet152', pretrained, **kwargs)
 
 
+register_recipe('gpaco_resnext50_32x4d', _recipe('gpaco_resnext50_32x4d', 'resnext50_32x4d'))
+
+
 @register_model
-def gpaco_resnext50_32x4d(pretrained: bool = False, **kwargs) -> PaCoModel:
+def gpaco_resnext50_32x4d(pretrained: bool = False, **kwargs) -> ResNet:
     """GPaCo ResNeXt-50 32x4d."""
     return _create_paco_resnet('gpaco_resnext50_32x4d', 'resnext50_32x4d', pretrained, **kwargs)
 
 
+register_recipe('gpaco_resnext101_32x4d', _recipe('gpaco_resnext101_32x4d', 'resnext101_32x4d'))
+
+
 @register_model
-def gpaco_resnext101_32x4d(pretrained: bool = False, **kwargs) -> PaCoModel:
+def gpaco_resnext101_32x4d(pretrained: bool = False, **kwargs) -> ResNet:
     """GPaCo ResNeXt-101 32x4d."""
     return _create_paco_resnet('gpaco_resnext101_32x4d', 'resnext101_32x4d', pretrained, **kwargs)

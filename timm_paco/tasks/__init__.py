@@ -4,6 +4,10 @@ A task maps a view-major batch ``(input [V·B, C, H, W], target [B])`` to timm's
 'output' (view-0 logits [B, C]), named loss parts}``.
 """
 from ._base import ViewTask
+from ._contrastive import ContrastiveTask
+from .contrastive_module import ContrastiveModule, create_contrastive_module, is_transformer_like
+from .projector import PROJ_TYPES, Projector
+from .projector_file import PROJECTOR_FILE, attach_projector, load_projector, projector_args, save_projector
 from ._distributed import gather_rows
 from .classification import MultiViewClassificationTask
 from .factory import (

@@ -1,9 +1,11 @@
-"""Shared base of the view tasks: timm's ClassificationTask plus the view-major batch check.
+"""Shared base of the view tasks: timm's ClassificationTask plus the view-major batch check and checkpoint loading.
 
 A task receives ``input [V·B, C, H, W]`` (view-major: rows ``v·B .. v·B+B-1`` are view ``v``) and
 ``target [B]`` (see ``timm_paco.data.stack_views``). The trainable module, DDP wrapping, ``torch.compile`` and
-the ``--model-ema`` copy come from ``timm.task.ClassificationTask``.
+the ``--model-ema`` copy come from ``timm.task.ClassificationTask``. A checkpoint's ``state_dict`` is the plain
+timm model's; loading one remaps any layout train.py or the seeds wrote (``timm_paco.models.split_state_dict``).
 """
+import logging
 from typing import Any, Dict, Optional
 
 import torch
@@ -11,21 +13,22 @@ import torch.nn as nn
 from timm.task import ClassificationTask
 from timm.utils import unwrap_model
 
+from timm_paco.models.checkpoint_filter import check_state_dict, split_state_dict, classifier_module_name
+
 __all__ = ['ViewTask']
+
+_logger = logging.getLogger(__name__)
 
 
 class ViewTask(ClassificationTask):
     """Base for tasks on ``num_views`` views per image.
 
     Args:
-        model: The model to train (a ``PaCoModel`` for the contrastive tasks).
+        model: The module to train: a timm classifier (a ``ContrastiveModule`` in the contrastive tasks).
         criterion: A loss with the ``timm_paco.losses`` call contract.
         num_views: Views per image V in every batch.
         device, dtype, verbose: As ``timm.task.TrainingTask``.
     """
-
-    #: DDP must tolerate parameters without gradient (a PaCoModel's projector under a CE loss)
-    find_unused_parameters = False
 
     def __init__(
             self,
@@ -42,18 +45,14 @@ class ViewTask(ClassificationTask):
         self.num_views = num_views
 
     @property
-    def model(self) -> nn.Module:
-        """The unwrapped trainable model (no DDP / compile wrapper)."""
+    def module(self) -> nn.Module:
+        """The unwrapped trainable module (no DDP / compile wrapper)."""
         return unwrap_model(self.trainable_module)
 
-    def require_paco_model(self, task_name: str) -> nn.Module:
-        """The unwrapped model, checked to give embeddings (a ``PaCoModel``: backbone + projector, ``proj_dim``)."""
-        model = self.model
-        if not hasattr(model, 'projector') or not isinstance(getattr(model, 'proj_dim', None), int):
-            raise ValueError(
-                f'{task_name} needs a PaCoModel (backbone + projector), got {type(model).__name__}; '
-                f'wrap it with timm_paco.models.wrap')
-        return model
+    @property
+    def model(self) -> nn.Module:
+        """The plain timm model being trained: what evaluation, checkpoints' ``state_dict`` and export see."""
+        return self.module
 
     def batch_size(self, input: torch.Tensor, target: torch.Tensor) -> int:
         """Images B in a view-major batch; ValueError unless ``input`` has ``num_views · B`` rows."""
@@ -68,20 +67,38 @@ class ViewTask(ClassificationTask):
 
     def get_clip_parameters(self, exclude_head: bool = False):
         """Parameters to clip (``--clip-mode agc`` leaves the head out): the head is the classifier (the class
-        centres), not the last parameters registered, which in a PaCoModel are the projector's."""
+        centres), not the last parameters registered, which in a contrastive module are the projector's."""
         if not exclude_head:
             return self.get_trainable_module().parameters()
         head = {id(p) for p in self.model.get_classifier().parameters()}
         return [p for p in self.get_trainable_module().parameters() if id(p) not in head]
 
-    def prepare_distributed(self, device_ids: Optional[list] = None, **ddp_kwargs) -> 'ViewTask':
-        if self.find_unused_parameters:
-            ddp_kwargs.setdefault('find_unused_parameters', True)
-        return super().prepare_distributed(device_ids=device_ids, **ddp_kwargs)
-
     def get_task_state(self, module: Optional[nn.Module] = None, ema: bool = False) -> Dict[str, Any]:
         """timm's hook: ``own_state()`` for the trained model's checkpoint entry, nothing for the EMA copy's."""
         return {} if ema else self.own_state()
+
+    def load_checkpoint_state(
+            self,
+            state_dict: Dict[str, Any],
+            task_state: Optional[Dict[str, Any]] = None,
+            ema: bool = False,
+            strict: bool = True,
+    ) -> None:
+        """timm's hook: load a checkpoint's model entry (any layout, remapped) and its task state."""
+        eval_model = self.get_eval_model(ema=ema)
+        if eval_model is None:
+            raise RuntimeError('Cannot load EMA checkpoint state before setup_ema().' if ema else
+                               'Cannot load checkpoint state without an eval model.')
+        model = unwrap_model(eval_model)
+        model_sd, projector_sd = split_state_dict(state_dict, classifier=classifier_module_name(model) or 'fc')
+        if strict:
+            model_sd = check_state_dict(model_sd, model, source='checkpoint state_dict')
+        model.load_state_dict(model_sd, strict=strict)
+        self.load_projector_state((task_state or {}).get('projector', projector_sd), strict=strict, ema=ema)
+        self.load_task_state(task_state, strict=strict, ema=ema)
+
+    def load_projector_state(self, state: Dict[str, torch.Tensor], strict: bool, ema: bool) -> None:
+        """A checkpoint's projector weights (``{}`` when it has none); a task without a projector ignores them."""
 
     def load_task_state(
             self,

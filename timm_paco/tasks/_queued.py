@@ -17,9 +17,9 @@ def check_queue_size(queue_size: int, allow_zero: bool = False) -> int:
     return queue_size
 
 
-def make_queue(queue_size: int, model: nn.Module) -> LabelledQueue:
-    """A ``queue_size``-slot queue of ``model.proj_dim``-wide embeddings on the model's device."""
-    return LabelledQueue(queue_size, model.proj_dim).to(device=next(model.parameters()).device)
+def make_queue(queue_size: int, module: nn.Module) -> LabelledQueue:
+    """A ``queue_size``-slot queue of ``module.proj_dim``-wide embeddings on the module's device."""
+    return LabelledQueue(queue_size, module.proj_dim).to(device=next(module.parameters()).device)
 
 
 def load_queue_state(queue: LabelledQueue, state: Dict[str, Any], size_flag: str) -> None:

@@ -13,7 +13,7 @@ Class prior (logit adjustment) ``prior_tau · log p_c`` from the training class 
   long-tailed benchmark, imbalance 10 to 500, is adjusted); never with ``'off'``;
 * ``ce`` never.
 """
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -22,6 +22,7 @@ from timm.utils import unwrap_model
 from timm_paco.losses import create_loss
 
 from .classification import MultiViewClassificationTask
+from .contrastive_module import ContrastiveModule
 from .gpaco import GPaCoTask
 from .paco import PaCoTask
 
@@ -75,6 +76,7 @@ def create_task(
         temperature: Optional[float] = None,
         queue_size: Optional[int] = None,
         momentum: float = 0.999,
+        projector: Optional[Dict[str, Any]] = None,
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
         verbose: bool = True,
@@ -83,7 +85,8 @@ def create_task(
 
     Args:
         name: ``ce``, ``balanced-softmax``, ``paco`` or ``gpaco``.
-        model: A timm classifier; a ``PaCoModel`` for ``paco`` / ``gpaco``.
+        model: A timm classifier (``paco`` / ``gpaco`` put their projector beside it), or for ``paco`` / ``gpaco``
+            a ``ContrastiveModule`` with its projector already made.
         num_views: Views per image; default 2 for ``paco`` (fixed) and ``gpaco``, 1 for the CE baselines.
         class_counts: Training samples per class ``[C]`` (Balanced Softmax, logit adjustment).
         logit_adjust: ``auto``, ``on`` or ``off`` for ``paco`` / ``gpaco`` (see the module docstring).
@@ -94,12 +97,18 @@ def create_task(
         queue_size: Queue slots; None keeps the task's default (paco 8192; gpaco 0, no queue, the paper's).
             Not taken by the CE baselines.
         momentum: PaCo key encoder EMA decay.
+        projector: ``paco`` / ``gpaco`` projector arguments (``proj_dim``, ``proj_type``, ``proj_act``,
+            ``proj_hidden_dim``); None or absent ones keep the model's paper recipe (``timm_paco.models.recipe_for``).
     """
     if name not in TASK_NAMES:
         raise ValueError(f'task: unknown task {name!r}; expected one of {", ".join(TASK_NAMES)}')
     if queue_size is not None and name not in ('paco', 'gpaco'):
         raise ValueError(f'queue_size={queue_size}: task {name} keeps no queue (paco and gpaco do)')
-    num_classes = unwrap_model(model).num_classes
+    projector = {k: v for k, v in (projector or {}).items() if v is not None}
+    if projector and name not in ('paco', 'gpaco'):
+        raise ValueError(f'projector={projector}: task {name} trains no projector (paco and gpaco do)')
+    plain = unwrap_model(model)
+    num_classes = (plain.backbone if isinstance(plain, ContrastiveModule) else plain).num_classes
     if class_counts is not None and len(class_counts) != num_classes:
         raise ValueError(
             f'class_counts: {len(class_counts)} counts for a model with num_classes={num_classes}')
@@ -124,7 +133,8 @@ def create_task(
     if name == 'paco':
         if num_views not in (None, 2):
             raise ValueError(f'num_views: paco takes 2 views per image (query, key), got {num_views}')
-        return PaCoTask(model, criterion, momentum=momentum, **queued, **common)
+        return PaCoTask(model, criterion, momentum=momentum, projector=projector, **queued, **common)
     if name == 'gpaco':
-        return GPaCoTask(model, criterion, num_views=2 if num_views is None else num_views, **queued, **common)
+        return GPaCoTask(model, criterion, num_views=2 if num_views is None else num_views, projector=projector, **queued,
+                         **common)
     return MultiViewClassificationTask(model, criterion, num_views=1 if num_views is None else num_views, **common)

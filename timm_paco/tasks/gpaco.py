@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn as nn
 
-from ._base import ViewTask
+from ._contrastive import ContrastiveTask
 from ._distributed import gather_rows
 from ._queued import check_queue_size, load_queue_state, make_queue
 
@@ -26,14 +26,15 @@ __all__ = ['GPaCoTask']
 _logger = logging.getLogger(__name__)
 
 
-class GPaCoTask(ViewTask):
+class GPaCoTask(ContrastiveTask):
     """Returns ``{'loss', 'output' (view-0 logits [B, C]), 'loss_centre', 'loss_contrast'}``.
 
     Args:
-        model: A ``PaCoModel`` (``model(x, return_embeddings=True) -> (logits, embeddings)``).
+        model: A timm classifier (or a ``ContrastiveModule``).
         criterion: A loss with ``loss_parts`` (``timm_paco.losses.GPaCoLoss``).
         num_views: Views per image, all anchors.
         queue_size: Slots of the optional queue of earlier embeddings; 0 = none (the paper).
+        projector: Projector arguments (``ContrastiveTask``).
     """
 
     def __init__(
@@ -42,17 +43,18 @@ class GPaCoTask(ViewTask):
             criterion: nn.Module,
             num_views: int = 2,
             queue_size: int = 0,
+            projector: Optional[Dict[str, Any]] = None,
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
             verbose: bool = True,
     ):
-        super().__init__(model, criterion, num_views=num_views, device=device, dtype=dtype, verbose=verbose)
-        model = self.require_paco_model('gpaco')
-        self.queue = make_queue(queue_size, model) if check_queue_size(queue_size, allow_zero=True) else None
+        super().__init__(model, criterion, num_views=num_views, projector=projector, device=device, dtype=dtype,
+                         verbose=verbose)
+        self.queue = make_queue(queue_size, self.module) if check_queue_size(queue_size, allow_zero=True) else None
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> Dict[str, torch.Tensor]:
         batch_size = self.batch_size(input, target)
-        logits, embeddings = self.trainable_module(input, return_embeddings=True)
+        logits, embeddings = self.trainable_module(input)
         labels = target.repeat(self.num_views) if self.num_views > 1 else target
         queued = () if self.queue is None else self.queue.get()
         parts = self.criterion.loss_parts(

@@ -2,8 +2,9 @@
 
 Each image comes with two views, ``input [2·B, C, H, W]`` view-major: view 0 is the query, view 1 the key.
 
-* The query model (a ``PaCoModel``, trained) gives logits ``[B, C]`` and embeddings ``q [B, D]``.
-* The key encoder is the exponential moving average of the whole query model (timm's ``ModelEmaV3``, decay
+* The query model (the timm model plus the task's projector, trained) gives logits ``[B, C]`` and embeddings
+  ``q [B, D]``.
+* The key encoder is the exponential moving average of the whole query module (model and projector) (timm's ``ModelEmaV3``, decay
   ``momentum``), updated after every optimiser update (``update_ema``), which is what MoCo's update before each
   forward amounts to. It runs without gradient, in the query model's train / eval mode, on the key view:
   ``k [B, D]``.
@@ -23,7 +24,7 @@ import torch.nn as nn
 from timm.utils import ModelEmaV3
 
 from timm_paco.losses._checks import check_real
-from ._base import ViewTask
+from ._contrastive import ContrastiveTask
 from ._distributed import gather_rows, world_size
 from ._queued import check_queue_size, load_queue_state, make_queue
 
@@ -32,12 +33,13 @@ __all__ = ['PaCoTask']
 _logger = logging.getLogger(__name__)
 
 
-class PaCoTask(ViewTask):
+class PaCoTask(ContrastiveTask):
     """Returns ``{'loss', 'output' (query logits [B, C]), 'loss_centre', 'loss_contrast'}``.
 
     Args:
-        model: A ``PaCoModel`` (``model(x, return_embeddings=True) -> (logits, embeddings)``).
+        model: A timm classifier (or a ``ContrastiveModule``).
         criterion: A loss with ``loss_parts`` (``timm_paco.losses.PaCoLoss``).
+        projector: Projector arguments (``ContrastiveTask``).
         queue_size: Queue slots K (the seeds' ``moco-k``, 8192).
         momentum: Key encoder EMA decay (the seeds' ``moco-m``, 0.999).
     """
@@ -48,19 +50,20 @@ class PaCoTask(ViewTask):
             criterion: nn.Module,
             queue_size: int = 8192,
             momentum: float = 0.999,
+            projector: Optional[Dict[str, Any]] = None,
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
             verbose: bool = True,
     ):
-        super().__init__(model, criterion, num_views=2, device=device, dtype=dtype, verbose=verbose)
-        model = self.require_paco_model('paco')
+        super().__init__(model, criterion, num_views=2, projector=projector, device=device, dtype=dtype,
+                         verbose=verbose)
         if not 0.0 <= check_real('momentum', momentum) < 1.0:
             raise ValueError(f'momentum must lie in [0, 1), got {momentum!r}')
         check_queue_size(queue_size)
         self.momentum = float(momentum)
-        self.key_encoder = ModelEmaV3(model, decay=self.momentum)
+        self.key_encoder = ModelEmaV3(self.module, decay=self.momentum)
         self.key_encoder.requires_grad_(False)
-        self.queue = make_queue(queue_size, model)
+        self.queue = make_queue(queue_size, self.module)
         self.__dict__['_key_forward'] = None  # compiled key forward; kept out of the module tree
 
     def compile(self, backend: str = 'inductor', mode: Optional[str] = None, **compile_kwargs) -> nn.Module:
@@ -74,12 +77,12 @@ class PaCoTask(ViewTask):
         key_model = self.key_encoder.module
         key_model.train(self.trainable_module.training)
         forward = self._key_forward if self._key_forward is not None else key_model
-        return forward(x, return_embeddings=True)[1]
+        return forward(x)[1]
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> Dict[str, torch.Tensor]:
         """``input [2·B, C, H, W]`` (query views, then key views), ``target [B]``."""
         batch_size = self.batch_size(input, target)
-        logits, queries = self.trainable_module(input[:batch_size], return_embeddings=True)
+        logits, queries = self.trainable_module(input[:batch_size])
         keys = self._keys(input[batch_size:])
 
         labels = gather_rows(target)
@@ -111,7 +114,7 @@ class PaCoTask(ViewTask):
 
     def update_ema(self, step: Optional[int] = None) -> None:
         """After an optimiser update: the key encoder follows the query model, then the ``--model-ema`` copy."""
-        self.key_encoder.update(self.model)
+        self.key_encoder.update(self.module)
         super().update_ema(step=step)
 
     def own_state(self) -> Dict[str, Any]:
@@ -124,7 +127,7 @@ class PaCoTask(ViewTask):
                     'checkpoint has no paco task_state (key_encoder, queue): it was not written by a paco task; '
                     'use --initial-checkpoint to start paco from its weights')
             _logger.warning('No paco task state in checkpoint: key encoder set to the query model, queue emptied.')
-            self.key_encoder.set(self.model)
+            self.key_encoder.set(self.module)
             self.queue.reset()
             return
         load_queue_state(self.queue, state['queue'], '--paco-queue-size')

@@ -8,7 +8,8 @@ projector's state dict loads into these with no renaming):
   ReLU for the GPaCo ResNets)
 
 The hidden width ``H`` defaults to the input width ``C`` as in the seeds. Output is not normalised;
-``PaCoModel`` L2-normalises it.
+``ContrastiveModule`` L2-normalises it. ``Projector.config`` holds the arguments that rebuild it (saved beside its
+weights in training checkpoints and Hub exports).
 """
 from typing import Optional, Union, Type
 
@@ -71,3 +72,5 @@ class Projector(nn.Sequential):
         self.proj_type = proj_type
         self.in_dim = in_dim
         self.out_dim = out_dim
+        self.config = dict(in_dim=in_dim, out_dim=out_dim, proj_type=proj_type, hidden_dim=hidden_dim,
+                           act_layer=act_name if isinstance(act_name, str) else act.__name__.lower())

@@ -1,0 +1,102 @@
+""" The trainable module of the contrastive tasks: a plain timm model plus the training-only projector.
+
+The model's classifier holds the parametric class centres; the projector maps the same pooled features to an
+L2-normalised embedding for the contrastive term. The model runs once per call:
+
+    feats = model.forward_features(x)
+    pre = model.forward_head(feats, pre_logits=True)         # [N, head_hidden_size]
+    logits = model.get_classifier()(pre)                     # == model.forward_head(feats)
+    emb = normalize(projector(pre))                          # [N, proj_dim]
+
+``forward`` returns ``(logits, embeddings)`` so DDP and torch.compile see one call. Submodules are named
+``backbone`` (the timm model) and ``projector``: the key encoder a PaCo task keeps has these keys, as have training
+checkpoints of earlier releases. Evaluation, checkpoints' ``state_dict`` and export use ``backbone`` alone.
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from timm_paco.models.recipes import recipe_for
+from .projector import PROJ_TYPES, Projector
+
+__all__ = ['ContrastiveModule', 'create_contrastive_module', 'is_transformer_like']
+
+
+def is_transformer_like(model: nn.Module) -> bool:
+    """True if ``model`` contains attention blocks (ViT, DeiT, Swin, EVA, ...), False for CNNs."""
+    return any(isinstance(m, nn.MultiheadAttention) or 'Attention' in type(m).__name__ for m in model.modules())
+
+
+def _check_timm_classifier(model: nn.Module) -> None:
+    if isinstance(model, ContrastiveModule):
+        raise ValueError('model is already a ContrastiveModule; pass its .backbone')
+    missing = [a for a in ('forward_features', 'forward_head', 'get_classifier', 'reset_classifier')
+               if not callable(getattr(model, a, None))]
+    if missing or not isinstance(getattr(model, 'num_features', None), int):
+        raise ValueError(f'model {type(model).__name__} is not a timm classifier: missing {missing or ["num_features"]}')
+    if not isinstance(model.get_classifier(), nn.Module):
+        raise ValueError(
+            f'model {type(model).__name__}.get_classifier() must return one module (distilled / multi-head models '
+            f'are not supported), got {type(model.get_classifier())}')
+
+
+class ContrastiveModule(nn.Module):
+    """ A timm classifier with a projection head: ``x [N, C, H, W] -> (logits [N, classes], embeddings [N, D])``.
+
+    Args:
+        model: timm model with ``forward_features``, ``forward_head(x, pre_logits=True)``, ``get_classifier``,
+            ``num_features`` and ``head_hidden_size`` (the projector's input width).
+        projector: Maps ``[N, head_hidden_size]`` to ``[N, D]``; the output is L2-normalised here.
+    """
+
+    def __init__(self, model: nn.Module, projector: Projector):
+        super().__init__()
+        _check_timm_classifier(model)
+        width = getattr(model, 'head_hidden_size', model.num_features)
+        if projector.in_dim != width:
+            raise ValueError(f'projector takes {projector.in_dim} features, the model gives {width} (head_hidden_size)')
+        self.backbone = model
+        self.projector = projector
+
+    @property
+    def proj_dim(self) -> int:
+        return self.projector.out_dim
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        pre = self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+        return self.backbone.get_classifier()(pre), F.normalize(self.projector(pre), dim=1)
+
+
+def create_contrastive_module(
+        model: nn.Module,
+        proj_dim: Optional[int] = None,
+        proj_type: Optional[str] = None,
+        proj_act: Optional[str] = None,
+        proj_hidden_dim: Optional[int] = None,
+) -> ContrastiveModule:
+    """ Put a projector beside any timm classifier.
+
+    Arguments left None take the model's paper recipe (``timm_paco.models.recipe_for``: a registered name such as
+    ``gpaco_vit_base_patch16_224`` gets the GPaCo 3-layer GELU projector), else 128-d with the family default:
+    attention-based models (ViT, DeiT, Swin, ...) a 3-layer GELU MLP (``'mlp3'``), others Linear-BN-ReLU-Linear.
+    The projector is made on the model's device and in its dtype.
+    """
+    _check_timm_classifier(model)
+    recipe = recipe_for((getattr(model, 'pretrained_cfg', None) or {}).get('architecture'))
+    if recipe is not None:
+        proj_dim = proj_dim or recipe.proj_dim
+        if proj_type is None:
+            proj_type, proj_act = recipe.proj_type, proj_act or recipe.proj_act
+    if proj_type is None:
+        proj_type = 'mlp3' if is_transformer_like(model) else 'mlp'
+    if proj_type not in PROJ_TYPES:
+        raise ValueError(f'proj_type must be one of {PROJ_TYPES}, got {proj_type!r}')
+    weight = next(iter(model.parameters()), None)
+    dd = dict(device=weight.device, dtype=weight.dtype) if weight is not None else {}
+    width = getattr(model, 'head_hidden_size', model.num_features)
+    projector = Projector(
+        width, proj_dim or 128, proj_type=proj_type, hidden_dim=proj_hidden_dim, act_layer=proj_act).to(**dd)
+    return ContrastiveModule(model, projector)
+

@@ -1,0 +1,43 @@
+"""``train.py --initial-checkpoint``: start a model (and a task's projector) from any checkpoint train.py or the seeds
+wrote, read with the project's one safe reader and remapped with its one remapping function."""
+from typing import Any, Dict, Mapping
+
+import torch
+import torch.nn as nn
+
+from timm_paco.checkpoint_io import load_checkpoint_file
+from timm_paco.models.checkpoint_filter import check_state_dict, model_state_dict, split_state_dict, unwrap_checkpoint
+
+__all__ = ['read_initial_checkpoint', 'load_initial_projector']
+
+
+def read_initial_checkpoint(model: nn.Module, path: str) -> Dict[str, torch.Tensor]:
+    """Load the model weights of the checkpoint at ``path`` into ``model`` (strictly, checked); return the
+    checkpoint's projector weights (``{}`` when it has none) for the task to load.
+
+    Raises FileNotFoundError / ValueError naming ``path``."""
+    checkpoint = load_checkpoint_file(path)
+    source = f'--initial-checkpoint {path}'
+    state_dict = unwrap_checkpoint(checkpoint, source=source)
+    projector = split_state_dict(state_dict)[1]
+    task_state = checkpoint.get('task_state') if isinstance(checkpoint, Mapping) else None
+    if isinstance(task_state, Mapping) and isinstance(task_state.get('projector'), Mapping):
+        projector = dict(task_state['projector'])
+    sd = check_state_dict(model_state_dict(state_dict, model), model, source=source)
+    model.load_state_dict(sd, strict=True)
+    return projector
+
+
+def load_initial_projector(task: Any, projector: Dict[str, torch.Tensor], path: str) -> bool:
+    """Load ``projector`` weights into ``task``'s projector when it has one; True if loaded. A projector of
+    another shape is a ValueError naming ``path`` and the flags that set it."""
+    module = getattr(task, 'module', None)
+    target = getattr(module, 'projector', None)
+    if not projector or target is None:
+        return False
+    own = target.state_dict()
+    if set(own) != set(projector) or any(own[k].shape != projector[k].shape for k in own):
+        raise ValueError(f'--initial-checkpoint {path}: its projector does not fit this task\'s; use the same '
+                         f'--paco-proj-dim / --paco-proj-type, or a checkpoint without a projector')
+    target.load_state_dict(projector, strict=True)
+    return True
