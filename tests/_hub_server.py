@@ -1,7 +1,8 @@
 """A minimal Hugging Face Hub API on 127.0.0.1 for upload tests: no request leaves the machine.
 
 Serves just enough for ``HfApi.create_repo`` / ``create_branch`` / ``upload_folder`` (files inlined as regular,
-base64 uploads) and records every request::
+base64 uploads), and serves what was committed back (``HEAD`` / ``GET /<repo>/resolve/<revision>/<path>``, so
+``file_exists`` and ``hf_hub_download`` work against it); records every request::
 
     with LocalHub() as hub:
         push_checkpoint(..., endpoint=hub.endpoint)      # or HF_ENDPOINT=hub.endpoint in a subprocess
@@ -10,6 +11,7 @@ base64 uploads) and records every request::
     hub.committed_files('org/name', 'v1')   # {path in repo: bytes} of the one commit to that branch
 """
 import base64
+import hashlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,9 +46,40 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self):  # nothing the upload path needs: recorded, answered 404
+    def _committed(self):
+        """The committed bytes ``/<owner>/<name>/resolve/<revision>/<path>`` names, None if none."""
+        parts = self.path.split('?')[0].lstrip('/').split('/')
+        if len(parts) < 5 or parts[2] != 'resolve':
+            return None
+        return self.server.files.get(('/'.join(parts[:2]), parts[3]), {}).get('/'.join(parts[4:]))
+
+    def _file_headers(self, data):
+        self.send_header('X-Repo-Commit', COMMIT_OID)
+        self.send_header('ETag', '"' + hashlib.sha256(data).hexdigest() + '"')
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+
+    def do_HEAD(self):
+        self._record('HEAD')
+        data = self._committed()
+        if data is None:
+            self.send_response(404)
+            self.send_header('X-Error-Code', 'EntryNotFound')
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+            return
+        self.send_response(200)
+        self._file_headers(data)
+
+    def do_GET(self):  # committed files; anything else is not served: recorded, answered 404
         self._record('GET')
-        self._reply({'error': f'not served by the local Hub: {self.path}'}, status=404)
+        data = self._committed()
+        if data is None:
+            self._reply({'error': f'not served by the local Hub: {self.path}'}, status=404)
+            return
+        self.send_response(200)
+        self._file_headers(data)
+        self.wfile.write(data)
 
     def do_POST(self):
         body = self._record('POST')
@@ -59,7 +92,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply({'files': [{'path': f['path'], 'uploadMode': 'regular', 'shouldIgnore': False, 'oid': None}
                                    for f in files]})
         elif '/commit/' in self.path:
-            repo_id = self.path[len('/api/models/'):].split('/commit/')[0]
+            repo_id, revision = self.path[len('/api/models/'):].split('/commit/')
+            lines = [json.loads(line) for line in body.decode().splitlines()]
+            self.server.files.setdefault((repo_id, revision), {}).update(
+                {v['value']['path']: base64.b64decode(v['value']['content']) for v in lines if v['key'] == 'file'})
             self._reply({'commitUrl': f'{base}/{repo_id}/commit/{COMMIT_OID}', 'commitOid': COMMIT_OID})
         else:  # /api/validate-yaml, /api/models/<repo>/branch/<name>
             self._reply({})
@@ -71,6 +107,7 @@ class LocalHub:
     def __init__(self):
         self._server = ThreadingHTTPServer(('127.0.0.1', 0), _Handler)
         self._server.requests = []
+        self._server.files = {}  # (repo_id, revision): {path: bytes} committed
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -223,3 +223,25 @@ def test_bad_arguments():
         timm.create_model('resnet32_cifar').forward_intermediates(torch.randn(1, 3, 8, 8), output_fmt='NLC')
     with pytest.raises(ValueError, match='3 stages'):
         timm.create_model('resnet32_cifar', layers=(1, 1), widths=(4, 8))
+
+
+def test_unpublished_pretrained_tag_is_one_line_naming_the_download(tmp_path):
+    """Until a tag's Hub repo exists, pretrained=True says where the authors' weights are and how to convert them
+    (a fresh interpreter, offline, with an empty Hub cache)."""
+    import os
+    import subprocess
+    import sys
+    script = ("import timm, timm_paco\n"
+              "try:\n"
+              "    timm.create_model('paco_resnet50.imagenet_lt', pretrained=True)\n"
+              "except FileNotFoundError as e:\n"
+              "    print(type(e).__name__, e)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith('HF_')}
+    env.update(HF_HUB_OFFLINE='1', HF_HOME=str(tmp_path))
+    out = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.count('\n') == 1 and out.startswith('PretrainedWeightsUnavailable paco_resnet50.imagenet_lt: ')
+    assert 'timm-paco/paco_resnet50.imagenet_lt' in out
+    assert 'https://drive.google.com/file/d/1a73Ez_k47S2hmD_0L-sLH0OEhxK8SpQt' in out
+    assert 'python -m timm_paco.convert CKPT OUT --model paco_resnet50.imagenet_lt' in out
+    from timm_paco.models.zoo import ZOO
+    assert set(ZOO) == set(timm.list_pretrained('*paco_*'))

@@ -3,6 +3,7 @@
   python -m timm_paco.hub export CHECKPOINT OUTPUT_DIR [--model NAME] [--form timm|paco] [--ema] [--results-file R.json]
   python -m timm_paco.hub push CHECKPOINT REPO_ID [--model NAME] [--form timm|paco] [--ema] [--results-file R.json]
         [--private] [--revision BRANCH] [--commit-message MSG] [--token TOKEN]
+  python -m timm_paco.hub publish-zoo SRC_DIR [--only TAG ...] [--private] [--token TOKEN]
 """
 import argparse
 import sys
@@ -10,6 +11,7 @@ import sys
 import timm_paco  # noqa: F401  registers the PaCo architectures
 from .export import EXPORT_FORMS, export_checkpoint
 from .push import push_checkpoint
+from .zoo_publish import publish_zoo
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -36,13 +38,21 @@ def parser() -> argparse.ArgumentParser:
     push.add_argument('--revision', default=None, help='branch to commit to (created if missing)')
     push.add_argument('--commit-message', default='Add PaCo model')
     push.add_argument('--token', default=None, help='Hub token (default: HF_TOKEN or the saved login)')
+    zoo = sub.add_parser('publish-zoo', help="convert the papers' checkpoints and push each to its tag's Hub repo")
+    zoo.add_argument('src_dir', help='folder of the downloaded checkpoints, each saved as <tag>.pth.tar')
+    zoo.add_argument('--only', nargs='+', default=None, metavar='TAG', help='these tags only (default: the whole zoo)')
+    zoo.add_argument('--private', action='store_true', help='create new repos private')
+    zoo.add_argument('--token', default=None, help='Hub token (default: HF_TOKEN or the saved login)')
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.command == 'export':
+        if args.command == 'publish-zoo':
+            status = publish_zoo(args.src_dir, tags=args.only, token=args.token, private=args.private)
+            print(', '.join(f'{v} {sum(s == v for s in status.values())}' for v in ('published', 'skipped', 'missing')))
+        elif args.command == 'export':
             out = export_checkpoint(
                 args.checkpoint, args.output_dir, model_name=args.model, form=args.form, ema=args.ema,
                 results_file=args.results_file, repo_name=args.repo_name)

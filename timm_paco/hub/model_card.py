@@ -101,13 +101,15 @@ def model_card(
         plugin_architecture: bool = False,
         license: str = 'apache-2.0',
         has_projector: bool = False,
+        results_source: Optional[str] = None,
 ) -> str:
     """README.md text: Hub metadata, method, dataset, hyper-parameters, results, usage and citation.
 
     ``form``: ``'timm'`` (the stock timm architecture; loads without the plugin unless ``plugin_architecture``, an
     architecture only timm_paco registers) or ``'paco'`` (the same weights under the registered PaCo name, needs
     ``import timm_paco``). ``license``: the card's licence (fine-tuned weights keep their pretrained weights'
-    licence). ``has_projector``: the folder holds ``projector.safetensors``.
+    licence). ``has_projector``: the folder holds ``projector.safetensors``. ``results_source``: where the results come
+    from, when not from validate.py (a zoo checkpoint's reported top-1).
     """
     task = args.get('task') or default_task or 'paco'
     method, paper, bibtex = METHODS.get(task, (task, None, None))
@@ -164,7 +166,9 @@ def model_card(
 
     if results:
         lines += ['', '## Results', '']
-        if dataset_name:
+        if results_source:
+            lines += [f'From {results_source}.', '']
+        elif dataset_name:
             lines += [f'Evaluated with `validate.py` on the {dataset_name} evaluation split.', '']
         lines += ['| metric | value |', '|---|---|']
         lines += [f'| {label} | {results[k]:.2f} |' for k, label in RESULT_ROWS if k in results]

@@ -15,6 +15,7 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 
 from .checkpoint_filter import checkpoint_filter_fn
 from .recipes import PaperRecipe, register_recipe
+from .zoo import with_zoo_errors
 
 __all__ = []
 
@@ -25,6 +26,7 @@ _VIT_ARGS = {  # timm architecture: its ViT arguments (as timm's own entrypoints
 }
 
 
+@with_zoo_errors
 def _create_gpaco_vit(variant: str, stock: str, pretrained: bool = False, **kwargs) -> VisionTransformer:
     """``variant`` as the timm ViT ``stock`` with average pooling, ``variant``'s cfgs and checkpoint filter (the
     seeds' layout remapped, then timm's ViT filter: position-embedding resampling for another image size)."""

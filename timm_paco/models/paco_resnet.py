@@ -19,6 +19,7 @@ from timm.models.resnet import Bottleneck, ResNet
 
 from .checkpoint_filter import checkpoint_filter_fn
 from .recipes import PaperRecipe, register_recipe
+from .zoo import with_zoo_errors
 from .resnet_cifar import CIFAR100_MEAN, CIFAR100_STD, ResNetCifar, create_resnet_cifar
 
 __all__ = []
@@ -50,6 +51,7 @@ def _recipe(variant: str, stock: str, **kwargs) -> PaperRecipe:
     return PaperRecipe(task=method, stock_architecture=stock, **dict(_PROJECTORS[method], **kwargs))
 
 
+@with_zoo_errors
 def _create_paco_resnet(variant: str, stock: str, pretrained: bool = False, **kwargs) -> ResNet:
     """``variant`` as the timm ResNet ``stock`` (``resnet50``), with ``variant``'s cfgs and checkpoint filter."""
     return build_model_with_cfg(
