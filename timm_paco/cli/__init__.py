@@ -1,0 +1,1 @@
+"""The drivers' plumbing: train.py's argument set."""

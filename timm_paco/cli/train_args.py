@@ -1,0 +1,344 @@
+"""train.py's argument set: timm train.py's flags (names, defaults and meanings as there) plus ``--task`` and the
+``--paco-*`` flags, one function per argument group; ``parse_args`` reads a ``-c`` YAML of defaults first."""
+import argparse
+
+import yaml
+from timm import utils
+
+from timm_paco.arg_types import (
+    decay_rate, finite_float, non_negative_float, non_negative_int, positive_float, positive_int, probability,
+)
+from timm_paco.tasks import LOGIT_ADJUST_MODES, TASK_NAMES, TASK_SMOOTHING
+
+__all__ = ['TIMM_VIEWS', 'build_parser', 'parse_args']
+
+TIMM_VIEWS = 'timm'  # --paco-views value: timm's own single-view training transform
+
+
+def _dataset_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group('Dataset')
+    g.add_argument('--data-dir', metavar='DIR', help='dataset root folder')
+    g.add_argument('--dataset', metavar='NAME', default='',
+                   help='"<type>/<name>" timm dataset, "lt:<split list>", or "" for an image folder')
+    g.add_argument('--train-split', metavar='NAME', default='train', help='training split (default: train)')
+    g.add_argument('--val-split', metavar='NAME', default='validation',
+                   help='validation split, "" for none (default: validation)')
+    g.add_argument('--train-num-samples', type=positive_int, default=None, metavar='N',
+                   help='train samples (iterable datasets)')
+    g.add_argument('--val-num-samples', type=positive_int, default=None, metavar='N',
+                   help='val samples (iterable datasets)')
+    g.add_argument('--dataset-download', action='store_true', default=False,
+                   help='download torch/ and tfds/ datasets that can be')
+    g.add_argument('--class-map', type=str, default='', metavar='FILENAME', help='class name to index map file')
+    g.add_argument('--input-img-mode', type=str, default=None, help='PIL mode images are converted to')
+    g.add_argument('--input-key', type=str, default=None, help='dataset key of the image')
+    g.add_argument('--target-key', type=str, default=None, help='dataset key of the label')
+    g.add_argument('--dataset-trust-remote-code', action='store_true', default=False,
+                   help='let Hugging Face datasets run code from the dataset repository')
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group('Model')
+    g.add_argument('--model', type=str, default='resnet50', metavar='MODEL', help='model name (default: resnet50)')
+    g.add_argument('--pretrained', action='store_true', default=False, help='start from pretrained weights')
+    g.add_argument('--pretrained-path', type=str, default=None, help='use this file as the pretrained weights')
+    g.add_argument('--initial-checkpoint', type=str, default='', metavar='PATH', help='load these weights at start')
+    g.add_argument('--resume', type=str, default='', metavar='PATH',
+                   help='resume model, optimizer, scaler, EMA and task state (queue, key encoder)')
+    g.add_argument('--no-resume-opt', action='store_true', default=False, help='do not resume optimizer state')
+    g.add_argument('--num-classes', type=positive_int, default=None, metavar='N',
+                   help='classes (default: the model\'s)')
+    g.add_argument('--gp', type=str, default=None, metavar='POOL', help='global pool type (default: the model\'s)')
+    g.add_argument('--img-size', type=positive_int, default=None, metavar='N',
+                   help='image size (default: the model\'s)')
+    g.add_argument('--in-chans', type=positive_int, default=None, metavar='N', help='image channels (default: 3)')
+    g.add_argument('--input-size', type=positive_int, nargs=3, default=None, metavar='N', help='input C H W')
+    g.add_argument('--crop-pct', type=positive_float, default=None, metavar='N', help='eval centre crop fraction')
+    g.add_argument('--mean', type=finite_float, nargs='+', default=None, metavar='MEAN', help='dataset mean override')
+    g.add_argument('--std', type=positive_float, nargs='+', default=None, metavar='STD', help='dataset std override')
+    g.add_argument('--interpolation', type=str, default='', metavar='NAME', help='resize interpolation override')
+    g.add_argument('-b', '--batch-size', type=positive_int, default=128, metavar='N',
+                   help='images per process and step (default: 128)')
+    g.add_argument('-vb', '--validation-batch-size', type=positive_int, default=None, metavar='N',
+                   help='eval batch size')
+    g.add_argument('--channels-last', action='store_true', default=False, help='channels_last memory layout')
+    g.add_argument('--fuser', type=str, default='', help='jit fuser: "", te, old or nvfuser')
+    g.add_argument('--grad-accum-steps', type=positive_int, default=1, metavar='N',
+                   help='steps per optimizer update (default: 1)')
+    g.add_argument('--grad-checkpointing', action='store_true', default=False, help='gradient checkpointing')
+    g.add_argument('--fast-norm', action='store_true', default=False, help='timm\'s experimental fast norm')
+    g.add_argument('--model-kwargs', nargs='*', default={}, action=utils.ParseKwargs)
+    g.add_argument('--head-init-scale', type=finite_float, default=None, help='scale the classifier init by this')
+    g.add_argument('--head-init-bias', type=finite_float, default=None, help='classifier bias init value')
+    g.add_argument('--torchcompile-mode', type=str, default=None, help='torch.compile mode')
+    scripting = g.add_mutually_exclusive_group()
+    scripting.add_argument('--torchscript', dest='torchscript', action='store_true', help='torch.jit.script the model')
+    scripting.add_argument('--torchcompile', nargs='?', type=str, default=None, const='inductor',
+                           help='torch.compile with this backend (default: inductor)')
+
+
+def _device_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group('Device')
+    g.add_argument('--device', type=str, default='cuda', help='device (default: cuda)')
+    g.add_argument('--amp', action='store_true', default=False, help='mixed precision (autocast)')
+    g.add_argument('--amp-dtype', type=str, default='float16', help='autocast dtype: float16 or bfloat16')
+    g.add_argument('--model-dtype', type=str, default=None, help='model dtype without AMP (default: float32)')
+    g.add_argument('--no-ddp-bb', action='store_true', default=False, help='DDP without buffer broadcast')
+    g.add_argument('--synchronize-step', action='store_true', default=False, help='synchronize the device each step')
+    g.add_argument('--local_rank', type=int, default=0)
+    g.add_argument('--device-modules', type=str, nargs='+', default=None, help='modules to import for the device')
+
+
+def _optimizer_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group('Optimizer')
+    g.add_argument('--opt', type=str, default='sgd', metavar='OPTIMIZER', help='optimizer (default: sgd)')
+    g.add_argument('--opt-eps', type=positive_float, default=None, metavar='EPSILON', help='optimizer epsilon')
+    g.add_argument('--opt-betas', type=decay_rate, nargs='+', default=None, metavar='BETA', help='optimizer betas')
+    g.add_argument('--momentum', type=non_negative_float, default=0.9, metavar='M',
+                   help='optimizer momentum (default: 0.9)')
+    g.add_argument('--weight-decay', type=non_negative_float, default=2e-5, help='weight decay (default: 2e-5)')
+    g.add_argument('--clip-grad', type=positive_float, default=None, metavar='NORM', help='gradient clipping value')
+    g.add_argument('--clip-mode', type=str, default='norm', help='clipping mode: norm, value or agc')
+    g.add_argument('--layer-decay', type=positive_float, default=None, help='layer-wise lr decay')
+    g.add_argument('--layer-decay-min-scale', type=non_negative_float, default=0,
+                   help='layer-wise lr decay minimum scale')
+    g.add_argument('--layer-decay-no-opt-scale', type=finite_float, default=None,
+                   help='layer-wise lr decay no-opt scale')
+    g.add_argument('--opt-kwargs', nargs='*', default={}, action=utils.ParseKwargs)
+
+
+def _learning_rate_schedule_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group('Learning rate schedule')
+    g.add_argument('--sched', type=str, default='cosine', metavar='SCHEDULER', help='lr schedule (default: cosine)')
+    g.add_argument('--sched-on-updates', action='store_true', default=False,
+                   help='step the schedule (warm-up included) per update instead of per epoch; short runs want it')
+    g.add_argument('--lr', type=non_negative_float, default=None, metavar='LR',
+                   help='learning rate (default: from --lr-base)')
+    g.add_argument('--lr-base', type=non_negative_float, default=0.1, metavar='LR', help='lr per --lr-base-size images')
+    g.add_argument('--lr-base-size', type=positive_int, default=256, metavar='DIV', help='batch size of --lr-base')
+    g.add_argument('--lr-base-scale', type=str, default='', metavar='SCALE', help='linear or sqrt lr scaling')
+    g.add_argument('--lr-noise', type=finite_float, nargs='+', default=None, metavar='pct, pct', help='lr noise epochs')
+    g.add_argument('--lr-noise-pct', type=non_negative_float, default=0.67, metavar='PERCENT', help='lr noise limit')
+    g.add_argument('--lr-noise-std', type=non_negative_float, default=1.0, metavar='STDDEV', help='lr noise std')
+    g.add_argument('--lr-cycle-mul', type=positive_float, default=1.0, metavar='MULT',
+                   help='lr cycle length multiplier')
+    g.add_argument('--lr-cycle-decay', type=non_negative_float, default=0.5, metavar='MULT', help='lr decay per cycle')
+    g.add_argument('--lr-cycle-limit', type=positive_int, default=1, metavar='N', help='lr cycles')
+    g.add_argument('--lr-k-decay', type=positive_float, default=1.0, help='k-decay of cosine / poly schedules')
+    g.add_argument('--warmup-lr', type=non_negative_float, default=1e-5, metavar='LR', help='warmup lr (default: 1e-5)')
+    g.add_argument('--min-lr', type=non_negative_float, default=0, metavar='LR', help='lower lr bound (default: 0)')
+    g.add_argument('--epochs', type=positive_int, default=300, metavar='N', help='epochs (default: 300)')
+    g.add_argument('--epoch-repeats', type=non_negative_float, default=0., metavar='N',
+                   help='dataset repeats per epoch')
+    g.add_argument('--start-epoch', type=non_negative_int, default=None, metavar='N',
+                   help='start epoch (overrides resume)')
+    g.add_argument('--decay-milestones', type=non_negative_int, nargs='+', default=[90, 180, 270], metavar='MILESTONES',
+                   help='multistep decay epochs')
+    g.add_argument('--decay-epochs', type=positive_float, default=90, metavar='N', help='step decay interval')
+    g.add_argument('--warmup-epochs', type=non_negative_int, default=5, metavar='N',
+                   help='warmup epochs (default: 5; stepped per epoch unless --sched-on-updates)')
+    g.add_argument('--warmup-prefix', action='store_true', default=False, help='warmup before the decay schedule')
+    g.add_argument('--cooldown-epochs', type=non_negative_int, default=0, metavar='N',
+                   help='epochs at min lr after the schedule')
+    g.add_argument('--patience-epochs', type=non_negative_int, default=10, metavar='N', help='plateau patience')
+    g.add_argument('--decay-rate', '--dr', type=non_negative_float, default=0.1, metavar='RATE', help='lr decay rate')
+
+
+def _augmentation_and_regularization_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group('Augmentation and regularization')
+    g.add_argument('--no-aug', action='store_true', default=False,
+                   help='no training augmentation (every view is the plain resized / cropped image)')
+    g.add_argument('--train-crop-mode', type=str, default=None, help='training crop mode')
+    g.add_argument('--scale', type=probability, nargs='+', default=[0.08, 1.0], metavar='PCT', help='random crop scale')
+    g.add_argument('--ratio', type=positive_float, nargs='+', default=[3. / 4., 4. / 3.], metavar='RATIO',
+                   help='random crop aspect ratio')
+    g.add_argument('--hflip', type=probability, default=0.5, help='horizontal flip probability')
+    g.add_argument('--vflip', type=probability, default=0., help='vertical flip probability')
+    g.add_argument('--color-jitter', type=non_negative_float, default=0.4, metavar='PCT', help='colour jitter strength')
+    g.add_argument('--color-jitter-prob', type=probability, default=None, metavar='PCT',
+                   help='colour jitter probability')
+    g.add_argument('--grayscale-prob', type=probability, default=None, metavar='PCT', help='grayscale probability')
+    g.add_argument('--gaussian-blur-prob', type=probability, default=None, metavar='PCT',
+                   help='gaussian blur probability')
+    g.add_argument('--aa', type=str, default=None, metavar='NAME',
+                   help='auto-augment policy (with views: replaces the randcls view\'s RandAugment)')
+    g.add_argument('--aug-repeats', type=non_negative_float, default=0, help='repeated augmentation (distributed only)')
+    g.add_argument('--aug-splits', type=non_negative_int, default=0, help='AugMix splits (not with timm_paco tasks)')
+    g.add_argument('--jsd-loss', action='store_true', default=False, help='JSD + CE loss (not with timm_paco tasks)')
+    g.add_argument('--bce-loss', action='store_true', default=False, help='BCE loss (ce task, single view)')
+    g.add_argument('--bce-sum', action='store_true', default=False, help='sum BCE over classes')
+    g.add_argument('--bce-target-thresh', type=probability, default=None,
+                   help='binarize soft BCE targets at this value')
+    g.add_argument('--bce-pos-weight', type=positive_float, default=None, help='BCE positive weight')
+    g.add_argument('--reprob', type=probability, default=0., metavar='PCT', help='random erasing probability')
+    g.add_argument('--remode', type=str, default='pixel', help='random erasing mode')
+    g.add_argument('--recount', type=positive_int, default=1, help='random erasing count')
+    g.add_argument('--resplit', action='store_true', default=False,
+                   help='no random erasing on the first split (with views: view 0)')
+    g.add_argument('--mixup', type=non_negative_float, default=0.0, help='mixup alpha (ce task, single view)')
+    g.add_argument('--cutmix', type=non_negative_float, default=0.0, help='cutmix alpha (ce task, single view)')
+    g.add_argument('--cutmix-minmax', type=probability, nargs='+', default=None, help='cutmix min / max ratio')
+    g.add_argument('--mixup-prob', type=probability, default=1.0, help='probability of mixup or cutmix')
+    g.add_argument('--mixup-switch-prob', type=probability, default=0.5, help='probability of cutmix instead of mixup')
+    g.add_argument('--mixup-mode', type=str, default='batch', help='mixup per batch, pair or elem')
+    g.add_argument('--mixup-off-epoch', type=non_negative_int, default=0, metavar='N', help='stop mixup at this epoch')
+    g.add_argument('--smoothing', type=decay_rate, default=None,
+                   help='label smoothing (default per task, timm\'s for ce and the papers\' for the rest: '
+                        + ', '.join(f'{t} {v:g}' for t, v in TASK_SMOOTHING.items()) + ')')
+    g.add_argument('--train-interpolation', type=str, default='random', help='training interpolation')
+    g.add_argument('--drop', type=probability, default=0.0, metavar='PCT', help='dropout rate')
+    g.add_argument('--drop-connect', type=probability, default=None, metavar='PCT', help='deprecated, use --drop-path')
+    g.add_argument('--drop-path', type=probability, default=None, metavar='PCT', help='drop path rate')
+    g.add_argument('--drop-block', type=probability, default=None, metavar='PCT', help='drop block rate')
+
+
+def _batch_norm_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group('Batch norm')
+    g.add_argument('--bn-momentum', type=probability, default=None, help='BatchNorm momentum override')
+    g.add_argument('--bn-eps', type=positive_float, default=None, help='BatchNorm epsilon override')
+    g.add_argument('--sync-bn', action='store_true', help='synchronized BatchNorm (distributed)')
+    g.add_argument('--dist-bn', type=str, default='reduce',
+                   help='share BatchNorm stats between ranks after each epoch: broadcast, reduce or ""')
+    g.add_argument('--split-bn', action='store_true', help='BatchNorm per AugMix split (not with timm_paco tasks)')
+
+
+def _model_ema_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group('Model EMA (separate from the PaCo key encoder)')
+    g.add_argument('--model-ema', action='store_true', default=False, help='keep an EMA of the model weights')
+    g.add_argument('--model-ema-force-cpu', action='store_true', default=False, help='EMA on CPU, no EMA eval')
+    g.add_argument('--model-ema-decay', type=probability, default=0.9998, help='EMA decay (default: 0.9998)')
+    g.add_argument('--model-ema-warmup', action='store_true', help='EMA decay warmup')
+
+
+def _miscellaneous_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group('Miscellaneous')
+    g.add_argument('--seed', type=non_negative_int, default=42, metavar='S', help='random seed (default: 42)')
+    g.add_argument('--worker-seeding', type=str, default='all', help='worker seeding mode')
+    g.add_argument('--log-interval', type=positive_int, default=50, metavar='N', help='updates between progress lines')
+    g.add_argument('--val-interval', type=positive_int, default=1, metavar='N',
+                   help='epochs between eval / checkpoints')
+    g.add_argument('--recovery-interval', type=non_negative_int, default=0, metavar='N',
+                   help='updates between recovery saves')
+    g.add_argument('--checkpoint-hist', type=positive_int, default=10, metavar='N',
+                   help='checkpoints kept (default: 10)')
+    g.add_argument('-j', '--workers', type=non_negative_int, default=4, metavar='N', help='loader workers (default: 4)')
+    g.add_argument('--save-images', action='store_true', default=False, help='save input batches when logging')
+    g.add_argument('--pin-mem', action='store_true', default=False, help='pin loader memory')
+    g.add_argument('--no-prefetcher', action='store_true', default=False, help='no device prefetcher')
+    g.add_argument('--output', type=str, default='', metavar='PATH', help='output root (default: ./output/train)')
+    g.add_argument('--experiment', type=str, default='', metavar='NAME', help='run sub-folder name')
+    g.add_argument('--eval-metric', type=str, default='top1', metavar='EVAL_METRIC', help='best metric')
+    g.add_argument('--tta', type=non_negative_int, default=0, metavar='N', help='test-time augmentation factor')
+    g.add_argument('--use-multi-epochs-loader', action='store_true', default=False, help='reuse loader workers')
+    g.add_argument('--log-wandb', action='store_true', default=False, help='log to wandb')
+    g.add_argument('--wandb-project', type=str, default=None, help='wandb project')
+    g.add_argument('--wandb-tags', type=str, nargs='+', default=[], help='wandb tags')
+    g.add_argument('--wandb-resume-id', type=str, default='', metavar='ID', help='wandb run id to resume')
+    g.add_argument('--train-img-sizes', type=positive_int, nargs='+', default=None,
+                   help='per-batch image sizes (single timm view only)')
+    g.add_argument('--train-batch-sizes', type=positive_int, nargs='+', default=None,
+                   help='batch size per --train-img-sizes')
+    g.add_argument('--train-size-probs', type=non_negative_float, nargs='+', default=None,
+                   help='weights of --train-img-sizes')
+    g.add_argument('--train-size-schedule', type=str, default='constant', choices=('constant', 'progressive'),
+                   help='image size schedule')
+    g.add_argument('--train-size-schedule-spread', type=float, default=0.65, help='progressive schedule spread')
+    g.add_argument('--train-size-random-mix', type=float, default=0.1, help='random share of a progressive schedule')
+    g.add_argument('--train-batches-per-epoch', '--train-steps-per-epoch', type=positive_int, default=None,
+                   help='loader batches per epoch of a scheduled-size loader')
+    g.add_argument('--variable-batch-loss-scale', type=str, default='none', choices=('none', 'sqrt', 'linear'),
+                   help='loss scale of variable batch sizes')
+    g.add_argument('--naflex-loader', action='store_true', default=False, help='NaFlex loader (not supported here)')
+    g.add_argument('--naflex-train-seq-lens', type=int, nargs='+', default=[128, 256, 576, 784, 1024])
+    g.add_argument('--naflex-max-seq-len', type=int, default=576)
+    g.add_argument('--naflex-patch-sizes', type=int, nargs='+', default=None)
+    g.add_argument('--naflex-patch-size-probs', type=float, nargs='+', default=None)
+    g.add_argument('--naflex-loss-scale', type=str, default='linear', choices=('none', 'sqrt', 'linear'))
+    g.add_argument('--naflex-patchify-channels-first', action='store_true', default=False)
+
+
+def _knowledge_distillation_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group('Knowledge distillation (timm\'s tasks; not combinable with --task)')
+    g.add_argument('--kd-model-name', type=str, default=None, help='teacher model')
+    g.add_argument('--kd-distill-type', type=str, default='logit', choices=['logit', 'feature', 'token'])
+    g.add_argument('--kd-loss-type', type=str, default='kl')
+    g.add_argument('--distill-loss-weight', type=float, default=None)
+    g.add_argument('--task-loss-weight', type=float, default=None)
+    g.add_argument('--kd-temperature', type=float, default=4.0)
+    g.add_argument('--kd-student-feature-dim', type=int, default=None)
+    g.add_argument('--kd-teacher-feature-dim', type=int, default=None)
+    g.add_argument('--kd-token-distill-type', type=str, default='soft', choices=['soft', 'hard'])
+
+
+def _timm_args(parser: argparse.ArgumentParser) -> None:
+    """timm train.py's flags: names, defaults and meanings as there, help in short."""
+    parser.add_argument('data', nargs='?', metavar='DIR', const=None, help='dataset root (deprecated, use --data-dir)')
+    _dataset_args(parser)
+    _model_args(parser)
+    _device_args(parser)
+    _optimizer_args(parser)
+    _learning_rate_schedule_args(parser)
+    _augmentation_and_regularization_args(parser)
+    _batch_norm_args(parser)
+    _model_ema_args(parser)
+    _miscellaneous_args(parser)
+    _knowledge_distillation_args(parser)
+
+
+def _paco_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group('PaCo / GPaCo')
+    g.add_argument('--task', type=str, default=None, choices=TASK_NAMES,
+                   help='training task (default: the model\'s own, ce for plain timm models)')
+    g.add_argument('--paco-alpha', type=non_negative_float, default=None,
+                   help='weight of same-class samples (default: 0.05, the loss default)')
+    g.add_argument('--paco-beta', type=non_negative_float, default=None,
+                   help='weight of the class centre (default: 1.0)')
+    g.add_argument('--paco-gamma', type=non_negative_float, default=None,
+                   help='weight of samples in the denominator (default: 1.0)')
+    g.add_argument('--paco-temperature', type=positive_float, default=None, help='contrast temperature (default: 0.2)')
+    g.add_argument('--paco-queue-size', type=positive_int, default=8192, help='paco queue slots (default: 8192)')
+    g.add_argument('--gpaco-queue-size', type=non_negative_int, default=0,
+                   help='gpaco queue of earlier embeddings, slots (default: 0, none, the paper; the seeds\' '
+                        'long-tailed code: 8192, 1024 on CIFAR)')
+    g.add_argument('--paco-momentum', type=decay_rate, default=0.999,
+                   help='paco key encoder EMA decay (default: 0.999)')
+    g.add_argument('--paco-proj-dim', type=positive_int, default=None,
+                   help='embedding width (default: the variant\'s, 128 when wrapping a timm model)')
+    g.add_argument('--paco-proj-type', type=str, default=None, choices=('mlp', 'mlp3'),
+                   help='projector layout (default: the variant\'s; wrapping: mlp3 for attention models, else mlp)')
+    g.add_argument('--paco-views', type=str, default=None,
+                   help=f'view recipe, e.g. randcls_sim, sim_sim, single; "{TIMM_VIEWS}" = timm\'s single-view '
+                        f'transform (default: randcls_sim for paco / gpaco, {TIMM_VIEWS} for ce / balanced-softmax)')
+    g.add_argument('--paco-logit-adjust', type=str, default='auto', choices=LOGIT_ADJUST_MODES,
+                   help='class prior on the paco / gpaco centre logits: auto = when the training class counts are '
+                        'long-tailed (max / min > 2)')
+    g.add_argument('--prior-tau', type=finite_float, default=1.0,
+                   help='strength tau of the class prior, logits + tau * log p, for balanced-softmax and for paco / '
+                        'gpaco with logit adjustment (default: 1.0, the papers\' value)')
+    g.add_argument('--imb-factor', type=float, default=None,
+                   help='subsample the training split to a long tail with n_min / n_max = this')
+    g.add_argument('--imb-seed', type=non_negative_int, default=0, help='seed of the long-tail subsampling')
+    g.add_argument('--push-to-hub', type=str, default=None, metavar='REPO_ID',
+                   help='push the final checkpoint to this Hugging Face Hub repository')
+    g.add_argument('--hub-private', action='store_true', default=False, help='create the Hub repository private')
+    g.add_argument('--hub-revision', type=str, default=None, help='Hub branch to push to')
+
+
+def build_parser():
+    config_parser = argparse.ArgumentParser(description='Training Config', add_help=False)
+    config_parser.add_argument('-c', '--config', default='', type=str, metavar='FILE',
+                               help='YAML file of flag defaults')
+    parser = argparse.ArgumentParser(description='timm-paco training')
+    _timm_args(parser)
+    _paco_args(parser)
+    return config_parser, parser
+
+
+def parse_args(argv=None):
+    config_parser, parser = build_parser()
+    args_config, remaining = config_parser.parse_known_args(argv)
+    if args_config.config:
+        with open(args_config.config, 'r') as f:
+            parser.set_defaults(**yaml.safe_load(f))
+    args = parser.parse_args(remaining)
+    return parser, args, yaml.safe_dump(args.__dict__, default_flow_style=False)
