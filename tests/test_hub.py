@@ -181,6 +181,8 @@ def test_timm_form(wrapped, inputs, tmp_path):
         logits, embeddings = module(inputs)
     assert torch.equal(logits, wrapped['logits']) and torch.equal(embeddings, wrapped['embeddings'])
     assert module.projector.config['act_layer'] == 'relu' and module.projector.config['proj_type'] == 'mlp'
+    with torch.no_grad():  # or straight from the training checkpoint, here in an earlier release's layout
+        assert torch.equal(attach_projector(local, wrapped['path']).eval()(inputs)[1], wrapped['embeddings'])
 
 
 def test_paco_form(paco32, inputs, tmp_path):

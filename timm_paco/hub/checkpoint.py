@@ -10,7 +10,8 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..checkpoint_io import is_safetensors, load_checkpoint_file, resolve_checkpoint_file
-from ..models.checkpoint_filter import split_state_dict, unwrap_checkpoint
+from ..models.checkpoint_filter import unwrap_checkpoint
+from ..tasks.projector_file import checkpoint_projector
 
 __all__ = ['TrainedCheckpoint', 'read_checkpoint']
 
@@ -62,14 +63,9 @@ def read_checkpoint(path: str, ema: bool = False) -> TrainedCheckpoint:
     # train.py's 'state_dict' (or 'state_dict_ema'), else the bare state dict itself
     weights = obj['state_dict_ema'] if ema else obj
     state_dict = unwrap_checkpoint(weights, source=f"checkpoint '{path}'" + (" 'state_dict_ema'" if ema else ''))
-    projector = split_state_dict(state_dict)[1]
+    projector, projector_args = checkpoint_projector(obj, state_dict, ema=ema)
     if 'state_dict' not in obj:
         return TrainedCheckpoint(path=path, state_dict=state_dict, projector=projector)
-    task_state = obj.get('task_state_ema' if ema else 'task_state')
-    projector_args = {}
-    if isinstance(task_state, dict) and isinstance(task_state.get('projector'), dict):
-        projector = dict(task_state['projector'])
-        projector_args = dict(task_state.get('projector_args') or {})
     args = obj.get('args')
     if isinstance(args, argparse.Namespace):
         args = vars(args)

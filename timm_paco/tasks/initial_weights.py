@@ -1,12 +1,13 @@
 """``train.py --initial-checkpoint``: start a model (and a task's projector) from any checkpoint train.py or the seeds
 wrote, read with the project's one safe reader and remapped with its one remapping function."""
-from typing import Any, Dict, Mapping
+from typing import Any, Dict
 
 import torch
 import torch.nn as nn
 
 from timm_paco.checkpoint_io import load_checkpoint_file
-from timm_paco.models.checkpoint_filter import check_state_dict, model_state_dict, split_state_dict, unwrap_checkpoint
+from timm_paco.models.checkpoint_filter import check_state_dict, model_state_dict, unwrap_checkpoint
+from .projector_file import checkpoint_projector
 
 __all__ = ['read_initial_checkpoint', 'load_initial_projector']
 
@@ -19,10 +20,7 @@ def read_initial_checkpoint(model: nn.Module, path: str) -> Dict[str, torch.Tens
     checkpoint = load_checkpoint_file(path)
     source = f'--initial-checkpoint {path}'
     state_dict = unwrap_checkpoint(checkpoint, source=source)
-    projector = split_state_dict(state_dict)[1]
-    task_state = checkpoint.get('task_state') if isinstance(checkpoint, Mapping) else None
-    if isinstance(task_state, Mapping) and isinstance(task_state.get('projector'), Mapping):
-        projector = dict(task_state['projector'])
+    projector = checkpoint_projector(checkpoint, state_dict)[0]
     sd = check_state_dict(model_state_dict(state_dict, model), model, source=source)
     model.load_state_dict(sd, strict=True)
     return projector
@@ -31,13 +29,10 @@ def read_initial_checkpoint(model: nn.Module, path: str) -> Dict[str, torch.Tens
 def load_initial_projector(task: Any, projector: Dict[str, torch.Tensor], path: str) -> bool:
     """Load ``projector`` weights into ``task``'s projector when it has one; True if loaded. A projector of
     another shape is a ValueError naming ``path`` and the flags that set it."""
-    module = getattr(task, 'module', None)
-    target = getattr(module, 'projector', None)
-    if not projector or target is None:
+    if not projector or getattr(getattr(task, 'module', None), 'projector', None) is None:
         return False
-    own = target.state_dict()
-    if set(own) != set(projector) or any(own[k].shape != projector[k].shape for k in own):
-        raise ValueError(f'--initial-checkpoint {path}: its projector does not fit this task\'s; use the same '
-                         f'--paco-proj-dim / --paco-proj-type, or a checkpoint without a projector')
-    target.load_state_dict(projector, strict=True)
+    try:
+        task.load_projector_state(projector, strict=True, ema=False)
+    except ValueError as e:
+        raise ValueError(f'--initial-checkpoint {path}: {e}') from e
     return True

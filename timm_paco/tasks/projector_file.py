@@ -13,16 +13,18 @@ activation).
 """
 import json
 import os
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from timm_paco.checkpoint_io import load_checkpoint_file
+from timm_paco.models.checkpoint_filter import split_state_dict, unwrap_checkpoint
 from .contrastive_module import ContrastiveModule
 from .projector import Projector, default_proj_act
 
-__all__ = ['PROJECTOR_FILE', 'projector_args', 'save_projector', 'load_projector', 'attach_projector']
+__all__ = ['PROJECTOR_FILE', 'checkpoint_projector', 'projector_args', 'save_projector', 'load_projector',
+           'attach_projector']
 
 PROJECTOR_FILE = 'projector.safetensors'
 _META_KEY = 'projector_args'
@@ -54,6 +56,20 @@ def projector_args(
                 hidden_dim=_width(state, 0), act_layer=recipe_act or default_proj_act(proj_type))
 
 
+def checkpoint_projector(
+        checkpoint: Any,
+        state_dict: Mapping[str, torch.Tensor],
+        ema: bool = False,
+) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """(weights, recorded ``Projector`` arguments) of the projector in a checkpoint object: its ``task_state``
+    (``task_state_ema`` with ``ema``) entry, else the projector part of its ``state_dict`` (the earlier
+    ``backbone.*`` / ``projector.*`` and the seeds' layouts); ``({}, {})`` when it has none."""
+    task_state = checkpoint.get('task_state_ema' if ema else 'task_state') if isinstance(checkpoint, Mapping) else None
+    if isinstance(task_state, Mapping) and isinstance(task_state.get('projector'), Mapping):
+        return dict(task_state['projector']), dict(task_state.get(_META_KEY) or {})
+    return split_state_dict(state_dict)[1], {}
+
+
 def save_projector(state: Mapping[str, torch.Tensor], args: Mapping[str, Any], path: str) -> None:
     """Write projector weights and their ``Projector`` arguments to the safetensors file ``path``."""
     import safetensors.torch
@@ -76,11 +92,10 @@ def load_projector(source: str) -> Projector:
         args = projector_args(state, json.loads(meta[_META_KEY]) if _META_KEY in meta else None)
     else:
         checkpoint = load_checkpoint_file(path)
-        task_state = checkpoint.get('task_state') if isinstance(checkpoint, dict) else None
-        if not isinstance(task_state, dict) or not isinstance(task_state.get('projector'), dict):
-            raise ValueError(f"'{source}' holds no projector (task_state['projector']): train with --task paco|gpaco")
-        state = task_state['projector']
-        args = projector_args(state, task_state.get(_META_KEY))
+        state, recorded = checkpoint_projector(checkpoint, unwrap_checkpoint(checkpoint, source=source))
+        if not state:
+            raise ValueError(f"'{source}' holds no projector weights: train with --task paco|gpaco")
+        args = projector_args(state, recorded)
     projector = Projector(**args)
     projector.load_state_dict(state, strict=True)
     return projector
