@@ -53,6 +53,11 @@ def test_every_variant_registered_with_its_recipe():
         assert module.projector.config['proj_type'] == proj_type and module.projector.config['act_layer'] == act
         assert module.proj_dim == (32 if name == 'paco_resnet32' else 128)
         assert len(module.projector) == (4 if proj_type == 'mlp' else 5)
+        # a layout given explicitly keeps the recipe's activation when it is the recipe's layout (as the seeds)
+        other = 'mlp' if proj_type == 'mlp3' else 'mlp3'
+        assert create_contrastive_module(model, proj_type=proj_type).projector.config['act_layer'] == act
+        assert create_contrastive_module(model, proj_type=other).projector.config['act_layer'] == (
+            'relu' if other == 'mlp' else 'gelu')
 
 
 def test_pretrained_cfgs_carry_reported_top1_and_class_counts():

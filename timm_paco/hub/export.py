@@ -17,7 +17,7 @@ from timm.models import get_model_args, model_entrypoint, save_for_hf
 from torch import nn
 
 from ..models.checkpoint_filter import check_state_dict
-from ..models.recipes import recipe_for, stock_architecture
+from ..models.recipes import recipe_act, recipe_for, stock_architecture
 from ..tasks.projector_file import PROJECTOR_FILE, projector_args, save_projector
 from .build import build_trained_model, stem_weight_key
 from .checkpoint import TrainedCheckpoint, read_checkpoint
@@ -136,10 +136,8 @@ def export_projector(ckpt: TrainedCheckpoint, model: nn.Module, output_dir: str)
     """Write the checkpoint's projector to ``output_dir/projector.safetensors``; False when it has none."""
     if not ckpt.projector:
         return False
-    recipe = recipe_for(_architecture(model))
-    own_type = ckpt.args.get('paco_proj_type')
-    recipe_act = recipe.proj_act if recipe and own_type in (None, recipe.proj_type) else None
-    args = projector_args(ckpt.projector, ckpt.projector_args, recipe_act=recipe_act)
+    proj_type = projector_args(ckpt.projector)['proj_type']  # read off the weights: an earlier release recorded none
+    args = projector_args(ckpt.projector, ckpt.projector_args, recipe_act=recipe_act(_architecture(model), proj_type))
     save_projector(ckpt.projector, args, os.path.join(output_dir, PROJECTOR_FILE))
     return True
 

@@ -9,7 +9,7 @@ own architecture where timm has none (``resnet32_cifar``).
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-__all__ = ['PaperRecipe', 'register_recipe', 'recipe_for', 'stock_architecture']
+__all__ = ['PaperRecipe', 'register_recipe', 'recipe_for', 'recipe_act', 'stock_architecture']
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,13 @@ def register_recipe(name: str, recipe: PaperRecipe) -> None:
 def recipe_for(architecture: Optional[str]) -> Optional[PaperRecipe]:
     """The recipe of a registered name (a ``name.tag`` is looked up by its name), None for any other model."""
     return _RECIPES.get((architecture or '').partition('.')[0])
+
+
+def recipe_act(architecture: Optional[str], proj_type: str) -> Optional[str]:
+    """The recipe's projector activation when ``proj_type`` is the recipe's layout (the GPaCo ResNets' mlp3 is ReLU,
+    the ViTs' GELU), None otherwise (the layout's own default applies)."""
+    recipe = recipe_for(architecture)
+    return recipe.proj_act if recipe is not None and recipe.proj_type == proj_type else None
 
 
 def stock_architecture(architecture: str) -> str:

@@ -55,10 +55,6 @@ class ContrastiveTask(ViewTask):
     def model(self) -> nn.Module:
         return self.module.backbone
 
-    @property
-    def proj_dim(self) -> int:
-        return self.module.proj_dim
-
     def compile(self, backend: str = 'inductor', mode: Optional[str] = None, **compile_kwargs) -> nn.Module:
         """Compile the trainable module (training) and the plain model (evaluation)."""
         super().compile(backend=backend, mode=mode, **compile_kwargs)

@@ -18,10 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from timm_paco.models.recipes import recipe_for
+from timm_paco.models.recipes import recipe_act, recipe_for
 from .projector import PROJ_TYPES, Projector
 
-__all__ = ['ContrastiveModule', 'create_contrastive_module', 'is_transformer_like']
+__all__ = ['ContrastiveModule', 'create_contrastive_module', 'is_transformer_like', 'place_like']
 
 
 def is_transformer_like(model: nn.Module) -> bool:
@@ -84,19 +84,23 @@ def create_contrastive_module(
     The projector is made on the model's device and in its dtype.
     """
     _check_timm_classifier(model)
-    recipe = recipe_for((getattr(model, 'pretrained_cfg', None) or {}).get('architecture'))
+    architecture = (getattr(model, 'pretrained_cfg', None) or {}).get('architecture')
+    recipe = recipe_for(architecture)
     if recipe is not None:
         proj_dim = proj_dim or recipe.proj_dim
-        if proj_type is None:
-            proj_type, proj_act = recipe.proj_type, proj_act or recipe.proj_act
+        proj_type = proj_type or recipe.proj_type
     if proj_type is None:
         proj_type = 'mlp3' if is_transformer_like(model) else 'mlp'
     if proj_type not in PROJ_TYPES:
         raise ValueError(f'proj_type must be one of {PROJ_TYPES}, got {proj_type!r}')
-    weight = next(iter(model.parameters()), None)
-    dd = dict(device=weight.device, dtype=weight.dtype) if weight is not None else {}
     width = getattr(model, 'head_hidden_size', model.num_features)
-    projector = Projector(
-        width, proj_dim or 128, proj_type=proj_type, hidden_dim=proj_hidden_dim, act_layer=proj_act).to(**dd)
-    return ContrastiveModule(model, projector)
+    projector = Projector(width, proj_dim or 128, proj_type=proj_type, hidden_dim=proj_hidden_dim,
+                          act_layer=proj_act or recipe_act(architecture, proj_type))
+    return ContrastiveModule(model, place_like(projector, model))
+
+
+def place_like(module: nn.Module, model: nn.Module) -> nn.Module:
+    """``module`` moved to ``model``'s device and dtype (those of its first parameter)."""
+    weight = next(iter(model.parameters()), None)
+    return module.to(device=weight.device, dtype=weight.dtype) if weight is not None else module
 

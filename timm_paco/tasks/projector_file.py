@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from timm_paco.checkpoint_io import load_checkpoint_file
 from timm_paco.models.checkpoint_filter import split_state_dict, unwrap_checkpoint
-from .contrastive_module import ContrastiveModule
+from .contrastive_module import ContrastiveModule, place_like
 from .projector import Projector, default_proj_act
 
 __all__ = ['PROJECTOR_FILE', 'checkpoint_projector', 'projector_args', 'save_projector', 'load_projector',
@@ -103,9 +103,5 @@ def load_projector(source: str) -> Projector:
 
 def attach_projector(model: nn.Module, source: str) -> ContrastiveModule:
     """``ContrastiveModule(model, load_projector(source))`` on the model's device and dtype."""
-    projector = load_projector(source)
-    weight = next(iter(model.parameters()), None)
-    if weight is not None:
-        projector.to(device=weight.device, dtype=weight.dtype)
-    return ContrastiveModule(model, projector)
+    return ContrastiveModule(model, place_like(load_projector(source), model))
 
