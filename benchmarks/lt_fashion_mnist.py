@@ -5,7 +5,7 @@
     python benchmarks/lt_fashion_mnist.py --budget large --device cuda --jobs 4 --workers 3
                                              # minutes on a GPU; writes docs/lt_fashion_mnist_large.{md,png}
 
-Every run uses ``timm_paco.quickstart.RECIPE`` (same backbone, input size, two augmented views per image, optimiser,
+Every run uses ``timm_paco.runs.RECIPE`` (same backbone, input size, two augmented views per image, optimiser,
 schedule, batch size, epochs) on the same data: the first ``--n-max`` training images of each class made
 long-tailed with ``--imb-factor 0.01`` (the draw depends on the seed), validated on the first ``--n-test`` test
 images of each class. ``--budget large`` trains with ``LARGE_RECIPE`` on ``LARGE_N_MAX`` images in the largest
@@ -42,10 +42,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from timm_paco.arg_types import decay_rate, finite_float, non_negative_int, positive_int, require_distinct
-from timm_paco.quickstart import (
+from timm_paco.data.fashion_mnist_pool import cap_per_class, fashion_mnist_root
+from timm_paco.runs import (
     DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, RECIPE, TASK_FLAGS, TASK_MODELS,
-    TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, cap_per_class, find_checkpoint, prepare_data, run_job, run_stage,
-    validate_command,
+    TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, find_checkpoint, run_job, run_stage, validate_command,
 )
 from timm_paco.tasks import TASK_SMOOTHING
 
@@ -484,20 +484,22 @@ def _reused_time(timings: Dict) -> str:
     return '; '.join(parts)
 
 
-def main(argv=None):
-    args = _parse_args(argv)
-    taus = args.prior_taus or [1.0]  # floats (argparse type=finite_float)
-    smoothings = args.smoothings
+def _configs(args) -> List[Tuple[str, Tuple[float, float]]]:
+    """(task, (prior tau, smoothing)) of each configuration: ``--settings-from``'s, else the grid of the flags."""
     if args.settings_from:
         if args.prior_taus is not None or args.smoothings is not None:
             raise ValueError('--settings-from fixes each method\'s setting; drop --prior-taus / --smoothings')
         fixed = read_selected_settings(args.settings_from, args.tasks)
-        configs = [(task, fixed[task]) for task in args.tasks]
-    else:
-        configs = [(task, (tau, smoothing)) for task in args.tasks
-                   for tau in (taus if task in PRIOR_TASKS else [1.0])
-                   for smoothing in (smoothings or [TASK_SMOOTHING[task]])]
-    start = time.time()
+        return [(task, fixed[task]) for task in args.tasks]
+    taus = args.prior_taus or [1.0]  # floats (argparse type=finite_float)
+    return [(task, (tau, smoothing)) for task in args.tasks
+            for tau in (taus if task in PRIOR_TASKS else [1.0])
+            for smoothing in (args.smoothings or [TASK_SMOOTHING[task]])]
+
+
+def _budget(args) -> Tuple[Dict, int, Optional[int], int]:
+    """(train.py recipe, training images of the largest class, test images per class or None: all, validation
+    images per class) of ``--tiny`` / ``--budget`` and the size flags."""
     large = args.budget == 'large'
     recipe = dict(TINY_RECIPE if args.tiny else LARGE_RECIPE if large else RECIPE)
     if args.epochs is not None:
@@ -508,95 +510,116 @@ def main(argv=None):
         n_max = args.n_max if args.n_max is not None else LARGE_N_MAX if large else DEFAULT_N_MAX
         n_test = args.n_test if args.n_test is not None else 0 if large else 200
         n_test = n_test or None
+    n_val = args.n_val if args.n_val is not None else TINY_N_TEST if args.tiny else DEFAULT_N_VAL
+    return recipe, n_max, n_test, n_val
+
+
+def _command_line(args, stem: str) -> str:
+    """The command that reproduces this invocation's tables (flags at their defaults left out)."""
+    large = args.budget == 'large'
+    taus = args.prior_taus or [1.0]
+    own_output = args.output and os.path.normpath(args.output) != os.path.join('output', stem)
+    parts = [
+        (' --tiny', args.tiny), (f' --budget {args.budget}', large),
+        (f' --epochs {args.epochs}', args.epochs is not None),
+        (f' --n-max {args.n_max}', args.n_max is not None and not args.tiny),
+        (f' --n-test {args.n_test}', args.n_test is not None and not args.tiny),
+        (f' --device {args.device}', args.device != 'cpu'),
+        (f' --tasks {" ".join(args.tasks)}', args.tasks != list(TASK_NAMES)),
+        (f' --seeds {" ".join(map(str, args.seeds))}', args.seeds != [0, 1, 2]),
+        (f' --train-flags="{args.train_flags}"', args.train_flags),
+        (f' --prior-taus {" ".join(f"{t:g}" for t in taus)}', taus != [1.0]),
+        (f' --smoothings {" ".join(f"{s:g}" for s in args.smoothings or ())}', args.smoothings),
+        (f' --settings-from {args.settings_from}', args.settings_from),
+        (f' --n-val {args.n_val}', args.n_val is not None),
+        (f' --output {args.output}', own_output),
+        (f' --docs {args.docs}', os.path.normpath(args.docs) != 'docs'),
+        (f' --jobs {args.jobs} --workers {args.workers}', large),
+    ]
+    return 'python benchmarks/lt_fashion_mnist.py' + ''.join(text for text, given in parts if given)
+
+
+def _run_one(ctx: Dict, i: int, seed: int, task: str, setting) -> Dict:
+    """Run ``i`` of the grid (or reuse it with ``--resume``): train, validate on the test set and the validation
+    split; returns the test results with the validation top-1 and timing."""
+    args, output, start, recipe = ctx['args'], ctx['output'], ctx['start'], ctx['recipe']
+    experiment = experiment_name(task, setting, seed)
+    train_dir = os.path.join(output, experiment)
+    results_file = os.path.join(train_dir, 'results.json')
+    log_file = os.path.join(ctx['log_dir'], f'{experiment}.log')
+    label = f'run {i}/{ctx["num_jobs"]}: {experiment}'
+    reused = args.resume and os.path.isfile(results_file)
+    run_start = time.time()
+    if reused:
+        check_reused_run(train_dir, task, setting, seed, recipe, ctx['train_flags'])
+        with open(results_file) as f:
+            results = json.load(f)
+        print(f'[{time.time() - start:7.1f}s] {label} reused', flush=True)
+    else:
+        flags = ctx['train_flags'] + setting_flags(task, setting)
+        results = run_job(
+            task, ctx['data_dir'], output, seed, recipe, start=start, threads=args.threads, workers=args.workers,
+            device=args.device, extra_flags=flags, experiment=experiment, log_file=log_file,
+            stage_names=(f'{label} train', f'{label} validate (test)'))
+    val_file = os.path.join(train_dir, 'val_results.json')
+    if not (args.resume and os.path.isfile(val_file)):
+        run_stage(f'{label} validate (validation split)',
+                  validate_command(TASK_MODELS[task], find_checkpoint(train_dir), ctx['val_dir'], val_file,
+                                   recipe['img_size'], args.workers, args.device),
+                  log_file, start, args.threads)
+    with open(val_file) as f:
+        val = json.load(f)
+    run_seconds = read_run_seconds(train_dir) if reused else write_run_seconds(train_dir, time.time() - run_start)
+    print(f'[{time.time() - start:7.1f}s] {label}: validation overall {val["top1"]}; test '
+          + ', '.join(f'{n} {results[k]}' for k, n in METRICS), flush=True)
+    return dict(results, seed=seed, val_top1=val['top1'], reused=reused, run_seconds=run_seconds,
+                per_class_file=os.path.join(train_dir, 'results_per_class.csv'))
+
+
+def _timings(args, start: float, finished: List[Dict]) -> Dict:
+    reused = sum(r['reused'] for r in finished)
+    reused_seconds = [r['run_seconds'] for r in finished if r['reused'] and r['run_seconds'] is not None]
+    return {'total': time.time() - start, 'runs': len(finished) - reused, 'reused': reused,
+            'reused_timed': len(reused_seconds), 'reused_seconds': sum(reused_seconds), 'jobs': args.jobs,
+            'threads': args.threads, 'workers': args.workers, 'device': args.device}
+
+
+def main(argv=None):
+    args = _parse_args(argv)
+    configs = _configs(args)
+    start = time.time()
+    recipe, n_max, n_test, n_val = _budget(args)
     stem = budget_stem(args.budget, args.epochs)
     output = os.path.abspath(args.output or os.path.join('output', stem))
     os.makedirs(output, exist_ok=True)
     os.makedirs(args.docs, exist_ok=True)
 
-    source = prepare_data(os.path.join(output, 'data', 'fashion_mnist'))
-    n_val = args.n_val if args.n_val is not None else TINY_N_TEST if args.tiny else DEFAULT_N_VAL
+    source = fashion_mnist_root(os.path.join(output, 'data', 'fashion_mnist'))
     data_dir, val_dir = data_dirs(output, n_max, n_test, n_val)
     cap_per_class(source, data_dir, n_max, n_test)
     cap_per_class(source, val_dir, n_max, n_val=n_val)
 
     jobs = [(seed, task, setting) for seed in args.seeds for task, setting in configs]  # seed-major
-    train_flags = shlex.split(args.train_flags)
-    log_dir = os.path.join(output, 'logs')
-    os.makedirs(log_dir, exist_ok=True)
-
-    def one(i, seed, task, setting):
-        experiment = experiment_name(task, setting, seed)
-        train_dir = os.path.join(output, experiment)
-        results_file = os.path.join(train_dir, 'results.json')
-        log_file = os.path.join(log_dir, f'{experiment}.log')
-        label = f'run {i}/{len(jobs)}: {experiment}'
-        reused = args.resume and os.path.isfile(results_file)
-        run_start = time.time()
-        if reused:
-            check_reused_run(train_dir, task, setting, seed, recipe, train_flags)
-            with open(results_file) as f:
-                results = json.load(f)
-            print(f'[{time.time() - start:7.1f}s] {label} reused', flush=True)
-        else:
-            flags = train_flags + setting_flags(task, setting)
-            results = run_job(
-                task, data_dir, output, seed, recipe, start=start, threads=args.threads, workers=args.workers,
-                device=args.device, extra_flags=flags, experiment=experiment, log_file=log_file,
-                stage_names=(f'{label} train', f'{label} validate (test)'))
-        val_file = os.path.join(train_dir, 'val_results.json')
-        if not (args.resume and os.path.isfile(val_file)):
-            run_stage(f'{label} validate (validation split)',
-                      validate_command(TASK_MODELS[task], find_checkpoint(train_dir), val_dir, val_file,
-                                       recipe['img_size'], args.workers, args.device),
-                      log_file, start, args.threads)
-        with open(val_file) as f:
-            val = json.load(f)
-        run_seconds = read_run_seconds(train_dir) if reused else write_run_seconds(train_dir, time.time() - run_start)
-        print(f'[{time.time() - start:7.1f}s] {label}: validation overall {val["top1"]}; test '
-              + ', '.join(f'{n} {results[k]}' for k, n in METRICS), flush=True)
-        return dict(results, seed=seed, val_top1=val['top1'], reused=reused, run_seconds=run_seconds,
-                    per_class_file=os.path.join(train_dir, 'results_per_class.csv'))
-
+    ctx = dict(args=args, output=output, start=start, recipe=recipe, data_dir=data_dir, val_dir=val_dir,
+               log_dir=os.path.join(output, 'logs'), num_jobs=len(jobs), train_flags=shlex.split(args.train_flags))
+    os.makedirs(ctx['log_dir'], exist_ok=True)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(one, i + 1, *job) for i, job in enumerate(jobs)]
+        futures = [pool.submit(_run_one, ctx, i + 1, *job) for i, job in enumerate(jobs)]
         finished = [f.result() for f in futures]
     grid = {config: [r for (_, *job), r in zip(jobs, finished) if tuple(job) == config] for config in configs}
     selected = {task: select_setting(task, {s: [r['val_top1'] for r in grid[(t, s)]] for t, s in configs if t == task})
                 for task in args.tasks}
-    runs = {task: grid[(task, selected[task])] for task in args.tasks}
-    reused = sum(r['reused'] for r in finished)
-    reused_seconds = [r['run_seconds'] for r in finished if r['reused'] and r['run_seconds'] is not None]
-
-    summary = summarise(runs)
+    summary = summarise({task: grid[(task, selected[task])] for task in args.tasks})
     for task in summary:
         summary[task]['prior_tau'] = selected[task][0] if task in PRIOR_TASKS else None
         summary[task]['smoothing'] = selected[task][1]
     tuning = summarise_grid(grid) if len(configs) > len(args.tasks) else None
-    timings = {'total': time.time() - start, 'runs': len(jobs) - reused, 'reused': reused,
-               'reused_timed': len(reused_seconds), 'reused_seconds': sum(reused_seconds), 'jobs': args.jobs,
-               'threads': args.threads, 'workers': args.workers, 'device': args.device}
+    timings = _timings(args, start, finished)
     figure = os.path.join(args.docs, stem + '.png')
     markdown = os.path.join(args.docs, stem + '.md')
     plot(summary, figure)
-    command = 'python benchmarks/lt_fashion_mnist.py' + (' --tiny' if args.tiny else '') + (
-        f' --budget {args.budget}' if large else '') + (
-        f' --epochs {args.epochs}' if args.epochs is not None else '') + (
-        f' --n-max {args.n_max}' if args.n_max is not None and not args.tiny else '') + (
-        f' --n-test {args.n_test}' if args.n_test is not None and not args.tiny else '') + (
-        f' --device {args.device}' if args.device != 'cpu' else '') + (
-        f' --tasks {" ".join(args.tasks)}' if args.tasks != list(TASK_NAMES) else '') + (
-        f' --seeds {" ".join(map(str, args.seeds))}' if args.seeds != [0, 1, 2] else '') + (
-        f' --train-flags="{args.train_flags}"' if args.train_flags else '') + (
-        f' --prior-taus {" ".join(f"{t:g}" for t in taus)}' if taus != [1.0] else '') + (
-        f' --smoothings {" ".join(f"{s:g}" for s in smoothings)}' if smoothings else '') + (
-        f' --settings-from {args.settings_from}' if args.settings_from else '') + (
-        f' --n-val {args.n_val}' if args.n_val is not None else '') + (
-        f' --output {args.output}' if args.output and os.path.normpath(args.output) != os.path.join('output', stem)
-        else '') + (
-        f' --docs {args.docs}' if os.path.normpath(args.docs) != 'docs' else '') + (
-        f' --jobs {args.jobs} --workers {args.workers}' if large else '')
-    write_markdown(summary, markdown, figure, command, recipe, n_max, n_test, n_val, timings, tuning,
-                   args.settings_from, args.train_flags)
+    write_markdown(summary, markdown, figure, _command_line(args, stem), recipe, n_max, n_test, n_val, timings,
+                   tuning, args.settings_from, args.train_flags)
     with open(os.path.join(output, 'summary.json'), 'w') as f:
         json.dump(dict(summary=summary, tuning=tuning, recipe=recipe, n_max=n_max, n_test=n_test, n_val=n_val,
                        timings=timings, settings_from=args.settings_from), f, indent=2)

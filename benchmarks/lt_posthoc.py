@@ -43,7 +43,7 @@ from timm_paco.eval import (  # noqa: E402
     confusion_counts, confusion_rates, fit_class_bias, load_logits, logit_offset, select_tau, sweep_logit_adjust,
     top_confusions,
 )
-from timm_paco.quickstart import (  # noqa: E402
+from timm_paco.runs import (  # noqa: E402
     FEW_SHOT_THR, MANY_SHOT_THR, TASK_MODELS, find_checkpoint, run_stage, validate_command,
 )
 

@@ -13,7 +13,9 @@ import yaml
 from torchvision.datasets import FashionMNIST
 
 from timm_paco.data.imbalance import long_tail_counts
-from timm_paco.quickstart import TINY_N_MAX, TINY_N_TEST, cap_per_class, read_idx, write_idx
+from timm_paco.data.fashion_mnist_pool import cap_per_class
+from timm_paco.data.idx import read_idx, write_idx
+from timm_paco.runs import TINY_N_MAX, TINY_N_TEST
 from timm_paco.quickstart import main as quickstart_main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -281,7 +283,7 @@ def test_benchmark_settings_from(tmp_path, capsys):
 def test_benchmark_recipe_mismatches():
     """A reused run's args.yaml against the recipe: flags not given there mean train.py's defaults."""
     benchmark = _benchmark_module()
-    from timm_paco.quickstart import RECIPE
+    from timm_paco.runs import RECIPE
     trained = dict(task='paco', seed=1, epochs=20, batch_size=32, lr=0.03, weight_decay=5e-4, warmup_epochs=1,
                    img_size=16, scale=[0.35, 1.0], paco_views='randcls_sim', paco_queue_size=256, paco_momentum=0.9,
                    prior_tau=None, smoothing=None)

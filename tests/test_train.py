@@ -15,6 +15,10 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import train  # noqa: E402
+from timm_paco.cli.train_args import parse_args  # noqa: E402
+from timm_paco.cli.train_checks import flag_warnings, unused_task_flags  # noqa: E402
+from timm_paco.cli.train_model import create_train_model  # noqa: E402
+from timm_paco.tasks.initial_weights import load_initial_projector  # noqa: E402
 from timm_paco.tasks import create_task  # noqa: E402
 
 NUM_CLASSES = 4  # conftest's image_folder
@@ -173,14 +177,14 @@ def test_conflicting_flag_stops_with_message(image_folder, tmp_path, capsys):
 
 
 def test_task_flags_the_task_does_not_read_are_named():
-    parser, args, _ = train.parse_args(['--paco-alpha', '0.5', '--paco-queue-size', '16', '--paco-logit-adjust', 'off'])
-    assert train._unused_task_flags(parser, args, 'ce') == ['--paco-alpha', '--paco-logit-adjust', '--paco-queue-size']
-    assert train._unused_task_flags(parser, args, 'gpaco') == ['--paco-queue-size']
-    assert train._unused_task_flags(parser, args, 'paco') == []
-    assert train._flag_warnings(parser, args, 'gpaco') == ['--task gpaco does not use --paco-queue-size; ignored']
-    parser, args, _ = train.parse_args(['--use-multi-epochs-loader'])
-    assert len(train._flag_warnings(parser, args, 'ce')) == 1
-    assert 'a resumed run does not repeat the augmentations' in train._flag_warnings(parser, args, 'ce')[0]
+    parser, args, _ = parse_args(['--paco-alpha', '0.5', '--paco-queue-size', '16', '--paco-logit-adjust', 'off'])
+    assert unused_task_flags(parser, args, 'ce') == ['--paco-alpha', '--paco-logit-adjust', '--paco-queue-size']
+    assert unused_task_flags(parser, args, 'gpaco') == ['--paco-queue-size']
+    assert unused_task_flags(parser, args, 'paco') == []
+    assert flag_warnings(parser, args, 'gpaco') == ['--task gpaco does not use --paco-queue-size; ignored']
+    parser, args, _ = parse_args(['--use-multi-epochs-loader'])
+    assert len(flag_warnings(parser, args, 'ce')) == 1
+    assert 'a resumed run does not repeat the augmentations' in flag_warnings(parser, args, 'ce')[0]
 
 
 @pytest.mark.parametrize('loader', [[], ['--no-prefetcher']], ids=['prefetcher', 'no-prefetcher'])
@@ -270,20 +274,20 @@ def test_initial_checkpoint_of_any_layout_starts_model_and_projector(tmp_path, l
     path = str(tmp_path / 'init.pth.tar')
     torch.save(state, path)
     for task_name in ('paco', 'ce'):
-        parser, args, _ = train.parse_args(['--model', 'test_convnext', '--num-classes', str(NUM_CLASSES),
+        parser, args, _ = parse_args(['--model', 'test_convnext', '--num-classes', str(NUM_CLASSES),
                                             '--task', task_name, '--initial-checkpoint', path])
-        model, task, projector = train._create_model(args, 3)
+        model, task, projector = create_train_model(args, 3)
         _assert_tensors_equal(model.state_dict(), source.model.state_dict(), 'model')
         target = create_task(task, model, queue_size=8 if task == 'paco' else None, verbose=False)
-        assert train.load_initial_projector(target, projector, path) == (task == 'paco')
+        assert load_initial_projector(target, projector, path) == (task == 'paco')
         if task == 'paco':
             _assert_tensors_equal(target.module.projector.state_dict(), source.module.projector.state_dict(), 'proj')
     other = create_task('paco', timm.create_model('test_convnext', num_classes=NUM_CLASSES), verbose=False,
                         projector=dict(proj_dim=4))
     with pytest.raises(ValueError, match=r'^--initial-checkpoint .*init\.pth\.tar: checkpoint projector does not fit'):
-        train.load_initial_projector(other, projector, path)
+        load_initial_projector(other, projector, path)
     torch.save({'state_dict': {'nope.weight': torch.zeros(1)}}, str(tmp_path / 'bad.pth.tar'))
-    parser, args, _ = train.parse_args(['--model', 'test_convnext', '--initial-checkpoint',
+    parser, args, _ = parse_args(['--model', 'test_convnext', '--initial-checkpoint',
                                         str(tmp_path / 'bad.pth.tar')])
     with pytest.raises(ValueError, match=r'--initial-checkpoint .*bad\.pth\.tar does not match model test_convnext'):
-        train._create_model(args, 3)
+        create_train_model(args, 3)

@@ -1,1 +1,2 @@
-"""The drivers' plumbing: train.py's argument set."""
+"""The drivers' plumbing: train.py's and validate.py's argument sets, refusals and build steps, one module per
+step (docs/design.md, "Drivers")."""

@@ -61,6 +61,13 @@ def _set_transform(dataset, transform):
     dataset.transform = transform
 
 
+def _distributed_sampler(dataset, is_training: bool):
+    """timm's choice: a shuffling ``DistributedSampler`` for training, ``OrderedDistributedSampler`` for eval."""
+    if is_training:
+        return torch.utils.data.distributed.DistributedSampler(dataset)
+    return OrderedDistributedSampler(dataset)
+
+
 def create_view_loader(
         dataset: torch.utils.data.Dataset,
         view_transform: Optional[Callable],
@@ -113,13 +120,7 @@ def create_view_loader(
     if view_transform is not None:
         _set_transform(dataset, view_transform)
 
-    sampler = None
-    if distributed:
-        if is_training:
-            sampler = torch.utils.data.distributed.DistributedSampler(dataset)
-        else:
-            sampler = OrderedDistributedSampler(dataset)
-
+    sampler = _distributed_sampler(dataset, is_training) if distributed else None
     loader_class = MultiEpochsDataLoader if use_multi_epochs_loader else torch.utils.data.DataLoader
     loader = loader_class(
         dataset,

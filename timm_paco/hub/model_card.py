@@ -88,6 +88,64 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _front_matter(task: str, license: str, dataset_name: Optional[str], repo_name: str) -> List[str]:
+    """The Hub's YAML metadata (tags, library, pipeline, licence, dataset) and the title."""
+    tags: List[str] = ['image-classification', 'timm', 'long-tail-learning']
+    if task in ('paco', 'gpaco'):
+        tags += [task, 'contrastive-learning']
+    lines = ['---', 'tags:'] + [f'- {t}' for t in tags]
+    lines += ['library_name: timm', 'pipeline_tag: image-classification', f'license: {license}']
+    if dataset_name:
+        lines += ['datasets:', f'- {dataset_name.lower()}']
+    return lines + ['---', f'# Model card for {repo_name}', '']
+
+
+def _loading_note(form: str, plugin_architecture: bool, has_projector: bool) -> List[str]:
+    """What loads these weights (plain timm or the plugin) and where the projector is."""
+    if form == 'paco':
+        lines = ['These weights are the plain timm model under its `timm_paco` name (with that name\'s pretrained '
+                 'configs); loading needs `pip install timm-paco` and `import timm_paco`.']
+    elif plugin_architecture:
+        lines = ['These weights are the inference model as an architecture that `timm_paco` registers (timm has none '
+                 'like it); loading needs `pip install timm-paco` and `import timm_paco`.']
+    else:
+        lines = ['These weights are the inference model as a stock timm architecture: plain `timm` loads them, '
+                 'without the plugin.']
+    if has_projector:
+        lines.append(
+            '\nThe training projection head is beside them in `projector.safetensors`, for the contrastive '
+            'embeddings: `module = timm_paco.tasks.attach_projector(model, folder)`, then '
+            '`logits, embeddings = module(x)`.')
+    return lines
+
+
+def _results_section(results: Optional[Dict[str, float]], results_source: Optional[str],
+                     dataset_name: Optional[str]) -> List[str]:
+    if not results:
+        return []
+    lines = ['', '## Results', '']
+    if results_source:
+        lines += [f'From {results_source}.', '']
+    elif dataset_name:
+        lines += [f'Evaluated with `validate.py` on the {dataset_name} evaluation split.', '']
+    lines += ['| metric | value |', '|---|---|']
+    return lines + [f'| {label} | {results[k]:.2f} |' for k, label in RESULT_ROWS if k in results]
+
+
+def _usage(repo_name: str, needs_plugin: bool) -> List[str]:
+    lines = ['', '## Model Usage', '', '```python', 'import timm']
+    if needs_plugin:
+        lines.append('import timm_paco  # registers the PaCo architectures')
+    return lines + [
+        '',
+        f"model = timm.create_model('hf-hub:{repo_name}', pretrained=True).eval()",
+        'data_config = timm.data.resolve_model_data_config(model)',
+        'transform = timm.data.create_transform(**data_config, is_training=False)',
+        'logits = model(transform(img).unsqueeze(0))  # img: a PIL image',
+        '```',
+    ]
+
+
 def model_card(
         repo_name: str,
         architecture: str,
@@ -115,15 +173,7 @@ def model_card(
     method, paper, bibtex = METHODS.get(task, (task, None, None))
     dataset = args.get('dataset') or None
     dataset_name = dataset.split('/', 1)[-1] if dataset else None
-    tags: List[str] = ['image-classification', 'timm', 'long-tail-learning']
-    if task in ('paco', 'gpaco'):
-        tags += [task, 'contrastive-learning']
-
-    lines = ['---', 'tags:'] + [f'- {t}' for t in tags]
-    lines += ['library_name: timm', 'pipeline_tag: image-classification', f'license: {license}']
-    if dataset_name:
-        lines += ['datasets:', f'- {dataset_name.lower()}']
-    lines += ['---', f'# Model card for {repo_name}', '']
+    lines = _front_matter(task, license, dataset_name, repo_name)
 
     trained_on = f' on {dataset_name}' if dataset_name else ''
     if args.get('imb_factor'):
@@ -132,23 +182,7 @@ def model_card(
     if paper:
         lines += ['', f'Method: {paper}.']
     lines.append('')
-    if form == 'paco':
-        lines.append(
-            'These weights are the plain timm model under its `timm_paco` name (with that name\'s pretrained '
-            'configs); loading needs `pip install timm-paco` and `import timm_paco`.')
-    elif plugin_architecture:
-        lines.append(
-            'These weights are the inference model as an architecture that `timm_paco` registers (timm has none '
-            'like it); loading needs `pip install timm-paco` and `import timm_paco`.')
-    else:
-        lines.append(
-            'These weights are the inference model as a stock timm architecture: plain `timm` loads them, without '
-            'the plugin.')
-    if has_projector:
-        lines.append(
-            '\nThe training projection head is beside them in `projector.safetensors`, for the contrastive '
-            'embeddings: `module = timm_paco.tasks.attach_projector(model, folder)`, then '
-            '`logits, embeddings = module(x)`.')
+    lines += _loading_note(form, plugin_architecture, has_projector)
 
     lines += ['', '## Model Details', '- **Model type:** image classification', f'- **Architecture:** `{architecture}`',
               f'- **Method:** {method}']
@@ -158,32 +192,12 @@ def model_card(
         lines.append(f'- **Params (M):** {param_count / 1e6:.2f}')
     lines.append(f'- **Weights:** {"EMA of the model weights" if ema else "model weights"}'
                  + (f', epoch {epoch}' if epoch is not None else ''))
-
     hparams = hyper_parameters(args)
     if hparams:
         lines += ['', '## Training hyper-parameters', '', '| argument | value |', '|---|---|']
         lines += [f'| `{k}` | {_fmt(v)} |' for k, v in hparams.items()]
-
-    if results:
-        lines += ['', '## Results', '']
-        if results_source:
-            lines += [f'From {results_source}.', '']
-        elif dataset_name:
-            lines += [f'Evaluated with `validate.py` on the {dataset_name} evaluation split.', '']
-        lines += ['| metric | value |', '|---|---|']
-        lines += [f'| {label} | {results[k]:.2f} |' for k, label in RESULT_ROWS if k in results]
-
-    lines += ['', '## Model Usage', '', '```python', 'import timm']
-    if form == 'paco' or plugin_architecture:
-        lines.append('import timm_paco  # registers the PaCo architectures')
-    lines += [
-        '',
-        f"model = timm.create_model('hf-hub:{repo_name}', pretrained=True).eval()",
-        'data_config = timm.data.resolve_model_data_config(model)',
-        'transform = timm.data.create_transform(**data_config, is_training=False)',
-        'logits = model(transform(img).unsqueeze(0))  # img: a PIL image',
-        '```',
-    ]
+    lines += _results_section(results, results_source, dataset_name)
+    lines += _usage(repo_name, form == 'paco' or plugin_architecture)
     if bibtex:
         lines += ['', '## Citation', '', '```bibtex', bibtex, '```']
     return '\n'.join(lines) + '\n'

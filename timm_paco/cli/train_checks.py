@@ -1,0 +1,113 @@
+"""train.py's refusals and warnings: flag values and combinations that cannot work (``UsageError``, before any
+data is read or file written) and flags a run takes without fully honouring them (warnings)."""
+from typing import List
+
+from timm.optim import get_optimizer_info
+
+from timm_paco.cli.train_args import TIMM_VIEWS
+from timm_paco.cli.train_views import ViewPlan
+from timm_paco.cli.usage import UsageError
+from timm_paco.data import check_imb_factor, parse_view_recipe
+
+__all__ = ['TASK_FLAGS', 'check_values', 'check_combinations', 'unused_task_flags', 'flag_warnings']
+
+# --paco-* flags and the tasks that read them
+TASK_FLAGS = {
+    'paco_alpha': ('paco', 'gpaco'), 'paco_beta': ('paco', 'gpaco'), 'paco_gamma': ('paco', 'gpaco'),
+    'paco_temperature': ('paco', 'gpaco'), 'paco_logit_adjust': ('paco', 'gpaco'), 'paco_queue_size': ('paco',),
+    'paco_momentum': ('paco',), 'gpaco_queue_size': ('gpaco',),
+}
+
+
+def _is_second_order(opt: str) -> bool:
+    """Whether timm's ``--opt`` (e.g. ``adahessian``, ``lookahead_adahessian``) needs a double backward."""
+    try:
+        return get_optimizer_info(opt.lower().split('_')[-1]).second_order
+    except ValueError:  # an unknown name: timm's own error comes when the optimiser is built
+        return False
+
+
+def unused_task_flags(parser, args, task: str) -> List[str]:
+    """The ``--paco-*`` flags given (not at their defaults) that ``task`` does not read."""
+    return ['--' + dest.replace('_', '-') for dest, tasks in TASK_FLAGS.items()
+            if task not in tasks and getattr(args, dest) != parser.get_default(dest)]
+
+
+def flag_warnings(parser, args, task: str) -> List[str]:
+    """Warnings about flags the run takes but does not fully honour."""
+    warnings = []
+    unused = unused_task_flags(parser, args, task)
+    if unused:
+        warnings.append(f'--task {task} does not use {", ".join(unused)}; ignored')
+    if args.use_multi_epochs_loader:
+        warnings.append('--use-multi-epochs-loader keeps its workers across epochs, so they are not reseeded each '
+                        'epoch: a resumed run does not repeat the augmentations of an unbroken one')
+    return warnings
+
+
+def check_values(args) -> None:
+    """UsageError on flag values that are wrong whatever the model and task."""
+    try:
+        if args.imb_factor is not None:
+            check_imb_factor(args.imb_factor)
+        if args.paco_views not in (None, TIMM_VIEWS):
+            parse_view_recipe(args.paco_views, arg_name='--paco-views')
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _check_unsupported(args) -> None:
+    """timm train.py flags that no timm_paco task supports."""
+    if args.naflex_loader:
+        raise UsageError('--naflex-loader: NaFlex patch batches are not supported by the timm_paco tasks')
+    if args.kd_model_name is not None:
+        raise UsageError('--kd-model-name selects timm\'s distillation tasks, which do not combine with --task; '
+                         'use timm\'s train.py for distillation')
+    if args.aug_splits or args.jsd_loss or args.split_bn:
+        raise UsageError('--aug-splits / --jsd-loss / --split-bn (AugMix splits) do not combine with the view '
+                         'batches of the timm_paco tasks; use --paco-views for several views per image')
+    if args.tta > 1:
+        raise UsageError(f'--tta {args.tta}: the eval loader makes no augmented copies to fold; evaluate '
+                         f'test-time augmentation separately')
+
+
+def _check_task(args, task: str, views: ViewPlan) -> None:
+    """Flags that do not combine with ``task`` and its views."""
+    mixup = args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None
+    if (mixup or args.bce_loss) and (task != 'ce' or not views.timm_views):
+        raise UsageError(f'--mixup / --cutmix / --bce-loss mix or soften the targets; they work only with --task '
+                         f'ce and --paco-views {TIMM_VIEWS} (got --task {task} with {views.num_views} view(s))')
+    if args.prior_tau != 1.0 and (task == 'ce' or (task in ('paco', 'gpaco') and args.paco_logit_adjust == 'off')):
+        raise UsageError(f'--prior-tau {args.prior_tau}: --task {task} adds no class prior'
+                         + (' with --paco-logit-adjust off' if task != 'ce' else ''))
+    if task == 'paco' and views.num_views != 2:
+        raise UsageError(f'--task paco needs two views per image (query, key); --paco-views gives {views.num_views}')
+    if task in ('paco', 'gpaco') and _is_second_order(args.opt):
+        raise UsageError(f'--opt {args.opt}: a second-order optimiser differentiates the gradients, and the '
+                         f'paco / gpaco losses have hand-written first-order gradients; use a first-order --opt')
+    if args.model_dtype in ('float16', 'bfloat16') and (task == 'paco' or args.model_ema):
+        raise UsageError(f'--model-dtype {args.model_dtype}: an exponential moving average (the paco key encoder, '
+                         f'--model-ema) kept in {args.model_dtype} loses most updates to rounding; use --amp with '
+                         f'a float32 model')
+    if args.torchscript and task in ('paco', 'gpaco'):
+        raise UsageError('--torchscript: the paco / gpaco models are not scriptable; use --torchcompile')
+
+
+def _check_view_loader(args, views: ViewPlan) -> None:
+    """Flags of timm's single-view loader that the V-view loader lacks."""
+    if views.timm_views:
+        return
+    for flag, value in (('--train-img-sizes', args.train_img_sizes),
+                        ('--train-batches-per-epoch', args.train_batches_per_epoch),
+                        ('--aug-repeats', args.aug_repeats or None)):
+        if value is not None:
+            raise UsageError(f'{flag} works only with timm\'s single-view loader (--paco-views {TIMM_VIEWS})')
+    if args.resplit and args.no_prefetcher:
+        raise UsageError('--resplit with --paco-views needs the prefetcher (it skips erasing view 0 on the device)')
+
+
+def check_combinations(args, task: str, views: ViewPlan) -> None:
+    """UsageError on flags that cannot combine with each other, ``task`` or its views."""
+    _check_unsupported(args)
+    _check_task(args, task, views)
+    _check_view_loader(args, views)

@@ -1,0 +1,141 @@
+"""train.py's data: the training and validation datasets (timm's, with the long-tail flags and ``lt:`` lists),
+the training class counts, and the loaders (timm's single-view loader, or the V-view loader of
+``timm_paco.data``)."""
+import logging
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from timm.data import FastCollateMixup, Mixup, create_loader
+
+from timm_paco.cli.train_views import ViewPlan, create_train_view_transform
+from timm_paco.cli.usage import UsageError
+from timm_paco.data import NoLabelsError, check_dataset_classes, count_classes, create_paco_dataset, create_view_loader
+
+__all__ = ['needs_class_counts', 'mixup_active', 'create_train_datasets', 'create_train_loader', 'create_eval_loader']
+
+_logger = logging.getLogger('train')
+
+
+def needs_class_counts(args, task: str) -> bool:
+    """Whether ``task`` needs the training class counts (its class prior)."""
+    return task == 'balanced-softmax' or (task in ('paco', 'gpaco') and args.paco_logit_adjust != 'off')
+
+
+def _dataset_kwargs(args, input_size) -> Dict:
+    input_img_mode = args.input_img_mode or ('RGB' if input_size[0] == 3 else 'L')
+    return dict(
+        class_map=args.class_map, download=args.dataset_download, batch_size=args.batch_size,
+        input_img_mode=input_img_mode, input_key=args.input_key, target_key=args.target_key,
+        trust_remote_code=args.dataset_trust_remote_code, num_classes=args.num_classes,
+    )
+
+
+def _class_counts(args, dataset, task: str) -> Optional[List[int]]:
+    """Training images per class; None for a dataset without readable labels unless ``task`` needs them."""
+    try:
+        return count_classes(dataset, num_classes=args.num_classes)
+    except NoLabelsError as e:  # a dataset without readable labels (a stream): fine unless the task needs a prior
+        if needs_class_counts(args, task):
+            raise
+        _logger.warning(f'No training class counts ({e}); class_counts.json is not written.')
+        return None
+    except ValueError as e:
+        raise ValueError(f'--num-classes {args.num_classes}: {e}') from e
+
+
+def create_train_datasets(args, task: str, data_config) -> Tuple:
+    """(training dataset, validation dataset or None without ``--val-split``, training class counts or None)."""
+    if args.data and not args.data_dir:
+        args.data_dir = args.data
+    kwargs = _dataset_kwargs(args, data_config['input_size'])
+    dataset_train = create_paco_dataset(
+        args.dataset, root=args.data_dir, split=args.train_split, is_training=True, imb_factor=args.imb_factor,
+        imb_seed=args.imb_seed, seed=args.seed, repeats=args.epoch_repeats, num_samples=args.train_num_samples,
+        **kwargs)
+    dataset_eval = None
+    if args.val_split:
+        dataset_eval = create_paco_dataset(
+            args.dataset, root=args.data_dir, split=args.val_split, is_training=False,
+            num_samples=args.val_num_samples, **kwargs)
+    for dataset in (dataset_train, dataset_eval):
+        if dataset is not None:
+            check_dataset_classes(dataset, args.num_classes)
+    return dataset_train, dataset_eval, _class_counts(args, dataset_train, task)
+
+
+def _common_loader_kwargs(args, data_config, device, model_dtype) -> Dict:
+    return dict(
+        mean=data_config['mean'], std=data_config['std'], pin_memory=args.pin_mem,
+        img_dtype=model_dtype or torch.float32, device=device, distributed=args.distributed,
+        use_prefetcher=args.prefetcher, num_workers=args.workers, worker_seeding=args.worker_seeding,
+        use_multi_epochs_loader=args.use_multi_epochs_loader,
+        # workers start each epoch from the epoch's reseeded RNG (train_loop.reseed), so a resumed run augments
+        # exactly as an uninterrupted one; persistent workers would carry their RNG state over from earlier epochs
+        persistent_workers=False,
+    )
+
+
+def mixup_active(args) -> bool:
+    return args.mixup > 0 or args.cutmix > 0. or args.cutmix_minmax is not None
+
+
+def _timm_loader(args, dataset, data_config, interpolation, common):
+    """timm's single-view training loader with its mixup / cutmix; returns (loader, mixup_fn or None)."""
+    collate_fn, mixup_fn = None, None
+    if mixup_active(args):
+        mixup_args = dict(
+            mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=args.cutmix_minmax,
+            prob=args.mixup_prob, switch_prob=args.mixup_switch_prob, mode=args.mixup_mode,
+            label_smoothing=args.smoothing, num_classes=args.num_classes)
+        if args.prefetcher:
+            collate_fn = FastCollateMixup(**mixup_args)
+        else:
+            mixup_fn = Mixup(**mixup_args)
+    loader = create_loader(
+        dataset, input_size=data_config['input_size'], batch_size=args.batch_size, is_training=True,
+        no_aug=args.no_aug, re_prob=args.reprob, re_mode=args.remode, re_count=args.recount,
+        re_split=args.resplit, train_crop_mode=args.train_crop_mode, scale=args.scale, ratio=args.ratio,
+        hflip=args.hflip, vflip=args.vflip, color_jitter=args.color_jitter,
+        color_jitter_prob=args.color_jitter_prob, grayscale_prob=args.grayscale_prob,
+        gaussian_blur_prob=args.gaussian_blur_prob, auto_augment=args.aa, num_aug_repeats=args.aug_repeats,
+        interpolation=interpolation, collate_fn=collate_fn, input_size_choices=args.train_img_sizes,
+        batch_size_choices=args.train_batch_sizes, batch_choice_weights=args.train_size_probs,
+        batch_choice_seed=args.seed, batch_choice_schedule=args.train_size_schedule,
+        batch_schedule_epochs=args.epochs if args.train_size_schedule == 'progressive' else None,
+        batch_schedule_spread=args.train_size_schedule_spread,
+        batch_schedule_random_mix=args.train_size_random_mix, num_batches=args.train_batches_per_epoch,
+        **common)
+    return loader, mixup_fn
+
+
+def create_train_loader(args, dataset, data_config, views: ViewPlan, device, model_dtype):
+    """The training loader of ``views``; returns (loader, mixup_fn or None: the batch mixing done after loading).
+    Raises UsageError when the dataset gives no full batch."""
+    interpolation = args.train_interpolation
+    if args.no_aug or not interpolation:
+        interpolation = data_config['interpolation']
+    common = _common_loader_kwargs(args, data_config, device, model_dtype)
+    if views.timm_views:
+        loader, mixup_fn = _timm_loader(args, dataset, data_config, interpolation, common)
+    else:
+        loader, mixup_fn = create_view_loader(
+            dataset, create_train_view_transform(args, views.recipe, data_config, interpolation), args.batch_size,
+            is_training=True, channels=data_config['input_size'][0],
+            re_prob=args.reprob if args.prefetcher and not args.no_aug else 0.,  # else in the view transform
+            re_mode=args.remode, re_count=args.recount, re_num_splits=views.num_views if args.resplit else 0,
+            **common), None
+    if len(loader) == 0:  # the training loader drops the last partial batch
+        raise UsageError(f'-b/--batch-size {args.batch_size}: {len(dataset)} training samples over '
+                         f'{args.world_size} process(es) give no full batch; use a smaller batch size')
+    return loader, mixup_fn
+
+
+def create_eval_loader(args, dataset, data_config, device, model_dtype):
+    """timm's evaluation loader (centre crop of the data config); None without a validation dataset."""
+    if dataset is None:
+        return None
+    return create_loader(
+        dataset, input_size=data_config['input_size'],
+        batch_size=args.validation_batch_size or args.batch_size, is_training=False,
+        interpolation=data_config['interpolation'], crop_pct=data_config['crop_pct'],
+        **_common_loader_kwargs(args, data_config, device, model_dtype))

@@ -1,0 +1,124 @@
+"""train.py's epoch loop: reseed, train an epoch, BatchNorm sync across ranks, evaluate (model and EMA) every
+``--val-interval`` epochs, log the summary row, save and rank the checkpoint, step the schedule.
+
+Each epoch reseeds the global RNGs from ``(--seed, epoch, rank)``, so ``--resume`` of an epoch checkpoint
+continues exactly as the uninterrupted run (bit-exact on CPU with ``--workers 0``).
+"""
+import logging
+import time
+from typing import Dict, List, Optional
+
+import torch
+from timm import utils
+from timm.task import evaluation_sample_limit
+
+from timm_paco.cli.train_epoch import train_one_epoch
+from timm_paco.cli.train_run import TrainRun
+
+__all__ = ['EPOCH_SEED_STRIDE', 'reseed', 'validate', 'run_epochs']
+
+_logger = logging.getLogger('train')
+
+EPOCH_SEED_STRIDE = 10007  # per-epoch reseed: seed + stride * epoch (+ rank)
+
+
+def reseed(args, epoch: int) -> None:
+    """Global RNGs as a function of (seed, epoch, rank): augmentation and shuffling restart exactly on resume
+    (the loaders' workers are not persistent, so they take their seeds from these RNGs every epoch)."""
+    utils.random_seed(args.seed + EPOCH_SEED_STRIDE * epoch, args.rank)
+
+
+def _set_loader_epoch(loader, epoch: int) -> None:
+    for obj in (loader.dataset, getattr(loader, 'batch_sampler', None), getattr(loader, 'sampler', None)):
+        if hasattr(obj, 'set_epoch'):
+            obj.set_epoch(epoch)
+            return
+
+
+def _log_eval(args, batch_idx: int, last_idx: int, batch_time, running: Dict, ema: bool) -> None:
+    _logger.info(
+        f'Test{" (EMA)" if ema else ""}: [{batch_idx:>4d}/{last_idx}]  '
+        f'Time: {batch_time.val:.3f} ({batch_time.avg:.3f})  '
+        f'Loss: {running["loss"]:>6.3f}  Acc@1: {running["top1"]:>7.3f}  Acc@5: {running["top5"]:>7.3f}')
+
+
+def validate(run: TrainRun, ema: bool = False) -> Dict[str, float]:
+    """Top-1 / top-5 / CE loss of the (EMA) eval model over the validation loader, with timm's evaluator."""
+    args, loader = run.args, run.loader_eval
+    model = run.task.get_eval_model(ema=ema)
+    model.eval()
+    evaluator = run.task.create_evaluator(max_samples=evaluation_sample_limit(loader))
+    batch_time = utils.AverageMeter()
+    last_idx = len(loader) - 1
+    end = time.time()
+    with torch.inference_mode():
+        for batch_idx, (input, target) in enumerate(loader):
+            if not args.prefetcher:
+                input, target = input.to(device=run.device, dtype=run.model_dtype), target.to(device=run.device)
+            if args.channels_last:
+                input = input.contiguous(memory_format=torch.channels_last)
+            with run.amp_autocast():
+                output = model(input)
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            evaluator.update(output, target)
+            batch_time.update(time.time() - end)
+            end = time.time()
+            if utils.is_primary(args) and (batch_idx == last_idx or batch_idx % args.log_interval == 0):
+                _log_eval(args, batch_idx, last_idx, batch_time, evaluator.summary(), ema)
+    return evaluator.compute(distributed=args.distributed)
+
+
+def _distribute_bn(run: TrainRun, ema: bool = False) -> None:
+    """``--dist-bn broadcast / reduce``: BatchNorm statistics made equal across the ranks."""
+    args = run.args
+    if args.distributed and args.dist_bn in ('broadcast', 'reduce'):
+        utils.distribute_bn(run.task.get_trainable_module(ema=ema), args.world_size, args.dist_bn == 'reduce')
+
+
+def _evaluate(run: TrainRun) -> Optional[Dict[str, float]]:
+    """The epoch's validation metrics (the EMA's when it is kept on the device), None without a loader."""
+    if run.loader_eval is None:
+        return None
+    metrics = validate(run)
+    if run.task.has_ema() and not run.args.model_ema_force_cpu:
+        _distribute_bn(run, ema=True)
+        metrics = validate(run, ema=True)
+    return metrics
+
+
+def _end_of_epoch(run: TrainRun, epoch: int, train_metrics: Dict, eval_metrics: Optional[Dict]) -> None:
+    """Summary row, checkpoint (ranked by ``run.eval_metric``) and schedule step of an evaluated epoch."""
+    if run.output.output_dir is not None:
+        utils.update_summary(epoch, train_metrics, eval_metrics, filename=run.output.summary_file(),
+                             lr=run.mean_lr(), log_wandb=run.args.log_wandb)
+    latest_metric = (eval_metrics or train_metrics)[run.eval_metric]
+    if run.output.saver is not None:
+        run.best = run.output.saver.save_checkpoint(epoch, metric=latest_metric)
+    if run.lr_scheduler is not None:
+        run.lr_scheduler.step(epoch + 1, latest_metric)
+
+
+def run_epochs(run: TrainRun) -> List[Dict]:
+    """Epochs ``run.start_epoch .. run.num_epochs - 1`` (Ctrl-C ends the loop early); returns one ``{'epoch', 'train'
+    [, 'validation']}`` record per evaluated epoch."""
+    args = run.args
+    results = []
+    try:
+        num_epochs = run.num_epochs
+        for epoch in range(run.start_epoch, num_epochs):
+            reseed(args, epoch)
+            _set_loader_epoch(run.loader_train, epoch)
+            train_metrics = train_one_epoch(run, epoch)
+            _distribute_bn(run)
+            if (epoch + 1) % args.val_interval != 0 and epoch + 1 != num_epochs:
+                if run.lr_scheduler is not None:
+                    run.lr_scheduler.step(epoch + 1, metric=None)
+                continue
+            eval_metrics = _evaluate(run)
+            _end_of_epoch(run, epoch, train_metrics, eval_metrics)
+            results.append({'epoch': epoch, 'train': train_metrics,
+                            **({'validation': eval_metrics} if eval_metrics else {})})
+    except KeyboardInterrupt:
+        pass
+    return results

@@ -1,0 +1,90 @@
+"""train.py's model: the plain timm model of ``--model``, its task name, its placement (device, dtype, memory
+format, SyncBatchNorm, TorchScript) and the trainable module the task trains (the model, or the model with the
+contrastive tasks' projector)."""
+import logging
+from typing import Dict, Tuple
+
+import torch
+import torch.nn as nn
+from timm import utils
+from timm.layers import convert_sync_batchnorm
+from timm.models import create_model
+
+from timm_paco.models import recipe_for
+from timm_paco.tasks import create_contrastive_module
+from timm_paco.tasks.initial_weights import read_initial_checkpoint
+
+__all__ = ['create_train_model', 'place_model', 'create_trainable']
+
+_logger = logging.getLogger('train')
+
+
+def _model_kwargs(args, in_chans: int) -> Dict:
+    """``timm.create_model`` keywords of timm's model flags."""
+    kwargs = dict(
+        pretrained=args.pretrained,
+        in_chans=in_chans,
+        num_classes=args.num_classes,
+        drop_rate=args.drop,
+        drop_path_rate=args.drop_path if args.drop_path is not None else args.drop_connect,
+        drop_block_rate=args.drop_block,
+        global_pool=args.gp,
+        bn_momentum=args.bn_momentum,
+        bn_eps=args.bn_eps,
+        scriptable=args.torchscript,
+        **args.model_kwargs,
+    )
+    if args.pretrained_path:
+        kwargs['pretrained_cfg_overlay'] = dict(file=args.pretrained_path, num_classes=-1)
+    return kwargs
+
+
+def _scale_head(model: nn.Module, args) -> None:
+    """``--head-init-scale`` / ``--head-init-bias`` on the classifier."""
+    if args.head_init_scale is not None:
+        with torch.no_grad():
+            model.get_classifier().weight.mul_(args.head_init_scale)
+            model.get_classifier().bias.mul_(args.head_init_scale)
+    if args.head_init_bias is not None:
+        nn.init.constant_(model.get_classifier().bias, args.head_init_bias)
+
+
+def create_train_model(args, in_chans: int) -> Tuple[nn.Module, str, Dict]:
+    """The plain timm model of ``--model``, its task (``--task``, else the name's paper recipe, else ce) and the
+    projector weights of ``--initial-checkpoint`` (``{}`` without)."""
+    model = create_model(args.model, **_model_kwargs(args, in_chans))
+    projector = read_initial_checkpoint(model, args.initial_checkpoint) if args.initial_checkpoint else {}
+    recipe = recipe_for(model.pretrained_cfg.get('architecture'))
+    task = args.task or (recipe.task if recipe else 'ce')
+    _scale_head(model, args)
+    return model, task, projector
+
+
+def place_model(model: nn.Module, args, device: torch.device, dtype) -> nn.Module:
+    """``model`` on ``device`` / ``dtype``, channels_last, SyncBatchNorm (``--sync-bn`` under DDP) and scripted
+    (``--torchscript``) as the flags ask."""
+    model.to(device=device, dtype=dtype)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if args.distributed and args.sync_bn:
+        args.dist_bn = ''
+        model = convert_sync_batchnorm(model)
+    if args.torchscript:
+        model = torch.jit.script(model)
+    return model
+
+
+def create_trainable(model: nn.Module, args, task: str) -> nn.Module:
+    """What ``task`` trains: ``model`` itself, or for paco / gpaco a ``ContrastiveModule`` of the model and a new
+    projector (``--paco-proj-dim`` / ``--paco-proj-type``, else the paper recipe's), on the model's device and
+    dtype. Made right after the model so that the random initialisation follows the model's as in earlier
+    releases."""
+    if task not in ('paco', 'gpaco'):
+        return model
+    trainable = create_contrastive_module(model, proj_dim=args.paco_proj_dim, proj_type=args.paco_proj_type)
+    if args.distributed and args.sync_bn:
+        trainable.projector = convert_sync_batchnorm(trainable.projector)
+    if utils.is_primary(args):
+        _logger.info(f'Projector {trainable.projector.config}, '
+                     f'param count: {sum(p.numel() for p in trainable.projector.parameters())}')
+    return trainable

@@ -1,0 +1,46 @@
+"""train.py's learning rate and schedule: ``--lr`` from ``--lr-base`` and the global batch when not given, timm's
+scheduler, and the epoch a run starts from (``--start-epoch``, else the resumed epoch)."""
+import logging
+from typing import Optional, Tuple
+
+from timm.scheduler import create_scheduler_v2, scheduler_kwargs
+
+__all__ = ['resolve_lr', 'updates_per_epoch', 'create_schedule']
+
+_logger = logging.getLogger('train')
+
+
+def resolve_lr(args, batch_size_reference: float) -> None:
+    """Set ``args.lr`` from ``--lr-base`` scaled by the global batch / ``--lr-base-size`` (linear, or sqrt for
+    adaptive optimisers) when ``--lr`` is not given."""
+    if args.lr:
+        return
+    global_batch_size = batch_size_reference * args.world_size * args.grad_accum_steps
+    batch_ratio = global_batch_size / args.lr_base_size
+    if not args.lr_base_scale:
+        args.lr_base_scale = 'sqrt' if any(o in args.opt.lower() for o in ('ada', 'lamb')) else 'linear'
+    if args.lr_base_scale == 'sqrt':
+        batch_ratio = batch_ratio ** 0.5
+    args.lr = args.lr_base * batch_ratio
+    _logger.info(f'Learning rate {args.lr} from --lr-base {args.lr_base} and global batch {global_batch_size:g}.')
+
+
+def updates_per_epoch(args, loader) -> int:
+    """Optimiser steps per epoch: batches over ``--grad-accum-steps``, a last partial group counted."""
+    return (len(loader) + args.grad_accum_steps - 1) // args.grad_accum_steps
+
+
+def create_schedule(args, optimizer, loader, decreasing: bool, resume_epoch: Optional[int]) -> Tuple:
+    """timm's scheduler for ``optimizer``, stepped to the start epoch; returns (scheduler or None, epochs,
+    start epoch)."""
+    updates = updates_per_epoch(args, loader)
+    lr_scheduler, num_epochs = create_scheduler_v2(
+        optimizer, **scheduler_kwargs(args, decreasing_metric=decreasing), updates_per_epoch=updates)
+    start_epoch = args.start_epoch if args.start_epoch is not None else (resume_epoch or 0)
+    if lr_scheduler is not None and start_epoch > 0:
+        if args.sched_on_updates:
+            lr_scheduler.step_update(start_epoch * updates)
+        else:
+            lr_scheduler.step(start_epoch)
+    _logger.info(f'Scheduled epochs: {num_epochs}, {updates} updates per epoch.')
+    return lr_scheduler, num_epochs, start_epoch

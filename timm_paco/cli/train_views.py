@@ -1,0 +1,46 @@
+"""The views of a training run: ``--paco-views`` (or the task's default) as a recipe, its view count, and the
+V-view training transform built from timm's augmentation flags."""
+from dataclasses import dataclass
+
+from timm.data import create_transform
+
+from timm_paco.cli.train_args import TIMM_VIEWS
+from timm_paco.data import MultiViewTransform, create_view_transform, parse_view_recipe
+
+__all__ = ['ViewPlan', 'plan_views', 'create_train_view_transform']
+
+CONTRASTIVE_VIEWS = 'randcls_sim'  # the paco / gpaco default: one RandAugment view and one SimCLR view
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """``recipe``: the ``--paco-views`` value; ``timm_views``: timm's single-view loader; ``num_views``: V."""
+    recipe: str
+    timm_views: bool
+    num_views: int
+
+
+def plan_views(paco_views, task: str) -> ViewPlan:
+    """The views of ``--paco-views`` (None: two views for paco / gpaco, timm's single view otherwise)."""
+    recipe = paco_views or (CONTRASTIVE_VIEWS if task in ('paco', 'gpaco') else TIMM_VIEWS)
+    timm_views = recipe == TIMM_VIEWS
+    return ViewPlan(recipe, timm_views, 1 if timm_views else len(parse_view_recipe(recipe)))
+
+
+def create_train_view_transform(args, recipe: str, data_config, interpolation: str) -> MultiViewTransform:
+    """The V-view training transform of ``recipe`` from timm's augmentation flags (``--no-aug``: V plain views)."""
+    input_size = data_config['input_size']
+    common = dict(mean=data_config['mean'], std=data_config['std'], use_prefetcher=args.prefetcher)
+    names = parse_view_recipe(recipe)
+    if args.no_aug:
+        plain = create_transform(input_size, is_training=True, no_aug=True, interpolation=interpolation, **common)
+        return MultiViewTransform([plain] * len(names))
+    optional = {k: v for k, v in (
+        ('rand_augment', args.aa), ('grayscale_prob', args.grayscale_prob),
+        ('color_jitter_prob', args.color_jitter_prob),
+        ('gaussian_blur_prob', args.gaussian_blur_prob)) if v is not None}
+    return create_view_transform(
+        input_size, views=names, scale=tuple(args.scale), ratio=tuple(args.ratio), hflip=args.hflip,
+        vflip=args.vflip, interpolation=interpolation, train_crop_mode=args.train_crop_mode,
+        color_jitter=args.color_jitter, re_prob=args.reprob, re_mode=args.remode, re_count=args.recount,
+        **optional, **common)

@@ -1,0 +1,72 @@
+"""validate.py's report of one evaluation: top-1 / top-5 (ReaL labels when given), precision / recall / F1, the
+many / medium / few accuracies of the training class counts, the per-class CSV and plot beside the results file,
+and the summary line."""
+import logging
+from typing import Dict, Optional, Sequence
+
+from timm_paco.data.metrics import long_tail_accuracy, per_class_rows, precision_recall_f1
+from timm_paco.eval import write_per_class_csv
+
+__all__ = ['default_side_file', 'accuracy_results', 'class_results', 'summary_line']
+
+_logger = logging.getLogger('validate')
+
+
+def default_side_file(args, suffix: str) -> str:
+    """``<results-file stem>[_<model or checkpoint>]_per_class<suffix>``: one file per evaluation in bulk mode."""
+    if not args.results_file:
+        return ''
+    stem = args.results_file
+    for ext in ('.csv', '.json'):
+        if stem.endswith(ext):
+            stem = stem[:-len(ext)]
+    tag = getattr(args, 'bulk_tag', '')
+    return f'{stem}{"_" + tag if tag else ""}_per_class{suffix}'
+
+
+def _plot_per_class(args, rows, plot_file: str, asked: bool) -> None:
+    """The per-class plot; the default one (not asked for by --per-class-plot) is skipped without matplotlib."""
+    try:
+        from timm_paco.eval.plot import plot_per_class_accuracy
+        plot_per_class_accuracy(rows, plot_file, args.many_shot_thr, args.few_shot_thr, title=args.model)
+    except ImportError as e:
+        if asked:
+            raise
+        _logger.warning(f'Per-class plot {plot_file} not written: {e}')
+
+
+def accuracy_results(meter, loss: float, real_labels=None) -> Dict[str, float]:
+    """Top-1 / top-5 accuracy and error in % (of the ReaL labels when given) and the mean cross-entropy."""
+    acc = meter.topk_accuracy()
+    top1, top5 = (real_labels.get_accuracy(k=1), real_labels.get_accuracy(k=5)) if real_labels else (acc[1], acc[5])
+    return dict(top1=round(top1, 4), top1_err=round(100 - top1, 4), top5=round(top5, 4),
+                top5_err=round(100 - top5, 4), loss=round(loss, 6))
+
+
+def class_results(args, meter, class_counts: Optional[Sequence[int]]) -> Dict:
+    """``--metrics-avg`` precision / recall / F1 and, with class counts, the many / medium / few accuracies;
+    writes the per-class CSV and plot (by default beside ``--results-file`` when class counts are known)."""
+    results = {}
+    if args.metrics_avg:
+        results.update(precision_recall_f1(
+            meter.class_correct, meter.class_total, meter.class_predicted, average=args.metrics_avg))
+    rows = per_class_rows(meter.class_correct, meter.class_total, class_counts, args.many_shot_thr, args.few_shot_thr)
+    if class_counts is not None:
+        lt = long_tail_accuracy(meter.class_correct, meter.class_total, class_counts,
+                                args.many_shot_thr, args.few_shot_thr)
+        results.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in lt.items()})
+    per_class_file = args.per_class_file or (default_side_file(args, '.csv') if class_counts is not None else '')
+    if per_class_file:  # without class counts (only when asked for): no train counts, no splits
+        write_per_class_csv(per_class_file, rows)
+    plot_file = args.per_class_plot or (default_side_file(args, '.png') if class_counts is not None else '')
+    if plot_file:
+        _plot_per_class(args, rows, plot_file, asked=bool(args.per_class_plot))
+    return results
+
+
+def summary_line(results: Dict) -> str:
+    """`` * Acc@1 … (err) Acc@5 …`` and, with long-tail metrics, `` | many … medium … few …``."""
+    msg = f" * Acc@1 {results['top1']:.3f} ({results['top1_err']:.3f}) Acc@5 {results['top5']:.3f}"
+    if 'many_acc' in results:
+        msg += ' | ' + ' '.join(f"{s} {results[f'{s}_acc']}" for s in ('many', 'medium', 'few'))
+    return msg

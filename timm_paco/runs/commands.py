@@ -1,0 +1,103 @@
+"""The argv of the repository's ``train.py`` and ``validate.py`` for one Fashion-MNIST-LT run."""
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+from timm_paco.runs.recipes import FEW_SHOT_THR, IMB_FACTOR, MANY_SHOT_THR, NUM_CLASSES, RECIPE, TASK_FLAGS, TASK_MODELS
+
+__all__ = ['repo_script', 'train_command', 'validate_command']
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def repo_script(name: str) -> str:
+    """Path of ``train.py`` / ``validate.py`` in the checkout ``timm_paco`` is installed from (``pip install -e .``)."""
+    path = os.path.join(_REPO, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f'{path} not found: the quick start runs the repository\'s {name}; install timm-paco from a checkout '
+            f'(git clone … && pip install -e .)')
+    return path
+
+
+def train_command(
+        task: str,
+        data_dir: str,
+        output: str,
+        experiment: str,
+        seed: int = 0,
+        recipe: Optional[Dict] = None,
+        workers: int = 1,
+        device: str = 'cpu',
+        extra_flags: Sequence[str] = (),
+) -> List[str]:
+    """``train.py`` argv for ``task`` on the long-tailed Fashion-MNIST under ``data_dir`` (``extra_flags`` last)."""
+    if task not in TASK_MODELS:
+        raise ValueError(f'task: expected one of {sorted(TASK_MODELS)}, got {task!r}')
+    r = dict(RECIPE if recipe is None else recipe)
+    return [
+        sys.executable, repo_script('train.py'),
+        '--data-dir', data_dir,
+        '--dataset', 'torch/fashion_mnist',
+        '--train-split', 'train',
+        '--val-split', '',  # no per-epoch test-set evaluation: validate.py scores the last checkpoint once
+        '--val-interval', str(r['epochs']),
+        '--checkpoint-hist', '1',
+        '--num-classes', str(NUM_CLASSES),
+        '--imb-factor', str(IMB_FACTOR),
+        '--imb-seed', str(seed),
+        '--model', TASK_MODELS[task],
+        '--task', task,
+        '--img-size', str(r['img_size']),
+        '--scale', str(r['scale'][0]), str(r['scale'][1]),
+        '--paco-views', r['views'],
+        '--epochs', str(r['epochs']),
+        '--warmup-epochs', str(r['warmup_epochs']),
+        '-b', str(r['batch_size']),
+        '--opt', 'sgd',
+        '--momentum', '0.9',
+        '--lr', str(r['lr']),
+        '--weight-decay', str(r['weight_decay']),
+        '--sched', 'cosine',
+        '--sched-on-updates',  # warm-up and cosine per update: a short schedule has few epochs to step on
+        '--seed', str(seed),
+        '--device', device,
+        '--workers', str(workers),
+        '--log-interval', str(r['log_interval']),
+        '--output', output,
+        '--experiment', experiment,
+    ] + TASK_FLAGS.get(task, []) + (
+        ['--paco-queue-size', str(r['paco_queue_size']), '--paco-momentum', str(r['paco_momentum'])]
+        if task == 'paco' else []) + list(extra_flags)
+
+
+def validate_command(
+        model: str,
+        checkpoint: str,
+        data_dir: str,
+        results_file: Optional[str],
+        img_size: int = RECIPE['img_size'],
+        workers: int = 1,
+        device: str = 'cpu',
+) -> List[str]:
+    """``validate.py`` argv: the test split under ``data_dir``, long-tail metrics with the thresholds above, and
+    ``results_file`` (JSON) with ``<stem>_per_class.csv`` / ``.png`` beside it (None: no files written)."""
+    files = ['--results-file', results_file, '--results-format', 'json'] if results_file else []
+    return [
+        sys.executable, repo_script('validate.py'),
+        '--data-dir', data_dir,
+        '--dataset', 'torch/fashion_mnist',
+        '--split', 'test',
+        '--model', model,
+        '--num-classes', str(NUM_CLASSES),
+        '--checkpoint', checkpoint,
+        '--img-size', str(img_size),
+        '--crop-pct', '1.0',
+        '--device', device,
+        '--workers', str(workers),
+        '-b', '256',
+        '--lt-metrics',
+        '--many-shot-thr', str(MANY_SHOT_THR),
+        '--few-shot-thr', str(FEW_SHOT_THR),
+        *files,
+    ]

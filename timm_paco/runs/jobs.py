@@ -1,0 +1,87 @@
+"""Running the quick start's and the benchmarks' stages: a command with its line printed and timed, the
+checkpoint a training run wrote, and one train-then-validate job."""
+import json
+import os
+import shlex
+import subprocess
+import time
+from typing import Dict, Optional, Sequence, Tuple
+
+from timm_paco.runs.commands import train_command, validate_command
+from timm_paco.runs.recipes import RECIPE, TASK_MODELS
+
+__all__ = ['run_stage', 'find_checkpoint', 'run_job']
+
+
+def run_stage(
+        stage: str,
+        argv: Sequence[str],
+        log_file: Optional[str] = None,
+        start: Optional[float] = None,
+        threads: Optional[int] = None,
+):
+    """Print ``stage`` and the command line, run it; output streams to the console (or ``log_file``).
+
+    ``threads`` sets ``OMP_NUM_THREADS`` for the command (torch's intra-op threads); None keeps torch's default.
+    Raises ``subprocess.CalledProcessError`` when the command fails.
+    """
+    start = time.time() if start is None else start
+    env = dict(os.environ)
+    prefix = ''
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f'--threads: expected a positive thread count, got {threads}')
+        env['OMP_NUM_THREADS'] = str(threads)
+        prefix = f'OMP_NUM_THREADS={threads} '
+    print(f'\n[{time.time() - start:7.1f}s] {stage}\n  $ {prefix}{shlex.join(argv)}', flush=True)
+    if log_file is None:
+        subprocess.run(argv, check=True, env=env)
+        return
+    with open(log_file, 'a') as log:
+        log.write(f'$ {prefix}{shlex.join(argv)}\n')
+        log.flush()
+        subprocess.run(argv, check=True, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def find_checkpoint(train_dir: str) -> str:
+    """The last-epoch checkpoint ``train.py`` wrote (no model selection on the test set)."""
+    path = os.path.join(train_dir, 'last.pth.tar')
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{path} not found: train.py did not write its last checkpoint')
+    return path
+
+
+def run_job(
+        task: str,
+        data_dir: str,
+        output: str,
+        seed: int = 0,
+        recipe: Optional[Dict] = None,
+        log_file: Optional[str] = None,
+        start: Optional[float] = None,
+        stage_names: Optional[Tuple[str, str]] = None,
+        workers: int = 1,
+        threads: Optional[int] = None,
+        device: str = 'cpu',
+        extra_flags: Sequence[str] = (),
+        experiment: Optional[str] = None,
+) -> Dict:
+    """Train ``task`` with ``seed`` into ``output/<experiment>/`` (default ``<task>-seed<seed>``) and validate its
+    last checkpoint.
+
+    ``stage_names`` labels the two printed stages (default ``train <task> (seed <seed>)`` / ``validate …``).
+    Returns validate.py's result dict (also in ``<train dir>/results.json``, with ``results_per_class.csv`` and
+    ``results_per_class.png`` beside it).
+    """
+    r = dict(RECIPE if recipe is None else recipe)
+    experiment = experiment or f'{task}-seed{seed}'
+    train_dir = os.path.join(output, experiment)
+    train_stage, validate_stage = stage_names or (f'train {task} (seed {seed})', f'validate {task} (seed {seed})')
+    run_stage(train_stage, train_command(task, data_dir, output, experiment, seed, r, workers, device, extra_flags),
+              log_file, start, threads)
+    results_file = os.path.join(train_dir, 'results.json')
+    run_stage(validate_stage,
+              validate_command(TASK_MODELS[task], find_checkpoint(train_dir), data_dir, results_file,
+                               r['img_size'], workers, device), log_file, start, threads)
+    with open(results_file) as f:
+        return json.load(f)

@@ -1,0 +1,54 @@
+"""The Fashion-MNIST-LT recipes: the long tail, the many / few-shot thresholds, the model of each task and the
+train.py flags shared by every method (``RECIPE``), with the smoke-test (``TINY_*``) and larger (``LARGE_*``)
+budgets."""
+
+__all__ = [
+    'IMB_FACTOR', 'DEFAULT_N_MAX', 'MANY_SHOT_THR', 'FEW_SHOT_THR', 'NUM_CLASSES', 'TASK_MODELS', 'RECIPE',
+    'TASK_FLAGS', 'TINY_N_MAX', 'TINY_N_TEST', 'TINY_RECIPE', 'LARGE_N_MAX', 'LARGE_RECIPE',
+]
+
+IMB_FACTOR = 0.01
+DEFAULT_N_MAX = 300
+MANY_SHOT_THR = 100
+FEW_SHOT_THR = 20
+NUM_CLASSES = 10
+
+# task -> model: CE / Balanced Softmax train the plain backbone, PaCo / GPaCo the same backbone wrapped
+TASK_MODELS = {
+    'ce': 'resnet32_cifar',
+    'balanced-softmax': 'resnet32_cifar',
+    'paco': 'paco_resnet32',
+    'gpaco': 'paco_resnet32',
+}
+
+# Shared by every method: same backbone, input, views (two augmented views of each image), optimiser,
+# schedule, batch size and epochs. Values are train.py flags.
+RECIPE = dict(
+    epochs=20,
+    batch_size=32,
+    lr=0.03,
+    weight_decay=5e-4,
+    warmup_epochs=1,
+    img_size=16,
+    scale=(0.35, 1.0),
+    views='randcls_sim',
+    paco_queue_size=256,
+    paco_momentum=0.9,
+    log_interval=10,
+)
+# Loss settings of the contrastive methods: the papers' own CIFAR-100-LT ResNet-32 recipe (PaCo's and GPaCo's
+# paco_cifar.py scripts: alpha 0.01, beta 1, gamma 1, temperature 0.05 for PaCo and 0.07 for GPaCo), the
+# small-data setting closest to this one; their ImageNet defaults (alpha 0.05, temperature 0.2) are the flags'.
+TASK_FLAGS = {
+    'paco': ['--paco-alpha', '0.01', '--paco-temperature', '0.05'],
+    'gpaco': ['--paco-alpha', '0.01', '--paco-temperature', '0.07'],
+}
+# smoke tests (--tiny): 200 .. 2 training images per class still populate many / medium / few
+TINY_N_MAX = 200
+TINY_N_TEST = 20
+TINY_RECIPE = dict(RECIPE, epochs=1, batch_size=64, warmup_epochs=0, paco_queue_size=64, log_interval=2)
+# the benchmark's larger budget (a GPU run of minutes): native 28 px, 1,000 images in the largest class,
+# CIFAR's usual batch 128 / lr 0.1, 60 epochs; PaCo's queue and key-encoder momentum scaled to it
+LARGE_N_MAX = 1000
+LARGE_RECIPE = dict(RECIPE, epochs=60, batch_size=128, lr=0.1, warmup_epochs=3, img_size=28, paco_queue_size=1024,
+                    paco_momentum=0.99, log_interval=20)
