@@ -15,6 +15,8 @@ exactly as the uninterrupted run (bit-exact on CPU with ``--workers 0``).
 import importlib
 import json
 import logging
+import os
+import sys
 
 import torch
 from timm import utils
@@ -23,19 +25,22 @@ from timm.layers import set_fast_norm
 from timm.models import safe_model_name
 from timm.optim import create_optimizer_v2, optimizer_kwargs
 
+from timm_paco.cli.errors import run_main
 from timm_paco.cli.precision import resolve_precision
 from timm_paco.cli.train_args import parse_args
-from timm_paco.cli.train_checks import check_combinations, check_values, flag_warnings
+from timm_paco.cli.inputs import check_input_size
+from timm_paco.cli.train_checks import check_combinations, check_inputs, check_values, flag_warnings
 from timm_paco.cli.train_data import create_eval_loader, create_train_datasets, create_train_loader
 from timm_paco.cli.train_loop import run_epochs
 from timm_paco.cli.train_model import create_train_model, create_trainable, place_model
-from timm_paco.cli.train_output import create_run_output, push_run_to_hub
+from timm_paco.cli.train_output import check_output_folder, create_run_output, push_run_to_hub
 from timm_paco.cli.train_run import TrainRun
 from timm_paco.cli.train_schedule import create_schedule, resolve_lr
 from timm_paco.cli.train_task import create_train_task, prepare_task
 from timm_paco.cli.train_views import plan_views
 from timm_paco.cli.usage import UsageError
 from timm_paco.data import match_model_channels
+from timm_paco.finite import NonFiniteError
 from timm_paco.tasks import TASK_SMOOTHING
 
 _logger = logging.getLogger('train')
@@ -82,12 +87,13 @@ def _build_model(parser, args, device, precision):
                      f'({views.recipe}), param count: {sum(p.numel() for p in model.parameters())}')
     data_config = match_model_channels(
         resolve_data_config(vars(args), model=model, verbose=utils.is_primary(args)), in_chans)
+    check_input_size(model, data_config['input_size'], args.model)
     model = place_model(model, args, device, precision.model_dtype)
     trainable = create_trainable(model, args, task_name)  # the projector of paco / gpaco, or the model itself
     return model, trainable, task_name, views, data_config, initial_projector
 
 
-def _build_run(parser, args, args_text) -> TrainRun:
+def _build_run(parser, args) -> TrainRun:
     """Model → views → data → task → optimiser → output → schedule: everything the epoch loop reads."""
     device = _set_up_process(args)
     precision = resolve_precision(args.model_dtype, args.amp, args.amp_dtype)
@@ -118,7 +124,7 @@ def _build_run(parser, args, args_text) -> TrainRun:
     optimizer = create_optimizer_v2(task.get_trainable_module(), **optimizer_kwargs(cfg=args), **args.opt_kwargs)
     resume_epoch = prepare_task(task, args, optimizer, loss_scaler, device)
     eval_metric = args.eval_metric if loader_eval is not None else 'loss'
-    output = create_run_output(args, args_text, task, optimizer, loss_scaler, data_config, class_counts,
+    output = create_run_output(args, task, optimizer, loss_scaler, data_config, class_counts,
                                decreasing=eval_metric == 'loss')
     lr_scheduler, num_epochs, start_epoch = create_schedule(
         args, optimizer, loader_train, eval_metric == 'loss', resume_epoch)
@@ -131,16 +137,31 @@ def _build_run(parser, args, args_text) -> TrainRun:
         eval_metric=eval_metric, output=output, start_epoch=start_epoch, num_epochs=num_epochs)
 
 
+def _last_good_checkpoint(run: TrainRun) -> str:
+    """Where the last finite model is, for the message of a diverged run."""
+    path = os.path.join(run.output.output_dir or '', 'last.pth.tar')
+    if run.output.output_dir and os.path.isfile(path):
+        return (f'the last checkpoint, {path}, holds the last finite model (no non-finite model is saved): '
+                f'lower --lr or resume from it with --resume')
+    return 'no checkpoint was written before it; lower --lr (or --max-nonfinite-steps N to skip bad updates)'
+
+
 def main(argv=None):
     utils.setup_default_logging()
-    parser, args, args_text = parse_args(argv)
+    parser, args, _ = parse_args(argv)
     try:
         check_values(args)
-        run = _build_run(parser, args, args_text)
-    except UsageError as e:
-        parser.error(str(e))
+        check_inputs(args)
+        check_output_folder(args)
+        run = _build_run(parser, args)
+    except UsageError as e:  # one line, argparse's exit code for usage errors
+        print(f'{parser.prog}: error: {e}', file=sys.stderr)
+        raise SystemExit(2) from None
 
-    results = run_epochs(run)
+    try:
+        results = run_epochs(run)
+    except NonFiniteError as e:
+        raise NonFiniteError(f'{e}; {_last_good_checkpoint(run)}') from None
     if args.distributed:
         torch.distributed.destroy_process_group()
     best_metric, best_epoch = run.best
@@ -154,4 +175,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main, 'train.py'))

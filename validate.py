@@ -28,6 +28,7 @@ Added:
 """
 import json
 import logging
+import sys
 
 import torch
 
@@ -36,6 +37,8 @@ from timm import utils
 from timm.data import RealLabelsImagenet, resolve_data_config
 from timm.layers import set_fast_norm
 from timm.utils import set_jit_fuser
+from timm_paco.cli.errors import run_main
+from timm_paco.cli.inputs import check_device, check_input_size, check_model_name, resolve_device
 from timm_paco.cli.precision import resolve_precision
 from timm_paco.cli.validate_args import build_parser, check_run_args
 from timm_paco.cli.validate_bulk import bulk_configs, bulk_tag, try_run
@@ -133,6 +136,7 @@ def validate(args):
     _logger.info(f'Model {args.model} created, param count: {param_count}')
     data_config = match_model_channels(
         resolve_data_config(vars(args), model=model, use_test_size=not args.use_train_size, verbose=True), in_chans)
+    check_input_size(model, data_config['input_size'], args.model)
     model, test_time_pool = prepare_model(model, args, data_config, device, precision.model_dtype)
     crop_pct = 1.0 if test_time_pool else data_config['crop_pct']
 
@@ -182,6 +186,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     configs = bulk_configs(args)
     check_run_args(args, bulk=len(configs))
+    args.device = resolve_device(args.device)
+    check_device(args.device)
+    if not configs:
+        check_model_name(args.model)
     if configs:
         results = _validate_bulk(args, configs)
     elif args.retry:
@@ -196,4 +204,4 @@ def main(argv=None):
 
 if __name__ == '__main__':
     utils.setup_default_logging()
-    main()
+    sys.exit(run_main(main, 'validate.py'))

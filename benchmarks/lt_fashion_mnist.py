@@ -173,7 +173,7 @@ def recipe_mismatches(train_args: Dict, task: str, setting: Setting, seed: int, 
     wanted.update(_flag_values(list(train_flags) + setting_flags(task, setting), wanted))
     trained = dict(train_args)
     for key, default in zip(('prior_tau', 'smoothing'), default_setting(task)):
-        if trained.get(key) is None:  # args.yaml keeps flags as given: a flag not given means train.py's default
+        if trained.get(key) is None:  # earlier releases' args.yaml kept flags as given: None is train.py's default
             trained[key] = default
     return [f'{k}={trained.get(k)!r} (this run: {v!r})' for k, v in wanted.items() if trained.get(k) != v]
 

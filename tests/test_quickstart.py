@@ -120,8 +120,8 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
              (1.0, 0.1): 'paco-ls0.1-seed0'}
     for (tau, smoothing), name in names.items():
         args = yaml.safe_load((out / name / 'args.yaml').read_text())
-        # args.yaml holds the flags as given: no --smoothing (None, the task's default 0) for PaCo's own setting
-        assert (args['prior_tau'], args['smoothing']) == (tau, smoothing or None)
+        # args.yaml holds the flags as the run used them: the task's default smoothing 0 resolved for PaCo's own
+        assert (args['prior_tau'], args['smoothing']) == (tau, smoothing)
     val = {setting: json.loads((out / name / 'val_results.json').read_text()) for setting, name in names.items()}
     for v in val.values():  # the validation split: TINY_N_TEST images of each class
         assert v['many_count'] + v['medium_count'] + v['few_count'] == 10 * TINY_N_TEST

@@ -384,7 +384,7 @@ def test_bulk_run_writes_each_evaluation_and_records_failures(setup, tmp_path):
     results = run_main(setup['validate'], common + ['--checkpoint', str(folder), '--results-file', str(results_file)])
     by_checkpoint = {os.path.basename(r['checkpoint']): r for r in results}
     assert sorted(by_checkpoint) == ['checkpoint-4.pth.tar', 'checkpoint-9.pth.tar', 'zz-broken.pth']
-    assert 'not a readable checkpoint' in by_checkpoint['zz-broken.pth']['error']
+    assert 'is not a loadable PyTorch checkpoint' in by_checkpoint['zz-broken.pth']['error']
     rows = _read_csv(results_file)
     assert len(rows) == 3 and sum(bool(r['error']) for r in rows) == 1
     for name in ('checkpoint-4', 'checkpoint-9'):  # one per-class file per checkpoint, its own counts

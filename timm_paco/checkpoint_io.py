@@ -7,7 +7,7 @@ the allow-listed types of ``checkpoint_safe_globals()``; anything else is refuse
 """
 import argparse
 import os
-from typing import Any, List
+from typing import Any, List, Optional
 
 import torch
 
@@ -68,12 +68,24 @@ def _unpickle_reason(error: Exception) -> str:
     return (useful or paras or ['unreadable'])[0].splitlines()[0]
 
 
-def load_checkpoint_file(path: str) -> Any:
+def load_checkpoint_file(path: str, flag: Optional[str] = None) -> Any:
     """Read the checkpoint object at ``path`` (file or folder, see module docstring) onto the CPU.
 
     Returns a dict of tensors for safetensors, else whatever the pickle holds (not checked further).
-    Raises FileNotFoundError if nothing is there, ValueError naming the file if it cannot be read safely.
+    Raises FileNotFoundError if nothing is there, ValueError naming the file (and ``flag``, the option that gave
+    it, e.g. ``'--resume'``) if it cannot be read safely.
     """
+    if flag is None:
+        return _load_checkpoint_file(path)
+    try:
+        return _load_checkpoint_file(path)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f'{flag}: {e}') from None
+    except ValueError as e:
+        raise ValueError(f'{flag}: {e}') from None
+
+
+def _load_checkpoint_file(path: str) -> Any:
     path = resolve_checkpoint_file(path)
     if is_safetensors(path):
         import safetensors.torch

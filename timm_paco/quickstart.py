@@ -21,10 +21,12 @@ would.
 """
 import argparse
 import os
+import sys
 import time
 from typing import Dict
 
 from timm_paco.arg_types import non_negative_int, positive_int
+from timm_paco.cli.errors import run_main
 from timm_paco.data.fashion_mnist_pool import cap_per_class, fashion_mnist_root
 from timm_paco.data.imbalance import long_tail_counts
 from timm_paco.runs import DEFAULT_N_MAX, IMB_FACTOR, RECIPE, TASK_MODELS, TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, run_job
@@ -47,6 +49,10 @@ def _parse_args(argv=None):
                              f'long tail, {TINY_N_TEST} test images per class')
     parser.add_argument('--threads', type=positive_int, default=None,
                         help='torch threads of train.py / validate.py (OMP_NUM_THREADS; default: torch\'s, all cores)')
+    parser.add_argument('--debug', action='store_true', help='print the traceback of an error (also TIMM_PACO_DEBUG=1)')
+    parser.add_argument('--install-data', action='store_true',
+                        help='install Debian\'s dataset-fashion-mnist with apt-get (sudo when not root) when it is '
+                             'missing')
     parser.add_argument('--no-download', action='store_true',
                         help='fail instead of downloading when Debian\'s dataset-fashion-mnist is missing')
     args = parser.parse_args(argv)
@@ -70,7 +76,7 @@ def main(argv=None) -> Dict:
 
     print(f'[{time.time() - start:7.1f}s] stage 1/3: data', flush=True)
     source = os.path.join(output, 'data', 'fashion_mnist')
-    fashion_mnist_root(source, download=not args.no_download)
+    fashion_mnist_root(source, download=not args.no_download, install=args.install_data)
     data_dir = os.path.join(output, 'data', f'fashion_mnist_nmax{n_max}' + (f'_test{n_test}' if n_test else ''))
     pool = cap_per_class(source, data_dir, n_max, n_test)
     print(f'  Fashion-MNIST pool of {n_max} training images per class in {data_dir}; train.py --imb-factor '
@@ -85,10 +91,12 @@ def main(argv=None) -> Dict:
     print('  ' + ' | '.join(
         f'{name} ' + ('n/a' if results.get(key) is None else f'{results[key]:.2f}')
         for key, name in (('top1', 'overall'), ('many_acc', 'many'), ('medium_acc', 'medium'), ('few_acc', 'few'))))
-    print(f'  results {os.path.join(train_dir, "results.json")}\n'
-          f'  per class {os.path.join(train_dir, "results_per_class.csv")} / results_per_class.png')
+    for label, name in (('results', 'results.json'), ('per class', 'results_per_class.csv'),
+                        ('per-class plot', 'results_per_class.png')):  # only the files written
+        if os.path.isfile(os.path.join(train_dir, name)):
+            print(f'  {label} {os.path.join(train_dir, name)}')
     return results
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main, 'python -m timm_paco.quickstart'))

@@ -8,6 +8,8 @@ from timm import utils
 from timm_paco.arg_types import (
     decay_rate, finite_float, non_negative_float, non_negative_int, positive_float, positive_int, probability,
 )
+from timm_paco.cli.inputs import read_config_defaults
+from timm_paco.cli.usage import UsageError
 from timm_paco.tasks import LOGIT_ADJUST_MODES, TASK_NAMES, TASK_SMOOTHING
 
 __all__ = ['TIMM_VIEWS', 'build_parser', 'parse_args']
@@ -79,7 +81,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
 
 def _device_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group('Device')
-    g.add_argument('--device', type=str, default='cuda', help='device (default: cuda)')
+    g.add_argument('--device', type=str, default=None, help='device (default: cuda when available, else cpu)')
     g.add_argument('--amp', action='store_true', default=False, help='mixed precision (autocast)')
     g.add_argument('--amp-dtype', type=str, default='float16', help='autocast dtype: float16 or bfloat16')
     g.add_argument('--model-dtype', type=str, default=None, help='model dtype without AMP (default: float32)')
@@ -324,6 +326,17 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--hub-revision', type=str, default=None, help='Hub branch to push to')
 
 
+def _reliability_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group('Reliability (timm-paco)')
+    g.add_argument('--max-nonfinite-steps', type=non_negative_int, default=0, metavar='N',
+                   help='updates with a NaN / inf loss or gradient skipped (their gradients dropped) before the run '
+                        'stops (default: 0, stop at the first)')
+    g.add_argument('--overwrite', action='store_true', default=False,
+                   help='start over in an --experiment folder that already holds a run (its files are replaced)')
+    g.add_argument('--debug', action='store_true', default=False,
+                   help='print the traceback of an error (also TIMM_PACO_DEBUG=1)')
+
+
 def build_parser():
     config_parser = argparse.ArgumentParser(description='Training Config', add_help=False)
     config_parser.add_argument('-c', '--config', default='', type=str, metavar='FILE',
@@ -331,6 +344,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description='timm-paco training')
     _timm_args(parser)
     _paco_args(parser)
+    _reliability_args(parser)
     return config_parser, parser
 
 
@@ -338,7 +352,10 @@ def parse_args(argv=None):
     config_parser, parser = build_parser()
     args_config, remaining = config_parser.parse_known_args(argv)
     if args_config.config:
-        with open(args_config.config, 'r') as f:
-            parser.set_defaults(**yaml.safe_load(f))
+        known = [action.dest for action in parser._actions]
+        try:
+            parser.set_defaults(**read_config_defaults(args_config.config, known))
+        except UsageError as e:
+            parser.error(str(e))
     args = parser.parse_args(remaining)
     return parser, args, yaml.safe_dump(args.__dict__, default_flow_style=False)

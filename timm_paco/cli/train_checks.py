@@ -4,12 +4,13 @@ from typing import List
 
 from timm.optim import get_optimizer_info
 
+from timm_paco.cli.inputs import check_data_dir, check_device, check_model_name, resolve_device
 from timm_paco.cli.train_args import TIMM_VIEWS
 from timm_paco.cli.train_views import ViewPlan
 from timm_paco.cli.usage import UsageError
 from timm_paco.data import check_imb_factor, parse_view_recipe
 
-__all__ = ['TASK_FLAGS', 'check_values', 'check_combinations', 'unused_task_flags', 'flag_warnings']
+__all__ = ['TASK_FLAGS', 'check_inputs', 'check_values', 'check_combinations', 'unused_task_flags', 'flag_warnings']
 
 # --paco-* flags and the tasks that read them
 TASK_FLAGS = {
@@ -54,6 +55,14 @@ def check_values(args) -> None:
             parse_view_recipe(args.paco_views, arg_name='--paco-views')
     except ValueError as e:
         raise UsageError(str(e)) from None
+
+
+def check_inputs(args) -> None:
+    """UsageError on a device, model or data folder that is not there (``--device`` unset: resolved here)."""
+    args.device = resolve_device(args.device)
+    check_device(args.device)
+    check_model_name(args.model)
+    check_data_dir(args.data_dir or args.data, args.dataset, args.dataset_download)
 
 
 def _check_unsupported(args) -> None:

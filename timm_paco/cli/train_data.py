@@ -2,6 +2,7 @@
 the training class counts, and the loaders (timm's single-view loader, or the V-view loader of
 ``timm_paco.data``)."""
 import logging
+import os
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -9,7 +10,10 @@ from timm.data import FastCollateMixup, Mixup, create_loader
 
 from timm_paco.cli.train_views import ViewPlan, create_train_view_transform
 from timm_paco.cli.usage import UsageError
-from timm_paco.data import NoLabelsError, check_dataset_classes, count_classes, create_paco_dataset, create_view_loader
+from timm_paco.data import (
+    LT_PREFIX, NoLabelsError, check_dataset_classes, count_classes, create_paco_dataset, create_view_loader,
+)
+from timm_paco.data.splits import SplitNotFoundError, split_source
 
 __all__ = ['needs_class_counts', 'mixup_active', 'create_train_datasets', 'create_train_loader', 'create_eval_loader']
 
@@ -30,10 +34,20 @@ def _dataset_kwargs(args, input_size) -> Dict:
     )
 
 
+def _warn_empty_classes(counts: List[int]) -> None:
+    empty = [c for c, n in enumerate(counts) if n == 0]
+    if empty:
+        shown = ', '.join(map(str, empty[:10])) + (f' and {len(empty) - 10} more' if len(empty) > 10 else '')
+        _logger.warning(f'Class{"es" if len(empty) > 1 else ""} {shown} of {len(counts)} ha'
+                        f'{"ve" if len(empty) > 1 else "s"} no training images: the model cannot learn '
+                        f'{"them" if len(empty) > 1 else "it"} (check --num-classes, --imb-factor and the data).')
+
+
 def _class_counts(args, dataset, task: str) -> Optional[List[int]]:
-    """Training images per class; None for a dataset without readable labels unless ``task`` needs them."""
+    """Training images per class (a warning names the classes without any); None for a dataset without readable
+    labels unless ``task`` needs them."""
     try:
-        return count_classes(dataset, num_classes=args.num_classes)
+        counts = count_classes(dataset, num_classes=args.num_classes)
     except NoLabelsError as e:  # a dataset without readable labels (a stream): fine unless the task needs a prior
         if needs_class_counts(args, task):
             raise
@@ -41,22 +55,46 @@ def _class_counts(args, dataset, task: str) -> Optional[List[int]]:
         return None
     except ValueError as e:
         raise ValueError(f'--num-classes {args.num_classes}: {e}') from e
+    _warn_empty_classes(counts)
+    return counts
+
+
+def check_splits_differ(args) -> None:
+    """UsageError when ``--val-split`` is not found, or reads the images ``--train-split`` reads (a root of class
+    folders only serves every split): validation would score the training images."""
+    if not args.val_split or args.dataset.startswith(LT_PREFIX):
+        return
+    try:
+        train = split_source(args.dataset, args.data_dir, args.train_split, '--train-split')
+        val = split_source(args.dataset, args.data_dir, args.val_split, '--val-split')
+    except SplitNotFoundError as e:
+        raise UsageError(f"{e} (or --val-split '' to train without validation)") from None
+    if train is not None and train == val:
+        raise UsageError(
+            f"--val-split {args.val_split}: it reads the training images ({train}), so validation would score "
+            f"images the model trains on; give the dataset a {args.val_split} split (a folder "
+            f"{os.path.join(args.data_dir or '', args.val_split)}), name another split, or pass --val-split '' "
+            f"to train without validation")
 
 
 def create_train_datasets(args, task: str, data_config) -> Tuple:
     """(training dataset, validation dataset or None without ``--val-split``, training class counts or None)."""
     if args.data and not args.data_dir:
         args.data_dir = args.data
+    check_splits_differ(args)
     kwargs = _dataset_kwargs(args, data_config['input_size'])
-    dataset_train = create_paco_dataset(
-        args.dataset, root=args.data_dir, split=args.train_split, is_training=True, imb_factor=args.imb_factor,
-        imb_seed=args.imb_seed, seed=args.seed, repeats=args.epoch_repeats, num_samples=args.train_num_samples,
-        **kwargs)
+    try:
+        dataset_train = create_paco_dataset(
+            args.dataset, root=args.data_dir, split=args.train_split, is_training=True, imb_factor=args.imb_factor,
+            imb_seed=args.imb_seed, seed=args.seed, repeats=args.epoch_repeats, num_samples=args.train_num_samples,
+            split_arg='--train-split', **kwargs)
+    except SplitNotFoundError as e:
+        raise UsageError(str(e)) from None
     dataset_eval = None
     if args.val_split:
         dataset_eval = create_paco_dataset(
             args.dataset, root=args.data_dir, split=args.val_split, is_training=False,
-            num_samples=args.val_num_samples, **kwargs)
+            num_samples=args.val_num_samples, split_arg='--val-split', **kwargs)
     for dataset in (dataset_train, dataset_eval):
         if dataset is not None:
             check_dataset_classes(dataset, args.num_classes)

@@ -19,6 +19,7 @@ from timm import utils
 
 from timm_paco.cli.train_run import TrainRun
 from timm_paco.cli.train_schedule import updates_per_epoch
+from timm_paco.finite import NonFiniteError, grads_finite
 
 __all__ = ['train_one_epoch']
 
@@ -72,26 +73,54 @@ def _loss_scale(run: TrainRun, accum_steps: int, batch_size: int) -> float:
     return scale
 
 
+def _all_ranks_finite(run: TrainRun, finite: bool) -> bool:
+    """``finite`` on every rank (all ranks skip a step together, or none does)."""
+    if not run.distributed:
+        return finite
+    flag = torch.tensor([0. if finite else 1.], device=run.device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return not bool(flag.item())
+
+
 def _forward_backward(run: TrainRun, input, target, loss_scale: float, need_update: bool,
-                      clip_parameters: Optional[List]) -> Dict[str, torch.Tensor]:
+                      clip_parameters: Optional[List]):
     """The task's forward under autocast, the scaled backward, and on ``need_update`` the (clipped) optimiser
-    step; DDP's gradient sync only on the update's last batch."""
+    step; DDP's gradient sync only on the update's last batch. Returns (the task's result, None or what was
+    not finite: ``'loss'`` before the backward, ``'gradient'`` before the step, which then is not taken).
+    fp16's grad scaler skips its own overflowing steps."""
     args, optimizer = run.args, run.optimizer
     second_order = getattr(optimizer, 'is_second_order', False)
     with run.task.no_sync() if run.distributed and not need_update else suppress():
         with run.amp_autocast():
             result = run.task(input, target)
+        if not _all_ranks_finite(run, bool(torch.isfinite(result['loss']))):
+            return result, 'loss'
         loss = result['loss'] * loss_scale
         if run.loss_scaler is not None:
             run.loss_scaler(loss, optimizer, clip_grad=args.clip_grad, clip_mode=args.clip_mode,
                             parameters=clip_parameters, create_graph=second_order, need_update=need_update)
-            return result
+            return result, None
         loss.backward(create_graph=second_order)
         if need_update:
+            if not _all_ranks_finite(run, grads_finite(run.task.get_trainable_module().parameters())):
+                return result, 'gradient'
             if args.clip_grad is not None:
                 utils.dispatch_clip_grad(clip_parameters, value=args.clip_grad, mode=args.clip_mode)
             optimizer.step()
-    return result
+    return result, None
+
+
+def _skip_non_finite(run: TrainRun, epoch: int, batch_idx: int, what: str, skipped: int) -> int:
+    """Drop the update's gradients after a non-finite ``what``; returns the updates skipped so far. Raises
+    NonFiniteError once more than ``--max-nonfinite-steps`` were."""
+    run.optimizer.zero_grad()
+    skipped += 1
+    where = f'epoch {epoch}, update {batch_idx // run.args.grad_accum_steps} (batch {batch_idx})'
+    if skipped > run.args.max_nonfinite_steps:
+        raise NonFiniteError(f'non-finite {what} (NaN or inf) at {where}: training diverged')
+    _logger.warning(f'Non-finite {what} at {where}: update skipped ({skipped} of at most '
+                    f'{run.args.max_nonfinite_steps}).')
+    return skipped
 
 
 def _log_progress(run: TrainRun, epoch: int, update_idx: int, meters: _Meters, loss: torch.Tensor) -> None:
@@ -146,6 +175,7 @@ def _after_update(run: TrainRun, epoch: int, batch_idx: int, num_updates: int, m
             torchvision.utils.save_image(input, os.path.join(run.output.output_dir, f'train-batch-{batch_idx}.jpg'),
                                          padding=0, normalize=True)
     if run.output.saver is not None and args.recovery_interval and (update_idx + 1) % args.recovery_interval == 0:
+        run.check_savable(f'epoch {epoch}, update {update_idx}')
         run.output.saver.save_recovery(epoch, batch_idx=update_idx)
     if run.lr_scheduler is not None:
         run.lr_scheduler.step_update(num_updates=num_updates, metric=meters.losses['loss'].avg)
@@ -163,6 +193,7 @@ def train_one_epoch(run: TrainRun, epoch: int) -> Dict[str, float]:
     if args.clip_grad is not None:
         clip_parameters = list(run.task.get_clip_parameters(exclude_head='agc' in args.clip_mode))
     meters = _Meters()
+    skipped = 0
     run.optimizer.zero_grad()
     data_start = update_start = time.time()
     for batch_idx, (input, target) in enumerate(run.loader_train):
@@ -171,8 +202,12 @@ def train_one_epoch(run: TrainRun, epoch: int) -> Dict[str, float]:
         accum_steps = num_batches % accum if batch_idx >= last_group_start else accum
         input, target = _device_batch(run, input, target)
         meters.data_time.update(accum_steps * (time.time() - data_start))
-        result = _forward_backward(
+        result, non_finite = _forward_backward(
             run, input, target, _loss_scale(run, accum_steps, target.shape[0]), need_update, clip_parameters)
+        if non_finite:
+            skipped = _skip_non_finite(run, epoch, batch_idx, non_finite, skipped)
+            data_start = time.time()
+            continue
         meters.add(result, target.shape[0])
         meters.samples += target.shape[0] * args.world_size
         if need_update:

@@ -94,6 +94,7 @@ def _end_of_epoch(run: TrainRun, epoch: int, train_metrics: Dict, eval_metrics: 
                              lr=run.mean_lr(), log_wandb=run.args.log_wandb)
     latest_metric = (eval_metrics or train_metrics)[run.eval_metric]
     if run.output.saver is not None:
+        run.check_savable(f'the end of epoch {epoch}')
         run.best = run.output.saver.save_checkpoint(epoch, metric=latest_metric)
     if run.lr_scheduler is not None:
         run.lr_scheduler.step(epoch + 1, latest_metric)

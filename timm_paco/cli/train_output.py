@@ -1,17 +1,22 @@
 """train.py's output folder (primary process): ``args.yaml``, ``class_counts.json``, timm's ``CheckpointSaver``
 over the task's trainable module and state, wandb, and the push of the finished run to the Hub."""
+import glob
 import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
 
+import yaml
 from timm import utils
 from timm.models import safe_model_name
 
+from timm_paco.cli.errors import one_line
+from timm_paco.cli.usage import UsageError
 from timm_paco.data import save_class_counts
 
-__all__ = ['RunOutput', 'create_run_output', 'push_run_to_hub']
+__all__ = ['RUN_FILES', 'RunOutput', 'run_files', 'args_yaml', 'check_output_folder', 'create_run_output',
+           'push_run_to_hub']
 
 _logger = logging.getLogger('train')
 
@@ -24,6 +29,60 @@ class RunOutput:
 
     def summary_file(self) -> Optional[str]:
         return os.path.join(self.output_dir, 'summary.csv') if self.output_dir else None
+
+
+# what a train.py run writes into its folder (glob patterns); the first five are its results
+RUN_FILES = ('last.pth.tar', 'model_best.pth.tar', 'checkpoint-*.pth.tar', 'recovery-*.pth.tar', 'summary.csv',
+             'args.yaml', 'class_counts.json', 'train-batch-*.jpg')
+_RESULT_FILES = RUN_FILES[:5]
+
+
+def run_files(folder: str, patterns=RUN_FILES):
+    """The files of an earlier run in ``folder`` (sorted): all it wrote, or those matching ``patterns``."""
+    return sorted({p for pattern in patterns for p in glob.glob(os.path.join(folder, pattern))})
+
+
+def _resumes_into(args, folder: str) -> bool:
+    return bool(args.resume) and os.path.dirname(os.path.abspath(args.resume)) == os.path.abspath(folder)
+
+
+def check_output_folder(args) -> None:
+    """UsageError when ``--experiment`` names a folder that holds a run this one would overwrite: not resumed from
+    it (``--resume`` of a checkpoint inside it) and no ``--overwrite``. Checked before anything is read."""
+    if not args.experiment or int(os.environ.get('RANK', '0')) != 0:  # before the process group exists
+        return
+    folder = os.path.join(args.output or './output/train', args.experiment)
+    existing = run_files(folder, _RESULT_FILES) if os.path.isdir(folder) else []  # a run that saved something
+    if not existing or args.overwrite or _resumes_into(args, folder):
+        return
+    names = ', '.join(os.path.basename(p) for p in existing[:4]) + (' …' if len(existing) > 4 else '')
+    last = os.path.join(folder, 'last.pth.tar')
+    resume = f'resume it with --resume {last}, ' if os.path.isfile(last) else ''
+    raise UsageError(f'--experiment {args.experiment}: {folder} already holds a run ({names}); {resume}start over '
+                     f'with --overwrite, or choose another --experiment')
+
+
+def _clear_earlier_run(args, output_dir: str) -> None:
+    """``--overwrite``: the earlier run's files go, so that none of its checkpoints passes for this run's."""
+    if not args.overwrite or _resumes_into(args, output_dir):
+        return
+    for path in run_files(output_dir):
+        os.remove(path)
+        _logger.info(f'--overwrite: removed {path} of the earlier run')
+
+
+def _plain(value):
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def args_yaml(args) -> str:
+    """``args.yaml``: the flags as this run uses them (defaults resolved: task, lr, smoothing, device, and the
+    values a resumed optimizer state keeps), loadable with ``-c``."""
+    return yaml.safe_dump({k: _plain(v) for k, v in vars(args).items()}, default_flow_style=False)
 
 
 def _experiment_name(args, data_config) -> str:
@@ -42,15 +101,16 @@ def _init_wandb(args, exp_name: str) -> None:
                resume='must' if args.wandb_resume_id else None, id=args.wandb_resume_id or None)
 
 
-def create_run_output(args, args_text: str, task, optimizer, loss_scaler, data_config, class_counts,
+def create_run_output(args, task, optimizer, loss_scaler, data_config, class_counts,
                       decreasing: bool) -> RunOutput:
-    """On the primary process: the output folder with ``args.yaml`` (and ``class_counts.json``) and a
+    """On the primary process: the output folder with ``args.yaml`` (``args_yaml``; and ``class_counts.json``) and a
     ``CheckpointSaver`` ranking checkpoints by a ``decreasing`` (or increasing) metric; a resumed run of the same
     folder keeps its checkpoint history."""
     if not utils.is_primary(args):
         return RunOutput()
     exp_name = _experiment_name(args, data_config)
     output_dir = utils.get_outdir(args.output if args.output else './output/train', exp_name)
+    _clear_earlier_run(args, output_dir)
     saver = utils.CheckpointSaver(
         model=task.get_trainable_module(), optimizer=optimizer, args=args, amp_scaler=loss_scaler,
         checkpoint_dir=output_dir, recovery_dir=output_dir, decreasing=decreasing,
@@ -58,7 +118,7 @@ def create_run_output(args, args_text: str, task, optimizer, loss_scaler, data_c
     if args.resume and os.path.dirname(os.path.abspath(args.resume)) == os.path.abspath(output_dir):
         saver.load_state_dict_from_checkpoint(args.resume)
     with open(os.path.join(output_dir, 'args.yaml'), 'w') as f:
-        f.write(args_text)
+        f.write(args_yaml(args))
     if class_counts is not None:
         save_class_counts(class_counts, output_dir)
     if args.log_wandb:
@@ -78,6 +138,11 @@ def push_run_to_hub(args, output_dir: str) -> None:
     if not os.path.isfile(checkpoint):
         checkpoint = os.path.join(output_dir, 'last.pth.tar')
     ema = args.model_ema and not args.model_ema_force_cpu  # the EMA was evaluated and chose the best checkpoint
-    commit = push_checkpoint(checkpoint, args.push_to_hub, model_name=args.model, form='timm', ema=ema,
-                             private=args.hub_private, revision=args.hub_revision)
+    try:
+        commit = push_checkpoint(checkpoint, args.push_to_hub, model_name=args.model, form='timm', ema=ema,
+                                 private=args.hub_private, revision=args.hub_revision)
+    except Exception as e:  # noqa: BLE001  network, auth, Hub errors: the trained run stays where it is
+        later = f'python -m timm_paco.hub push {checkpoint} {args.push_to_hub}' + (' --ema' if ema else '')
+        raise RuntimeError(f'--push-to-hub {args.push_to_hub}: the push failed ({one_line(e)}); the trained run is '
+                           f'saved in {output_dir}: push it later with {later}') from e
     _logger.info(f'Pushed {checkpoint} to the Hub: {getattr(commit, "commit_url", commit)}')

@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional, Tuple
 import torch
 
 from timm_paco.cli.train_output import RunOutput
+from timm_paco.finite import check_finite_state
 
 __all__ = ['TrainRun']
 
@@ -43,3 +44,9 @@ class TrainRun:
     def mean_lr(self) -> float:
         lrs = [group['lr'] for group in self.optimizer.param_groups]
         return sum(lrs) / len(lrs)
+
+    def check_savable(self, when: str) -> None:
+        """NonFiniteError when the trainable module or the task state (key encoder, queue) is not finite: a
+        finite loss can still overflow the weights in its update; such a model is never saved."""
+        check_finite_state(self.task.get_trainable_module().state_dict(), f'the model at {when}')
+        check_finite_state(self.task.get_task_state(), f'the task state at {when}')

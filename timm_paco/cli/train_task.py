@@ -1,17 +1,19 @@
 """train.py's task: the ``timm.task`` of ``--task`` (with its loss from the ``--paco-*`` flags, or timm's
 mixup / BCE classification loss), then resume, EMA, torch.compile and DDP set up on it."""
+import argparse
 import logging
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 from timm import utils
 from timm.loss import create_classification_loss
 from timm.task import ClassificationTask, load_task_ema_checkpoint, resume_task_checkpoint
 
+from timm_paco.checkpoint_io import load_checkpoint_file
 from timm_paco.cli.train_data import mixup_active
 from timm_paco.tasks import create_task, resolve_logit_adjust
 from timm_paco.tasks.initial_weights import load_initial_projector
 
-__all__ = ['create_train_task', 'prepare_task']
+__all__ = ['RESTORED_FLAGS', 'create_train_task', 'check_resume_checkpoint', 'keep_restored_flags', 'prepare_task']
 
 _logger = logging.getLogger('train')
 
@@ -50,14 +52,56 @@ def create_train_task(args, task: str, model, trainable, num_views: int, class_c
     return result
 
 
+# flags whose value the resumed optimizer state restores (its param groups' lr / initial_lr, weight decay, momentum)
+RESTORED_FLAGS = ('lr', 'weight_decay', 'momentum')
+
+
+def check_resume_checkpoint(path: str) -> Dict[str, Any]:
+    """``--resume`` must name a train.py checkpoint (model, optimizer and task state), read with the project's one
+    safe reader; ValueError / FileNotFoundError naming the flag, the file and the fix otherwise. Returns the
+    flags the checkpoint's run used (``{}`` when it has none)."""
+    checkpoint = load_checkpoint_file(path, flag='--resume')
+    if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint:
+        raise ValueError(f'--resume {path}: not a train.py checkpoint (no state_dict with epoch and optimizer '
+                         f'state); to start from its weights use --initial-checkpoint {path}')
+    saved = checkpoint.get('args')
+    return vars(saved) if isinstance(saved, argparse.Namespace) else dict(saved or {})
+
+
+def keep_restored_flags(args, saved: Dict[str, Any]) -> List[str]:
+    """After a resume with the optimizer state: the flags of ``RESTORED_FLAGS`` given another value than the
+    resumed run's are set back to it (what the run really uses, and what ``args.yaml`` records); returns one
+    warning per flag."""
+    warnings = []
+    for dest in RESTORED_FLAGS:
+        if dest in saved and saved[dest] is not None and getattr(args, dest) not in (None, saved[dest]):
+            flag = '--' + dest.replace('_', '-')
+            warnings.append(f'{flag} {getattr(args, dest)}: the resumed optimizer state keeps the run\'s {flag} '
+                            f'{saved[dest]}, which this run uses (and args.yaml records); --no-resume-opt starts '
+                            f'the optimizer afresh with the new value')
+            setattr(args, dest, saved[dest])
+    return warnings
+
+
+def _resume(task, args, optimizer, loss_scaler) -> Optional[int]:
+    saved = check_resume_checkpoint(args.resume)
+    try:
+        epoch = resume_task_checkpoint(
+            task, args.resume, optimizer=None if args.no_resume_opt else optimizer,
+            loss_scaler=None if args.no_resume_opt else loss_scaler, log_info=utils.is_primary(args))
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise ValueError(f'--resume {args.resume}: {e}') from e
+    if not args.no_resume_opt:
+        for warning in keep_restored_flags(args, saved):  # every rank keeps the values, the primary says so
+            if utils.is_primary(args):
+                _logger.warning(warning)
+    return epoch
+
+
 def prepare_task(task, args, optimizer, loss_scaler, device) -> Optional[int]:
     """``--resume`` (task, optimizer and scaler state), ``--model-ema``, ``--torchcompile`` and DDP on ``task``;
     returns the epoch to resume from (None without ``--resume``)."""
-    resume_epoch = None
-    if args.resume:
-        resume_epoch = resume_task_checkpoint(
-            task, args.resume, optimizer=None if args.no_resume_opt else optimizer,
-            loss_scaler=None if args.no_resume_opt else loss_scaler, log_info=utils.is_primary(args))
+    resume_epoch = _resume(task, args, optimizer, loss_scaler) if args.resume else None
     if args.model_ema:
         task.setup_ema(decay=args.model_ema_decay, use_warmup=args.model_ema_warmup,
                        device='cpu' if args.model_ema_force_cpu else None)

@@ -73,7 +73,7 @@ def _runtime_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--no-prefetcher', action='store_true', default=False, help='disable the fast prefetcher')
     parser.add_argument('--pin-mem', action='store_true', default=False, help='pin DataLoader memory')
     parser.add_argument('--channels-last', action='store_true', default=False, help='channels_last memory layout')
-    parser.add_argument('--device', default='cuda', type=str, help='device (default: cuda)')
+    parser.add_argument('--device', default=None, type=str, help='device (default: cuda when available, else cpu)')
     parser.add_argument('--amp', action='store_true', default=False, help='mixed precision inference (torch.autocast)')
     parser.add_argument('--amp-dtype', default='float16', type=str, help='AMP dtype: float16 or bfloat16')
     parser.add_argument('--model-dtype', default=None, type=str, help='model dtype without AMP (default: float32)')
@@ -145,6 +145,8 @@ def _ood_args(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description='timm-paco validation: timm validate.py + long-tail / OOD metrics')
+    parser.add_argument('--debug', action='store_true', default=False,
+                        help='print the traceback of an error (also TIMM_PACO_DEBUG=1)')
     for add in (_dataset_args, _model_args, _runtime_args, _output_args, _long_tail_args, _ood_args):
         add(parser)
     return parser
@@ -183,7 +185,7 @@ def check_run_args(args, bulk: int = 0) -> None:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise ValueError('--per-class-plot needs matplotlib: pip install matplotlib (or timm-paco[plot])')
+            raise ValueError('--per-class-plot needs matplotlib: pip install matplotlib (a requirement of timm-paco)')
     for path in (args.results_file, args.logits_file, args.per_class_file, args.per_class_plot):
         if path and os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -4,6 +4,7 @@
 ``--data-dir``); any other name goes to ``timm.data.create_dataset``. ``--imb-factor`` subsamples the training
 split with the exponential profile of ``imbalance.py``.
 """
+import logging
 from typing import Optional
 
 from timm.data import create_dataset
@@ -11,10 +12,13 @@ from timm.data import create_dataset
 from .image_mode import ImageModeDataset
 from .imbalance import ImbalancedDataset, check_imb_factor
 from .lt_list import SplitListDataset, resolve_split_list
+from .splits import is_folder_dataset, split_source
 
 __all__ = ['LT_PREFIX', 'create_paco_dataset']
 
 LT_PREFIX = 'lt:'
+
+_logger = logging.getLogger(__name__)
 
 
 def create_paco_dataset(
@@ -27,6 +31,7 @@ def create_paco_dataset(
         num_classes: Optional[int] = None,
         input_img_mode: str = 'RGB',
         download: bool = False,
+        split_arg: str = '--split',
         **timm_kwargs,
 ):
     """Create a dataset that returns ``(image, target)`` with images in ``input_img_mode``.
@@ -43,6 +48,8 @@ def create_paco_dataset(
         num_classes: Labels must lie in ``[0, num_classes)``; also the class count of the profile.
         input_img_mode: PIL mode images are converted to (``'RGB'`` for 3-channel models).
         download: Passed to timm (torchvision datasets).
+        split_arg: The flag that named ``split``, for messages (a split not found raises
+            ``splits.SplitNotFoundError``: no fallback to the root, see ``splits.py``).
         **timm_kwargs: Passed to ``timm.data.create_dataset``.
     """
     if imb_factor is not None:
@@ -52,11 +59,17 @@ def create_paco_dataset(
         if root is None:
             raise ValueError(f'root: --data-dir is needed to resolve the image paths of split list {list_file}')
         dataset = SplitListDataset(list_file, root, num_classes=num_classes, input_img_mode=input_img_mode)
+        _logger.info(f'{split_arg} {split}: {list_file} (images under {root})')
     else:
+        source = split_source(name, root, split, split_arg)
+        if is_folder_dataset(name):
+            root = source
+        _logger.info(f'{split_arg} {split}: {source}')
         dataset = create_dataset(
             name,
             root=root,
             split=split,
+            search_split=False,
             is_training=is_training,
             download=download,
             input_img_mode=input_img_mode,

@@ -6,6 +6,7 @@ files from ``root/FashionMNIST/raw/``. Debian ships the gzipped files in ``DEBIA
 import gzip
 import os
 import shutil
+import subprocess
 
 DEBIAN_FASHION_MNIST = '/usr/share/datasets/fashion-mnist'
 IDX_FILES = (
@@ -14,6 +15,31 @@ IDX_FILES = (
     't10k-images-idx3-ubyte',
     't10k-labels-idx1-ubyte',
 )
+
+
+SOURCE_ENV = 'FASHION_MNIST_DIR'  # another folder of the IDX .gz files (e.g. carried to a machine without apt)
+APT_INSTALL = 'apt-get install dataset-fashion-mnist'
+
+
+def fashion_mnist_source() -> str:
+    """The folder of the IDX .gz files: ``$FASHION_MNIST_DIR``, else Debian's."""
+    return os.environ.get(SOURCE_ENV) or DEBIAN_FASHION_MNIST
+
+
+def install_debian_fashion_mnist() -> None:
+    """Install Debian's ``dataset-fashion-mnist`` with apt-get (through sudo when not root). Raises RuntimeError
+    naming the command when apt-get is missing or fails."""
+    if shutil.which('apt-get') is None:
+        raise RuntimeError(f'--install-data: this machine has no apt-get; download the Fashion-MNIST IDX .gz files '
+                           f'into a folder and set {SOURCE_ENV} to it')
+    command = ['apt-get', 'install', '-y', '-q', 'dataset-fashion-mnist']
+    if os.geteuid() != 0:
+        if shutil.which('sudo') is None:
+            raise RuntimeError(f'--install-data: run as root (or with sudo): {APT_INSTALL}')
+        command = ['sudo'] + command
+    env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+    if subprocess.run(command, env=env).returncode != 0:
+        raise RuntimeError(f'--install-data: {" ".join(command)} failed; run it yourself (after apt-get update)')
 
 
 def debian_fashion_mnist_available(source: str = DEBIAN_FASHION_MNIST) -> bool:

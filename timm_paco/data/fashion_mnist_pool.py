@@ -6,23 +6,34 @@ from typing import List, Optional
 
 import numpy as np
 
-from timm_paco.data.fashion_mnist import IDX_FILES, debian_fashion_mnist_available, prepare_fashion_mnist
+from timm_paco.data.fashion_mnist import (
+    APT_INSTALL, DEBIAN_FASHION_MNIST, IDX_FILES, SOURCE_ENV, debian_fashion_mnist_available, fashion_mnist_source,
+    install_debian_fashion_mnist, prepare_fashion_mnist,
+)
 from timm_paco.data.idx import read_idx, write_idx
 
 __all__ = ['fashion_mnist_root', 'cap_per_class']
 
 
-def fashion_mnist_root(root: str, download: bool = True) -> str:
-    """A torchvision Fashion-MNIST root under ``root``: Debian's package when installed, else torchvision's
-    download (the only network access). Returns ``root``."""
-    if debian_fashion_mnist_available():
-        return prepare_fashion_mnist(root)
+def fashion_mnist_root(root: str, download: bool = True, install: bool = False) -> str:
+    """A torchvision Fashion-MNIST root under ``root``: the IDX files of ``fashion_mnist_source()`` (Debian's
+    package; ``install`` installs it with apt-get first), else torchvision's download (the only network access).
+    Returns ``root``; raises RuntimeError naming the install command when none of these works."""
+    source = fashion_mnist_source()
+    if not debian_fashion_mnist_available(source) and install and source == DEBIAN_FASHION_MNIST:
+        install_debian_fashion_mnist()
+    if debian_fashion_mnist_available(source):
+        return prepare_fashion_mnist(root, source=source)
+    missing = f'Fashion-MNIST: no IDX files in {source} (Debian\'s dataset-fashion-mnist is not installed)'
+    fix = f'install it with --install-data or {APT_INSTALL}, or set {SOURCE_ENV} to a folder of the IDX .gz files'
     if not download:
-        raise FileNotFoundError(
-            'Fashion-MNIST: Debian\'s dataset-fashion-mnist is not installed and download is disabled')
+        raise RuntimeError(f'{missing} and download is off; {fix}')
     from torchvision.datasets import FashionMNIST
-    for train in (True, False):
-        FashionMNIST(root, train=train, download=True)
+    try:
+        for train in (True, False):
+            FashionMNIST(root, train=train, download=True)
+    except (OSError, RuntimeError) as e:  # no network: URLError is an OSError
+        raise RuntimeError(f'{missing} and the download failed ({" ".join(str(e).split())}); {fix}') from None
     return root
 
 

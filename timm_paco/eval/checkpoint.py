@@ -5,13 +5,13 @@ Every registered model is a plain timm model; a checkpoint's model weights are f
 ``projector.*`` layout, the seeds' layouts) and checked by ``check_state_dict``; projector weights are not needed.
 """
 import os
-import pickle
 from typing import Any, Dict, List, Optional
 
 import torch.nn as nn
-from timm.models import create_model, load_state_dict
+from timm.models import create_model
 
-from ..models.checkpoint_filter import check_state_dict, classifier_module_name, model_state_dict
+from ..checkpoint_io import load_checkpoint_file
+from ..models.checkpoint_filter import check_state_dict, classifier_module_name, model_state_dict, unwrap_checkpoint
 
 
 def split_checkpoints(checkpoint: str) -> List[str]:
@@ -24,6 +24,16 @@ def _checkpoint_num_classes(state_dict: Dict[str, Any], model: nn.Module) -> Opt
     name = classifier_module_name(model)
     w = model_state_dict(state_dict, model).get(f'{name}.weight') if name else None
     return int(w.shape[0]) if w is not None and w.ndim >= 1 else None
+
+
+def read_eval_state_dict(path: str, use_ema: bool = False) -> Dict[str, Any]:
+    """The model weights of the checkpoint at ``path``, read with the project's one safe reader: train.py's
+    ``state_dict`` (``state_dict_ema`` with ``use_ema`` when present, as timm's loader), a bare state dict or
+    a safetensors file. Raises ValueError / FileNotFoundError naming ``--checkpoint``."""
+    checkpoint = load_checkpoint_file(path, flag='--checkpoint')
+    if use_ema and isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict_ema'), dict):
+        checkpoint = checkpoint['state_dict_ema']
+    return unwrap_checkpoint(checkpoint, source=f'--checkpoint {path}')
 
 
 def load_eval_checkpoint(model: nn.Module, state_dict: Dict[str, Any], path: str, model_name: str):
@@ -51,10 +61,7 @@ def create_eval_model(
         return model
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f'--checkpoint {checkpoint} does not exist')
-    try:
-        state_dict = load_state_dict(checkpoint, use_ema=use_ema)
-    except (RuntimeError, EOFError, OSError, KeyError, pickle.UnpicklingError) as e:
-        raise ValueError(f'--checkpoint {checkpoint} is not a readable checkpoint: {e}') from e
+    state_dict = read_eval_state_dict(checkpoint, use_ema)
     if num_classes is None:
         ckpt_classes = _checkpoint_num_classes(state_dict, model)
         if ckpt_classes is not None and ckpt_classes != getattr(model, 'num_classes', None):

@@ -19,7 +19,8 @@ def plot_per_class_accuracy(
         import matplotlib.pyplot as plt
         from matplotlib.ticker import NullFormatter, ScalarFormatter
     except ImportError as e:
-        raise ImportError('plotting per-class accuracy needs matplotlib (pip install timm-paco[plot])') from e
+        raise ImportError('plotting per-class accuracy needs matplotlib (pip install matplotlib, a requirement of '
+                          'timm-paco)') from e
 
     rows = [r for r in rows if r['accuracy'] is not None and r['train_count'] is not None]
     fig, ax = plt.subplots(figsize=(7, 4))

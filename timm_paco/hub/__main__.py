@@ -9,6 +9,7 @@ import argparse
 import sys
 
 import timm_paco  # noqa: F401  registers the PaCo architectures
+from timm_paco.cli.errors import debug_requested, one_line, run_main
 from .export import EXPORT_FORMS, export_checkpoint
 from .push import push_checkpoint
 from .zoo_publish import publish_zoo
@@ -26,11 +27,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m timm_paco.hub', description=__doc__.split('\n')[0])
+    p.add_argument('--debug', action='store_true', help='print the traceback of an error (also TIMM_PACO_DEBUG=1)')
     sub = p.add_subparsers(dest='command', required=True)
     exp = sub.add_parser('export', help='write a Hub folder (config.json, model.safetensors, README.md)')
     _common(exp)
     exp.add_argument('output_dir')
     exp.add_argument('--repo-name', default=None, help='repo id named in the model card (default: folder name)')
+    exp.add_argument('--overwrite', action='store_true',
+                     help='replace the contents of a non-empty output folder (default: refuse)')
     push = sub.add_parser('push', help='export and upload to the Hugging Face Hub')
     _common(push)
     push.add_argument('repo_id')
@@ -55,7 +59,7 @@ def main(argv=None) -> int:
         elif args.command == 'export':
             out = export_checkpoint(
                 args.checkpoint, args.output_dir, model_name=args.model, form=args.form, ema=args.ema,
-                results_file=args.results_file, repo_name=args.repo_name)
+                results_file=args.results_file, repo_name=args.repo_name, overwrite=args.overwrite)
             print(f'Exported {args.checkpoint} ({args.form} form) to {out}')
         else:
             info = push_checkpoint(
@@ -63,11 +67,13 @@ def main(argv=None) -> int:
                 private=args.private, revision=args.revision, commit_message=args.commit_message,
                 token=args.token, results_file=args.results_file)
             print(f'Pushed {args.checkpoint} ({args.form} form): {info.commit_url}')
-    except (ValueError, FileNotFoundError) as e:
-        print(f'error: {e}', file=sys.stderr)
+    except (ValueError, FileNotFoundError) as e:  # the checkpoint, model or folder given does not fit
+        if debug_requested(['--debug'] if args.debug else []):
+            raise
+        print(f'python -m timm_paco.hub: error: {one_line(e)}', file=sys.stderr)
         return 2
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main, 'python -m timm_paco.hub'))

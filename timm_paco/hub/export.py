@@ -10,7 +10,8 @@ Two forms, the same plain timm weights in both:
     needs ``import timm_paco``.
 """
 import os
-from typing import Any, Dict, Optional
+import shutil
+from typing import Any, Dict, List, Optional
 
 import timm
 from timm.models import get_model_args, model_entrypoint, save_for_hf
@@ -148,6 +149,20 @@ def _license(model: nn.Module, args: Dict[str, Any]) -> str:
     return (args.get('pretrained') and (getattr(model, 'pretrained_cfg', None) or {}).get('license')) or 'apache-2.0'
 
 
+def _folder_entries(folder: str) -> List[str]:
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def _clear_folder(folder: str, entries: List[str]) -> None:
+    """Remove ``entries`` (files and folders) of ``folder``."""
+    for name in entries:
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
 def export_checkpoint(
         checkpoint_path: str,
         output_dir: str,
@@ -158,8 +173,12 @@ def export_checkpoint(
         repo_name: Optional[str] = None,
         num_classes: Optional[int] = None,
         in_chans: Optional[int] = None,
+        overwrite: bool = False,
 ) -> str:
     """Export a train.py checkpoint (or state dict / .safetensors) to a Hub folder; returns ``output_dir``.
+
+    A non-empty ``output_dir`` is refused (ValueError) unless ``overwrite``: then everything in it goes once the
+    checkpoint has been read and checked, so no file of another model stays beside the export.
 
     Args:
         checkpoint_path: the checkpoint file.
@@ -170,12 +189,19 @@ def export_checkpoint(
         results_file: validate.py ``--results-file`` (json or csv) for the card's results table.
         repo_name: the repo id named in the card (default: the folder name).
         num_classes, in_chans: override what the checkpoint records.
+        overwrite: replace the contents of a non-empty ``output_dir``.
     """
     if form not in EXPORT_FORMS:
         raise ValueError(f"form: expected one of {EXPORT_FORMS}, got {form!r}")
     results = read_results(results_file) if results_file else None
+    existing = _folder_entries(output_dir)
+    if existing and not overwrite:
+        raise ValueError(f"output folder '{output_dir}' is not empty ({', '.join(existing[:4])}"
+                         f"{' …' if len(existing) > 4 else ''}): export into an empty or new folder, or pass "
+                         f"--overwrite to replace its contents")
     ckpt: TrainedCheckpoint = read_checkpoint(checkpoint_path, ema=ema)
     model = build_trained_model(ckpt, model_name, num_classes=num_classes, in_chans=in_chans)
+    _clear_folder(output_dir, existing)
     data_config = {k: ckpt.args[k] for k in _DATA_KEYS if ckpt.args.get(k) is not None} or None
 
     out_model = export_model(model, output_dir, form=form, data_config=data_config)

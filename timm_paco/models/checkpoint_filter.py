@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 from timm.models import clean_state_dict
 
+from timm_paco.finite import check_finite_state
+
 __all__ = [
     'unwrap_checkpoint', 'detect_layout', 'split_state_dict', 'model_state_dict', 'check_state_dict',
     'checkpoint_filter_fn', 'classifier_module_name',
@@ -155,7 +157,8 @@ def check_state_dict(
     filled in.
 
     Raises one ValueError, ``'{source} does not match model {model_name}: ...'``, listing the class-count
-    mismatch, missing / unexpected keys and shape mismatches (first few of each).
+    mismatch, missing / unexpected keys and shape mismatches (first few of each); ``finite.NonFiniteError`` when
+    a weight is NaN or infinite (a diverged run).
 
     Args:
         allow_classifier_mismatch: the classifier may differ or be absent (timm's loader then drops it).
@@ -199,6 +202,7 @@ def check_state_dict(
         problems.append(f'shape mismatches (checkpoint vs model): {_fmt(shapes)}')
     if problems:
         raise ValueError(f'{source} does not match model {name}: ' + '; '.join(problems))
+    check_finite_state(sd, source)
     return sd
 
 

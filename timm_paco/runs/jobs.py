@@ -10,7 +10,11 @@ from typing import Dict, Optional, Sequence, Tuple
 from timm_paco.runs.commands import train_command, validate_command
 from timm_paco.runs.recipes import RECIPE, TASK_MODELS
 
-__all__ = ['run_stage', 'find_checkpoint', 'run_job']
+__all__ = ['StageFailed', 'run_stage', 'find_checkpoint', 'run_job']
+
+
+class StageFailed(RuntimeError):
+    """A stage's command exited with a non-zero code."""
 
 
 def run_stage(
@@ -23,7 +27,8 @@ def run_stage(
     """Print ``stage`` and the command line, run it; output streams to the console (or ``log_file``).
 
     ``threads`` sets ``OMP_NUM_THREADS`` for the command (torch's intra-op threads); None keeps torch's default.
-    Raises ``subprocess.CalledProcessError`` when the command fails.
+    Raises ``StageFailed`` (a RuntimeError naming the stage and the exit code) when the command fails; the
+    command's own message is above it (on the console or in ``log_file``).
     """
     start = time.time() if start is None else start
     env = dict(os.environ)
@@ -35,12 +40,16 @@ def run_stage(
         prefix = f'OMP_NUM_THREADS={threads} '
     print(f'\n[{time.time() - start:7.1f}s] {stage}\n  $ {prefix}{shlex.join(argv)}', flush=True)
     if log_file is None:
-        subprocess.run(argv, check=True, env=env)
-        return
-    with open(log_file, 'a') as log:
-        log.write(f'$ {prefix}{shlex.join(argv)}\n')
-        log.flush()
-        subprocess.run(argv, check=True, stdout=log, stderr=subprocess.STDOUT, env=env)
+        code = subprocess.run(argv, env=env).returncode
+    else:
+        with open(log_file, 'a') as log:
+            log.write(f'$ {prefix}{shlex.join(argv)}\n')
+            log.flush()
+            code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    if code != 0:
+        where = f'its message is at the end of {log_file}' if log_file else 'its message is above'
+        raise StageFailed(f'{stage}: {os.path.basename(argv[1]) if len(argv) > 1 else argv[0]} exited with code '
+                          f'{code} ({where})')
 
 
 def find_checkpoint(train_dir: str) -> str:

@@ -17,7 +17,7 @@ def read_initial_checkpoint(model: nn.Module, path: str) -> Dict[str, torch.Tens
     checkpoint's projector weights (``{}`` when it has none) for the task to load.
 
     Raises FileNotFoundError / ValueError naming ``path``."""
-    checkpoint = load_checkpoint_file(path)
+    checkpoint = load_checkpoint_file(path, flag='--initial-checkpoint')
     source = f'--initial-checkpoint {path}'
     state_dict = unwrap_checkpoint(checkpoint, source=source)
     projector = checkpoint_projector(checkpoint, state_dict)[0]

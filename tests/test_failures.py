@@ -1,0 +1,438 @@
+"""Fault drills: train.py, validate.py, the Hub CLI and the quick start as real processes meeting the faults real
+runs meet (bad flags and files, a diverging run, a rerun, kill -9). Each drill asserts the exit code, the one
+error line on stderr, that no traceback is printed, and that nothing in the watched folders changed."""
+import hashlib
+import logging
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = [sys.executable, os.path.join(REPO, 'train.py')]
+VALIDATE = [sys.executable, os.path.join(REPO, 'validate.py')]
+HUB = [sys.executable, '-m', 'timm_paco.hub']
+NUM_CLASSES = 4  # conftest's image_folder
+
+
+def _env(**extra):
+    env = dict(os.environ, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1', PYTHONPATH=REPO)
+    env.pop('TIMM_PACO_DEBUG', None)
+    env.update(extra)
+    return env
+
+
+def _train_args(data_dir, output, experiment, *extra):
+    return TRAIN + [
+        '--data-dir', str(data_dir), '--model', 'test_convnext', '--img-size', '32', '--num-classes', str(NUM_CLASSES),
+        '-b', '4', '--lr', '0.02', '--warmup-epochs', '0', '--device', 'cpu', '--workers', '0', '--seed', '0',
+        '--paco-queue-size', '8', '--log-interval', '1', '--output', str(output), '--experiment', experiment, *extra]
+
+
+def _validate_args(data_dir, checkpoint, *extra):
+    return VALIDATE + ['--data-dir', str(data_dir), '--model', 'test_convnext', '--num-classes', str(NUM_CLASSES),
+                       '--img-size', '32', '--device', 'cpu', '--workers', '0', '--checkpoint', str(checkpoint),
+                       *extra]
+
+
+def _tree(folder) -> dict:
+    """path -> sha256 of every file under ``folder`` (empty when it does not exist)."""
+    out = {}
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            with open(path, 'rb') as f:
+                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def _drill(cmd, code, message, watch=(), env=None, timeout=300):
+    """Run ``cmd``; assert exit ``code``, one ``: error:`` line holding ``message``, no traceback, and ``watch``
+    folders unchanged. Returns the process."""
+    before = {str(w): _tree(w) for w in watch}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env or _env(), timeout=timeout, cwd=REPO)
+    errors = [line for line in proc.stderr.splitlines() if ': error: ' in line]
+    assert proc.returncode == code, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-3000:]
+    assert proc.stderr.rstrip().splitlines()[-1] == errors[0]  # the last word on stderr
+    for w in watch:
+        assert _tree(w) == before[str(w)], f'{w} changed'
+    return proc
+
+
+def _train_main():
+    sys.path.insert(0, REPO)
+    import train
+    return train.main
+
+
+def _drill_here(capsys, argv, code, message, watch=()):
+    """``_drill`` of train.py in this process (``run_main``, as its ``__main__`` does): for the drills whose process
+    start would only repeat one that runs as a subprocess."""
+    from timm_paco.cli.errors import run_main
+    before = {str(w): _tree(w) for w in watch}
+    capsys.readouterr()
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    root.handlers.clear()  # train.main logs through a handler on this test's stderr, not an earlier test's
+    try:
+        assert run_main(_train_main(), 'train.py', [str(a) for a in argv[2:]]) == code
+    finally:
+        root.handlers[:] = handlers
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if ': error: ' in line]
+    assert 'Traceback' not in err and len(errors) == 1 and message in errors[0], err[-3000:]
+    for w in watch:
+        assert _tree(w) == before[str(w)], f'{w} changed'
+
+
+def _all_finite(obj) -> bool:
+    if isinstance(obj, dict):
+        return all(_all_finite(v) for v in obj.values())
+    if torch.is_tensor(obj) and obj.is_floating_point():
+        return bool(torch.isfinite(obj).all())
+    return True
+
+
+@pytest.fixture(scope='module')
+def trained(image_folder, tmp_path_factory):
+    """One finished 1-epoch CE run: its folder, checkpoint and log."""
+    out = tmp_path_factory.mktemp('runs')
+    proc = subprocess.run(_train_args(image_folder, out, 'base', '--task', 'ce', '--epochs', '1'),
+                          capture_output=True, text=True, env=_env(), timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(out=out, dir=out / 'base', checkpoint=out / 'base' / 'last.pth.tar', log=proc.stderr)
+
+
+# -- validation never on the training images ------------------------------------------------------------------------
+
+def test_split_paths_are_logged(trained, image_folder):
+    assert f'--train-split train: {os.path.join(image_folder, "train")}' in trained['log']
+    assert f'--val-split validation: {os.path.join(image_folder, "validation")}' in trained['log']
+
+
+def test_a_split_not_found_is_an_error_naming_the_splits(image_folder, tmp_path, fmnist_root, capsys):
+    _drill(_train_args(image_folder, tmp_path, 'typo', '--val-split', 'valdation'), 2,
+           f'--val-split valdation: {image_folder} has no valdation folder; its splits are train, validation',
+           watch=[tmp_path])
+    _drill_here(capsys, _train_args(image_folder, tmp_path, 'typo', '--train-split', 'trian'), 2,
+                '--train-split trian: ', watch=[tmp_path])
+    # a root of class folders serves every split: training on it and validating on it is refused
+    _drill(_train_args(os.path.join(image_folder, 'train'), tmp_path, 'classes'), 2,
+           '--val-split validation: it reads the training images', watch=[tmp_path])
+    # torchvision's train / test datasets: a misspelled split was read as the test set
+    torch_args = _train_args(fmnist_root, tmp_path, 'torch', '--dataset', 'torch/fashion_mnist', '--num-classes', '10',
+                             '--val-split', 'vaildation')
+    _drill_here(capsys, torch_args, 2, '--val-split vaildation: torch/fashion_mnist has a train split',
+                watch=[tmp_path])
+    assert not os.listdir(tmp_path)
+
+
+def test_validate_refuses_a_split_it_does_not_have(trained, image_folder):
+    _drill(_validate_args(image_folder, trained['checkpoint'], '--split', 'valdation'), 1,
+           'has no valdation folder; its splits are train, validation', watch=[trained['dir']])
+
+
+# -- a diverging run stops, and no non-finite model is saved ---------------------------------------------------------
+
+def test_nan_run_stops_at_once_and_keeps_the_last_finite_checkpoint(image_folder, tmp_path):
+    # epoch 0 at lr 0.02, then the step schedule multiplies it by 1e30: the weights overflow in epoch 1's first update
+    cmd = _train_args(image_folder, tmp_path, 'nan', '--task', 'paco', '--epochs', '3', '--sched', 'step',
+                      '--decay-epochs', '1', '--decay-rate', '1e30')
+    proc = _drill(cmd, 1, 'non-finite loss (NaN or inf) at epoch 1, update 1 (batch 1): training diverged')
+    assert 'nan/last.pth.tar, holds the last finite model' in proc.stderr
+    assert 'Train: 1 [   1/4' not in proc.stderr and 'Train: 2' not in proc.stderr  # stopped at that step
+    run = tmp_path / 'nan'
+    assert sorted(os.listdir(run)) == ['args.yaml', 'checkpoint-0.pth.tar', 'class_counts.json', 'last.pth.tar',
+                                       'model_best.pth.tar', 'summary.csv']
+    for name in ('last.pth.tar', 'model_best.pth.tar'):
+        checkpoint = torch.load(run / name, map_location='cpu', weights_only=False)
+        assert checkpoint['epoch'] == 0 and _all_finite(checkpoint)  # model, EMA key encoder, queue, projector
+    assert len((run / 'summary.csv').read_text().splitlines()) == 2  # header + epoch 0
+
+
+def test_nonfinite_updates_can_be_skipped_up_to_a_bound(image_folder, tmp_path):
+    cmd = _train_args(image_folder, tmp_path, 'skip', '--task', 'gpaco', '--epochs', '3', '--sched', 'step',
+                      '--decay-epochs', '1', '--decay-rate', '1e30', '--max-nonfinite-steps', '2')
+    proc = _drill(cmd, 1, 'non-finite loss (NaN or inf) at epoch 1, update 3 (batch 3)')
+    assert proc.stderr.count('update skipped') == 2
+
+
+def test_validate_export_and_training_refuse_a_nonfinite_checkpoint(trained, image_folder, tmp_path, capsys):
+    checkpoint = torch.load(trained['checkpoint'], map_location='cpu', weights_only=False)
+    first = next(k for k, v in checkpoint['state_dict'].items() if v.is_floating_point())
+    checkpoint['state_dict'][first][0] = float('nan')
+    bad = tmp_path / 'nan.pth.tar'
+    torch.save(checkpoint, bad)
+    message = f'has non-finite weights (NaN or inf) in {first}'
+    _drill(_validate_args(image_folder, bad), 1, message, watch=[tmp_path])
+    _drill(HUB + ['export', str(bad), str(tmp_path / 'hub')], 2, message, watch=[tmp_path])
+    for flag in ('--initial-checkpoint', '--resume'):
+        _drill_here(capsys, _train_args(image_folder, tmp_path, 'from-nan', flag, str(bad), '--epochs', '2'), 1,
+                    message, watch=[tmp_path])
+    assert sorted(os.listdir(tmp_path)) == ['nan.pth.tar']
+
+
+def test_nonfinite_weights_are_never_saved():
+    import argparse
+    import timm
+    from timm_paco.cli.train_run import TrainRun
+    from timm_paco.finite import NonFiniteError
+    from timm_paco.tasks import create_task
+    task = create_task('paco', timm.create_model('test_convnext', num_classes=NUM_CLASSES), queue_size=8,
+                       verbose=False)
+    run = TrainRun(args=argparse.Namespace(), task=task, optimizer=None, device=torch.device('cpu'), loader_train=None)
+    run.check_savable('the end of epoch 0')  # finite: no error
+    with torch.no_grad():
+        task.module.projector.state_dict(keep_vars=True)[next(iter(task.module.projector.state_dict()))].fill_(
+            float('inf'))
+    with pytest.raises(NonFiniteError, match=r'the model at the end of epoch 3 has non-finite weights .* in '
+                                             r'projector\.'):
+        run.check_savable('the end of epoch 3')
+
+
+# -- a rerun never overwrites a run ----------------------------------------------------------------------------------
+
+def test_a_rerun_is_refused_and_overwrite_starts_over(trained, image_folder, tmp_path):
+    again = _train_args(image_folder, trained['out'], 'base', '--task', 'ce', '--epochs', '1')
+    _drill(again, 2, f'--experiment base: {trained["dir"]} already holds a run (checkpoint-0.pth.tar, '
+           f'last.pth.tar, model_best.pth.tar, summary.csv); resume it with --resume {trained["checkpoint"]}, '
+           f'start over with --overwrite', watch=[trained['out']])
+    copy = tmp_path / 'base'
+    shutil.copytree(trained['dir'], copy)
+    (copy / 'checkpoint-7.pth.tar').write_bytes((copy / 'last.pth.tar').read_bytes())  # a stale one
+    (copy / 'notes.txt').write_text('mine')
+    proc = subprocess.run(_train_args(image_folder, tmp_path, 'base', '--task', 'ce', '--epochs', '1',
+                                      '--overwrite'), capture_output=True, text=True, env=_env(), cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (copy / 'checkpoint-7.pth.tar').exists() and (copy / 'notes.txt').read_text() == 'mine'
+
+
+def test_resume_keeps_the_restored_lr_and_says_so(trained, image_folder, tmp_path):
+    proc = subprocess.run(_train_args(image_folder, tmp_path, 'resumed', '--task', 'ce', '--epochs', '2',
+                                      '--sched', 'cosine', '--resume', str(trained['checkpoint']), '--lr', '0.5'),
+                          capture_output=True, text=True, env=_env(), cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--lr 0.5: the resumed optimizer state keeps the run's --lr 0.02" in proc.stderr
+    import yaml
+    assert yaml.safe_load((tmp_path / 'resumed' / 'args.yaml').read_text())['lr'] == 0.02
+    # epoch 1 of a 2-epoch cosine schedule from 0.02, not from 0.5
+    assert (tmp_path / 'resumed' / 'summary.csv').read_text().splitlines()[1].endswith(',0.01')
+
+
+def test_a_class_without_training_images_is_named(image_folder, tmp_path):
+    # 4 images per class and imbalance 0.01: classes 1, 2, 3 keep int(4 * 0.01^(c/3)) = 0 images
+    proc = subprocess.run(_train_args(image_folder, tmp_path, 'empty', '--task', 'ce', '--epochs', '1',
+                                      '--imb-factor', '0.01', '-b', '2'),
+                          capture_output=True, text=True, env=_env(), cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'Classes 1, 2, 3 of 4 have no training images' in proc.stderr
+
+
+# -- one clear line for every user mistake ---------------------------------------------------------------------------
+
+def test_user_mistakes_end_in_one_line(image_folder, tmp_path, capsys):
+    (tmp_path / 'bad.yaml').write_text('lr: [1\n')
+    (tmp_path / 'key.yaml').write_text('lrr: 0.1\n')
+    out = tmp_path / 'out'
+    cases = [
+        (['--data-dir', str(tmp_path / 'nope')], '--data-dir {}: no such folder'.format(tmp_path / 'nope')),
+        (['--device', 'cuda'], '--device cuda: CUDA is not available here'),
+        (['--model', 'resnet5O'], '--model resnet5O: no such model in timm (or timm_paco); did you mean resnet50'),
+        (['-c', str(tmp_path / 'missing.yaml')], '-c/--config {}: cannot read it'.format(tmp_path / 'missing.yaml')),
+        (['-c', str(tmp_path / 'bad.yaml')], 'bad.yaml: not valid YAML at line 2, column 1'),
+        (['-c', str(tmp_path / 'key.yaml')], "key.yaml: unknown key 'lrr' (no such flag); did you mean --lr?"),
+        (['--model', 'vit_tiny_patch16_224', '--img-size', '33'],
+         '--img-size 33x33: vit_tiny_patch16_224 takes 224x224 inputs'),
+    ]
+    if torch.cuda.is_available():
+        cases.pop(1)
+    for i, (extra, message) in enumerate(cases):
+        cmd = _train_args(image_folder, out, 'mistake', '--epochs', '1')
+        if extra[0] == '--data-dir':
+            cmd[cmd.index('--data-dir') + 1] = extra[1]
+        else:
+            cmd += extra
+        if i < 2:  # as processes; the others in this process, through the same entry point
+            _drill(cmd, 2, message, watch=[tmp_path])
+        else:
+            _drill_here(capsys, cmd, 2, message, watch=[tmp_path])
+    assert not out.exists()
+
+
+def _bad_checkpoints(folder, good):
+    """Every kind of unreadable checkpoint: name -> (path, words of the message)."""
+    data = good.read_bytes()
+    files = {'truncated': data[:len(data) // 2], 'empty': b'', 'random': bytes(random.Random(0).randbytes(4096)),
+             'text': b'not a checkpoint\n'}
+    out = {}
+    for name, content in files.items():
+        (folder / f'{name}.pth.tar').write_bytes(content)
+        out[name] = (folder / f'{name}.pth.tar', 'is not a loadable PyTorch checkpoint')
+    torch.save([1, 2, 3], folder / 'list.pth.tar')
+    out['list'] = (folder / 'list.pth.tar', 'expected a dict checkpoint, got list')
+    import timm
+    torch.save({'state_dict': timm.create_model('resnet10t', num_classes=NUM_CLASSES).state_dict()},
+               folder / 'arch.pth.tar')
+    out['wrong-architecture'] = (folder / 'arch.pth.tar', 'does not match model test_convnext')
+    import safetensors.torch
+    safetensors.torch.save_file({'w': torch.zeros(64, 64)}, str(folder / 'cut.safetensors'))
+    (folder / 'cut.safetensors').write_bytes((folder / 'cut.safetensors').read_bytes()[:200])
+    out['corrupt-safetensors'] = (folder / 'cut.safetensors', 'is not a readable safetensors file')
+    marker = folder / 'PWNED'
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f'touch {marker}',)
+    torch.save({'state_dict': Payload()}, folder / 'evil.pth.tar')
+    out['malicious-pickle'] = (folder / 'evil.pth.tar', 'is not a loadable PyTorch checkpoint')
+    return out, marker
+
+
+def test_unreadable_checkpoints_are_refused_by_the_one_reader(trained, tmp_path):
+    """Every kind, in process, through the readers behind --resume, --initial-checkpoint and --checkpoint."""
+    import timm
+    from timm_paco.cli.train_task import check_resume_checkpoint
+    from timm_paco.eval.checkpoint import create_eval_model
+    from timm_paco.tasks.initial_weights import read_initial_checkpoint
+    bad, marker = _bad_checkpoints(tmp_path, trained['checkpoint'])
+    model = timm.create_model('test_convnext', num_classes=NUM_CLASSES)
+    readers = {
+        '--resume': lambda p: check_resume_checkpoint(str(p)),
+        '--initial-checkpoint': lambda p: read_initial_checkpoint(model, str(p)),
+        '--checkpoint': lambda p: create_eval_model('test_convnext', checkpoint=str(p), num_classes=NUM_CLASSES),
+    }
+    for flag, read in readers.items():
+        for name, (path, words) in bad.items():
+            if flag == '--resume' and name == 'wrong-architecture':
+                continue  # a train.py-shaped file: the model's load names the mismatch (a drill below)
+            if flag == '--resume' and name == 'list':
+                words = 'not a train.py checkpoint'
+            with pytest.raises(ValueError) as info:
+                read(path)
+            text = str(info.value)
+            assert flag in text and str(path) in text and words in text, (flag, name, text)
+    assert not marker.exists()  # the payload never ran
+
+
+def test_unreadable_checkpoints_end_in_one_line(trained, image_folder, tmp_path, capsys):
+    bad, marker = _bad_checkpoints(tmp_path, trained['checkpoint'])
+    out = tmp_path / 'out'
+    path, words = bad['random']
+    _drill(_validate_args(image_folder, path), 1, f'--checkpoint: checkpoint \'{path}\' {words}', watch=[tmp_path])
+    path, words = bad['malicious-pickle']
+    _drill(_train_args(image_folder, out, 'bad', '--resume', str(path), '--epochs', '2'), 1,
+           f'--resume: checkpoint \'{path}\' {words}', watch=[tmp_path])
+    for name in ('random', 'truncated', 'corrupt-safetensors'):
+        path, words = bad[name]
+        _drill_here(capsys, _train_args(image_folder, out, 'bad', '--initial-checkpoint', str(path), '--epochs', '2'),
+                    1, f'--initial-checkpoint: checkpoint \'{path}\' {words}', watch=[tmp_path])
+    _drill_here(capsys, _train_args(image_folder, out, 'bad', '--resume', str(bad['list'][0]), '--epochs', '2'), 1,
+                'not a train.py checkpoint', watch=[tmp_path])
+    _drill_here(capsys, _train_args(image_folder, out, 'bad', '--resume', str(bad['wrong-architecture'][0]),
+                                    '--epochs', '2'), 1, 'does not match model', watch=[tmp_path])
+    _drill(HUB + ['export', str(bad['random'][0]), str(tmp_path / 'hub')], 2, 'is not a loadable PyTorch checkpoint',
+           watch=[tmp_path])
+    assert not marker.exists() and not out.exists()
+
+
+def test_debug_shows_the_traceback(image_folder, tmp_path):
+    cmd = _train_args(image_folder, tmp_path, 'dbg', '--epochs', '1', '--resume', str(tmp_path / 'nope.pth.tar'))
+    plain = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO)
+    assert plain.returncode == 1 and 'Traceback' not in plain.stderr
+    assert f"--resume: checkpoint '{tmp_path / 'nope.pth.tar'}' does not exist" in plain.stderr.splitlines()[-1]
+    debug = subprocess.run(cmd, capture_output=True, text=True, env=_env(TIMM_PACO_DEBUG='1'), cwd=REPO)
+    assert debug.returncode == 1 and 'Traceback' in debug.stderr
+
+
+# -- the Hub and the quick start -------------------------------------------------------------------------------------
+
+def test_export_never_overwrites_a_folder_unasked(trained, tmp_path):
+    target = tmp_path / 'hub'
+    target.mkdir()
+    (target / 'README.md').write_text('my own notes')
+    (target / 'other.safetensors').write_bytes(b'another model')
+    _drill(HUB + ['export', str(trained['checkpoint']), str(target)], 2,
+           f"output folder '{target}' is not empty (README.md, other.safetensors)", watch=[tmp_path])
+    proc = subprocess.run(HUB + ['export', str(trained['checkpoint']), str(target), '--overwrite'],
+                          capture_output=True, text=True, env=_env(), cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(os.listdir(target)) == ['README.md', 'config.json', 'model.safetensors']
+    assert 'my own notes' not in (target / 'README.md').read_text()
+
+
+def test_push_without_network_keeps_the_run_and_says_how_to_push_later(image_folder, tmp_path):
+    cmd = _train_args(image_folder, tmp_path, 'push', '--task', 'ce', '--epochs', '1', '--push-to-hub', 'org/model')
+    proc = _drill(cmd, 1, '--push-to-hub org/model: the push failed', env=_env(HF_TOKEN='hf_offline_test'))
+    line = proc.stderr.splitlines()[-1]
+    run = tmp_path / 'push'
+    assert f'push it later with python -m timm_paco.hub push {run / "model_best.pth.tar"} org/model' in line
+    assert (run / 'last.pth.tar').is_file() and (run / 'model_best.pth.tar').is_file()
+
+
+def test_quickstart_without_the_data_names_the_install_command(tmp_path):
+    cmd = [sys.executable, '-m', 'timm_paco.quickstart', '--tiny', '--no-download', '--output', str(tmp_path / 'qs')]
+    _drill(cmd, 1, 'apt-get install dataset-fashion-mnist', env=_env(FASHION_MNIST_DIR=str(tmp_path / 'none')))
+
+
+# -- what already holds: kill -9 anywhere -----------------------------------------------------------------------------
+
+def _wait_for(path, proc, timeout=120):
+    end = time.time() + timeout
+    while not os.path.isfile(path):
+        assert proc.poll() is None and time.time() < end, 'the run ended before writing ' + str(path)
+        time.sleep(0.05)
+
+
+def test_kill_9_then_resume_is_bit_identical(image_folder, tmp_path):
+    def args(experiment, *extra):
+        return _train_args(image_folder, tmp_path, experiment, '--task', 'paco', '--epochs', '3', '--val-split', '',
+                           *extra)
+    whole = subprocess.run(args('whole'), capture_output=True, text=True, env=_env(), cwd=REPO)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    proc = subprocess.Popen(args('killed'), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
+                            cwd=REPO)
+    _wait_for(tmp_path / 'killed' / 'last.pth.tar', proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = subprocess.run(args('killed', '--resume', str(tmp_path / 'killed' / 'last.pth.tar')),
+                             capture_output=True, text=True, env=_env(), cwd=REPO)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = torch.load(tmp_path / 'whole' / 'last.pth.tar', map_location='cpu', weights_only=False)
+    b = torch.load(tmp_path / 'killed' / 'last.pth.tar', map_location='cpu', weights_only=False)
+    assert a['epoch'] == b['epoch'] == 2
+    for key in ('state_dict', 'task_state'):
+        flat_a, flat_b = _flatten(a[key]), _flatten(b[key])
+        assert flat_a.keys() == flat_b.keys()
+        assert all(torch.equal(flat_a[k], flat_b[k]) for k in flat_a), key
+
+
+def _flatten(obj, prefix=''):
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f'{prefix}{k}.'))
+        return out
+    return {prefix: obj} if torch.is_tensor(obj) else {}
+
+
+def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint(image_folder, tmp_path):
+    rng = random.Random(0)
+    for attempt in range(3):
+        experiment = f'k{attempt}'
+        proc = subprocess.Popen(_train_args(image_folder, tmp_path, experiment, '--task', 'ce', '--epochs', '50',
+                                            '--val-split', ''),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=REPO)
+        _wait_for(tmp_path / experiment / 'last.pth.tar', proc)
+        time.sleep(rng.uniform(0, 0.5))  # somewhere in the next epochs, their checkpoint writes included
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        checkpoint = torch.load(tmp_path / experiment / 'last.pth.tar', map_location='cpu', weights_only=False)
+        assert checkpoint['epoch'] >= 0 and checkpoint['state_dict']
