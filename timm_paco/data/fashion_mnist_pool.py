@@ -1,6 +1,7 @@
 """Fashion-MNIST roots for the quick start and the benchmarks: the source images (Debian's package, else
 torchvision's download) and balanced pools of the first ``n`` images of each class, written back as IDX files so
 that torchvision (timm's ``torch/fashion_mnist``) reads them."""
+import logging
 import os
 from typing import List, Optional
 
@@ -14,18 +15,25 @@ from timm_paco.data.idx import read_idx, write_idx
 
 __all__ = ['fashion_mnist_root', 'cap_per_class']
 
+_logger = logging.getLogger(__name__)
+
 
 def fashion_mnist_root(root: str, download: bool = True, install: bool = False) -> str:
     """A torchvision Fashion-MNIST root under ``root``: the IDX files of ``fashion_mnist_source()`` (Debian's
     package; ``install`` installs it with apt-get first), else torchvision's download (the only network access).
     Returns ``root``; raises RuntimeError naming the install command when none of these works."""
     source = fashion_mnist_source()
-    if not debian_fashion_mnist_available(source) and install and source == DEBIAN_FASHION_MNIST:
-        install_debian_fashion_mnist()
+    debian = source == DEBIAN_FASHION_MNIST
+    if not debian_fashion_mnist_available(source) and install and debian:
+        problem = install_debian_fashion_mnist()
+        if problem:  # torchvision's download may still work
+            _logger.warning(f'--install-data: {problem}; trying the download instead')
     if debian_fashion_mnist_available(source):
         return prepare_fashion_mnist(root, source=source)
-    missing = f'Fashion-MNIST: no IDX files in {source} (Debian\'s dataset-fashion-mnist is not installed)'
-    fix = f'install it with --install-data or {APT_INSTALL}, or set {SOURCE_ENV} to a folder of the IDX .gz files'
+    missing = f'Fashion-MNIST: no IDX files in {source}' + (
+        ' (Debian\'s dataset-fashion-mnist is not installed)' if debian else f' (from {SOURCE_ENV})')
+    fix = f'install Debian\'s package ({APT_INSTALL}, or --install-data), or set {SOURCE_ENV} to a folder of the ' \
+          f'IDX .gz files'
     if not download:
         raise RuntimeError(f'{missing} and download is off; {fix}')
     from torchvision.datasets import FashionMNIST
