@@ -19,6 +19,7 @@ import timm
 import torch
 
 from timm_paco.arg_types import non_negative_int, positive_int
+from timm_paco.finite import grads_finite
 from timm_paco.tasks import create_task
 
 
@@ -38,6 +39,9 @@ def parse_args(argv=None):
     parser.add_argument('--amp-dtype', default='bfloat16', choices=('bfloat16', 'float16'))
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--threads', type=positive_int, default=None, help='torch CPU threads')
+    parser.add_argument('--guard', action='store_true',
+                        help="also time each task with train.py's non-finite guard (a finite-loss check before the "
+                             "backward, a finite-gradient check before the update) and report its cost")
     parser.add_argument('--json', default='', help='write the results to this file')
     return parser.parse_args(argv)
 
@@ -60,14 +64,19 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _run(task, optimizer, input, target, steps, device, autocast, scaler):
+def _run(task, optimizer, input, target, steps, device, autocast, scaler, guard=False):
     _sync(device)
     start = time.perf_counter()
+    params = list(task.get_trainable_module().parameters())
     for _ in range(steps):
         with autocast():
             loss = task(input, target)['loss']
+        if guard and not bool(torch.isfinite(loss)):  # as train.py: one sync before the backward
+            raise FloatingPointError('non-finite loss')
         if scaler is None:
             loss.backward()
+            if guard and not grads_finite(params):  # as train.py without a grad scaler: before the update
+                raise FloatingPointError('non-finite gradient')
             optimizer.step()
         else:
             scaler.scale(loss).backward()
@@ -104,13 +113,15 @@ def main(argv=None):
     built = {n: _build(n, args, device) for n in names}
     for task, optimizer in built.values():
         task.get_trainable_module().train()
-    times = {n: [] for n in names}
+    runs = [(n, False) for n in names] + ([(n, True) for n in names] if args.guard else [])
+    times = {run: [] for run in runs}
     for _ in range(args.rounds):
-        for n in names:
+        for n, guard in runs:
             if args.warmup:
-                _run(*built[n], input, target, args.warmup, device, autocast, scaler)
-            times[n].append(_run(*built[n], input, target, args.steps, device, autocast, scaler))
-    median = {n: sorted(t)[len(t) // 2] for n, t in times.items()}
+                _run(*built[n], input, target, args.warmup, device, autocast, scaler, guard)
+            times[(n, guard)].append(_run(*built[n], input, target, args.steps, device, autocast, scaler, guard))
+    median = {n: sorted(times[(n, False)])[len(times[(n, False)]) // 2] for n in names}
+    guarded = {n: sorted(times[(n, True)])[len(times[(n, True)]) // 2] for n in names} if args.guard else {}
     result = dict(
         device=str(device), torch_threads=torch.get_num_threads(), model=args.model, img_size=args.img_size,
         batch_size=args.batch_size, views=2, amp=args.amp_dtype if args.amp else False,
@@ -119,6 +130,9 @@ def main(argv=None):
         images_per_s={n: round(args.batch_size / median[n], 1) for n in names},
         ratio_over_ce={n: round(median[n] / median['ce'], 3) for n in names},
     )
+    if guarded:
+        result['guard_step_s'] = {n: round(guarded[n], 4) for n in names}
+        result['guard_ratio'] = {n: round(guarded[n] / median[n], 3) for n in names}
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, 'w') as f:

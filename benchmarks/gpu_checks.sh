@@ -20,7 +20,7 @@ python3 benchmarks/bench_loss.py --device cuda --repeats 50 --warmup 10 2>&1 | t
 for model in resnet50 vit_base_patch16_224; do
   for amp in bfloat16 float16; do
     python3 benchmarks/bench_step.py --device cuda --model "$model" --num-classes 1000 --img-size 224 -b 128 \
-      --amp --amp-dtype "$amp" --channels-last --steps 10 --warmup 3 --rounds 3 --json "$OUT/step.json" \
+      --amp --amp-dtype "$amp" --channels-last --steps 10 --warmup 3 --rounds 3 --guard --json "$OUT/step.json" \
       > "$OUT/step.log" 2>&1 || { status=1; cat "$OUT/step.log"; }
     python3 -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))" "$OUT/step.json" \
       | tee -a "$OUT/bench_step.jsonl"
