@@ -140,6 +140,12 @@ def test_validate_refuses_a_split_it_does_not_have(trained, image_folder):
            'has no valdation folder; its splits are train, validation', watch=[trained['dir']])
 
 
+def test_validate_without_network_names_the_model_and_checkpoint(image_folder):
+    cmd = _validate_args(image_folder, '')  # no checkpoint: timm's pretrained weights, not reachable offline
+    proc = _drill(cmd, 1, '--model test_convnext: its pretrained weights could not be loaded (')
+    assert proc.stderr.rstrip().endswith('; pass --checkpoint FILE for local weights')
+
+
 # -- a diverging run stops, and no non-finite model is saved ---------------------------------------------------------
 
 def test_nan_run_stops_at_once_and_keeps_the_last_finite_checkpoint(image_folder, tmp_path):

@@ -5,17 +5,33 @@ import torch
 from timm.layers import apply_test_time_pool
 from timm.utils import reparameterize_model
 
+from huggingface_hub.errors import HfHubHTTPError
+
+from timm_paco.cli.errors import one_line
 from timm_paco.eval import EnsembleModel, create_eval_model
+from timm_paco.models.zoo import PretrainedWeightsUnavailable
 
 __all__ = ['build_model', 'prepare_model']
+
+
+def _pretrained_model(args, create_kwargs):
+    """``--model`` with its pretrained weights; a download that fails (no network, no such file) names the model
+    and ``--checkpoint`` as the way to evaluate local weights."""
+    try:
+        return create_eval_model(args.model, pretrained=args.pretrained, num_classes=args.num_classes,
+                                 **create_kwargs)
+    except PretrainedWeightsUnavailable:
+        raise
+    except (OSError, HfHubHTTPError) as e:
+        raise RuntimeError(f'--model {args.model}: its pretrained weights could not be loaded ({one_line(e)}); '
+                           f'pass --checkpoint FILE for local weights') from e
 
 
 def build_model(args, checkpoints, in_chans):
     """The evaluated model: ``--pretrained`` (no checkpoint), one checkpoint's, or the ensemble of several."""
     create_kwargs = dict(in_chans=in_chans, global_pool=args.gp, scriptable=args.torchscript, **args.model_kwargs)
     if not checkpoints:
-        model = create_eval_model(
-            args.model, pretrained=args.pretrained, num_classes=args.num_classes, **create_kwargs)
+        model = _pretrained_model(args, create_kwargs)
         return reparameterize_model(model) if args.reparam else model
     models = []
     for c in checkpoints:
