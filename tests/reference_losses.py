@@ -5,7 +5,7 @@ Written literally from the formulas, one anchor at a time, with explicit weight 
 """
 import torch
 
-__all__ = ['paco_reference', 'supcon_reference', 'balanced_softmax_reference']
+__all__ = ['paco_reference', 'supcon_reference', 'balanced_softmax_reference', 'dscl_reference']
 
 
 def _log_prior(class_counts, num_classes):
@@ -125,3 +125,33 @@ def paco_dense_reference(logits, features, labels, queue_features, queue_labels,
     sample_weight = alpha * (labels[:, None] == contrast_labels[None, :]).double() * not_self
     weight = torch.cat([centre_weight, sample_weight], dim=1)
     return (-(weight * log_prob).sum(dim=1) / weight.sum(dim=1)).mean()
+
+
+def dscl_reference(queries, labels, keys_and_queue, keys_and_queue_labels, *, alpha=1 / 9, temperature=0.07):
+    """DSCL, one anchor at a time: contrast set = the other queries, then every key / queue row; the own key is
+    row i of ``keys_and_queue``; the class positives are the other members with the anchor's label.
+    L_i = −α s⁺ − (1−α) mean_P s + logsumexp_C s (α = 1 for an anchor without class positives); mean over i."""
+    queries, bank = queries.double(), keys_and_queue.double()
+    num = queries.shape[0]
+    per_anchor = []
+    for i in range(num):
+        members, member_labels, own_index = [], [], None
+        for j in range(num):
+            if j != i:
+                members.append(queries[j])
+                member_labels.append(int(labels[j]))
+        for j in range(bank.shape[0]):
+            if j == i:
+                own_index = len(members)
+            members.append(bank[j])
+            member_labels.append(int(keys_and_queue_labels[j]))
+        sims = torch.stack([torch.dot(queries[i], m) / temperature for m in members])
+        lse = torch.logsumexp(sims, dim=0)
+        own = sims[own_index]
+        positives = [sims[t] for t in range(len(members)) if t != own_index and member_labels[t] == int(labels[i])]
+        if positives:
+            loss = -alpha * own - (1 - alpha) * torch.stack(positives).mean() + lse
+        else:
+            loss = -own + lse
+        per_anchor.append(loss)
+    return torch.stack(per_anchor).mean()

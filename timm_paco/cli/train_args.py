@@ -297,13 +297,18 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
                    help='weight of the class centre (default: 1.0)')
     g.add_argument('--paco-gamma', type=non_negative_float, default=None,
                    help='weight of samples in the denominator (default: 1.0)')
-    g.add_argument('--paco-temperature', type=positive_float, default=None, help='contrast temperature (default: 0.2)')
-    g.add_argument('--paco-queue-size', type=positive_int, default=8192, help='paco queue slots (default: 8192)')
+    g.add_argument('--paco-temperature', type=positive_float, default=None,
+                   help='contrast temperature (default: 0.2 for paco / gpaco, 0.07 for dscl)')
+    g.add_argument('--paco-queue-size', type=positive_int, default=8192,
+                   help='paco / dscl queue slots (default: 8192)')
     g.add_argument('--gpaco-queue-size', type=non_negative_int, default=0,
                    help='gpaco queue of earlier embeddings, slots (default: 0, none, the paper; the seeds\' '
                         'long-tailed code: 8192, 1024 on CIFAR)')
     g.add_argument('--paco-momentum', type=decay_rate, default=0.999,
-                   help='paco key encoder EMA decay (default: 0.999)')
+                   help='paco / dscl key encoder EMA decay (default: 0.999)')
+    g.add_argument('--dscl-alpha', type=probability, default=None,
+                   help='dscl: weight of the own-view positive, the rest on the class positives (default: 1/9, '
+                        'the official code\'s beta 8 as alpha = 1 / (1 + beta))')
     g.add_argument('--paco-proj-dim', type=positive_int, default=None,
                    help='embedding width (default: the variant\'s, 128 when wrapping a timm model)')
     g.add_argument('--paco-proj-type', type=str, default=None, choices=('mlp', 'mlp3'),

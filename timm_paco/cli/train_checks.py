@@ -9,14 +9,16 @@ from timm_paco.cli.train_args import TIMM_VIEWS
 from timm_paco.cli.train_views import ViewPlan
 from timm_paco.cli.usage import UsageError
 from timm_paco.data import check_imb_factor, parse_view_recipe
+from timm_paco.tasks import CONTRASTIVE_TASKS, KEY_ENCODER_TASKS
 
 __all__ = ['TASK_FLAGS', 'check_inputs', 'check_values', 'check_combinations', 'unused_task_flags', 'flag_warnings']
 
 # --paco-* flags and the tasks that read them
 TASK_FLAGS = {
     'paco_alpha': ('paco', 'gpaco'), 'paco_beta': ('paco', 'gpaco'), 'paco_gamma': ('paco', 'gpaco'),
-    'paco_temperature': ('paco', 'gpaco'), 'paco_logit_adjust': ('paco', 'gpaco'), 'paco_queue_size': ('paco',),
-    'paco_momentum': ('paco',), 'gpaco_queue_size': ('gpaco',),
+    'paco_temperature': ('paco', 'gpaco', 'dscl'), 'paco_logit_adjust': ('paco', 'gpaco'),
+    'paco_queue_size': ('paco', 'dscl'), 'paco_momentum': ('paco', 'dscl'), 'gpaco_queue_size': ('gpaco',),
+    'dscl_alpha': ('dscl',),
 }
 
 
@@ -86,20 +88,23 @@ def _check_task(args, task: str, views: ViewPlan) -> None:
     if (mixup or args.bce_loss) and (task != 'ce' or not views.timm_views):
         raise UsageError(f'--mixup / --cutmix / --bce-loss mix or soften the targets; they work only with --task '
                          f'ce and --paco-views {TIMM_VIEWS} (got --task {task} with {views.num_views} view(s))')
-    if args.prior_tau != 1.0 and (task == 'ce' or (task in ('paco', 'gpaco') and args.paco_logit_adjust == 'off')):
+    no_prior = task in ('ce', 'dscl') or (task in ('paco', 'gpaco') and args.paco_logit_adjust == 'off')
+    if args.prior_tau != 1.0 and no_prior:
         raise UsageError(f'--prior-tau {args.prior_tau}: --task {task} adds no class prior'
-                         + (' with --paco-logit-adjust off' if task != 'ce' else ''))
-    if task == 'paco' and views.num_views != 2:
-        raise UsageError(f'--task paco needs two views per image (query, key); --paco-views gives {views.num_views}')
-    if task in ('paco', 'gpaco') and _is_second_order(args.opt):
+                         + (' with --paco-logit-adjust off' if task in ('paco', 'gpaco') else ''))
+    if task in KEY_ENCODER_TASKS and views.num_views != 2:
+        raise UsageError(f'--task {task} needs two views per image (query, key); --paco-views gives '
+                         f'{views.num_views}')
+    if task in CONTRASTIVE_TASKS and _is_second_order(args.opt):
         raise UsageError(f'--opt {args.opt}: a second-order optimiser differentiates the gradients, and the '
                          f'paco / gpaco losses have hand-written first-order gradients; use a first-order --opt')
-    if args.model_dtype in ('float16', 'bfloat16') and (task == 'paco' or args.model_ema):
-        raise UsageError(f'--model-dtype {args.model_dtype}: an exponential moving average (the paco key encoder, '
+    if args.model_dtype in ('float16', 'bfloat16') and (task in KEY_ENCODER_TASKS or args.model_ema):
+        raise UsageError(f'--model-dtype {args.model_dtype}: an exponential moving average (the {task} key encoder, '
                          f'--model-ema) kept in {args.model_dtype} loses most updates to rounding; use --amp with '
                          f'a float32 model')
-    if args.torchscript and task in ('paco', 'gpaco'):
-        raise UsageError('--torchscript: the paco / gpaco models are not scriptable; use --torchcompile')
+    if args.torchscript and task in CONTRASTIVE_TASKS:
+        raise UsageError(f'--torchscript: the {task} task\'s model and projector are not scriptable; use '
+                         f'--torchcompile')
 
 
 def _check_view_loader(args, views: ViewPlan) -> None:

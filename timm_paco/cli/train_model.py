@@ -11,7 +11,7 @@ from timm.layers import convert_sync_batchnorm
 from timm.models import create_model
 
 from timm_paco.models import recipe_for
-from timm_paco.tasks import create_contrastive_module
+from timm_paco.tasks import CONTRASTIVE_TASKS, create_contrastive_module
 from timm_paco.tasks.initial_weights import read_initial_checkpoint
 
 __all__ = ['create_train_model', 'place_model', 'create_trainable']
@@ -75,11 +75,11 @@ def place_model(model: nn.Module, args, device: torch.device, dtype) -> nn.Modul
 
 
 def create_trainable(model: nn.Module, args, task: str) -> nn.Module:
-    """What ``task`` trains: ``model`` itself, or for paco / gpaco a ``ContrastiveModule`` of the model and a new
+    """What ``task`` trains: ``model`` itself, or for paco / gpaco / dscl a ``ContrastiveModule`` of the model and a new
     projector (``--paco-proj-dim`` / ``--paco-proj-type``, else the paper recipe's), on the model's device and
     dtype. Made right after the model so that the random initialisation follows the model's as in earlier
     releases."""
-    if task not in ('paco', 'gpaco'):
+    if task not in CONTRASTIVE_TASKS:
         return model
     trainable = create_contrastive_module(model, proj_dim=args.paco_proj_dim, proj_type=args.paco_proj_type)
     if args.distributed and args.sync_bn:

@@ -19,8 +19,8 @@ _logger = logging.getLogger('train')
 
 
 def _queue_size(args, task: str) -> Optional[int]:
-    """The queue slots ``task`` keeps: ``--paco-queue-size`` for paco, ``--gpaco-queue-size`` for gpaco."""
-    return {'paco': args.paco_queue_size, 'gpaco': args.gpaco_queue_size}.get(task)
+    """The queue slots ``task`` keeps: ``--paco-queue-size`` for paco / dscl, ``--gpaco-queue-size`` for gpaco."""
+    return {'paco': args.paco_queue_size, 'dscl': args.paco_queue_size, 'gpaco': args.gpaco_queue_size}.get(task)
 
 
 def _timm_classification_task(args, model, **task_kwargs) -> ClassificationTask:
@@ -43,7 +43,8 @@ def create_train_task(args, task: str, model, trainable, num_views: int, class_c
         result = create_task(
             task, trainable, num_views=num_views, class_counts=class_counts,
             logit_adjust='on' if logit_adjust else 'off', prior_tau=args.prior_tau, smoothing=args.smoothing,
-            alpha=args.paco_alpha, beta=args.paco_beta, gamma=args.paco_gamma, temperature=args.paco_temperature,
+            alpha=args.dscl_alpha if task == 'dscl' else args.paco_alpha, beta=args.paco_beta,
+            gamma=args.paco_gamma, temperature=args.paco_temperature,
             queue_size=_queue_size(args, task), momentum=args.paco_momentum, **task_kwargs)
         if load_initial_projector(result, initial_projector, args.initial_checkpoint):
             _logger.info(f'Projector weights from --initial-checkpoint {args.initial_checkpoint}.')

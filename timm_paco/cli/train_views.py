@@ -6,6 +6,7 @@ from timm.data import create_transform
 
 from timm_paco.cli.train_args import TIMM_VIEWS
 from timm_paco.data import MultiViewTransform, create_view_transform, parse_view_recipe
+from timm_paco.tasks import CONTRASTIVE_TASKS
 
 __all__ = ['ViewPlan', 'plan_views', 'create_train_view_transform']
 
@@ -21,8 +22,8 @@ class ViewPlan:
 
 
 def plan_views(paco_views, task: str) -> ViewPlan:
-    """The views of ``--paco-views`` (None: two views for paco / gpaco, timm's single view otherwise)."""
-    recipe = paco_views or (CONTRASTIVE_VIEWS if task in ('paco', 'gpaco') else TIMM_VIEWS)
+    """The views of ``--paco-views`` (None: two views for paco / gpaco / dscl, timm's single view otherwise)."""
+    recipe = paco_views or (CONTRASTIVE_VIEWS if task in CONTRASTIVE_TASKS else TIMM_VIEWS)
     timm_views = recipe == TIMM_VIEWS
     return ViewPlan(recipe, timm_views, 1 if timm_views else len(parse_view_recipe(recipe)))
 

@@ -1,9 +1,10 @@
-"""timm_paco.losses: PaCo / GPaCo, SupCon, Balanced Softmax and CE behind one call contract and a registry.
+"""timm_paco.losses: PaCo / GPaCo, DSCL, SupCon, Balanced Softmax and CE behind one call contract and a registry.
 
 Every loss: ``loss(logits [A, C], features [A, D], labels [A], queue_features=None [N, D], queue_labels=None [N])``.
 """
 from .registry import create_loss, is_loss, list_losses, register_loss
 from .paco import GPaCoLoss, PaCoLoss
 from .supcon import SupConLoss
+from .dscl import DSCLLoss
 from .balanced import BalancedSoftmaxLoss
 from .ce import CELoss

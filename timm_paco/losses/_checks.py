@@ -106,7 +106,7 @@ def check_loss_inputs(
             raise ValueError(f'logits must be a tensor of shape [A, num_classes] = [{rows}, {num_classes}], got None')
     else:
         _check_2d('logits', logits, f'[A, num_classes] = [{rows}, {num_classes}]')
-        if logits.shape[1] != num_classes:
+        if num_classes is not None and logits.shape[1] != num_classes:
             raise ValueError(
                 f'logits must have shape [A, num_classes] = [{rows}, {num_classes}], got {list(logits.shape)}')
         if logits.shape[0] != rows:
@@ -139,17 +139,18 @@ def check_loss_inputs(
     return rows
 
 
-def _check_label_range(num_classes: int, labels: torch.Tensor, queue_labels: Optional[torch.Tensor]):
-    """Labels in [0, num_classes): one host synchronisation for both tensors (a GPU waits once per call)."""
+def _check_label_range(num_classes: Optional[int], labels: torch.Tensor, queue_labels: Optional[torch.Tensor]):
+    """Labels in [0, num_classes) (``num_classes`` None: >= 0): one host synchronisation for both tensors (a GPU
+    waits once per call)."""
     named = [('labels', labels)] + ([('queue_labels', queue_labels)] if queue_labels is not None else [])
-    flags = [((t < 0) | (t >= num_classes)).any() for _, t in named if t.numel()]
+    high = float('inf') if num_classes is None else num_classes
+    flags = [((t < 0) | (t >= high)).any() for _, t in named if t.numel()]
     if not flags or not bool(torch.stack(flags).any()):
         return
     for name, t in named:
-        if t.numel() and (t.min() < 0 or t.max() >= num_classes):
-            raise ValueError(
-                f'{name} must lie in [0, num_classes) = [0, {num_classes}), '
-                f'got values in [{int(t.min())}, {int(t.max())}]')
+        if t.numel() and (t.min() < 0 or t.max() >= high):
+            bound = '[0, num_classes) = [0, {})'.format(num_classes) if num_classes is not None else '[0, inf)'
+            raise ValueError(f'{name} must lie in {bound}, got values in [{int(t.min())}, {int(t.max())}]')
 
 
 def compute_dtype(*tensors: Optional[torch.Tensor]) -> torch.dtype:

@@ -1,4 +1,4 @@
-"""timm_paco.tasks: ``timm.task.TrainingTask`` subclasses for PaCo, GPaCo and the CE baselines.
+"""timm_paco.tasks: ``timm.task.TrainingTask`` subclasses for PaCo, GPaCo, DSCL and the CE baselines.
 
 A task maps a view-major batch ``(input [V·B, C, H, W], target [B])`` to timm's task dict ``{'loss',
 'output' (view-0 logits [B, C]), named loss parts}``.
@@ -11,7 +11,9 @@ from .projector_file import PROJECTOR_FILE, attach_projector, load_projector, pr
 from ._distributed import gather_rows
 from .classification import MultiViewClassificationTask
 from .factory import (
-    LOGIT_ADJUST_MODES, LONG_TAIL_RATIO, TASK_NAMES, TASK_SMOOTHING, create_task, is_long_tailed, resolve_logit_adjust,
+    CONTRASTIVE_TASKS, KEY_ENCODER_TASKS, LOGIT_ADJUST_MODES, LONG_TAIL_RATIO, TASK_NAMES, TASK_SMOOTHING, create_task,
+    is_long_tailed, resolve_logit_adjust,
 )
 from .gpaco import GPaCoTask
 from .paco import PaCoTask
+from .dscl import DSCLTask

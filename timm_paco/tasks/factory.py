@@ -4,7 +4,8 @@ Hyper-parameters left ``None`` take the defaults of the task's loss in ``timm_pa
 0.05, beta 1, gamma 1, temperature 0.2; GPaCo: the same with label smoothing 0.1) and of the task (PaCo: queue
 8192, momentum 0.999; GPaCo: no queue), the values of the seeds (dvlab-research/Parametric-Contrastive-Learning)
 and of the GPaCo paper. GPaCo's 0.1 is the seeds' full-ImageNet and ViT value; their long-tailed GPaCo scripts
-use no smoothing (``smoothing=0``) and a queue (``queue_size=8192``, 1024 on CIFAR).
+use no smoothing (``smoothing=0``) and a queue (``queue_size=8192``, 1024 on CIFAR). DSCL: alpha 1/9,
+temperature 0.07 (``timm_paco.losses.DSCLLoss``), PaCo's queue and momentum, no class prior, no smoothing.
 
 Class prior (logit adjustment) ``prior_tau · log p_c`` from the training class counts:
 * ``balanced-softmax`` always uses it (``class_counts`` required);
@@ -24,19 +25,22 @@ from timm_paco.losses import create_loss
 from .classification import MultiViewClassificationTask
 from .contrastive_module import ContrastiveModule
 from .gpaco import GPaCoTask
+from .dscl import DSCLTask
 from .paco import PaCoTask
 
 __all__ = [
-    'TASK_NAMES', 'TASK_SMOOTHING', 'LOGIT_ADJUST_MODES', 'LONG_TAIL_RATIO', 'create_task', 'is_long_tailed',
-    'resolve_logit_adjust',
+    'TASK_NAMES', 'CONTRASTIVE_TASKS', 'KEY_ENCODER_TASKS', 'TASK_SMOOTHING', 'LOGIT_ADJUST_MODES', 'LONG_TAIL_RATIO',
+    'create_task', 'is_long_tailed', 'resolve_logit_adjust',
 ]
 
-TASK_NAMES = ('ce', 'balanced-softmax', 'paco', 'gpaco')
+TASK_NAMES = ('ce', 'balanced-softmax', 'paco', 'gpaco', 'dscl')
+CONTRASTIVE_TASKS = ('paco', 'gpaco', 'dscl')  # a projector beside the model
+KEY_ENCODER_TASKS = ('paco', 'dscl')  # MoCo's skeleton: query / key views, key encoder, labelled queue
 # train.py's label smoothing per task when --smoothing is not given: timm's 0.1 for CE, each paper's for the rest
-TASK_SMOOTHING = {'ce': 0.1, 'balanced-softmax': 0.0, 'paco': 0.0, 'gpaco': 0.1}
+TASK_SMOOTHING = {'ce': 0.1, 'balanced-softmax': 0.0, 'paco': 0.0, 'gpaco': 0.1, 'dscl': 0.0}
 LOGIT_ADJUST_MODES = ('auto', 'on', 'off')
 LONG_TAIL_RATIO = 2.0
-_LOSS_NAMES = {'ce': 'ce', 'balanced-softmax': 'balanced_softmax', 'paco': 'paco', 'gpaco': 'gpaco'}
+_LOSS_NAMES = {'ce': 'ce', 'balanced-softmax': 'balanced_softmax', 'paco': 'paco', 'gpaco': 'gpaco', 'dscl': 'dscl'}
 
 
 def is_long_tailed(class_counts: Sequence[int], ratio: float = LONG_TAIL_RATIO) -> bool:
@@ -84,7 +88,7 @@ def create_task(
     """Build the ``timm.task.TrainingTask`` for ``name`` in ``TASK_NAMES`` around ``model``.
 
     Args:
-        name: ``ce``, ``balanced-softmax``, ``paco`` or ``gpaco``.
+        name: ``ce``, ``balanced-softmax``, ``paco``, ``gpaco`` or ``dscl``.
         model: A timm classifier (``paco`` / ``gpaco`` put their projector beside it), or for ``paco`` / ``gpaco``
             a ``ContrastiveModule`` with its projector already made.
         num_views: Views per image; default 2 for ``paco`` (fixed) and ``gpaco``, 1 for the CE baselines.
@@ -93,7 +97,8 @@ def create_task(
         prior_tau: Strength of the class prior, ``logits + prior_tau · log p`` (1 = Balanced Softmax and the
             PaCo papers); an error where ``name`` uses no prior.
         smoothing: Label smoothing of the CE / centre term; None keeps the loss default.
-        alpha, beta, gamma, temperature: PaCo loss weights and temperature; None keeps the loss default.
+        alpha, beta, gamma, temperature: PaCo loss weights and temperature (dscl: alpha and temperature); None
+            keeps the loss default.
         queue_size: Queue slots; None keeps the task's default (paco 8192; gpaco 0, no queue, the paper's).
             Not taken by the CE baselines.
         momentum: PaCo key encoder EMA decay.
@@ -102,19 +107,25 @@ def create_task(
     """
     if name not in TASK_NAMES:
         raise ValueError(f'task: unknown task {name!r}; expected one of {", ".join(TASK_NAMES)}')
-    if queue_size is not None and name not in ('paco', 'gpaco'):
-        raise ValueError(f'queue_size={queue_size}: task {name} keeps no queue (paco and gpaco do)')
+    if queue_size is not None and name not in CONTRASTIVE_TASKS:
+        raise ValueError(f'queue_size={queue_size}: task {name} keeps no queue (paco, gpaco and dscl do)')
     projector = {k: v for k, v in (projector or {}).items() if v is not None}
-    if projector and name not in ('paco', 'gpaco'):
-        raise ValueError(f'projector={projector}: task {name} trains no projector (paco and gpaco do)')
+    if projector and name not in CONTRASTIVE_TASKS:
+        raise ValueError(f'projector={projector}: task {name} trains no projector (paco, gpaco and dscl do)')
     plain = unwrap_model(model)
     num_classes = (plain.backbone if isinstance(plain, ContrastiveModule) else plain).num_classes
     if class_counts is not None and len(class_counts) != num_classes:
         raise ValueError(
             f'class_counts: {len(class_counts)} counts for a model with num_classes={num_classes}')
     loss_kwargs = dict(num_classes=num_classes)
-    if smoothing is not None:
+    if smoothing and name == 'dscl':
+        raise ValueError(f'smoothing={smoothing}: dscl has no classification term to smooth')
+    if smoothing is not None and name != 'dscl':
         loss_kwargs['label_smoothing'] = smoothing
+    if name == 'dscl':
+        if beta is not None or gamma is not None:
+            raise ValueError('beta / gamma: the dscl loss has only alpha and temperature')
+        loss_kwargs.update({k: v for k, v in dict(alpha=alpha, temperature=temperature).items() if v is not None})
     if name in ('paco', 'gpaco'):
         given = dict(alpha=alpha, beta=beta, gamma=gamma, temperature=temperature)
         loss_kwargs.update({k: v for k, v in given.items() if v is not None})
@@ -130,11 +141,12 @@ def create_task(
 
     common = dict(device=device, dtype=dtype, verbose=verbose)
     queued = {} if queue_size is None else dict(queue_size=queue_size)  # None: the task class's default
-    if name == 'paco':
+    if name in KEY_ENCODER_TASKS:
         if num_views not in (None, 2):
-            raise ValueError(f'num_views: paco takes 2 views per image (query, key), got {num_views}')
-        return PaCoTask(model, criterion, momentum=momentum, projector=projector, **queued, **common)
+            raise ValueError(f'num_views: {name} takes 2 views per image (query, key), got {num_views}')
+        task_class = PaCoTask if name == 'paco' else DSCLTask
+        return task_class(model, criterion, momentum=momentum, projector=projector, **queued, **common)
     if name == 'gpaco':
-        return GPaCoTask(model, criterion, num_views=2 if num_views is None else num_views, projector=projector, **queued,
-                         **common)
+        return GPaCoTask(model, criterion, num_views=2 if num_views is None else num_views, projector=projector,
+                         **queued, **common)
     return MultiViewClassificationTask(model, criterion, num_views=1 if num_views is None else num_views, **common)

@@ -34,7 +34,8 @@ _logger = logging.getLogger(__name__)
 
 
 class PaCoTask(ContrastiveTask):
-    """Returns ``{'loss', 'output' (query logits [B, C]), 'loss_centre', 'loss_contrast'}``.
+    """Returns ``{'loss', 'output' (query logits [B, C]), the criterion's named parts}`` (PaCo: ``loss_centre``,
+    ``loss_contrast``).
 
     Args:
         model: A timm classifier (or a ``ContrastiveModule``).
@@ -43,6 +44,8 @@ class PaCoTask(ContrastiveTask):
         queue_size: Queue slots K (the seeds' ``moco-k``, 8192).
         momentum: Key encoder EMA decay (the seeds' ``moco-m``, 0.999).
     """
+
+    task_name = 'paco'
 
     def __init__(
             self,
@@ -95,12 +98,8 @@ class PaCoTask(ContrastiveTask):
             torch.cat([labels, queue_labels]),
         )
         self.queue.enqueue(keys, target)
-        return {
-            'loss': parts['loss'],
-            'output': logits,
-            'loss_centre': parts['loss_centre'],
-            'loss_contrast': parts['loss_contrast'],
-        }
+        named = {k: v for k, v in parts.items() if k.startswith('loss_')}
+        return {'loss': parts['loss'], 'output': logits, **named}
 
     def prepare_distributed(self, device_ids: Optional[list] = None, **ddp_kwargs) -> 'PaCoTask':
         """DDP-wrap the query model (which broadcasts its weights from rank 0) and broadcast the key encoder
@@ -122,11 +121,12 @@ class PaCoTask(ContrastiveTask):
 
     def load_own_state(self, state: Optional[Dict[str, Any]], strict: bool) -> None:
         if not state or 'key_encoder' not in state or 'queue' not in state:
+            name = self.task_name
             if strict:
                 raise ValueError(
-                    'checkpoint has no paco task_state (key_encoder, queue): it was not written by a paco task; '
-                    'use --initial-checkpoint to start paco from its weights')
-            _logger.warning('No paco task state in checkpoint: key encoder set to the query model, queue emptied.')
+                    f'checkpoint has no {name} task_state (key_encoder, queue): it was not written by a {name} task; '
+                    f'use --initial-checkpoint to start {name} from its weights')
+            _logger.warning(f'No {name} task state in checkpoint: key encoder set to the query model, queue emptied.')
             self.key_encoder.set(self.module)
             self.queue.reset()
             return
