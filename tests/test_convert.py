@@ -132,8 +132,8 @@ def test_mae_vit_roundtrip_logits_equal(tmp_path):
         h = torch.cat([vit.cls_token.expand(2, -1, -1), vit.patch_embed(x)], dim=1) + vit.pos_embed
         pooled = vit.fc_norm(vit.blocks(h)[:, 1:].mean(dim=1))
         ref_logits, ref_emb = vit.head(pooled), F.normalize(mlp(pooled), dim=1)
-    convert_checkpoint(src, dst, model_name='gpaco_vit_base_patch16_224', **TINY_VIT)
-    model = timm.create_model('gpaco_vit_base_patch16_224', pretrained=True, **TINY_VIT,
+    convert_checkpoint(src, dst, model_name='vit_base_patch16_gpaco_224', **TINY_VIT)
+    model = timm.create_model('vit_base_patch16_gpaco_224', pretrained=True, **TINY_VIT,
                               pretrained_cfg_overlay=dict(file=os.path.join(dst, 'model.safetensors'), num_classes=10))
     module = attach_projector(model.eval(), dst).eval()
     assert module.projector.config['act_layer'] == 'gelu'

@@ -311,7 +311,7 @@ def test_bad_input(wrapped, tmp_path, case, kwargs, match):
 def test_timm_form_keeps_the_trained_preprocessing(tmp_path):
     # gpaco_vit's cfg (ImageNet mean / std, crop 0.875) differs from plain vit_base_patch16_224's default tag
     # (mean / std 0.5, crop 0.9): the plain export must describe the preprocessing the model was trained with
-    model = timm.create_model('gpaco_vit_base_patch16_224', num_classes=10, img_size=32, depth=1, embed_dim=32,
+    model = timm.create_model('vit_base_patch16_gpaco_224', num_classes=10, img_size=32, depth=1, embed_dim=32,
                               num_heads=2).eval()
     plain_cfg = timm.create_model('vit_base_patch16_224', pretrained=False).pretrained_cfg
     keys = ('mean', 'std', 'crop_pct', 'interpolation')
@@ -358,7 +358,7 @@ def test_timm_form_of_a_backbone_timm_paco_registers(trained, paco32, inputs, tm
 
 def test_is_paco_architecture():
     # the names export form='paco' takes: those with a PaCo / GPaCo recipe
-    assert is_paco_architecture('paco_resnet32') and is_paco_architecture('gpaco_vit_base_patch16_224')
+    assert is_paco_architecture('paco_resnet32') and is_paco_architecture('vit_base_patch16_gpaco_224')
     assert not is_paco_architecture('resnet32_cifar')  # registered by timm_paco, but plain
     assert not is_paco_architecture('test_resnet') and not is_paco_architecture('no_such_model')
 
@@ -412,7 +412,7 @@ def test_push_to_local_hub(wrapped, tmp_path):
 
 @pytest.mark.parametrize('name,kwargs,stock', [
     ('paco_resnet50', dict(layers=(1, 1, 1, 1)), 'ResNet'),
-    ('gpaco_vit_base_patch16_224', dict(img_size=32, depth=1, embed_dim=32, num_heads=2), 'VisionTransformer'),
+    ('vit_base_patch16_gpaco_224', dict(img_size=32, depth=1, embed_dim=32, num_heads=2), 'VisionTransformer'),
 ])
 def test_export_of_a_registered_name_loads_with_timm_alone(name, kwargs, stock, tmp_path):
     """The default export of paco_resnet50 / a GPaCo ViT is the stock timm architecture: a Python process in which
@@ -425,7 +425,7 @@ def test_export_of_a_registered_name_loads_with_timm_alone(name, kwargs, stock, 
     out = export_checkpoint(path, str(tmp_path / 'export'), repo_name='org/stock')
     with open(os.path.join(out, 'config.json')) as f:
         assert json.load(f)['architecture'] == {'paco_resnet50': 'resnet50',
-                                                'gpaco_vit_base_patch16_224': 'vit_base_patch16_224'}[name]
+                                                'vit_base_patch16_gpaco_224': 'vit_base_patch16_224'}[name]
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     hf_home = str(tmp_path / 'hf_home')
     _populate_hf_cache(out, os.path.join(hf_home, 'hub'), 'org/stock')

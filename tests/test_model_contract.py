@@ -18,8 +18,8 @@ TINY = {  # registered name: (stock timm class name, kwargs that keep it small)
         'paco_resnet50', 'paco_resnet101', 'paco_resnet152', 'paco_resnet200', 'paco_resnext50_32x4d',
         'paco_resnext101_32x4d', 'gpaco_resnet50', 'gpaco_resnet152', 'gpaco_resnext50_32x4d',
         'gpaco_resnext101_32x4d')},
-    'gpaco_vit_base_patch16_224': ('VisionTransformer', TINY_VIT),
-    'gpaco_vit_large_patch16_224': ('VisionTransformer', TINY_VIT),
+    'vit_base_patch16_gpaco_224': ('VisionTransformer', TINY_VIT),
+    'vit_large_patch16_gpaco_224': ('VisionTransformer', TINY_VIT),
 }
 NAMES = sorted(TINY)
 

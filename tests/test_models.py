@@ -27,8 +27,8 @@ VARIANTS = {
     'gpaco_resnet152': ('resnet152', 'gpaco', 'mlp3', 'relu', TINY_RESNET),
     'gpaco_resnext50_32x4d': ('resnext50_32x4d', 'gpaco', 'mlp3', 'relu', TINY_RESNET),
     'gpaco_resnext101_32x4d': ('resnext101_32x4d', 'gpaco', 'mlp3', 'relu', TINY_RESNET),
-    'gpaco_vit_base_patch16_224': ('vit_base_patch16_224', 'gpaco', 'mlp3', 'gelu', TINY_VIT),
-    'gpaco_vit_large_patch16_224': ('vit_large_patch16_224', 'gpaco', 'mlp3', 'gelu', TINY_VIT),
+    'vit_base_patch16_gpaco_224': ('vit_base_patch16_224', 'gpaco', 'mlp3', 'gelu', TINY_VIT),
+    'vit_large_patch16_gpaco_224': ('vit_large_patch16_224', 'gpaco', 'mlp3', 'gelu', TINY_VIT),
 }
 
 
@@ -66,17 +66,17 @@ def test_pretrained_cfgs_carry_reported_top1_and_class_counts():
     assert cfg.classifier == 'fc' and cfg.first_conv == 'conv1'
     assert timm.models.get_pretrained_cfg('paco_resnet152.places_lt').num_classes == 365
     assert timm.models.get_pretrained_cfg('gpaco_resnet50.inat2018').num_classes == 8142
-    vit = timm.models.get_pretrained_cfg('gpaco_vit_base_patch16_224.in1k')
+    vit = timm.models.get_pretrained_cfg('vit_base_patch16_gpaco_224.in1k')
     assert 'top1: 84.0' in vit.notes and vit.classifier == 'head' and vit.first_conv == 'patch_embed.proj'
     tagged = timm.list_pretrained('*paco_*')
-    assert len(tagged) == 18 and 'gpaco_vit_large_patch16_224.in1k' in tagged
+    assert len(tagged) == 18 and 'vit_large_patch16_gpaco_224.in1k' in tagged
     for tag in tagged:
         notes = timm.models.get_pretrained_cfg(tag).notes
         top1 = float(notes[0].split(':')[1])
         assert 40.0 < top1 < 90.0, tag
 
 
-@pytest.mark.parametrize('name', ['paco_resnet32', 'gpaco_resnet50', 'gpaco_vit_base_patch16_224'])
+@pytest.mark.parametrize('name', ['paco_resnet32', 'gpaco_resnet50', 'vit_base_patch16_gpaco_224'])
 def test_contrastive_module_logits_equal_the_model_and_embeddings(name):
     kwargs = VARIANTS[name][4]
     torch.manual_seed(0)
@@ -250,3 +250,13 @@ def test_unpublished_pretrained_tag_is_one_line_naming_the_download(tmp_path):
     assert 'python -m timm_paco.convert CKPT OUT --model paco_resnet50.imagenet_lt' in out
     from timm_paco.models.zoo import ZOO
     assert set(ZOO) == set(timm.list_pretrained('*paco_*'))
+
+
+@pytest.mark.parametrize('old,new', [('gpaco_vit_base_patch16_224', 'vit_base_patch16_gpaco_224'),
+                                     ('gpaco_vit_large_patch16_224', 'vit_large_patch16_gpaco_224')])
+def test_earlier_gpaco_vit_names_still_build_with_a_warning(old, new):
+    # renamed to timm's ViT style so that timm's own suite tests them as ViTs; the old names map to the new ones
+    assert old not in timm.list_models() and new in timm.list_models()
+    with pytest.warns(UserWarning, match=f'Mapping deprecated model name {old} to current {new}'):
+        model = timm.create_model(old, **TINY_VIT)
+    assert model.pretrained_cfg['architecture'] == new and model.global_pool == 'avg'

@@ -2,7 +2,7 @@
 
 Importing registers with timm: ``resnet32_cifar``, ``paco_resnet32``, ``paco_resnet50/101/152/200``,
 ``paco_resnext50_32x4d``, ``paco_resnext101_32x4d``, ``gpaco_resnet50/152``, ``gpaco_resnext50_32x4d``,
-``gpaco_resnext101_32x4d``, ``gpaco_vit_base_patch16_224``, ``gpaco_vit_large_patch16_224``. Each builds the timm
+``gpaco_resnext101_32x4d``, ``vit_base_patch16_gpaco_224``, ``vit_large_patch16_gpaco_224``. Each builds the timm
 architecture its weights need (``paco_resnet50`` is a ``timm.models.ResNet``) with the papers' pretrained cfgs;
 the projector, key encoder and queue that training adds belong to the task (``timm_paco.tasks``).
 """

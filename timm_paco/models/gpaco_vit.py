@@ -1,5 +1,9 @@
 """ GPaCo Vision Transformer names (Cui et al., TPAMI 2023, arXiv:2209.12400): plain timm ViTs.
 
+Named in timm's ViT style, ``vit_<size>_patch16_gpaco_224`` (as ``vit_base_patch16_clip_224``), so timm's own
+model suite tests them as the ViTs they are; the names of earlier releases, ``gpaco_vit_<size>_patch16_224``,
+still build them with timm's deprecation warning.
+
 The GPaCo ViTs are MAE-pretrained ViT-B/16 and ViT-L/16 fine-tuned with GPaCo: timm ``VisionTransformer``s with
 global average pooling over patch tokens (``fc_norm``, no final ``norm``) and class centres in ``head``, exactly
 ``timm.create_model('vit_base_patch16_224', global_pool='avg')``. Training adds a Linear-GELU-Linear-GELU-Linear
@@ -10,7 +14,7 @@ from functools import partial
 from typing import Any, Dict
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, register_model_deprecations
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn as vit_checkpoint_filter_fn
 
 from .checkpoint_filter import checkpoint_filter_fn
@@ -60,23 +64,29 @@ def _zoo_cfg(name: str, top1: float) -> Dict[str, Any]:
 
 
 default_cfgs = generate_default_cfgs({
-    'gpaco_vit_base_patch16_224.in1k': _zoo_cfg('gpaco_vit_base_patch16_224', 84.0),
-    'gpaco_vit_large_patch16_224.in1k': _zoo_cfg('gpaco_vit_large_patch16_224', 86.0),
+    'vit_base_patch16_gpaco_224.in1k': _zoo_cfg('vit_base_patch16_gpaco_224', 84.0),
+    'vit_large_patch16_gpaco_224.in1k': _zoo_cfg('vit_large_patch16_gpaco_224', 86.0),
 })
 
 
-for _name, _stock in (('gpaco_vit_base_patch16_224', 'vit_base_patch16_224'),
-                     ('gpaco_vit_large_patch16_224', 'vit_large_patch16_224')):
+for _name, _stock in (('vit_base_patch16_gpaco_224', 'vit_base_patch16_224'),
+                     ('vit_large_patch16_gpaco_224', 'vit_large_patch16_224')):
     register_recipe(_name, PaperRecipe(task='gpaco', stock_architecture=_stock, proj_type='mlp3', proj_act='gelu'))
 
 
 @register_model
-def gpaco_vit_base_patch16_224(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_base_patch16_gpaco_224(pretrained: bool = False, **kwargs) -> VisionTransformer:
     """GPaCo ViT-B/16 (MAE-pretrained, global average pooling)."""
-    return _create_gpaco_vit('gpaco_vit_base_patch16_224', 'vit_base_patch16_224', pretrained, **kwargs)
+    return _create_gpaco_vit('vit_base_patch16_gpaco_224', 'vit_base_patch16_224', pretrained, **kwargs)
 
 
 @register_model
-def gpaco_vit_large_patch16_224(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_large_patch16_gpaco_224(pretrained: bool = False, **kwargs) -> VisionTransformer:
     """GPaCo ViT-L/16 (MAE-pretrained, global average pooling)."""
-    return _create_gpaco_vit('gpaco_vit_large_patch16_224', 'vit_large_patch16_224', pretrained, **kwargs)
+    return _create_gpaco_vit('vit_large_patch16_gpaco_224', 'vit_large_patch16_224', pretrained, **kwargs)
+
+
+register_model_deprecations(__name__, {  # the names of earlier releases
+    'gpaco_vit_base_patch16_224': 'vit_base_patch16_gpaco_224',
+    'gpaco_vit_large_patch16_224': 'vit_large_patch16_gpaco_224',
+})

@@ -1,6 +1,6 @@
 """ What a registered name adds to a stock timm architecture: its paper's training recipe.
 
-A registered name (``paco_resnet50``, ``gpaco_vit_base_patch16_224``, ``paco_resnet32``) builds a plain timm model;
+A registered name (``paco_resnet50``, ``vit_base_patch16_gpaco_224``, ``paco_resnet32``) builds a plain timm model;
 its pretrained cfgs carry the papers' weights and this table carries what only training needs: the task
 ``train.py`` picks when ``--task`` is not given, and the projector the task builds (``timm_paco.tasks``).
 ``stock_architecture`` is the timm name the weights load into without the plugin (``resnet50``), or the plugin's

@@ -41,8 +41,8 @@ ZOO: Dict[str, ZooEntry] = {
     'paco_resnet152.places_lt': ZooEntry(None),
     # GPaCo, TPAMI 2023
     'gpaco_resnet50.in1k': ZooEntry(_DRIVE.format('1aO_Vo8v0ZRfDFLayVndkO3HJC6ZqIhKh')),
-    'gpaco_vit_base_patch16_224.in1k': ZooEntry(_DRIVE.format('1DLZLXt7PH4NiJ5AqebA9f9iHgMiS8muz')),
-    'gpaco_vit_large_patch16_224.in1k': ZooEntry(
+    'vit_base_patch16_gpaco_224.in1k': ZooEntry(_DRIVE.format('1DLZLXt7PH4NiJ5AqebA9f9iHgMiS8muz')),
+    'vit_large_patch16_gpaco_224.in1k': ZooEntry(
         'https://mycuhk-my.sharepoint.com/:u:/g/personal/1155116769_link_cuhk_edu_hk/'
         'EYSTVmFZ99FEuOxt7LxiFesBoK2LNw2xC1H615Ir6Gd3ag?e=3ngaR0'),
     'gpaco_resnet50.imagenet_lt': ZooEntry(_DRIVE.format('146_KqMYAeefAyavFfrysKa_jlnT3-DrC')),

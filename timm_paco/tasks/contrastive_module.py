@@ -79,7 +79,7 @@ def create_contrastive_module(
     """ Put a projector beside any timm classifier.
 
     Arguments left None take the model's paper recipe (``timm_paco.models.recipe_for``: a registered name such as
-    ``gpaco_vit_base_patch16_224`` gets the GPaCo 3-layer GELU projector), else 128-d with the family default:
+    ``vit_base_patch16_gpaco_224`` gets the GPaCo 3-layer GELU projector), else 128-d with the family default:
     attention-based models (ViT, DeiT, Swin, ...) a 3-layer GELU MLP (``'mlp3'``), others Linear-BN-ReLU-Linear.
     The projector is made on the model's device and in its dtype.
     """
