@@ -66,6 +66,21 @@ def resolve_logit_adjust(task: str, logit_adjust: str, class_counts: Optional[Se
     return class_counts is not None and is_long_tailed(class_counts)
 
 
+def _loss_weights(name: str, smoothing, alpha, beta, gamma, temperature) -> Dict[str, float]:
+    """The loss keywords of ``name`` that were given (None keeps the loss default)."""
+    if name == 'dscl':
+        if smoothing:
+            raise ValueError(f'smoothing={smoothing}: dscl has no classification term to smooth')
+        if beta is not None or gamma is not None:
+            raise ValueError('beta / gamma: the dscl loss has only alpha and temperature')
+        given = dict(alpha=alpha, temperature=temperature)
+    else:
+        given = dict(label_smoothing=smoothing)
+        if name in ('paco', 'gpaco'):
+            given.update(alpha=alpha, beta=beta, gamma=gamma, temperature=temperature)
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def create_task(
         name: str,
         model: nn.Module,
@@ -97,8 +112,8 @@ def create_task(
         prior_tau: Strength of the class prior, ``logits + prior_tau · log p`` (1 = Balanced Softmax and the
             PaCo papers); an error where ``name`` uses no prior.
         smoothing: Label smoothing of the CE / centre term; None keeps the loss default.
-        alpha, beta, gamma, temperature: PaCo loss weights and temperature (dscl: alpha and temperature); None
-            keeps the loss default.
+        alpha, beta, gamma, temperature: PaCo loss weights and temperature (dscl: alpha and temperature);
+            None keeps the loss default.
         queue_size: Queue slots; None keeps the task's default (paco 8192; gpaco 0, no queue, the paper's).
             Not taken by the CE baselines.
         momentum: PaCo key encoder EMA decay.
@@ -117,18 +132,7 @@ def create_task(
     if class_counts is not None and len(class_counts) != num_classes:
         raise ValueError(
             f'class_counts: {len(class_counts)} counts for a model with num_classes={num_classes}')
-    loss_kwargs = dict(num_classes=num_classes)
-    if smoothing and name == 'dscl':
-        raise ValueError(f'smoothing={smoothing}: dscl has no classification term to smooth')
-    if smoothing is not None and name != 'dscl':
-        loss_kwargs['label_smoothing'] = smoothing
-    if name == 'dscl':
-        if beta is not None or gamma is not None:
-            raise ValueError('beta / gamma: the dscl loss has only alpha and temperature')
-        loss_kwargs.update({k: v for k, v in dict(alpha=alpha, temperature=temperature).items() if v is not None})
-    if name in ('paco', 'gpaco'):
-        given = dict(alpha=alpha, beta=beta, gamma=gamma, temperature=temperature)
-        loss_kwargs.update({k: v for k, v in given.items() if v is not None})
+    loss_kwargs = dict(num_classes=num_classes, **_loss_weights(name, smoothing, alpha, beta, gamma, temperature))
     if resolve_logit_adjust(name, logit_adjust, class_counts):
         if class_counts is None:
             raise ValueError(f'class_counts: {name} needs the training class counts (Balanced Softmax prior)')
