@@ -5,7 +5,8 @@ Written literally from the formulas, one anchor at a time, with explicit weight 
 """
 import torch
 
-__all__ = ['paco_reference', 'supcon_reference', 'balanced_softmax_reference', 'dscl_reference']
+__all__ = ['paco_reference', 'supcon_reference', 'balanced_softmax_reference', 'dscl_reference',
+           'pbsd_reference']
 
 
 def _log_prior(class_counts, num_classes):
@@ -155,3 +156,18 @@ def dscl_reference(queries, labels, keys_and_queue, keys_and_queue_labels, *, al
             loss = -own + lse
         per_anchor.append(loss)
     return torch.stack(per_anchor).mean()
+
+
+def pbsd_reference(teacher, student, keys, queue, *, temperature=0.07):
+    """PBSD, one (patch j, image i) at a time: candidates = image i's key, then every queue row; the teacher's
+    softmax over them is the target of the student's log-softmax (cross-entropy), teacher held constant; mean."""
+    teacher, student, keys, queue = teacher.double().detach(), student.double(), keys.double(), queue.double()
+    terms = []
+    for j in range(student.shape[0]):
+        for i in range(student.shape[1]):
+            candidates = torch.cat([keys[i:i + 1], queue])
+            target = torch.softmax(torch.stack([torch.dot(teacher[j, i], z) for z in candidates]) / temperature, 0)
+            log_prob = torch.log_softmax(torch.stack([torch.dot(student[j, i], z) for z in candidates])
+                                         / temperature, 0)
+            terms.append(-(target * log_prob).sum())
+    return torch.stack(terms).mean()

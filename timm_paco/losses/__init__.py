@@ -6,5 +6,6 @@ from .registry import create_loss, is_loss, list_losses, register_loss
 from .paco import GPaCoLoss, PaCoLoss
 from .supcon import SupConLoss
 from .dscl import DSCLLoss
+from .pbsd import PBSDLoss
 from .balanced import BalancedSoftmaxLoss
 from .ce import CELoss
