@@ -148,7 +148,7 @@ def _last_good_checkpoint(run: TrainRun) -> str:
 
 def main(argv=None):
     utils.setup_default_logging()
-    parser, args, _ = parse_args(argv)
+    parser, args = parse_args(argv)
     try:
         check_values(args)
         check_inputs(args)

@@ -182,12 +182,12 @@ def test_conflicting_flag_stops_with_message(image_folder, tmp_path, capsys):
 
 
 def test_task_flags_the_task_does_not_read_are_named():
-    parser, args, _ = parse_args(['--paco-alpha', '0.5', '--paco-queue-size', '16', '--paco-logit-adjust', 'off'])
+    parser, args = parse_args(['--paco-alpha', '0.5', '--paco-queue-size', '16', '--paco-logit-adjust', 'off'])
     assert unused_task_flags(parser, args, 'ce') == ['--paco-alpha', '--paco-logit-adjust', '--paco-queue-size']
     assert unused_task_flags(parser, args, 'gpaco') == ['--paco-queue-size']
     assert unused_task_flags(parser, args, 'paco') == []
     assert flag_warnings(parser, args, 'gpaco') == ['--task gpaco does not use --paco-queue-size; ignored']
-    parser, args, _ = parse_args(['--use-multi-epochs-loader'])
+    parser, args = parse_args(['--use-multi-epochs-loader'])
     assert len(flag_warnings(parser, args, 'ce')) == 1
     assert 'a resumed run does not repeat the augmentations' in flag_warnings(parser, args, 'ce')[0]
 
@@ -280,7 +280,7 @@ def test_initial_checkpoint_of_any_layout_starts_model_and_projector(tmp_path, l
     path = str(tmp_path / 'init.pth.tar')
     torch.save(state, path)
     for task_name in ('paco', 'ce'):
-        parser, args, _ = parse_args(['--model', 'test_convnext', '--num-classes', str(NUM_CLASSES),
+        parser, args = parse_args(['--model', 'test_convnext', '--num-classes', str(NUM_CLASSES),
                                             '--task', task_name, '--initial-checkpoint', path])
         model, task, projector = create_train_model(args, 3)
         _assert_tensors_equal(model.state_dict(), source.model.state_dict(), 'model')
@@ -293,7 +293,7 @@ def test_initial_checkpoint_of_any_layout_starts_model_and_projector(tmp_path, l
     with pytest.raises(ValueError, match=r'^--initial-checkpoint .*init\.pth\.tar: checkpoint projector does not fit'):
         load_initial_projector(other, projector, path)
     torch.save({'state_dict': {'nope.weight': torch.zeros(1)}}, str(tmp_path / 'bad.pth.tar'))
-    parser, args, _ = parse_args(['--model', 'test_convnext', '--initial-checkpoint',
+    parser, args = parse_args(['--model', 'test_convnext', '--initial-checkpoint',
                                         str(tmp_path / 'bad.pth.tar')])
     with pytest.raises(ValueError, match=r'--initial-checkpoint .*bad\.pth\.tar does not match model test_convnext'):
         create_train_model(args, 3)

@@ -2,7 +2,6 @@
 ``--paco-*`` flags, one function per argument group; ``parse_args`` reads a ``-c`` YAML of defaults first."""
 import argparse
 
-import yaml
 from timm import utils
 
 from timm_paco.arg_types import (
@@ -362,5 +361,4 @@ def parse_args(argv=None):
             parser.set_defaults(**read_config_defaults(args_config.config, known))
         except UsageError as e:
             parser.error(str(e))
-    args = parser.parse_args(remaining)
-    return parser, args, yaml.safe_dump(args.__dict__, default_flow_style=False)
+    return parser, parser.parse_args(remaining)

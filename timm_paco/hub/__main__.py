@@ -68,7 +68,7 @@ def main(argv=None) -> int:
                 token=args.token, results_file=args.results_file)
             print(f'Pushed {args.checkpoint} ({args.form} form): {info.commit_url}')
     except (ValueError, FileNotFoundError) as e:  # the checkpoint, model or folder given does not fit
-        if debug_requested(['--debug'] if args.debug else []):
+        if args.debug or debug_requested(()):  # --debug, or TIMM_PACO_DEBUG=1
             raise
         print(f'python -m timm_paco.hub: error: {one_line(e)}', file=sys.stderr)
         return 2

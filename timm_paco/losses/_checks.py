@@ -182,3 +182,20 @@ def autocast_off(backward):
         with torch.autocast(device_type=grads[0].device.type, enabled=False):
             return backward(ctx, *grads)
     return wrapper
+
+
+_NORM_TOLERANCE = {torch.float16: 1e-2, torch.bfloat16: 2e-2}
+
+
+def check_normalised(**named: torch.Tensor) -> None:
+    """Every row ``[..., D]`` of each named tensor must be L2-normalised (the similarities are cosines over a
+    temperature): one host synchronisation for all of them; a ValueError names the first one that is not."""
+    norms = {name: x.detach().float().reshape(-1, x.shape[-1]).norm(dim=1) for name, x in named.items()
+             if x.numel()}
+    bad = [((n - 1).abs() > _NORM_TOLERANCE.get(named[name].dtype, 1e-3)).any() for name, n in norms.items()]
+    if not bad or not bool(torch.stack(bad).any()):
+        return
+    for (name, n), flag in zip(norms.items(), bad):
+        if flag:
+            raise ValueError(f'{name} must be L2-normalised rows (norm 1): got norms in [{float(n.min()):.4g}, '
+                             f'{float(n.max()):.4g}]; normalise them (torch.nn.functional.normalize)')

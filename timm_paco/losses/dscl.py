@@ -16,25 +16,12 @@ from typing import Dict, Optional
 
 import torch
 
-from ._checks import check_loss_inputs, check_real, check_temperatures, upcast_inputs
+from ._checks import check_loss_inputs, check_normalised, check_real, check_temperatures, upcast_inputs
 from ._contrast import positive_stats, sample_logsumexp
 from ._parts import PartsLoss
 from .registry import register_loss
 
-__all__ = ['DSCLLoss', 'check_normalised']
-
-_NORM_TOLERANCE = {torch.float16: 1e-2, torch.bfloat16: 2e-2}
-
-
-def check_normalised(name: str, x: torch.Tensor) -> None:
-    """The rows of ``x`` must be L2-normalised (the similarities are cosines over a temperature)."""
-    if x.shape[0] == 0:
-        return
-    tolerance = _NORM_TOLERANCE.get(x.dtype, 1e-3)
-    norms = x.detach().float().norm(dim=1)
-    if bool(((norms - 1).abs() > tolerance).any()):
-        raise ValueError(f'{name} must be L2-normalised rows (norm 1): got norms in [{float(norms.min()):.4g}, '
-                         f'{float(norms.max()):.4g}]; normalise them (torch.nn.functional.normalize)')
+__all__ = ['DSCLLoss']
 
 
 @register_loss('dscl')
@@ -71,8 +58,7 @@ class DSCLLoss(PartsLoss):
                              f'{None if queue_features is None else list(queue_features.shape)}')
         if bool((queue_labels[:rows] != labels).any()):
             raise ValueError('queue_labels[:A] must equal labels: row i of queue_features is anchor i\'s own key')
-        check_normalised('features', features)
-        check_normalised('queue_features', queue_features)
+        check_normalised(features=features, queue_features=queue_features)
         return rows
 
     def loss_parts(

@@ -11,8 +11,7 @@ L2-normalised rows. The teacher gets no gradient (it is detached here).
 """
 import torch
 
-from ._checks import check_temperatures
-from .dscl import check_normalised
+from ._checks import check_normalised, check_temperatures
 
 __all__ = ['PBSDLoss']
 
@@ -33,9 +32,7 @@ def _check_inputs(teacher, student, keys, queue) -> None:
         raise ValueError(f'keys must have shape [B, D] = [{batch}, {dim}], got {list(keys.shape)}')
     if queue.shape[1] != dim:
         raise ValueError(f'queue must have shape [K, D] with D = {dim}, got {list(queue.shape)}')
-    for name, x in (('teacher', teacher.reshape(-1, dim)), ('student', student.reshape(-1, dim)), ('keys', keys),
-                    ('queue', queue)):
-        check_normalised(name, x)
+    check_normalised(teacher=teacher, student=student, keys=keys, queue=queue)
 
 
 class PBSDLoss(torch.nn.Module):
