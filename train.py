@@ -29,7 +29,9 @@ from timm_paco.cli.errors import run_main
 from timm_paco.cli.precision import resolve_precision
 from timm_paco.cli.train_args import parse_args
 from timm_paco.cli.inputs import check_input_size
-from timm_paco.cli.train_checks import check_combinations, check_inputs, check_values, flag_warnings
+from timm_paco.cli.train_checks import (
+    check_combinations, check_inputs, check_patch_model, check_values, flag_warnings,
+)
 from timm_paco.cli.train_data import create_eval_loader, create_train_datasets, create_train_loader
 from timm_paco.cli.train_loop import run_epochs
 from timm_paco.cli.train_model import create_train_model, create_trainable, place_model
@@ -42,6 +44,7 @@ from timm_paco.cli.usage import UsageError
 from timm_paco.data import match_model_channels
 from timm_paco.finite import NonFiniteError
 from timm_paco.tasks import TASK_SMOOTHING
+from timm_paco.tasks.dscl import PBSD_WEIGHT
 
 _logger = logging.getLogger('train')
 
@@ -74,7 +77,9 @@ def _build_model(parser, args, device, precision):
     model, task_name, initial_projector = create_train_model(args, in_chans)
     args.num_classes = args.num_classes or model.num_classes
     args.task = task_name
-    views = plan_views(args.paco_views, task_name)
+    if task_name == 'dscl' and args.pbsd_weight is None:
+        args.pbsd_weight = PBSD_WEIGHT
+    views = plan_views(args.paco_views, task_name, args.pbsd_weight)
     check_combinations(args, task_name, views)
     for warning in flag_warnings(parser, args, task_name) if utils.is_primary(args) else ():
         _logger.warning(warning)
@@ -88,6 +93,7 @@ def _build_model(parser, args, device, precision):
     data_config = match_model_channels(
         resolve_data_config(vars(args), model=model, verbose=utils.is_primary(args)), in_chans)
     check_input_size(model, data_config['input_size'], args.model)
+    check_patch_model(args, model, data_config['input_size'])
     model = place_model(model, args, device, precision.model_dtype)
     trainable = create_trainable(model, args, task_name)  # the projector of paco / gpaco, or the model itself
     return model, trainable, task_name, views, data_config, initial_projector

@@ -257,6 +257,14 @@ def test_user_mistakes_end_in_one_line(image_folder, tmp_path, capsys):
         (['-c', str(tmp_path / 'key.yaml')], "key.yaml: unknown key 'lrr' (no such flag); did you mean --lr?"),
         (['--model', 'vit_tiny_patch16_224', '--img-size', '33'],
          '--img-size 33x33: vit_tiny_patch16_224 takes 224x224 inputs'),
+        (['--task', 'dscl', '--pbsd-patches', '0'], 'argument --pbsd-patches: expected an integer >= 1, got 0'),
+        (['--task', 'dscl', '--pbsd-patch-size', '0'], 'argument --pbsd-patch-size: expected an integer >= 1, got 0'),
+        (['--task', 'dscl', '--pbsd-scale', '0', '0.5'], '--pbsd-scale must be two area fractions 0 < MIN <= MAX <= 1'),
+        (['--task', 'dscl', '--pbsd-scale', '0.1', '1.5'], '--pbsd-scale must be two area fractions'),
+        (['--task', 'dscl', '--model', 'vit_tiny_patch16_224', '--img-size', '224'],
+         '--pbsd-patch-size 64: model vit_tiny_patch16_224 takes only 224x224 inputs; add --model-kwargs '
+         'dynamic_img_size=True'),
+        (['--task', 'dscl', '--no-aug'], '--pbsd-weight 1.5: PBSD draws its boxes and patches on the query view'),
     ]
     if torch.cuda.is_available():
         cases.pop(1)

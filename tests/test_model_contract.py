@@ -7,17 +7,18 @@ import timm
 from timm.models import FeatureGraphNet, create_feature_extractor, get_graph_node_names, get_model_args
 
 import timm_paco  # noqa: F401  (registers the models)
-from timm_paco.models import recipe_for
+from timm_paco.models import recipe_for, registered_names
 
 TINY_RESNET = dict(layers=(1, 1, 1, 1))
 TINY_VIT = dict(depth=3, embed_dim=32, num_heads=2, img_size=32)
 TINY = {  # registered name: (stock timm class name, kwargs that keep it small)
     'resnet32_cifar': ('ResNetCifar', {}),
     'paco_resnet32': ('ResNetCifar', {}),
+    'dscl_resnet32': ('ResNetCifar', {}),
     **{name: ('ResNet', TINY_RESNET) for name in (
         'paco_resnet50', 'paco_resnet101', 'paco_resnet152', 'paco_resnet200', 'paco_resnext50_32x4d',
         'paco_resnext101_32x4d', 'gpaco_resnet50', 'gpaco_resnet152', 'gpaco_resnext50_32x4d',
-        'gpaco_resnext101_32x4d')},
+        'gpaco_resnext101_32x4d', 'dscl_resnet50', 'dscl_resnext50_32x4d')},
     'vit_base_patch16_gpaco_224': ('VisionTransformer', TINY_VIT),
     'vit_large_patch16_gpaco_224': ('VisionTransformer', TINY_VIT),
 }
@@ -33,7 +34,7 @@ def _input(model, n=2):
 
 
 def test_every_registered_name_is_covered():
-    assert set(timm.list_models('*paco_*')) | {'resnet32_cifar'} == set(NAMES)
+    assert registered_names() == NAMES
 
 
 @pytest.mark.parametrize('name', NAMES)

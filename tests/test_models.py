@@ -8,7 +8,7 @@ import timm
 from safetensors.torch import save_file
 
 import timm_paco  # noqa: F401  (registers the models)
-from timm_paco.models import recipe_for, stock_architecture
+from timm_paco.models import recipe_for, registered_names, stock_architecture
 from timm_paco.tasks import ContrastiveModule, Projector, create_contrastive_module
 
 TINY_RESNET = dict(layers=(1, 1, 1, 1))
@@ -29,6 +29,9 @@ VARIANTS = {
     'gpaco_resnext101_32x4d': ('resnext101_32x4d', 'gpaco', 'mlp3', 'relu', TINY_RESNET),
     'vit_base_patch16_gpaco_224': ('vit_base_patch16_224', 'gpaco', 'mlp3', 'gelu', TINY_VIT),
     'vit_large_patch16_gpaco_224': ('vit_large_patch16_224', 'gpaco', 'mlp3', 'gelu', TINY_VIT),
+    'dscl_resnet32': ('resnet32_cifar', 'dscl', 'mlp2', 'relu', {}),
+    'dscl_resnet50': ('resnet50', 'dscl', 'mlp2', 'relu', TINY_RESNET),
+    'dscl_resnext50_32x4d': ('resnext50_32x4d', 'dscl', 'mlp2', 'relu', TINY_RESNET),
 }
 
 
@@ -37,8 +40,7 @@ def _input(n=2):
 
 
 def test_every_variant_registered_with_its_recipe():
-    registered = set(timm.list_models('*paco_*')) | set(timm.list_models('resnet32_cifar'))
-    assert set(VARIANTS) | {'resnet32_cifar'} <= registered
+    assert set(VARIANTS) | {'resnet32_cifar'} == set(registered_names())
     for name, (stock, task, proj_type, act, kwargs) in VARIANTS.items():
         model = timm.create_model(name, num_classes=5, **kwargs)
         extra = dict(global_pool='avg') if 'vit' in name else {}
@@ -52,7 +54,7 @@ def test_every_variant_registered_with_its_recipe():
         module = create_contrastive_module(model)
         assert module.projector.config['proj_type'] == proj_type and module.projector.config['act_layer'] == act
         assert module.proj_dim == (32 if name == 'paco_resnet32' else 128)
-        assert len(module.projector) == (4 if proj_type == 'mlp' else 5)
+        assert len(module.projector) == {'mlp': 4, 'mlp2': 3, 'mlp3': 5}[proj_type]
         # a layout given explicitly keeps the recipe's activation when it is the recipe's layout (as the seeds)
         other = 'mlp' if proj_type == 'mlp3' else 'mlp3'
         assert create_contrastive_module(model, proj_type=proj_type).projector.config['act_layer'] == act
@@ -260,3 +262,17 @@ def test_earlier_gpaco_vit_names_still_build_with_a_warning(old, new):
     with pytest.warns(UserWarning, match=f'Mapping deprecated model name {old} to current {new}'):
         model = timm.create_model(old, **TINY_VIT)
     assert model.pretrained_cfg['architecture'] == new and model.global_pool == 'avg'
+
+
+@pytest.mark.parametrize('proj_type,act', [('mlp', 'relu'), ('mlp2', 'relu'), ('mlp3', 'gelu')])
+def test_projector_layout_is_read_back_from_its_weights(proj_type, act):
+    from timm_paco.tasks.projector_file import projector_args
+    projector = Projector(12, 6, proj_type=proj_type, hidden_dim=10)
+    args = projector_args(projector.state_dict())
+    assert args == dict(in_dim=12, out_dim=6, proj_type=proj_type, hidden_dim=10, act_layer=act)
+    rebuilt = Projector(**args)
+    rebuilt.load_state_dict(projector.state_dict())
+    x = torch.randn(3, 12)
+    torch.testing.assert_close(rebuilt.eval()(x), projector.eval()(x))
+    with pytest.raises(ValueError, match='projector weights of no known layout'):
+        projector_args({'0.weight': torch.zeros(2, 2)})

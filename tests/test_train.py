@@ -57,7 +57,8 @@ TASKS = [
     ('paco', ['--no-prefetcher']),
     # prefetcher (on CPU); a loader worker, reseeded every epoch; the optional queue of the seeds' LT code
     ('gpaco', ['--workers', '1', '--gpaco-queue-size', '12']),
-    ('dscl', ['--no-prefetcher', '--dscl-alpha', '0.2']),  # the DSCL loss on PaCo's key encoder and queue
+    # the DSCL loss on PaCo's key encoder and queue, with PBSD's patches through the prefetcher
+    ('dscl', ['--dscl-alpha', '0.2', '--pbsd-patches', '2', '--pbsd-patch-size', '32']),
 ]
 
 
@@ -84,8 +85,13 @@ def test_task_trains_checkpoints_and_resumes_exactly(image_folder, tmp_path, tas
         assert set(first['task_state']) == {'key_encoder', 'queue', 'projector', 'projector_args'}
         assert int(first['task_state']['queue']['valid'].sum()) == 8
     if task == 'dscl':
-        assert all(float(r['train_loss']) == float(r['train_loss_contrast']) for r in rows)
-        assert first['args'].dscl_alpha == 0.2
+        for r in rows:
+            total = float(r['train_loss_contrast']) + 1.5 * float(r['train_loss_pbsd'])
+            assert abs(total - float(r['train_loss'])) < 1e-4 and float(r['train_loss_pbsd']) > 0
+        assert first['args'].dscl_alpha == 0.2 and first['args'].pbsd_patches == 2
+        # the classifier is not trained in stage 1: it keeps its initial weights
+        head = [k for k in first['state_dict'] if k.startswith('head.fc.')]
+        assert head and all(torch.equal(first['state_dict'][k], _checkpoint(folder)['state_dict'][k]) for k in head)
     if task == 'gpaco':  # 16 images' second views through a 12-slot ring
         assert set(first['task_state']) == {'queue', 'projector', 'projector_args'}
         queue = first['task_state']['queue']
@@ -233,7 +239,9 @@ DDP_TASKS = [
     ('paco', ['--epochs', '1']),
     # GPaCo's optional queue: epoch 2's one step contrasts against the 8 embeddings gathered in epoch 1
     ('gpaco', ['--epochs', '2', '--gpaco-queue-size', '8']),
-    ('dscl', ['--epochs', '1']),  # the contrast is the all-gathered global batch, whatever the rank count
+    # the contrast is the all-gathered global batch, whatever the rank count; the second epoch's step is the one
+    # that needs the untrained classifier frozen (DDP waits for gradients of every trainable parameter)
+    ('dscl', ['--epochs', '2', '--pbsd-weight', '0']),
 ]
 
 
@@ -261,6 +269,26 @@ def test_ddp_loss_matches_one_process(image_folder, tmp_path, task, extra):
     q_two = _checkpoint(tmp_path / 'two')['task_state']['queue']
     assert int(q_two['valid'].sum()) == 8
     assert sorted(q_one['labels'].tolist()) == sorted(q_two['labels'].tolist())
+
+
+def test_ddp_pbsd_trains_over_several_steps(image_folder, tmp_path):
+    """2 gloo ranks x 2 images, 2 steps an epoch, DSCL with PBSD: the patches' student and teacher go through the
+    one DDP forward; each rank distils its own images (their augmentations differ from a 1-process run's, so
+    the PBSD term is not compared with one)."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
+    two = _args(image_folder, tmp_path, 'two', '--task', 'dscl', '--epochs', '2', '--val-split', '',
+                '--train-split', 'validation', '--pbsd-patches', '2', '--pbsd-patch-size', '32')
+    two[two.index('-b') + 1] = '2'
+    subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
+         '--master_port', str(_free_port()), os.path.join(REPO, 'train.py'), *two],
+        check=True, env=env, cwd=tmp_path, capture_output=True)
+    rows = _summary(tmp_path / 'two')
+    assert len(rows) == 2
+    for r in rows:
+        total = float(r['train_loss_contrast']) + 1.5 * float(r['train_loss_pbsd'])
+        assert abs(total - float(r['train_loss'])) < 1e-4 and float(r['train_loss_pbsd']) > 0
+    assert int(_checkpoint(tmp_path / 'two')['task_state']['queue']['valid'].sum()) == 8
 
 
 @pytest.mark.parametrize('layout', ['now', 'earlier'])

@@ -10,6 +10,7 @@ from timm_paco.arg_types import (
 from timm_paco.cli.inputs import read_config_defaults
 from timm_paco.cli.usage import UsageError
 from timm_paco.tasks import LOGIT_ADJUST_MODES, TASK_NAMES, TASK_SMOOTHING
+from timm_paco.tasks.projector import PROJ_TYPES
 
 __all__ = ['TIMM_VIEWS', 'build_parser', 'parse_args']
 
@@ -308,10 +309,19 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--dscl-alpha', type=probability, default=None,
                    help='dscl: weight of the own-view positive, the rest on the class positives (default: 1/9, '
                         'the official code\'s beta 8 as alpha = 1 / (1 + beta))')
+    g.add_argument('--pbsd-weight', type=non_negative_float, default=None,
+                   help='dscl: weight lambda of PBSD, the patch self-distillation (default: 1.5, the paper\'s; 0 = off)')
+    g.add_argument('--pbsd-patches', type=positive_int, default=5, metavar='L',
+                   help='dscl PBSD: boxes / patches per image (default: 5)')
+    g.add_argument('--pbsd-patch-size', type=positive_int, default=64, metavar='PX',
+                   help='dscl PBSD: side of the student\'s patch crops in pixels (default: 64)')
+    g.add_argument('--pbsd-scale', type=float, nargs=2, default=[0.05, 0.6], metavar=('MIN', 'MAX'),
+                   help='dscl PBSD: box area range, fractions of the query view (default: 0.05 0.6)')
     g.add_argument('--paco-proj-dim', type=positive_int, default=None,
                    help='embedding width (default: the variant\'s, 128 when wrapping a timm model)')
-    g.add_argument('--paco-proj-type', type=str, default=None, choices=('mlp', 'mlp3'),
-                   help='projector layout (default: the variant\'s; wrapping: mlp3 for attention models, else mlp)')
+    g.add_argument('--paco-proj-type', type=str, default=None, choices=PROJ_TYPES,
+                   help='projector layout: mlp = Linear-BN-ReLU-Linear, mlp2 = Linear-ReLU-Linear, mlp3 = three '
+                        'Linear (default: the variant\'s; wrapping: mlp3 for attention models, else mlp)')
     g.add_argument('--paco-views', type=str, default=None,
                    help=f'view recipe, e.g. randcls_sim, sim_sim, single; "{TIMM_VIEWS}" = timm\'s single-view '
                         f'transform (default: randcls_sim for paco / gpaco, {TIMM_VIEWS} for ce / balanced-softmax)')

@@ -8,17 +8,19 @@ from timm_paco.cli.inputs import check_data_dir, check_device, check_model_name,
 from timm_paco.cli.train_args import TIMM_VIEWS
 from timm_paco.cli.train_views import ViewPlan
 from timm_paco.cli.usage import UsageError
-from timm_paco.data import check_imb_factor, parse_view_recipe
+from timm_paco.data import check_imb_factor, check_patch_args, parse_view_recipe
 from timm_paco.tasks import CONTRASTIVE_TASKS, KEY_ENCODER_TASKS
 
-__all__ = ['TASK_FLAGS', 'check_inputs', 'check_values', 'check_combinations', 'unused_task_flags', 'flag_warnings']
+__all__ = ['TASK_FLAGS', 'check_inputs', 'check_values', 'check_combinations', 'check_patch_model',
+           'unused_task_flags', 'flag_warnings']
 
 # --paco-* flags and the tasks that read them
 TASK_FLAGS = {
     'paco_alpha': ('paco', 'gpaco'), 'paco_beta': ('paco', 'gpaco'), 'paco_gamma': ('paco', 'gpaco'),
     'paco_temperature': ('paco', 'gpaco', 'dscl'), 'paco_logit_adjust': ('paco', 'gpaco'),
     'paco_queue_size': ('paco', 'dscl'), 'paco_momentum': ('paco', 'dscl'), 'gpaco_queue_size': ('gpaco',),
-    'dscl_alpha': ('dscl',),
+    'dscl_alpha': ('dscl',), 'pbsd_weight': ('dscl',), 'pbsd_patches': ('dscl',), 'pbsd_patch_size': ('dscl',),
+    'pbsd_scale': ('dscl',),
 }
 
 
@@ -55,6 +57,7 @@ def check_values(args) -> None:
             check_imb_factor(args.imb_factor)
         if args.paco_views not in (None, TIMM_VIEWS):
             parse_view_recipe(args.paco_views, arg_name='--paco-views')
+        check_patch_args(args.pbsd_patches, args.pbsd_patch_size, args.pbsd_scale)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
@@ -102,6 +105,10 @@ def _check_task(args, task: str, views: ViewPlan) -> None:
         raise UsageError(f'--model-dtype {args.model_dtype}: an exponential moving average (the {task} key encoder, '
                          f'--model-ema) kept in {args.model_dtype} loses most updates to rounding; use --amp with '
                          f'a float32 model')
+    if views.patches and (views.timm_views or args.no_aug):
+        raise UsageError(f'--pbsd-weight {args.pbsd_weight}: PBSD draws its boxes and patches on the query view of '
+                         f'the V-view transform, which ' + ('--no-aug turns off' if args.no_aug else
+                         f'--paco-views {TIMM_VIEWS} replaces') + '; use --pbsd-weight 0 or drop that flag')
     if args.torchscript and task in CONTRASTIVE_TASKS:
         raise UsageError(f'--torchscript: the {task} task\'s model and projector are not scriptable; use '
                          f'--torchcompile')
@@ -125,3 +132,19 @@ def check_combinations(args, task: str, views: ViewPlan) -> None:
     _check_unsupported(args)
     _check_task(args, task, views)
     _check_view_loader(args, views)
+
+
+def check_patch_model(args, model, input_size) -> None:
+    """UsageError when PBSD (``--pbsd-weight`` > 0) cannot run on ``model``: no last feature map
+    (``forward_intermediates``), or a patch embedding that takes only the view size."""
+    if args.task != 'dscl' or args.pbsd_weight == 0:
+        return
+    name, flag = args.model, f'--pbsd-weight {args.pbsd_weight}'
+    if not callable(getattr(model, 'forward_intermediates', None)):
+        raise UsageError(f'{flag}: model {name} has no forward_intermediates, so PBSD has no last feature map to '
+                         f'pool its boxes on; use --pbsd-weight 0 or a timm model that has it')
+    patch_embed = getattr(model, 'patch_embed', None)
+    if getattr(patch_embed, 'strict_img_size', False) and tuple(input_size[-2:]) != (args.pbsd_patch_size,) * 2:
+        raise UsageError(f'--pbsd-patch-size {args.pbsd_patch_size}: model {name} takes only '
+                         f'{input_size[-2]}x{input_size[-1]} inputs; add --model-kwargs dynamic_img_size=True '
+                         f'(ViTs) so it takes the {args.pbsd_patch_size}-pixel patches too')

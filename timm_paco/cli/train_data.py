@@ -157,7 +157,7 @@ def create_train_loader(args, dataset, data_config, views: ViewPlan, device, mod
         loader, mixup_fn = _timm_loader(args, dataset, data_config, interpolation, common)
     else:
         loader, mixup_fn = create_view_loader(
-            dataset, create_train_view_transform(args, views.recipe, data_config, interpolation), args.batch_size,
+            dataset, create_train_view_transform(args, views, data_config, interpolation), args.batch_size,
             is_training=True, channels=data_config['input_size'][0],
             re_prob=args.reprob if args.prefetcher and not args.no_aug else 0.,  # else in the view transform
             re_mode=args.remode, re_count=args.recount, re_num_splits=views.num_views if args.resplit else 0,

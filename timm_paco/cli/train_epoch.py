@@ -172,8 +172,8 @@ def _after_update(run: TrainRun, epoch: int, batch_idx: int, num_updates: int, m
     if log:
         _log_progress(run, epoch, update_idx, meters, loss)
         if args.save_images and run.output.output_dir and utils.is_primary(args):
-            torchvision.utils.save_image(input, os.path.join(run.output.output_dir, f'train-batch-{batch_idx}.jpg'),
-                                         padding=0, normalize=True)
+            path = os.path.join(run.output.output_dir, f'train-batch-{batch_idx}.jpg')
+            torchvision.utils.save_image(getattr(input, 'views', input), path, padding=0, normalize=True)
     if run.output.saver is not None and args.recovery_interval and (update_idx + 1) % args.recovery_interval == 0:
         run.check_savable(f'epoch {epoch}, update {update_idx}')
         run.output.saver.save_recovery(epoch, batch_idx=update_idx)

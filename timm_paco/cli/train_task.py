@@ -45,7 +45,8 @@ def create_train_task(args, task: str, model, trainable, num_views: int, class_c
             logit_adjust='on' if logit_adjust else 'off', prior_tau=args.prior_tau, smoothing=args.smoothing,
             alpha=args.dscl_alpha if task == 'dscl' else args.paco_alpha, beta=args.paco_beta,
             gamma=args.paco_gamma, temperature=args.paco_temperature,
-            queue_size=_queue_size(args, task), momentum=args.paco_momentum, **task_kwargs)
+            queue_size=_queue_size(args, task), momentum=args.paco_momentum,
+            pbsd_weight=args.pbsd_weight if task == 'dscl' else None, **task_kwargs)
         if load_initial_projector(result, initial_projector, args.initial_checkpoint):
             _logger.info(f'Projector weights from --initial-checkpoint {args.initial_checkpoint}.')
     if utils.is_primary(args):

@@ -13,3 +13,5 @@ from .views import (
     MultiViewTransform, TwoViewTransform, create_view_transform, create_view_transforms, parse_view_recipe,
     stack_views,
 )
+from .patch_batch import PatchBatch, PatchCollate, PatchPrefetchLoader, PatchTarget
+from .patches import PatchBoxSampler, PatchViewTransform, PatchViews, check_patch_args, create_patch_view_transform

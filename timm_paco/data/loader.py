@@ -5,7 +5,8 @@ so it cannot carry a multi-view transform. ``create_view_loader`` sets the given
 the rest of timm: ``fast_collate`` / ``default_collate``, ``PrefetchLoader`` (device transfer, normalisation,
 random erasing), ``OrderedDistributedSampler``, ``MultiEpochsDataLoader`` and timm's worker seeding.
 
-Every batch it yields is ``(input [V·B, C, H, W] view-major, target [B])`` (see ``views.stack_views``).
+Every batch it yields is ``(input [V·B, C, H, W] view-major, target [B])`` (see ``views.stack_views``); with
+PBSD's ``patches.PatchViewTransform``, ``(patch_batch.PatchBatch, target [B])``.
 """
 from functools import partial
 from typing import Callable, Optional, Tuple
@@ -18,6 +19,7 @@ from timm.data.distributed_sampler import OrderedDistributedSampler
 from timm.data.loader import MultiEpochsDataLoader, PrefetchLoader, _worker_init, fast_collate
 from torch.utils.data import default_collate
 
+from .patches import PatchViewTransform
 from .views import stack_views
 
 __all__ = ['ViewCollate', 'create_view_loader']
@@ -97,7 +99,8 @@ def create_view_loader(
         dataset: Map-style dataset returning ``(PIL image, target)`` before the transform; its ``transform``
             (a plain ``Subset``'s base dataset's) is set to ``view_transform``.
         view_transform: ``views.create_view_transform(..., use_prefetcher=use_prefetcher)`` (or any transform
-            returning one tensor or a tuple of V tensors); ``None`` keeps the dataset's transform.
+            returning one tensor or a tuple of V tensors, or a ``PatchViewTransform``); ``None`` keeps the
+            dataset's transform.
         batch_size: Images (not views) per batch, per process.
         is_training: Shuffle (or ``DistributedSampler``), drop the last partial batch, random erasing on device.
         use_prefetcher: Collate uint8 with ``fast_collate``; ``PrefetchLoader`` moves to ``device`` and
@@ -120,6 +123,8 @@ def create_view_loader(
     if view_transform is not None:
         _set_transform(dataset, view_transform)
 
+    from .patch_batch import PatchCollate, PatchPrefetchLoader  # it builds on ViewCollate
+    with_patches = isinstance(view_transform, PatchViewTransform)
     sampler = _distributed_sampler(dataset, is_training) if distributed else None
     loader_class = MultiEpochsDataLoader if use_multi_epochs_loader else torch.utils.data.DataLoader
     loader = loader_class(
@@ -128,7 +133,7 @@ def create_view_loader(
         shuffle=sampler is None and is_training,
         sampler=sampler,
         num_workers=num_workers,
-        collate_fn=ViewCollate(use_prefetcher),
+        collate_fn=(PatchCollate if with_patches else ViewCollate)(use_prefetcher),
         pin_memory=pin_memory,
         drop_last=is_training if drop_last is None else drop_last,
         worker_init_fn=partial(_worker_init, worker_seeding=worker_seeding),
@@ -149,4 +154,6 @@ def create_view_loader(
             re_count=re_count,
             re_num_splits=re_num_splits,
         )
+        if with_patches:
+            loader = PatchPrefetchLoader(loader)
     return loader

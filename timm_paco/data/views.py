@@ -107,12 +107,15 @@ def create_view_transform(
         re_mode: str = 'const',
         re_count: int = 1,
         re_num_splits: int = 0,
-) -> MultiViewTransform:
+        separate: bool = False,
+):
     """Build a V-view training transform from timm's ``transforms_imagenet_train``.
 
     Returns a callable: PIL image -> tuple of V tensors ``[C, H, W]``; float and normalised with ``mean`` /
     ``std`` (and random erasing when ``re_prob > 0``), or uint8 when ``use_prefetcher`` (timm's
-    ``PrefetchLoader`` then normalises and erases on the device).
+    ``PrefetchLoader`` then normalises and erases on the device). ``separate``: instead, a list of V
+    ``(geometry, appearance, final)`` transform triples (timm's ``separate=True``: crop and flips; colour
+    augmentation; tensor conversion).
     """
     common = dict(
         img_size=_img_size(input_size),
@@ -142,6 +145,8 @@ def create_view_transform(
     if 'sim' in names and gaussian_blur_prob > 0 and min(size if isinstance(size, tuple) else (size,)) < 12:
         raise ValueError(f'input_size {input_size}: the sim view\'s Gaussian blur (timm\'s 23-pixel kernel) needs '
                          f'images of at least 12 pixels; use a larger --img-size or gaussian_blur_prob=0')
+    if separate:
+        return [transforms_imagenet_train(**common, **view_kwargs[n], separate=True) for n in names]
     return MultiViewTransform([transforms_imagenet_train(**common, **view_kwargs[n]) for n in names])
 
 

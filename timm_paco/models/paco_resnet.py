@@ -52,13 +52,14 @@ def _recipe(variant: str, stock: str, **kwargs) -> PaperRecipe:
 
 
 @with_zoo_errors
-def _create_paco_resnet(variant: str, stock: str, pretrained: bool = False, **kwargs) -> ResNet:
+def create_paco_resnet(variant: str, stock: str, pretrained: bool = False, **kwargs) -> ResNet:
     """``variant`` as the timm ResNet ``stock`` (``resnet50``), with ``variant``'s cfgs and checkpoint filter."""
     return build_model_with_cfg(
         ResNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **dict(_RESNET_ARGS[stock], **kwargs))
 
 
-def _cfg(**kwargs) -> Dict[str, Any]:
+def resnet_cfg(**kwargs) -> Dict[str, Any]:
+    """A ResNet cfg of the seeds' ImageNet recipe (224 px, crop 0.875); ``kwargs`` override."""
     return {
         'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
         'crop_pct': 0.875, 'interpolation': 'bilinear',
@@ -72,7 +73,7 @@ def _zoo_cfg(name: str, tag: str, top1: float, **kwargs) -> Dict[str, Any]:
     """Cfg of a seed-zoo checkpoint with its reported top-1 and dataset class count."""
     num_classes, eval_set = _DATASETS[tag]
     method = name.split('_')[0]
-    return _cfg(
+    return resnet_cfg(
         hf_hub_id=f'timm-paco/{name}.{tag}',
         num_classes=num_classes,
         notes=(f'top1: {top1}', f'eval: {eval_set}', f'source: {method} results table, {_ORIGIN}'),
@@ -101,7 +102,7 @@ default_cfgs = generate_default_cfgs({
     'gpaco_resnext50_32x4d.imagenet_lt': _zoo_cfg('gpaco_resnext50_32x4d', 'imagenet_lt', 58.9),
     'gpaco_resnext101_32x4d.imagenet_lt': _zoo_cfg('gpaco_resnext101_32x4d', 'imagenet_lt', 60.8),
     # CIFAR ResNet-32 (no released weights)
-    'paco_resnet32': _cfg(
+    'paco_resnet32': resnet_cfg(
         num_classes=100, input_size=(3, 32, 32), pool_size=(8, 8), crop_pct=1.0,
         mean=CIFAR100_MEAN, std=CIFAR100_STD, **_PAPERS['paco']),
 })
@@ -123,7 +124,7 @@ register_recipe('paco_resnet50', _recipe('paco_resnet50', 'resnet50'))
 @register_model
 def paco_resnet50(pretrained: bool = False, **kwargs) -> ResNet:
     """PaCo ResNet-50."""
-    return _create_paco_resnet('paco_resnet50', 'resnet50', pretrained, **kwargs)
+    return create_paco_resnet('paco_resnet50', 'resnet50', pretrained, **kwargs)
 
 
 register_recipe('paco_resnet101', _recipe('paco_resnet101', 'resnet101'))
@@ -132,7 +133,7 @@ register_recipe('paco_resnet101', _recipe('paco_resnet101', 'resnet101'))
 @register_model
 def paco_resnet101(pretrained: bool = False, **kwargs) -> ResNet:
     """PaCo ResNet-101."""
-    return _create_paco_resnet('paco_resnet101', 'resnet101', pretrained, **kwargs)
+    return create_paco_resnet('paco_resnet101', 'resnet101', pretrained, **kwargs)
 
 
 register_recipe('paco_resnet152', _recipe('paco_resnet152', 'resnet152'))
@@ -141,7 +142,7 @@ register_recipe('paco_resnet152', _recipe('paco_resnet152', 'resnet152'))
 @register_model
 def paco_resnet152(pretrained: bool = False, **kwargs) -> ResNet:
     """PaCo ResNet-152."""
-    return _create_paco_resnet('paco_resnet152', 'resnet152', pretrained, **kwargs)
+    return create_paco_resnet('paco_resnet152', 'resnet152', pretrained, **kwargs)
 
 
 register_recipe('paco_resnet200', _recipe('paco_resnet200', 'resnet200'))
@@ -150,7 +151,7 @@ register_recipe('paco_resnet200', _recipe('paco_resnet200', 'resnet200'))
 @register_model
 def paco_resnet200(pretrained: bool = False, **kwargs) -> ResNet:
     """PaCo ResNet-200."""
-    return _create_paco_resnet('paco_resnet200', 'resnet200', pretrained, **kwargs)
+    return create_paco_resnet('paco_resnet200', 'resnet200', pretrained, **kwargs)
 
 
 register_recipe('paco_resnext50_32x4d', _recipe('paco_resnext50_32x4d', 'resnext50_32x4d'))
@@ -159,7 +160,7 @@ register_recipe('paco_resnext50_32x4d', _recipe('paco_resnext50_32x4d', 'resnext
 @register_model
 def paco_resnext50_32x4d(pretrained: bool = False, **kwargs) -> ResNet:
     """PaCo ResNeXt-50 32x4d."""
-    return _create_paco_resnet('paco_resnext50_32x4d', 'resnext50_32x4d', pretrained, **kwargs)
+    return create_paco_resnet('paco_resnext50_32x4d', 'resnext50_32x4d', pretrained, **kwargs)
 
 
 register_recipe('paco_resnext101_32x4d', _recipe('paco_resnext101_32x4d', 'resnext101_32x4d'))
@@ -168,7 +169,7 @@ register_recipe('paco_resnext101_32x4d', _recipe('paco_resnext101_32x4d', 'resne
 @register_model
 def paco_resnext101_32x4d(pretrained: bool = False, **kwargs) -> ResNet:
     """PaCo ResNeXt-101 32x4d."""
-    return _create_paco_resnet('paco_resnext101_32x4d', 'resnext101_32x4d', pretrained, **kwargs)
+    return create_paco_resnet('paco_resnext101_32x4d', 'resnext101_32x4d', pretrained, **kwargs)
 
 
 register_recipe('gpaco_resnet50', _recipe('gpaco_resnet50', 'resnet50'))
@@ -177,7 +178,7 @@ register_recipe('gpaco_resnet50', _recipe('gpaco_resnet50', 'resnet50'))
 @register_model
 def gpaco_resnet50(pretrained: bool = False, **kwargs) -> ResNet:
     """GPaCo ResNet-50."""
-    return _create_paco_resnet('gpaco_resnet50', 'resnet50', pretrained, **kwargs)
+    return create_paco_resnet('gpaco_resnet50', 'resnet50', pretrained, **kwargs)
 
 
 register_recipe('gpaco_resnet152', _recipe('gpaco_resnet152', 'resnet152'))
@@ -186,7 +187,7 @@ register_recipe('gpaco_resnet152', _recipe('gpaco_resnet152', 'resnet152'))
 @register_model
 def gpaco_resnet152(pretrained: bool = False, **kwargs) -> ResNet:
     """GPaCo ResNet-152."""
-    return _create_paco_resnet('gpaco_resnet152', 'resnet152', pretrained, **kwargs)
+    return create_paco_resnet('gpaco_resnet152', 'resnet152', pretrained, **kwargs)
 
 
 register_recipe('gpaco_resnext50_32x4d', _recipe('gpaco_resnext50_32x4d', 'resnext50_32x4d'))
@@ -195,7 +196,7 @@ register_recipe('gpaco_resnext50_32x4d', _recipe('gpaco_resnext50_32x4d', 'resne
 @register_model
 def gpaco_resnext50_32x4d(pretrained: bool = False, **kwargs) -> ResNet:
     """GPaCo ResNeXt-50 32x4d."""
-    return _create_paco_resnet('gpaco_resnext50_32x4d', 'resnext50_32x4d', pretrained, **kwargs)
+    return create_paco_resnet('gpaco_resnext50_32x4d', 'resnext50_32x4d', pretrained, **kwargs)
 
 
 register_recipe('gpaco_resnext101_32x4d', _recipe('gpaco_resnext101_32x4d', 'resnext101_32x4d'))
@@ -204,4 +205,4 @@ register_recipe('gpaco_resnext101_32x4d', _recipe('gpaco_resnext101_32x4d', 'res
 @register_model
 def gpaco_resnext101_32x4d(pretrained: bool = False, **kwargs) -> ResNet:
     """GPaCo ResNeXt-101 32x4d."""
-    return _create_paco_resnet('gpaco_resnext101_32x4d', 'resnext101_32x4d', pretrained, **kwargs)
+    return create_paco_resnet('gpaco_resnext101_32x4d', 'resnext101_32x4d', pretrained, **kwargs)

@@ -17,10 +17,10 @@ class PaperRecipe:
     """Training defaults of a registered name.
 
     Args:
-        task: ``'paco'`` or ``'gpaco'``, the task train.py uses without ``--task``.
+        task: ``'paco'``, ``'gpaco'`` or ``'dscl'``, the task train.py uses without ``--task``.
         stock_architecture: timm architecture the model is an instance of (``'resnet50'``).
         proj_dim: Embedding width D of the projector.
-        proj_type: ``'mlp'`` (Linear-BN-act-Linear) or ``'mlp3'`` (Linear-act-Linear-act-Linear).
+        proj_type: ``'mlp'`` (Linear-BN-act-Linear), ``'mlp2'`` (Linear-act-Linear) or ``'mlp3'``.
         proj_act: Projector activation (timm name).
     """
     task: str

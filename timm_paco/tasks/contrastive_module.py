@@ -8,7 +8,8 @@ L2-normalised embedding for the contrastive term. The model runs once per call:
     logits = model.get_classifier()(pre)                     # == model.forward_head(feats)
     emb = normalize(projector(pre))                          # [N, proj_dim]
 
-``forward`` returns ``(logits, embeddings)`` so DDP and torch.compile see one call. Submodules are named
+``forward`` returns ``(logits, embeddings)`` so DDP and torch.compile see one call; given PBSD's patches and boxes
+it also returns their teacher and student embeddings (``forward_patches``), still in one call. Submodules are named
 ``backbone`` (the timm model) and ``projector``: the key encoder a PaCo task keeps has these keys, as have training
 checkpoints of earlier releases. Evaluation, checkpoints' ``state_dict`` and export use ``backbone`` alone.
 """
@@ -19,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from timm_paco.models.recipes import recipe_act, recipe_for
+from .patch_teacher import box_bins, last_feature_map, pool_bins
 from .projector import PROJ_TYPES, Projector
 
 __all__ = ['ContrastiveModule', 'create_contrastive_module', 'is_transformer_like', 'place_like']
@@ -64,9 +66,34 @@ class ContrastiveModule(nn.Module):
     def proj_dim(self) -> int:
         return self.projector.out_dim
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def embed(self, pre: torch.Tensor) -> torch.Tensor:
+        """Pre-logits ``[N, head_hidden_size]`` -> L2-normalised embeddings ``[N, D]``, normalised in float32
+        (at least) under autocast, so unit norms hold to float32 precision for the losses and the queue."""
+        out = self.projector(pre)
+        return F.normalize(out.float() if out.dtype in (torch.float16, torch.bfloat16) else out, dim=1)
+
+    def forward(self, x: torch.Tensor, patches: Optional[torch.Tensor] = None,
+                boxes: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, ...]:
+        """``x [N, C, H, W] -> (logits, embeddings)``; with ``patches`` and ``boxes``, ``forward_patches``."""
+        if patches is not None:
+            return self.forward_patches(x, patches, boxes)
         pre = self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
-        return self.backbone.get_classifier()(pre), F.normalize(self.projector(pre), dim=1)
+        return self.backbone.get_classifier()(pre), self.embed(pre)
+
+    def forward_patches(self, x: torch.Tensor, patches: torch.Tensor, boxes: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """PBSD's forward: ``x [B, C, H, W]``, ``patches [L·B, C, p, p]`` patch-major, ``boxes [L, B, 4]`` in
+        pixels of ``x`` -> ``(logits [B, classes], embeddings [B, D], teacher [L, B, D] (no gradient),
+        student [L, B, D])``: the teacher pools each box on ``x``'s last feature map, the student encodes the
+        patch (``patch_teacher``)."""
+        backbone = self.backbone
+        final, fmap, layout = last_feature_map(backbone, x)
+        pre = backbone.forward_head(final, pre_logits=True)
+        with torch.no_grad():
+            bins = box_bins(fmap.detach(), boxes, tuple(x.shape[-2:])).to(final.dtype)
+            teacher = self.embed(pool_bins(backbone, bins, layout))
+        student = self.embed(backbone.forward_head(backbone.forward_features(patches), pre_logits=True))
+        shape = (boxes.shape[0], boxes.shape[1], -1)
+        return backbone.get_classifier()(pre), self.embed(pre), teacher.reshape(shape), student.reshape(shape)
 
 
 def create_contrastive_module(

@@ -96,6 +96,7 @@ def create_task(
         queue_size: Optional[int] = None,
         momentum: float = 0.999,
         projector: Optional[Dict[str, Any]] = None,
+        pbsd_weight: Optional[float] = None,
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
         verbose: bool = True,
@@ -117,6 +118,7 @@ def create_task(
         queue_size: Queue slots; None keeps the task's default (paco 8192; gpaco 0, no queue, the paper's).
             Not taken by the CE baselines.
         momentum: PaCo key encoder EMA decay.
+        pbsd_weight: ``dscl``'s PBSD weight λ (None: the paper's 1.5; 0: no PBSD, plain view-major input).
         projector: ``paco`` / ``gpaco`` projector arguments (``proj_dim``, ``proj_type``, ``proj_act``,
             ``proj_hidden_dim``); None or absent ones keep the model's paper recipe (``timm_paco.models.recipe_for``).
     """
@@ -143,11 +145,15 @@ def create_task(
                          f'(ce never; paco / gpaco only with logit adjustment on long-tailed class counts)')
     criterion = create_loss(_LOSS_NAMES[name], **loss_kwargs)
 
+    if pbsd_weight is not None and name != 'dscl':
+        raise ValueError(f'pbsd_weight={pbsd_weight}: PBSD is part of dscl, not of task {name}')
     common = dict(device=device, dtype=dtype, verbose=verbose)
     queued = {} if queue_size is None else dict(queue_size=queue_size)  # None: the task class's default
     if name in KEY_ENCODER_TASKS:
         if num_views not in (None, 2):
             raise ValueError(f'num_views: {name} takes 2 views per image (query, key), got {num_views}')
+        if name == 'dscl' and pbsd_weight is not None:
+            queued['pbsd_weight'] = pbsd_weight
         task_class = PaCoTask if name == 'paco' else DSCLTask
         return task_class(model, criterion, momentum=momentum, projector=projector, **queued, **common)
     if name == 'gpaco':

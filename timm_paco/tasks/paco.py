@@ -87,9 +87,13 @@ class PaCoTask(ContrastiveTask):
         batch_size = self.batch_size(input, target)
         logits, queries = self.trainable_module(input[:batch_size])
         keys = self._keys(input[batch_size:])
+        return self.contrast(logits, queries, keys, target, *self.queue.get())
 
+    def contrast(self, logits: torch.Tensor, queries: torch.Tensor, keys: torch.Tensor, target: torch.Tensor,
+                 queue_features: torch.Tensor, queue_labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The criterion over the gathered batch against ``cat(keys, queue)``, then the keys enqueued: the
+        task's result ``{'loss', 'output', 'loss_<part>'}``."""
         labels = gather_rows(target)
-        queue_features, queue_labels = self.queue.get()
         parts = self.criterion.loss_parts(
             gather_rows(logits, grad=True),
             gather_rows(queries, grad=True),

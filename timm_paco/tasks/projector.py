@@ -1,9 +1,10 @@
 """ Projection MLPs mapping pooled backbone features to the contrastive embedding space.
 
-Two layouts, named after the layers they hold (indices match the seeds' checkpoints, so a seed
+Three layouts, named after the layers they hold (indices match the seeds' checkpoints, so a seed
 projector's state dict loads into these with no renaming):
 
 * ``'mlp'``:  Linear(C, H) - BatchNorm1d(H) - act - Linear(H, D)          (PaCo CNNs, act ReLU)
+* ``'mlp2'``: Linear(C, H) - act - Linear(H, D)                           (MoCo v2's head, DSCL's, act ReLU)
 * ``'mlp3'``: Linear(C, H) - act - Linear(H, H) - act - Linear(H, D)     (GPaCo, act GELU for ViTs,
   ReLU for the GPaCo ResNets)
 
@@ -18,8 +19,8 @@ from timm.layers import get_act_layer
 
 __all__ = ['Projector', 'PROJ_TYPES', 'default_proj_act']
 
-PROJ_TYPES = ('mlp', 'mlp3')
-_DEFAULT_ACT = {'mlp': 'relu', 'mlp3': 'gelu'}
+PROJ_TYPES = ('mlp', 'mlp2', 'mlp3')
+_DEFAULT_ACT = {'mlp': 'relu', 'mlp2': 'relu', 'mlp3': 'gelu'}
 
 
 def default_proj_act(proj_type: str) -> str:
@@ -35,9 +36,10 @@ class Projector(nn.Sequential):
     Args:
         in_dim: Input (backbone pooled feature) width.
         out_dim: Embedding width.
-        proj_type: ``'mlp'`` (Linear-BN-act-Linear) or ``'mlp3'`` (Linear-act-Linear-act-Linear).
+        proj_type: ``'mlp'`` (Linear-BN-act-Linear), ``'mlp2'`` (Linear-act-Linear) or ``'mlp3'``
+            (Linear-act-Linear-act-Linear).
         hidden_dim: Hidden width, ``in_dim`` if None.
-        act_layer: Activation name or class, the ``proj_type`` default (relu / gelu) if None.
+        act_layer: Activation name or class, the ``proj_type`` default (relu / relu / gelu) if None.
     """
 
     def __init__(
@@ -62,6 +64,8 @@ class Projector(nn.Sequential):
             raise ValueError(f'act_layer {act_layer!r} is not a known timm activation')
         if proj_type == 'mlp':
             layers = [nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), act(), nn.Linear(hidden_dim, out_dim)]
+        elif proj_type == 'mlp2':
+            layers = [nn.Linear(in_dim, hidden_dim), act(), nn.Linear(hidden_dim, out_dim)]
         else:
             layers = [
                 nn.Linear(in_dim, hidden_dim), act(),

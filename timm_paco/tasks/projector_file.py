@@ -42,16 +42,20 @@ def projector_args(
     """``Projector`` arguments for the weights ``state`` (keys ``0.weight``, ...).
 
     ``recorded`` (a checkpoint's ``task_state['projector_args']``) wins; else the layout and widths are read off the
-    weights ('mlp': Linear 0, BN 1, Linear 3; 'mlp3': Linear 0, 2, 4) and the activation, which has no weights, is
-    ``recipe_act`` (the model's paper recipe) or the layout's default. ValueError for weights of neither layout."""
+    weights ('mlp': Linear 0, BN 1, Linear 3; 'mlp2': Linear 0, 2; 'mlp3': Linear 0, 2, 4) and the activation, which
+    has no weights, is ``recipe_act`` (the model's paper recipe) or the layout's default. ValueError for weights of
+    no layout."""
     if recorded:
         return dict(recorded)
     if '1.running_mean' in state and '3.weight' in state:
         proj_type, last = 'mlp', 3
     elif '4.weight' in state:
         proj_type, last = 'mlp3', 4
+    elif '2.weight' in state and '0.weight' in state:
+        proj_type, last = 'mlp2', 2
     else:
-        raise ValueError(f'projector weights of no known layout (mlp: 0, 1 (BN), 3; mlp3: 0, 2, 4): {sorted(state)}')
+        raise ValueError(f'projector weights of no known layout (mlp: 0, 1 (BN), 3; mlp2: 0, 2; mlp3: 0, 2, 4): '
+                         f'{sorted(state)}')
     return dict(in_dim=_width(state, 0, 1), out_dim=_width(state, last), proj_type=proj_type,
                 hidden_dim=_width(state, 0), act_layer=recipe_act or default_proj_act(proj_type))
 
