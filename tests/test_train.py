@@ -325,3 +325,58 @@ def test_initial_checkpoint_of_any_layout_starts_model_and_projector(tmp_path, l
                                         str(tmp_path / 'bad.pth.tar')])
     with pytest.raises(ValueError, match=r'--initial-checkpoint .*bad\.pth\.tar does not match model test_convnext'):
         create_train_model(args, 3)
+
+
+def test_two_stage_dscl_then_crt_with_class_balanced_sampling_then_validate(image_folder, tmp_path, capsys):
+    """Stage 1: DSCL + PBSD. Stage 2 on its checkpoint: --classifier-retrain crt with --sampler class-balanced
+    (CE, whatever the stage-1 task): every tensor but the classifier's (BatchNorm statistics included) stays the
+    stage-1 model's, the classifier trains, a resume ends where the unbroken run ends, validate.py reads it."""
+    train.main(_args(image_folder, tmp_path, 'stage1', '--task', 'dscl', '--epochs', '1', '--pbsd-patches', '2',
+                     '--pbsd-patch-size', '32', '--val-split', ''))
+    stage1 = _checkpoint(tmp_path / 'stage1')['state_dict']
+    second = ['--classifier-retrain', 'crt', '--sampler', 'class-balanced', '--epochs', '2', '--initial-checkpoint',
+              str(tmp_path / 'stage1' / 'last.pth.tar'), '--lr', '0.5']
+    three = _args(image_folder, tmp_path, 'stage2-3', *second)
+    three[three.index('--num-classes') + 1] = '3'
+    with pytest.raises(ValueError, match='class count mismatch: checkpoint classifier has 4 classes, model built '
+                                         'with num_classes=3'):
+        train.main(three)
+    train.main(_args(image_folder, tmp_path, 'stage2', *second))
+    folder = tmp_path / 'stage2'
+    final = _checkpoint(folder)
+    assert final['args'].task == 'ce' and final['args'].sampler == 'class-balanced'
+    assert set(final['state_dict']) == set(stage1)
+    for key, value in stage1.items():
+        if key.startswith('head.fc.'):
+            assert not torch.equal(final['state_dict'][key], value), key
+        else:
+            assert torch.equal(final['state_dict'][key], value), key
+    assert 'task_state' not in final or not final['task_state']  # no projector, key encoder or queue in stage 2
+    train.main(_args(image_folder, tmp_path, 'stage2-resumed', *second,
+                     '--resume', str(folder / 'checkpoint-0.pth.tar')))
+    _assert_tensors_equal(final['state_dict'], _checkpoint(tmp_path / 'stage2-resumed')['state_dict'], 'resumed')
+
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('paco_validate', os.path.join(REPO, 'validate.py'))
+    validate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(validate)
+    results = validate.main(['--data-dir', image_folder, '--split', 'validation', '--model', 'test_convnext',
+                             '--num-classes', str(NUM_CLASSES), '--img-size', '32', '--device', 'cpu',
+                             '--workers', '0', '--checkpoint', str(folder / 'last.pth.tar'),
+                             '--results-file', str(tmp_path / 'results.json')])
+    # the same model on the same validation images as the run's last evaluation
+    assert results['top1'] == pytest.approx(float(_summary(folder)[-1]['eval_top1']), abs=1e-6)
+    assert (tmp_path / 'results.json').is_file()
+
+
+@pytest.mark.parametrize('extra,message', [
+    (['--classifier-retrain', 'crt'], '--classifier-retrain crt trains the classifier of a stage-1 model: give'),
+    (['--classifier-retrain', 'lws', '--task', 'paco', '--initial-checkpoint', 'x.pth.tar'],
+     '--classifier-retrain lws: the second stage trains the classifier with --task ce or balanced-softmax'),
+    (['--sampler', 'square-root', '--mixup', '0.2'], '--sampler square-root does not combine with --mixup'),
+])
+def test_second_stage_flags_that_cannot_work_stop_with_one_line(image_folder, tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(_args(image_folder, tmp_path, 'bad', '--epochs', '1', *extra))
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / 'bad').exists()

@@ -10,6 +10,8 @@ from timm_paco.arg_types import (
 from timm_paco.cli.inputs import read_config_defaults
 from timm_paco.cli.usage import UsageError
 from timm_paco.tasks import LOGIT_ADJUST_MODES, TASK_NAMES, TASK_SMOOTHING
+from timm_paco.data.samplers import SAMPLERS
+from timm_paco.tasks.classifier_retrain import RETRAIN_MODES
 from timm_paco.tasks.projector import PROJ_TYPES
 
 __all__ = ['TIMM_VIEWS', 'build_parser', 'parse_args']
@@ -331,6 +333,13 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--prior-tau', type=finite_float, default=1.0,
                    help='strength tau of the class prior, logits + tau * log p, for balanced-softmax and for paco / '
                         'gpaco with logit adjustment (default: 1.0, the papers\' value)')
+    g.add_argument('--sampler', type=str, default='instance', choices=SAMPLERS,
+                   help='training sampler: instance (timm\'s shuffle), class-balanced (a class uniformly, then an '
+                        'image of it), square-root (class p ~ n^0.5), progressive (instance to class-balanced over '
+                        'the epochs)')
+    g.add_argument('--classifier-retrain', type=str, default=None, choices=RETRAIN_MODES,
+                   help='second stage on --initial-checkpoint: train only the classifier, everything else frozen '
+                        '(BatchNorm in eval mode): crt re-initialises it, lws learns one scale per class')
     g.add_argument('--imb-factor', type=float, default=None,
                    help='subsample the training split to a long tail with n_min / n_max = this')
     g.add_argument('--imb-seed', type=non_negative_int, default=0, help='seed of the long-tail subsampling')

@@ -60,6 +60,13 @@ def check_values(args) -> None:
         check_patch_args(args.pbsd_patches, args.pbsd_patch_size, args.pbsd_scale)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    retrain = args.classifier_retrain
+    if retrain and not args.initial_checkpoint:
+        raise UsageError(f'--classifier-retrain {retrain} trains the classifier of a stage-1 model: give that model '
+                         f'with --initial-checkpoint STAGE1.pth.tar')
+    if retrain and args.task not in (None, 'ce', 'balanced-softmax'):
+        raise UsageError(f'--classifier-retrain {retrain}: the second stage trains the classifier with --task ce or '
+                         f'balanced-softmax, not {args.task} (the stage-1 checkpoint may come from any task)')
 
 
 def check_inputs(args) -> None:
@@ -109,9 +116,22 @@ def _check_task(args, task: str, views: ViewPlan) -> None:
         raise UsageError(f'--pbsd-weight {args.pbsd_weight}: PBSD draws its boxes and patches on the query view of '
                          f'the V-view transform, which ' + ('--no-aug turns off' if args.no_aug else
                          f'--paco-views {TIMM_VIEWS} replaces') + '; use --pbsd-weight 0 or drop that flag')
+    _check_second_stage(args, mixup)
     if args.torchscript and task in CONTRASTIVE_TASKS:
         raise UsageError(f'--torchscript: the {task} task\'s model and projector are not scriptable; use '
                          f'--torchcompile')
+
+
+def _check_second_stage(args, mixup: bool) -> None:
+    """``--classifier-retrain`` and ``--sampler`` with the loader's other flags."""
+    if args.classifier_retrain and mixup:
+        raise UsageError(f'--classifier-retrain {args.classifier_retrain} does not combine with --mixup / --cutmix')
+    if args.sampler != 'instance':
+        for flag, value in (('--mixup / --cutmix', mixup or None), ('--train-img-sizes', args.train_img_sizes),
+                            ('--train-batches-per-epoch', args.train_batches_per_epoch),
+                            ('--aug-repeats', args.aug_repeats or None)):
+            if value is not None:
+                raise UsageError(f'--sampler {args.sampler} does not combine with {flag} (timm\'s own loader)')
 
 
 def _check_view_loader(args, views: ViewPlan) -> None:

@@ -6,12 +6,13 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from timm.data import FastCollateMixup, Mixup, create_loader
+from timm.data import FastCollateMixup, Mixup, create_loader, create_transform
 
 from timm_paco.cli.train_views import ViewPlan, create_train_view_transform
 from timm_paco.cli.usage import UsageError
 from timm_paco.data import (
-    LT_PREFIX, NoLabelsError, check_dataset_classes, count_classes, create_paco_dataset, create_view_loader,
+    LT_PREFIX, ClassAwareSampler, MultiViewTransform, NoLabelsError, check_dataset_classes, count_classes,
+    create_paco_dataset, create_view_loader, dataset_targets,
 )
 from timm_paco.data.splits import SplitNotFoundError, split_source
 
@@ -146,22 +147,51 @@ def _timm_loader(args, dataset, data_config, interpolation, common):
     return loader, mixup_fn
 
 
+def _class_aware_sampler(args, dataset) -> Optional[ClassAwareSampler]:
+    """``--sampler``'s sampler (None for ``instance``: the loader's own shuffle); UsageError when the class of the
+    training images cannot be known without decoding them."""
+    if args.sampler == 'instance':
+        return None
+    try:
+        targets = dataset_targets(dataset)
+    except NoLabelsError as e:
+        raise UsageError(f'--sampler {args.sampler} needs the class of every training image, which this dataset does '
+                         f'not expose ({e}); use --sampler instance or a folder / list dataset') from None
+    return ClassAwareSampler(targets, args.sampler, num_classes=args.num_classes, epochs=args.epochs,
+                             seed=args.seed)
+
+
+def _timm_train_transform(args, data_config, interpolation):
+    """The single-view training transform timm's ``create_loader`` builds from the same flags."""
+    return create_transform(
+        data_config['input_size'], is_training=True, no_aug=args.no_aug, scale=args.scale, ratio=args.ratio,
+        hflip=args.hflip, vflip=args.vflip, color_jitter=args.color_jitter, color_jitter_prob=args.color_jitter_prob,
+        grayscale_prob=args.grayscale_prob, gaussian_blur_prob=args.gaussian_blur_prob, auto_augment=args.aa,
+        interpolation=interpolation, mean=data_config['mean'], std=data_config['std'],
+        train_crop_mode=args.train_crop_mode, re_prob=args.reprob, re_mode=args.remode, re_count=args.recount,
+        use_prefetcher=args.prefetcher)
+
+
 def create_train_loader(args, dataset, data_config, views: ViewPlan, device, model_dtype):
-    """The training loader of ``views``; returns (loader, mixup_fn or None: the batch mixing done after loading).
-    Raises UsageError when the dataset gives no full batch."""
+    """The training loader of ``views`` and ``--sampler``; returns (loader, mixup_fn or None: the batch mixing done
+    after loading). Raises UsageError when the dataset gives no full batch."""
     interpolation = args.train_interpolation
     if args.no_aug or not interpolation:
         interpolation = data_config['interpolation']
     common = _common_loader_kwargs(args, data_config, device, model_dtype)
-    if views.timm_views:
+    sampler = _class_aware_sampler(args, dataset)
+    if views.timm_views and sampler is None:
         loader, mixup_fn = _timm_loader(args, dataset, data_config, interpolation, common)
     else:
+        if views.timm_views:  # timm's own transform, in the loader that takes a sampler
+            transform = MultiViewTransform([_timm_train_transform(args, data_config, interpolation)])
+        else:
+            transform = create_train_view_transform(args, views, data_config, interpolation)
         loader, mixup_fn = create_view_loader(
-            dataset, create_train_view_transform(args, views, data_config, interpolation), args.batch_size,
-            is_training=True, channels=data_config['input_size'][0],
+            dataset, transform, args.batch_size, is_training=True, channels=data_config['input_size'][0],
             re_prob=args.reprob if args.prefetcher and not args.no_aug else 0.,  # else in the view transform
             re_mode=args.remode, re_count=args.recount, re_num_splits=views.num_views if args.resplit else 0,
-            **common), None
+            sampler=sampler, **common), None
     if len(loader) == 0:  # the training loader drops the last partial batch
         raise UsageError(f'-b/--batch-size {args.batch_size}: {len(dataset)} training samples over '
                          f'{args.world_size} process(es) give no full batch; use a smaller batch size')

@@ -29,7 +29,10 @@ def reseed(args, epoch: int) -> None:
 
 
 def _set_loader_epoch(loader, epoch: int) -> None:
-    for obj in (loader.dataset, getattr(loader, 'batch_sampler', None), getattr(loader, 'sampler', None)):
+    """The epoch to the dataset and to the loader's sampler (a batch sampler passes it on to its own)."""
+    if hasattr(loader.dataset, 'set_epoch'):
+        loader.dataset.set_epoch(epoch)
+    for obj in (getattr(loader, 'batch_sampler', None), getattr(loader, 'sampler', None)):
         if hasattr(obj, 'set_epoch'):
             obj.set_epoch(epoch)
             return

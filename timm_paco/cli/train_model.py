@@ -50,12 +50,14 @@ def _scale_head(model: nn.Module, args) -> None:
 
 
 def create_train_model(args, in_chans: int) -> Tuple[nn.Module, str, Dict]:
-    """The plain timm model of ``--model``, its task (``--task``, else the name's paper recipe, else ce) and the
+    """The plain timm model of ``--model``, its task (``--task``, else ce for ``--classifier-retrain``, else the name's
+    paper recipe, else ce) and the
     projector weights of ``--initial-checkpoint`` (``{}`` without)."""
     model = create_model(args.model, **_model_kwargs(args, in_chans))
     projector = read_initial_checkpoint(model, args.initial_checkpoint) if args.initial_checkpoint else {}
     recipe = recipe_for(model.pretrained_cfg.get('architecture'))
-    task = args.task or (recipe.task if recipe else 'ce')
+    # a second stage (--classifier-retrain) trains with CE unless --task says otherwise, whatever the name's recipe
+    task = args.task or ('ce' if args.classifier_retrain or not recipe else recipe.task)
     _scale_head(model, args)
     return model, task, projector
 

@@ -15,3 +15,4 @@ from .views import (
 )
 from .patch_batch import PatchBatch, PatchCollate, PatchPrefetchLoader, PatchTarget
 from .patches import PatchBoxSampler, PatchViewTransform, PatchViews, check_patch_args, create_patch_view_transform
+from .samplers import SAMPLERS, ClassAwareSampler, class_probabilities

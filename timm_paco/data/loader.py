@@ -92,6 +92,7 @@ def create_view_loader(
         worker_seeding: str = 'all',
         drop_last: Optional[bool] = None,
         use_multi_epochs_loader: bool = False,
+        sampler: Optional[torch.utils.data.Sampler] = None,
 ):
     """Create a loader that yields view-major batches ``(input [V·B, C, H, W], target [B])``.
 
@@ -112,6 +113,8 @@ def create_view_loader(
         num_workers, pin_memory, persistent_workers, worker_seeding: As in timm's ``create_loader``.
         drop_last: Defaults to ``is_training``.
         use_multi_epochs_loader: timm's ``MultiEpochsDataLoader``.
+        sampler: Draws the indices (a ``samplers.ClassAwareSampler``, which shares them out over the ranks itself)
+            instead of a shuffle or the distributed samplers.
     """
     if batch_size < 1:
         raise ValueError(f'batch_size: expected >= 1, got {batch_size}')
@@ -125,7 +128,8 @@ def create_view_loader(
 
     from .patch_batch import PatchCollate, PatchPrefetchLoader  # it builds on ViewCollate
     with_patches = isinstance(view_transform, PatchViewTransform)
-    sampler = _distributed_sampler(dataset, is_training) if distributed else None
+    if sampler is None and distributed:
+        sampler = _distributed_sampler(dataset, is_training)
     loader_class = MultiEpochsDataLoader if use_multi_epochs_loader else torch.utils.data.DataLoader
     loader = loader_class(
         dataset,

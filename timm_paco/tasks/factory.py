@@ -23,6 +23,7 @@ from timm.utils import unwrap_model
 from timm_paco.losses import create_loss
 
 from .classification import MultiViewClassificationTask
+from .classifier_retrain import RETRAIN_MODES, ClassifierRetrainTask
 from .contrastive_module import ContrastiveModule
 from .gpaco import GPaCoTask
 from .dscl import DSCLTask
@@ -97,6 +98,7 @@ def create_task(
         momentum: float = 0.999,
         projector: Optional[Dict[str, Any]] = None,
         pbsd_weight: Optional[float] = None,
+        classifier_retrain: Optional[str] = None,
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
         verbose: bool = True,
@@ -119,6 +121,8 @@ def create_task(
             Not taken by the CE baselines.
         momentum: PaCo key encoder EMA decay.
         pbsd_weight: ``dscl``'s PBSD weight λ (None: the paper's 1.5; 0: no PBSD, plain view-major input).
+        classifier_retrain: ``crt`` or ``lws`` for ``ce`` / ``balanced-softmax``: train only the classifier of a
+            stage-1 model (``ClassifierRetrainTask``).
         projector: ``paco`` / ``gpaco`` projector arguments (``proj_dim``, ``proj_type``, ``proj_act``,
             ``proj_hidden_dim``); None or absent ones keep the model's paper recipe (``timm_paco.models.recipe_for``).
     """
@@ -145,6 +149,9 @@ def create_task(
                          f'(ce never; paco / gpaco only with logit adjustment on long-tailed class counts)')
     criterion = create_loss(_LOSS_NAMES[name], **loss_kwargs)
 
+    if classifier_retrain is not None and name not in ('ce', 'balanced-softmax'):
+        raise ValueError(f'classifier_retrain={classifier_retrain!r}: the second stage trains a classifier with ce or '
+                         f'balanced-softmax, not task {name}')
     if pbsd_weight is not None and name != 'dscl':
         raise ValueError(f'pbsd_weight={pbsd_weight}: PBSD is part of dscl, not of task {name}')
     common = dict(device=device, dtype=dtype, verbose=verbose)
@@ -159,4 +166,7 @@ def create_task(
     if name == 'gpaco':
         return GPaCoTask(model, criterion, num_views=2 if num_views is None else num_views, projector=projector,
                          **queued, **common)
-    return MultiViewClassificationTask(model, criterion, num_views=1 if num_views is None else num_views, **common)
+    num_views = 1 if num_views is None else num_views
+    if classifier_retrain is not None:
+        return ClassifierRetrainTask(model, criterion, mode=classifier_retrain, num_views=num_views, **common)
+    return MultiViewClassificationTask(model, criterion, num_views=num_views, **common)
