@@ -1,8 +1,9 @@
-"""PaCo loss: forward + backward time and peak memory, fast (timm_paco.losses.PaCoLoss) vs dense.
+"""PaCo and DSCL losses: forward + backward time and peak memory, fast (timm_paco.losses) vs dense.
 
-The dense baseline is the straightforward float32 formula the reference implementations use: concatenate
-centre logits and similarities, build float masks for positives / self-exclusion / gamma, exp · mask, log,
-weighted mean. Peak memory is what one forward + backward allocates above what was allocated before it:
+The dense baselines are the straightforward float32 formulas the reference implementations use. PaCo:
+concatenate centre logits and similarities, build float masks for positives / self-exclusion / gamma,
+exp · mask, log, weighted mean. DSCL (``--loss dscl``): the official code's layout, every query against
+cat(queries, keys, queue) with float masks for same-label, self-exclusion and the β class weights. Peak memory is what one forward + backward allocates above what was allocated before it:
 on the CPU the running sum of torch.profiler's allocation / free events, on CUDA the allocator's peak
 statistic. CUDA times synchronise the device around each run; TF32 matmuls are off (float32 both).
 
@@ -10,6 +11,7 @@ statistic. CUDA times synchronise the device around each run; TF32 matmuls are o
     python benchmarks/bench_loss.py --threads 1      # the same on one thread
     python benchmarks/bench_loss.py --device cuda    # on a GPU
     python benchmarks/bench_loss.py --anchors 64 --queue 1024 --classes 100 --dim 32
+    python benchmarks/bench_loss.py --loss dscl     # DSCL at A=256, K=65536, D=128 (ImageNet-LT's queue)
 """
 import argparse
 import statistics
@@ -21,11 +23,14 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from timm_paco.arg_types import non_negative_int, positive_float, positive_int
-from timm_paco.losses import PaCoLoss
+from timm_paco.losses import DSCLLoss, PaCoLoss
 from timm_paco.profiling import peak_allocated_bytes
 
-DOCS_CONFIGS = ((256, 8192, 1000, 128), (128, 8192, 8142, 128))  # (anchors, queue, classes, dim)
-SINGLE_DEFAULT = DOCS_CONFIGS[0]
+DOCS_CONFIGS = {  # (anchors, queue, classes, dim)
+    'paco': ((256, 8192, 1000, 128), (128, 8192, 8142, 128)),
+    'dscl': ((256, 65536, 1000, 128),),
+}
+SINGLE_DEFAULT = DOCS_CONFIGS['paco'][0]
 
 
 def dense_paco_loss(logits, features, labels, queue, queue_labels, log_prior,
@@ -46,6 +51,23 @@ def dense_paco_loss(logits, features, labels, queue, queue_labels, log_prior,
     log_prob = scores - torch.log((torch.exp(scores) * denom_mask).sum(dim=1, keepdim=True) + 1e-12)
     mean_log_prob_pos = (pos_weight * log_prob).sum(dim=1) / pos_weight.sum(dim=1)
     return -mean_log_prob_pos.mean()
+
+
+def dense_dscl_loss(queries, labels, keys, queue, queue_labels, beta=8.0, temperature=0.07):
+    """DSCL as the official code computes it: anchors = the queries, contrast = cat(queries, keys, queue)."""
+    anchors = queries.shape[0]
+    contrast = torch.cat([queries, keys, queue])
+    contrast_labels = torch.cat([labels, labels, queue_labels])
+    same_label = torch.eq(labels[:, None], contrast_labels[None, :]).float()
+    rows = torch.arange(anchors, device=labels.device)[:, None]
+    not_self = torch.ones_like(same_label).scatter(1, rows, 0.0)
+    sims = queries @ contrast.t() / temperature
+    sims = sims - sims.max(dim=1, keepdim=True)[0].detach()
+    positives = same_label * not_self
+    weights = torch.ones_like(positives) / (positives.sum(dim=1, keepdim=True) - 1.0 + 1e-12) * beta
+    weights = weights.scatter(1, rows + anchors, 1.0)  # the own key: weight 1, the class positives beta / |P|
+    log_prob = sims - torch.log((torch.exp(sims) * not_self).sum(dim=1, keepdim=True) + 1e-12)
+    return -((positives * weights * log_prob).sum(dim=1) / (positives * weights).sum(dim=1)).mean()
 
 
 def make_inputs(anchors, queue_size, classes, dim, seed=0, device='cpu'):
@@ -73,27 +95,43 @@ def _print_profile(fn, device):
     print(prof.key_averages().table(sort_by=sort, row_limit=25))
 
 
-def bench(args, anchors, queue_size, classes, dim):
-    device = torch.device(args.device)
+def _losses(loss, anchors, queue_size, classes, dim, device):
+    """(leaf tensors with gradients, fast loss call, dense loss call) of ``loss`` at one configuration."""
     logits, features, labels, queue, queue_labels, counts = make_inputs(anchors, queue_size, classes, dim,
                                                                         device=device)
+    if loss == 'dscl':  # the queries' own keys: the momentum side, no gradient
+        keys = F.normalize(features.detach() + 0.1 * torch.randn_like(features), dim=1)
+        crit = DSCLLoss(alpha=1 / 9, temperature=0.07).to(device)
+        bank, bank_labels = torch.cat([keys, queue]), torch.cat([labels, queue_labels])
+        return ((features,), lambda: crit(None, features, labels, bank, bank_labels),
+                lambda: dense_dscl_loss(features, labels, keys, queue, queue_labels))
     crit = PaCoLoss(classes, class_counts=counts).to(device)
     log_prior = crit.log_prior.float()
+    return ((logits, features), lambda: crit(logits, features, labels, queue, queue_labels),
+            lambda: dense_paco_loss(logits, features, labels, queue, queue_labels, log_prior))
+
+
+def bench(args, anchors, queue_size, classes, dim):
+    device = torch.device(args.device)
+    leaves, fast_loss, dense_loss = _losses(args.loss, anchors, queue_size, classes, dim, device)
 
     def run_fast():
-        crit(logits, features, labels, queue, queue_labels).backward()
+        fast_loss().backward()
 
     def run_dense():
-        dense_paco_loss(logits, features, labels, queue, queue_labels, log_prior).backward()
+        dense_loss().backward()
+
+    def clear():
+        for t in leaves:
+            t.grad = None
 
     # agreement (float32 both)
     results = {}
-    for name, fn in (('fast', crit), ('dense', None)):
-        logits.grad = features.grad = None
-        loss = crit(logits, features, labels, queue, queue_labels) if fn is not None else \
-            dense_paco_loss(logits, features, labels, queue, queue_labels, log_prior)
+    for name, fn in (('fast', fast_loss), ('dense', dense_loss)):
+        clear()
+        loss = fn()
         loss.backward()
-        results[name] = (loss.detach(), logits.grad.clone(), features.grad.clone())
+        results[name] = (loss.detach(),) + tuple(t.grad.clone() for t in leaves)
     diffs = [(a - b).abs().max().item() for a, b in zip(results['fast'], results['dense'])]
     if args.profile:
         _print_profile(run_fast, device)
@@ -103,7 +141,7 @@ def bench(args, anchors, queue_size, classes, dim):
             torch.cuda.synchronize()
 
     def timed(fn):
-        logits.grad = features.grad = None
+        clear()
         sync()
         start, start_cpu = time.perf_counter(), time.process_time()
         fn()
@@ -116,15 +154,15 @@ def bench(args, anchors, queue_size, classes, dim):
     for _ in range(args.repeats):  # interleaved, so background load hits both alike
         fast_t.append(timed(run_fast))
         dense_t.append(timed(run_dense))
-    logits.grad = features.grad = None
+    clear()
     fast_mem = peak_allocated_bytes(run_fast, device)
-    logits.grad = features.grad = None
+    clear()
     dense_mem = peak_allocated_bytes(run_dense, device)
     fast_ms, dense_ms = (1e3 * statistics.median(t[0] for t in ts) for ts in (fast_t, dense_t))
     fast_cpu, dense_cpu = (1e3 * statistics.median(t[1] for t in ts) for ts in (fast_t, dense_t))
     fast_min, dense_min = (1e3 * min(t[0] for t in ts) for ts in (fast_t, dense_t))
     return dict(
-        config=f'A={anchors} N={queue_size} C={classes} D={dim}',
+        config=f'{args.loss} A={anchors} N={queue_size} C={classes} D={dim}',
         dense_ms=dense_ms, fast_ms=fast_ms, speedup=dense_ms / fast_ms, cpu_speedup=dense_cpu / fast_cpu,
         dense_min=dense_min, fast_min=fast_min,
         dense_mib=dense_mem / 2 ** 20, fast_mib=fast_mem / 2 ** 20, mem_ratio=dense_mem / fast_mem,
@@ -136,6 +174,7 @@ def main():
     single = ' (one configuration: with any of --anchors / --queue / --classes / --dim, the others default to ' \
         f'A={SINGLE_DEFAULT[0]} N={SINGLE_DEFAULT[1]} C={SINGLE_DEFAULT[2]} D={SINGLE_DEFAULT[3]}; without them, ' \
         'the two configurations of docs/benchmarks.md)'
+    parser.add_argument('--loss', default='paco', choices=sorted(DOCS_CONFIGS), help='loss to time (default: paco)')
     parser.add_argument('--anchors', type=positive_int, default=None, help='anchors A' + single)
     parser.add_argument('--queue', type=positive_int, default=None, help='queue slots N')
     parser.add_argument('--classes', type=positive_int, default=None, help='classes C')
@@ -154,7 +193,7 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     given = (args.anchors, args.queue, args.classes, args.dim)
     if all(v is None for v in given):
-        configs = list(DOCS_CONFIGS)
+        configs = list(DOCS_CONFIGS[args.loss])
     else:
         configs = [tuple(d if v is None else v for v, d in zip(given, SINGLE_DEFAULT))]
     where = torch.cuda.get_device_name() if args.device.startswith('cuda') else f'{torch.get_num_threads()} threads'

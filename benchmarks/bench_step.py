@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-""" Training step time of the paco / gpaco tasks over the CE step with the same views and backbone.
+""" Training step time of the paco / gpaco (and dscl) tasks over the CE step with the same views and backbone.
 
 One step = task forward (all views), backward, SGD update and ``task.update_ema`` (the PaCo key encoder).
 CE runs the plain timm model on both views (``--task ce --paco-views randcls_sim`` in train.py); paco and gpaco
@@ -7,6 +7,9 @@ run the same model with the task's projector beside it. Inputs are random tensor
 
     python benchmarks/bench_step.py --model resnet18 --img-size 64 -b 32 --device cpu
     python benchmarks/bench_step.py --model resnet50 --img-size 224 -b 128 --amp --channels-last   # a GPU
+
+``--pbsd`` also times dscl without PBSD and dscl with it (L ``--pbsd-patches`` crops of ``--pbsd-patch-size`` per
+image through the whole model, the RoIAlign teachers on the query's last map): ``pbsd_overhead`` is the ratio.
 
 ``--amp`` autocasts to ``--amp-dtype`` (bfloat16 by default); float16 on CUDA adds torch's grad scaler as
 train.py does (timm's NativeScaler). Images/s counts images (each of which has 2 views) per second.
@@ -19,6 +22,7 @@ import timm
 import torch
 
 from timm_paco.arg_types import non_negative_int, positive_int
+from timm_paco.data import PatchBatch
 from timm_paco.finite import grads_finite
 from timm_paco.tasks import create_task
 
@@ -42,6 +46,11 @@ def parse_args(argv=None):
     parser.add_argument('--guard', action='store_true',
                         help="also time each task with train.py's non-finite guard (a finite-loss check before the "
                              "backward, a finite-gradient check before the update) and report its cost")
+    parser.add_argument('--pbsd', action='store_true',
+                        help='also time dscl without and with PBSD (its patch self-distillation) and report the ratio')
+    parser.add_argument('--pbsd-patches', type=positive_int, default=5, help='PBSD patches per image (default: 5)')
+    parser.add_argument('--pbsd-patch-size', type=positive_int, default=None,
+                        help='PBSD patch side in pixels (default: 64 · img-size / 224, the paper\'s share)')
     parser.add_argument('--json', default='', help='write the results to this file')
     return parser.parse_args(argv)
 
@@ -53,8 +62,11 @@ def _build(name, args, device):
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
     projector = None if name == 'ce' else dict(proj_dim=128)
-    task = create_task(name, model, num_views=2, smoothing=0.0, verbose=False, projector=projector,
-                       queue_size=args.queue_size if name == 'paco' else None)  # gpaco: the paper's, no queue
+    task_name = name.split('+')[0]
+    extra = dict(pbsd_weight=1.5 if name == 'dscl+pbsd' else 0.0) if task_name == 'dscl' else {}
+    task = create_task(task_name, model, num_views=2, smoothing=None if task_name == 'dscl' else 0.0, verbose=False,
+                       projector=projector, queue_size=args.queue_size if task_name in ('paco', 'dscl') else None,
+                       **extra)  # gpaco: the paper's, no queue
     optimizer = torch.optim.SGD(task.get_trainable_module().parameters(), lr=0.01, momentum=0.9)
     return task, optimizer
 
@@ -88,6 +100,18 @@ def _run(task, optimizer, input, target, steps, device, autocast, scaler, guard=
     return (time.perf_counter() - start) / steps
 
 
+def _patch_batch(views, args, generator, device) -> PatchBatch:
+    """A PBSD batch: the views, L random patches per image and L random boxes on the query view."""
+    size = args.pbsd_patch_size or max(1, round(64 * args.img_size / 224))
+    batch, side = args.batch_size, args.img_size
+    patches = torch.randn(args.pbsd_patches * batch, 3, size, size, generator=generator).to(device)
+    corner = torch.rand(args.pbsd_patches, batch, 2, generator=generator) * side / 2
+    boxes = torch.cat([corner, corner + side / 2], dim=-1).to(device)
+    if args.channels_last:
+        patches = patches.contiguous(memory_format=torch.channels_last)
+    return PatchBatch(views, patches, boxes)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
@@ -109,7 +133,10 @@ def main(argv=None):
     else:
         from contextlib import nullcontext as autocast
 
-    names = ('ce', 'gpaco', 'paco')
+    names = ('ce', 'gpaco', 'paco') + (('dscl', 'dscl+pbsd') if args.pbsd else ())
+    inputs = {n: input for n in names}
+    if args.pbsd:
+        inputs['dscl+pbsd'] = _patch_batch(input, args, g, device)
     built = {n: _build(n, args, device) for n in names}
     for task, optimizer in built.values():
         task.get_trainable_module().train()
@@ -118,8 +145,9 @@ def main(argv=None):
     for _ in range(args.rounds):
         for n, guard in runs:
             if args.warmup:
-                _run(*built[n], input, target, args.warmup, device, autocast, scaler, guard)
-            times[(n, guard)].append(_run(*built[n], input, target, args.steps, device, autocast, scaler, guard))
+                _run(*built[n], inputs[n], target, args.warmup, device, autocast, scaler, guard)
+            times[(n, guard)].append(_run(*built[n], inputs[n], target, args.steps, device, autocast, scaler,
+                                          guard))
     median = {n: sorted(times[(n, False)])[len(times[(n, False)]) // 2] for n in names}
     guarded = {n: sorted(times[(n, True)])[len(times[(n, True)]) // 2] for n in names} if args.guard else {}
     result = dict(
@@ -130,6 +158,9 @@ def main(argv=None):
         images_per_s={n: round(args.batch_size / median[n], 1) for n in names},
         ratio_over_ce={n: round(median[n] / median['ce'], 3) for n in names},
     )
+    if args.pbsd:
+        result['pbsd_patches'], result['pbsd_patch_size'] = args.pbsd_patches, inputs['dscl+pbsd'].patches.shape[-1]
+        result['pbsd_overhead'] = round(median['dscl+pbsd'] / median['dscl'], 3)
     if guarded:
         result['guard_step_s'] = {n: round(guarded[n], 4) for n in names}
         result['guard_ratio'] = {n: round(guarded[n] / median[n], 3) for n in names}

@@ -16,6 +16,8 @@ print('device', torch.cuda.get_device_name(), 'capability', torch.cuda.get_devic
 PY
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/test_cuda.log" || status=1
 python3 benchmarks/bench_loss.py --device cuda --repeats 50 --warmup 10 2>&1 | tee "$OUT/bench_loss.md" || status=1
+python3 benchmarks/bench_loss.py --device cuda --repeats 50 --warmup 10 --loss dscl 2>&1 \
+  | tee "$OUT/bench_loss_dscl.md" || status=1
 : > "$OUT/bench_step.jsonl"
 for model in resnet50 vit_base_patch16_224; do
   for amp in bfloat16 float16; do
@@ -26,5 +28,11 @@ for model in resnet50 vit_base_patch16_224; do
       | tee -a "$OUT/bench_step.jsonl"
   done
 done
+# DSCL with and without PBSD (5 patches of 64 px per image) on a ResNet-50
+python3 benchmarks/bench_step.py --device cuda --model resnet50 --num-classes 1000 --img-size 224 -b 128 \
+  --amp --amp-dtype bfloat16 --channels-last --steps 10 --warmup 3 --rounds 3 --pbsd --json "$OUT/step.json" \
+  > "$OUT/step.log" 2>&1 || { status=1; cat "$OUT/step.log"; }
+python3 -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))" "$OUT/step.json" \
+  | tee -a "$OUT/bench_step.jsonl"
 rm -f "$OUT/step.json" "$OUT/step.log"
 exit $status

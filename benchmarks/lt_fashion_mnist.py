@@ -44,13 +44,15 @@ import yaml
 from timm_paco.arg_types import decay_rate, finite_float, non_negative_int, positive_int, require_distinct
 from timm_paco.data.fashion_mnist_pool import cap_per_class, fashion_mnist_root
 from timm_paco.runs import (
-    DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, RECIPE, TASK_FLAGS, TASK_MODELS,
-    TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, find_checkpoint, run_job, run_stage, validate_command,
+    DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, RECIPE, SECOND_STAGE,
+    TASK_FLAGS, TASK_MODELS, TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, find_checkpoint, run_job, run_stage,
+    second_stage_epochs, validate_command,
 )
 from timm_paco.tasks import TASK_SMOOTHING
 
-TASK_NAMES = {'ce': 'CE', 'balanced-softmax': 'Balanced Softmax', 'paco': 'PaCo', 'gpaco': 'GPaCo'}
+TASK_NAMES = {'ce': 'CE', 'balanced-softmax': 'Balanced Softmax', 'paco': 'PaCo', 'gpaco': 'GPaCo', 'dscl': 'DSCL'}
 PRIOR_TASKS = ('balanced-softmax', 'paco', 'gpaco')  # the methods train.py --prior-tau applies to
+UNSMOOTHED_TASKS = ('dscl',)  # no classification term in its loss (its second stage is plain CE): no --smoothing
 DEFAULT_N_VAL = 200
 METRICS = (('top1', 'overall'), ('many_acc', 'many'), ('medium_acc', 'medium'), ('few_acc', 'few'))
 DISCUSSION_BEGIN = '<!-- discussion: kept when the script rewrites this file -->'
@@ -168,7 +170,7 @@ def recipe_mismatches(train_args: Dict, task: str, setting: Setting, seed: int, 
                   smoothing=setting[1])
     if task in PRIOR_TASKS:
         wanted['prior_tau'] = setting[0]
-    if task == 'paco':
+    if task in ('paco', 'dscl'):
         wanted.update(paco_queue_size=recipe['paco_queue_size'], paco_momentum=recipe['paco_momentum'])
     wanted.update(_flag_values(list(train_flags) + setting_flags(task, setting), wanted))
     trained = dict(train_args)
@@ -180,8 +182,9 @@ def recipe_mismatches(train_args: Dict, task: str, setting: Setting, seed: int, 
 
 def check_reused_run(train_dir: str, task: str, setting: Setting, seed: int, recipe: Dict,
                      train_flags: Sequence[str] = ()):
-    """Refuse to reuse (``--resume``) a run trained with another recipe: run names do not hold the budget."""
-    path = os.path.join(train_dir, 'args.yaml')
+    """Refuse to reuse (``--resume``) a run trained with another recipe: run names do not hold the budget. A
+    two-stage method's recipe is its first stage's (``<run>-stage1``)."""
+    path = os.path.join(train_dir + ('-stage1' if task in SECOND_STAGE else ''), 'args.yaml')
     try:
         with open(path) as f:
             train_args = yaml.safe_load(f)
@@ -321,14 +324,14 @@ def _findings(summary: Dict[str, Dict]) -> List[str]:
     for key, name in METRICS:
         best = max(summary, key=lambda t: summary[t][key][0])
         lines.append(f'- {name}: best {TASK_NAMES[best]} ({_fmt(summary[best][key])})')
-    contrastive = [t for t in ('paco', 'gpaco') if t in summary]
+    contrastive = [t for t in ('paco', 'gpaco', 'dscl') if t in summary]
     baselines = [t for t in ('ce', 'balanced-softmax') if t in summary]
     if contrastive and baselines:
         for key, name in (('top1', 'overall'), ('few_acc', 'few-shot')):
             top_base = max(summary[t][key][0] for t in baselines)
             ahead = [TASK_NAMES[t] for t in contrastive if summary[t][key][0] > top_base]
             lines.append(f'- {name}: ahead of the best baseline ({top_base:.2f}): '
-                         f'{", ".join(ahead) if ahead else "neither PaCo nor GPaCo"}')
+                         f'{", ".join(ahead) if ahead else "none of " + ", ".join(TASK_NAMES[t] for t in contrastive)}')
     return lines
 
 
@@ -391,7 +394,7 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
     test_set = (f'the first {n_test} test images of each class ({10 * n_test} in all)' if n_test
                 else 'the full 10,000-image test set (1,000 per class)')
     lines = [
-        '# Long-tailed Fashion-MNIST: CE, Balanced Softmax, PaCo, GPaCo',
+        '# Long-tailed Fashion-MNIST: ' + ', '.join(TASK_NAMES[t] for t in summary),
         '',
         f'Reproduce: `{command}`',
         '',
@@ -419,7 +422,8 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
             ('medium', lambda n: FEW_SHOT_THR <= n <= MANY_SHOT_THR),
             ('few', lambda n: n < FEW_SHOT_THR))) + '.',
         f'- Same budget for every method: CIFAR ResNet-32 (`resnet32_cifar`; PaCo / GPaCo wrap it as '
-        f'`paco_resnet32`, adding only the projector), {recipe["img_size"]}x{recipe["img_size"]} RGB input, '
+        f'`paco_resnet32` and DSCL as `dscl_resnet32`, adding only the projector), '
+        f'{recipe["img_size"]}x{recipe["img_size"]} RGB input, '
         f'views `{recipe["views"]}` (two augmented views of every image for every method: CE and Balanced Softmax '
         f'average their loss over both views, so all methods see the same augmented images per step), '
         f'SGD momentum 0.9, lr {recipe["lr"]}, weight decay {recipe["weight_decay"]}, cosine schedule with '
@@ -431,7 +435,10 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         f'settings for the contrastive methods (beta 1, gamma 1; '
         + '; '.join(f'{t}: `{" ".join(flags)}`' for t, flags in TASK_FLAGS.items()) + '), PaCo\'s '
         f'queue ({recipe["paco_queue_size"]}) and key-encoder momentum ({recipe["paco_momentum"]}) scaled down '
-        f'to this small data set and short schedule.'
+        f'to this small data set and short schedule (DSCL\'s likewise). DSCL trains in two stages: the epochs '
+        f'above with its loss and PBSD, then its classifier alone (`--classifier-retrain crt --sampler '
+        f'class-balanced`, plain CE) for {second_stage_epochs("dscl", recipe["epochs"])} epochs more '
+        f'(`{" ".join(SECOND_STAGE["dscl"]["flags"])}`); its stage-2 checkpoint is evaluated.'
         + (f' Every run also had `{train_flags}` (`--train-flags`), which overrides the above.' if train_flags else ''),
         f'- The last-epoch checkpoint is evaluated. Model selection (prior strength and smoothing, when several '
         f'are tried) '
@@ -494,7 +501,8 @@ def _configs(args) -> List[Tuple[str, Tuple[float, float]]]:
     taus = args.prior_taus or [1.0]  # floats (argparse type=finite_float)
     return [(task, (tau, smoothing)) for task in args.tasks
             for tau in (taus if task in PRIOR_TASKS else [1.0])
-            for smoothing in (args.smoothings or [TASK_SMOOTHING[task]])]
+            for smoothing in (args.smoothings if args.smoothings and task not in UNSMOOTHED_TASKS
+                              else [TASK_SMOOTHING[task]])]
 
 
 def _budget(args) -> Tuple[Dict, int, Optional[int], int]:

@@ -79,8 +79,12 @@ def test_bench_loss_one_configuration_from_any_size_flag():
     proc = _script('bench_loss.py', '--anchors', '8', '--queue', '16', '--dim', '4', '--warmup', '0',
                    '--repeats', '1', '--threads', '1')
     assert proc.returncode == 0, proc.stderr
-    rows = [line for line in proc.stdout.splitlines() if line.startswith('| A=')]
-    assert len(rows) == 1 and rows[0].startswith('| A=8 N=16 C=1000 D=4 |')
+    rows = [line for line in proc.stdout.splitlines() if line.startswith('| paco A=')]
+    assert len(rows) == 1 and rows[0].startswith('| paco A=8 N=16 C=1000 D=4 |')
+    proc = _script('bench_loss.py', '--loss', 'dscl', '--anchors', '8', '--queue', '16', '--dim', '4', '--warmup',
+                   '0', '--repeats', '1', '--threads', '1')  # fails unless fast and dense agree to 1e-4
+    assert proc.returncode == 0, proc.stderr
+    assert [line for line in proc.stdout.splitlines() if line.startswith('| dscl A=8 N=16 C=1000 D=4 |')]
     proc = _script('bench_loss.py', '--repeats', '0')
     assert proc.returncode == 2 and 'argument --repeats: expected an integer >= 1, got 0' in proc.stderr
 
@@ -92,3 +96,10 @@ def test_bench_step_without_warmup(tmp_path):
                    '--device', 'cpu', '--json', str(out))
     assert proc.returncode == 0, proc.stderr
     assert out.is_file() and set(json.loads(out.read_text())['step_s']) == {'ce', 'gpaco', 'paco'}
+    proc = _script('bench_step.py', '--model', 'resnet10t', '--num-classes', '5', '--img-size', '32', '-b', '4',
+                   '--queue-size', '16', '--steps', '1', '--warmup', '0', '--rounds', '1', '--threads', '1',
+                   '--device', 'cpu', '--pbsd', '--pbsd-patch-size', '16', '--json', str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert {'dscl', 'dscl+pbsd'} <= set(result['step_s']) and result['pbsd_overhead'] > 0
+    assert result['pbsd_patch_size'] == 16

@@ -336,3 +336,24 @@ def test_benchmark_statistics():
     assert benchmark.budget_stem('small', None) == 'lt_fashion_mnist'
     assert benchmark.budget_stem('small', 40) == 'lt_fashion_mnist_e40'
     assert benchmark.budget_stem('large', 100) == 'lt_fashion_mnist_large_e100'
+
+
+def test_quickstart_dscl_trains_both_stages_then_validates_the_second(tmp_path):
+    import torch
+    out = tmp_path / 'out'
+    stdout = _run([sys.executable, '-m', 'timm_paco.quickstart', '--tiny', '--task', 'dscl', '--threads', '1',
+                   '--output', str(out)], tmp_path)
+    assert all(f'stage 2/3: train dscl (train.py), stage {i}' in stdout for i in (1, 2))
+    first, second = out / 'dscl-seed0-stage1', out / 'dscl-seed0'
+    one = yaml.safe_load((first / 'args.yaml').read_text())
+    two = yaml.safe_load((second / 'args.yaml').read_text())
+    assert (one['task'], one['model'], one['pbsd_weight'], one['pbsd_patch_size']) == ('dscl', 'dscl_resnet32', 1.5, 8)
+    assert (two['task'], two['classifier_retrain'], two['sampler']) == ('ce', 'crt', 'class-balanced')
+    assert two['initial_checkpoint'] == str(first / 'last.pth.tar')
+    assert two['smoothing'] == 0 and two['weight_decay'] == 0
+    a = torch.load(first / 'last.pth.tar', map_location='cpu', weights_only=False)['state_dict']
+    b = torch.load(second / 'last.pth.tar', map_location='cpu', weights_only=False)['state_dict']
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) != k.startswith('fc.') for k in a)  # only the classifier was retrained
+    results = json.loads((second / 'results.json').read_text())
+    assert f"overall {results['top1']:.2f}" in stdout and not (first / 'results.json').exists()

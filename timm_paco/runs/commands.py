@@ -3,9 +3,11 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from timm_paco.runs.recipes import FEW_SHOT_THR, IMB_FACTOR, MANY_SHOT_THR, NUM_CLASSES, RECIPE, TASK_FLAGS, TASK_MODELS
+from timm_paco.runs.recipes import (
+    FEW_SHOT_THR, IMB_FACTOR, MANY_SHOT_THR, NUM_CLASSES, RECIPE, SECOND_STAGE, TASK_FLAGS, TASK_MODELS,
+)
 
-__all__ = ['repo_script', 'train_command', 'validate_command']
+__all__ = ['repo_script', 'train_command', 'second_stage_command', 'second_stage_epochs', 'validate_command']
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -68,7 +70,34 @@ def train_command(
         '--experiment', experiment,
     ] + TASK_FLAGS.get(task, []) + (
         ['--paco-queue-size', str(r['paco_queue_size']), '--paco-momentum', str(r['paco_momentum'])]
-        if task == 'paco' else []) + list(extra_flags)
+        if task in ('paco', 'dscl') else []) + list(extra_flags)
+
+
+def second_stage_epochs(task: str, epochs: int) -> int:
+    """Epochs of ``task``'s second stage after a first stage of ``epochs``."""
+    return max(1, round(epochs * SECOND_STAGE[task]['epochs_fraction']))
+
+
+def second_stage_command(
+        task: str,
+        data_dir: str,
+        output: str,
+        experiment: str,
+        first_stage: str,
+        seed: int = 0,
+        recipe: Optional[Dict] = None,
+        workers: int = 1,
+        device: str = 'cpu',
+) -> List[str]:
+    """``train.py`` argv of ``task``'s second stage (``SECOND_STAGE``) on the checkpoint ``first_stage``: the same
+    data, model, views and schedule with CE, the stage's flags and its share of the epochs."""
+    stage = SECOND_STAGE[task]
+    r = dict(RECIPE if recipe is None else recipe)
+    r['epochs'] = second_stage_epochs(task, r['epochs'])
+    argv = train_command(task, data_dir, output, experiment, seed, r, workers, device)
+    argv[argv.index('--task') + 1] = 'ce'
+    cut = argv.index('--experiment') + 2  # the stage-1 task's own flags (loss, queue) do not apply to CE
+    return argv[:cut] + ['--initial-checkpoint', first_stage] + stage['flags']
 
 
 def validate_command(

@@ -7,8 +7,8 @@ import subprocess
 import time
 from typing import Dict, Optional, Sequence, Tuple
 
-from timm_paco.runs.commands import train_command, validate_command
-from timm_paco.runs.recipes import RECIPE, TASK_MODELS
+from timm_paco.runs.commands import second_stage_command, train_command, validate_command
+from timm_paco.runs.recipes import RECIPE, SECOND_STAGE, TASK_MODELS
 
 __all__ = ['StageFailed', 'run_stage', 'find_checkpoint', 'run_job']
 
@@ -78,16 +78,26 @@ def run_job(
     """Train ``task`` with ``seed`` into ``output/<experiment>/`` (default ``<task>-seed<seed>``) and validate its
     last checkpoint.
 
-    ``stage_names`` labels the two printed stages (default ``train <task> (seed <seed>)`` / ``validate …``).
-    Returns validate.py's result dict (also in ``<train dir>/results.json``, with ``results_per_class.csv`` and
-    ``results_per_class.png`` beside it).
+    A two-stage method (``SECOND_STAGE``: DSCL) trains its first stage into ``output/<experiment>-stage1/`` and
+    its second stage on that checkpoint into ``output/<experiment>/``, which is validated.
+    ``stage_names`` labels the printed stages (default ``train <task> (seed <seed>)`` / ``validate …``; a second
+    stage adds `` stage 2``). Returns validate.py's result dict (also in ``<train dir>/results.json``, with
+    ``results_per_class.csv`` and ``results_per_class.png`` beside it).
     """
     r = dict(RECIPE if recipe is None else recipe)
     experiment = experiment or f'{task}-seed{seed}'
     train_dir = os.path.join(output, experiment)
     train_stage, validate_stage = stage_names or (f'train {task} (seed {seed})', f'validate {task} (seed {seed})')
-    run_stage(train_stage, train_command(task, data_dir, output, experiment, seed, r, workers, device, extra_flags),
-              log_file, start, threads)
+    if task in SECOND_STAGE:
+        first = f'{experiment}-stage1'
+        run_stage(f'{train_stage}, stage 1', train_command(task, data_dir, output, first, seed, r, workers, device,
+                                                           extra_flags), log_file, start, threads)
+        run_stage(f'{train_stage}, stage 2', second_stage_command(
+            task, data_dir, output, experiment, find_checkpoint(os.path.join(output, first)), seed, r, workers,
+            device), log_file, start, threads)
+    else:
+        run_stage(train_stage, train_command(task, data_dir, output, experiment, seed, r, workers, device,
+                                             extra_flags), log_file, start, threads)
     results_file = os.path.join(train_dir, 'results.json')
     run_stage(validate_stage,
               validate_command(TASK_MODELS[task], find_checkpoint(train_dir), data_dir, results_file,

@@ -4,7 +4,7 @@ budgets."""
 
 __all__ = [
     'IMB_FACTOR', 'DEFAULT_N_MAX', 'MANY_SHOT_THR', 'FEW_SHOT_THR', 'NUM_CLASSES', 'TASK_MODELS', 'RECIPE',
-    'TASK_FLAGS', 'TINY_N_MAX', 'TINY_N_TEST', 'TINY_RECIPE', 'LARGE_N_MAX', 'LARGE_RECIPE',
+    'TASK_FLAGS', 'SECOND_STAGE', 'TINY_N_MAX', 'TINY_N_TEST', 'TINY_RECIPE', 'LARGE_N_MAX', 'LARGE_RECIPE',
 ]
 
 IMB_FACTOR = 0.01
@@ -19,6 +19,7 @@ TASK_MODELS = {
     'balanced-softmax': 'resnet32_cifar',
     'paco': 'paco_resnet32',
     'gpaco': 'paco_resnet32',
+    'dscl': 'dscl_resnet32',
 }
 
 # Shared by every method: same backbone, input, views (two augmented views of each image), optimiser,
@@ -39,9 +40,20 @@ RECIPE = dict(
 # Loss settings of the contrastive methods: the papers' own CIFAR-100-LT ResNet-32 recipe (PaCo's and GPaCo's
 # paco_cifar.py scripts: alpha 0.01, beta 1, gamma 1, temperature 0.05 for PaCo and 0.07 for GPaCo), the
 # small-data setting closest to this one; their ImageNet defaults (alpha 0.05, temperature 0.2) are the flags'.
+# DSCL keeps its own loss settings (alpha 1/9, temperature 0.07, PBSD weight 1.5, 5 patches, area 0.05-0.6); its
+# patch side scales with the view as the paper's 64 px of a 224-px view: 8 px of these 16-px views.
 TASK_FLAGS = {
     'paco': ['--paco-alpha', '0.01', '--paco-temperature', '0.05'],
     'gpaco': ['--paco-alpha', '0.01', '--paco-temperature', '0.07'],
+    'dscl': ['--pbsd-patch-size', '8'],
+}
+# Two-stage methods: the second stage's train.py flags after the first stage's run. DSCL's (the paper's cRT:
+# class-balanced sampling, a re-initialised classifier on the frozen stage-1 model, plain CE, no weight decay;
+# its lr 10 at batch 2048 scales linearly to 0.15 at this batch 32), for half the first stage's epochs.
+SECOND_STAGE = {
+    'dscl': dict(epochs_fraction=0.5, flags=['--classifier-retrain', 'crt', '--sampler', 'class-balanced',
+                                             '--smoothing', '0', '--lr', '0.15', '--weight-decay', '0',
+                                             '--warmup-epochs', '0']),
 }
 # smoke tests (--tiny): 200 .. 2 training images per class still populate many / medium / few
 TINY_N_MAX = 200
