@@ -13,6 +13,8 @@ Added:
   (``<stem>_<checkpoint or model>_per_class.*`` for each evaluation of a bulk run; the default plot is skipped
   with a warning when matplotlib is missing). A bulk run records a model or checkpoint that fails with its
   ``error`` and goes on.
+* ``--ncm``: the nearest class mean of the normalised features (class means from ``--ncm-split``) scores instead.
+* ``--tau-norm TAU``: the classifier's class weights divided by their norm to the power TAU (Kang et al. 2020).
 * ``--logit-adjust TAU``: post-hoc logit adjustment, scoring ``logits − TAU · log p`` with ``p`` the class prior
   of those class counts; ``--logits-file F``: the logits [N, C] (before the adjustment) and targets [N] as
   safetensors, for sweeps without re-running the model (``timm_paco.eval.logit_adjust``).
@@ -26,6 +28,7 @@ Added:
   load into the registered name (``paco_resnet32``) or the stock architecture (``resnet32_cifar``); the projector
   is not needed.
 """
+import argparse
 import json
 import logging
 import sys
@@ -49,7 +52,9 @@ from timm_paco.cli.validate_report import accuracy_results, class_results, summa
 from timm_paco.data import check_dataset_classes, match_model_channels
 from timm_paco.data.class_counts import CLASS_COUNTS_FILE
 from timm_paco.data.ood import check_class_folders, ood_class_map, subset_mask
-from timm_paco.eval import save_logits, split_checkpoints, write_results
+from timm_paco.eval import (
+    attach_ncm, class_means, save_logits, split_checkpoints, tau_normalize_classifier, write_results,
+)
 
 _logger = logging.getLogger('validate')
 
@@ -122,6 +127,19 @@ def _evaluate_split(args, model, data_config, crop_pct, device, precision, num_m
     return {**accuracy_results(meter, loss, real_labels), **class_results(args, meter, class_counts)}
 
 
+def _attach_ncm(args, model, data_config, device, precision, num_classes) -> None:
+    """``--ncm``: the class means of the ``--ncm-split`` images' normalised features (the evaluation transform,
+    float32) replace the classifier of the plain model, before it is compiled or wrapped."""
+    dataset = create_eval_dataset(argparse.Namespace(**{**vars(args), 'split': args.ncm_split}), args.data_dir,
+                                  data_config)
+    loader = create_eval_loader(args, dataset, data_config, data_config['crop_pct'], device, precision.model_dtype,
+                                model)
+    model.to(device=device, dtype=precision.model_dtype)
+    batches = ((images.to(device=device, dtype=precision.model_dtype), targets) for images, targets in loader)
+    attach_ncm(model, class_means(model, batches, num_classes))
+    _logger.info(f'NCM: class means of {len(dataset)} --ncm-split {args.ncm_split} images replace the classifier.')
+
+
 def validate(args):
     """One evaluation of ``--model`` / ``--checkpoint``; returns the results dict."""
     checkpoints, device, precision = _set_up(args)
@@ -131,12 +149,16 @@ def validate(args):
                          f'PATH or keep {CLASS_COUNTS_FILE} beside --checkpoint')
     in_chans = args.in_chans if args.in_chans is not None else (args.input_size[0] if args.input_size else 3)
     model = build_model(args, checkpoints, in_chans)
+    if args.tau_norm:
+        tau_normalize_classifier(model, args.tau_norm)
     num_model_classes = model.num_classes
     param_count = sum(p.numel() for p in model.parameters())
     _logger.info(f'Model {args.model} created, param count: {param_count}')
     data_config = match_model_channels(
         resolve_data_config(vars(args), model=model, use_test_size=not args.use_train_size, verbose=True), in_chans)
     check_input_size(model, data_config['input_size'], args.model)
+    if args.ncm:
+        _attach_ncm(args, model, data_config, device, precision, num_model_classes)
     model, test_time_pool = prepare_model(model, args, data_config, device, precision.model_dtype)
     crop_pct = 1.0 if test_time_pool else data_config['crop_pct']
 
@@ -145,6 +167,10 @@ def validate(args):
         results['ensemble'] = len(checkpoints)
     if args.logit_adjust:
         results['logit_adjust'] = args.logit_adjust
+    if args.tau_norm:
+        results['tau_norm'] = args.tau_norm
+    if args.ncm:
+        results['ncm'] = args.ncm_split
     if args.ood == 'imagenet-c':
         offset = logit_adjust_offset(args, class_counts, num_model_classes, device)
         results.update(evaluate_imagenet_c(

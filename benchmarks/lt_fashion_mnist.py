@@ -50,9 +50,12 @@ from timm_paco.runs import (
 )
 from timm_paco.tasks import TASK_SMOOTHING
 
-TASK_NAMES = {'ce': 'CE', 'balanced-softmax': 'Balanced Softmax', 'paco': 'PaCo', 'gpaco': 'GPaCo', 'dscl': 'DSCL'}
+TASK_NAMES = {'ce': 'CE', 'balanced-softmax': 'Balanced Softmax', 'paco': 'PaCo', 'gpaco': 'GPaCo', 'dscl': 'DSCL',
+              'focal': 'Focal', 'class-balanced': 'Class-balanced CE'}
 PRIOR_TASKS = ('balanced-softmax', 'paco', 'gpaco')  # the methods train.py --prior-tau applies to
-UNSMOOTHED_TASKS = ('dscl',)  # no classification term in its loss (its second stage is plain CE): no --smoothing
+# no --smoothing: DSCL's loss has no classification term (its second stage is plain CE); focal and class-balanced
+# CE take none
+UNSMOOTHED_TASKS = ('dscl', 'focal', 'class-balanced')
 DEFAULT_N_VAL = 200
 METRICS = (('top1', 'overall'), ('many_acc', 'many'), ('medium_acc', 'medium'), ('few_acc', 'few'))
 DISCUSSION_BEGIN = '<!-- discussion: kept when the script rewrites this file -->'
@@ -325,7 +328,7 @@ def _findings(summary: Dict[str, Dict]) -> List[str]:
         best = max(summary, key=lambda t: summary[t][key][0])
         lines.append(f'- {name}: best {TASK_NAMES[best]} ({_fmt(summary[best][key])})')
     contrastive = [t for t in ('paco', 'gpaco', 'dscl') if t in summary]
-    baselines = [t for t in ('ce', 'balanced-softmax') if t in summary]
+    baselines = [t for t in ('ce', 'balanced-softmax', 'focal', 'class-balanced') if t in summary]
     if contrastive and baselines:
         for key, name in (('top1', 'overall'), ('few_acc', 'few-shot')):
             top_base = max(summary[t][key][0] for t in baselines)
@@ -433,10 +436,12 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         f'label smoothing as in the tables (train.py\'s defaults: 0.1 for CE and GPaCo, 0 for Balanced Softmax '
         f'and PaCo), class-prior logit adjustment on for PaCo / GPaCo, and the papers\' CIFAR-100-LT ResNet-32 loss '
         f'settings for the contrastive methods (beta 1, gamma 1; '
-        + '; '.join(f'{t}: `{" ".join(flags)}`' for t, flags in TASK_FLAGS.items()) + '), PaCo\'s '
+        + '; '.join(f'{t}: `{" ".join(flags)}`' for t, flags in TASK_FLAGS.items() if t != 'dscl') + '), PaCo\'s '
         f'queue ({recipe["paco_queue_size"]}) and key-encoder momentum ({recipe["paco_momentum"]}) scaled down '
-        f'to this small data set and short schedule (DSCL\'s likewise). DSCL trains in two stages: the epochs '
-        f'above with its loss and PBSD, then its classifier alone (`--classifier-retrain crt --sampler '
+        f'to this small data set and short schedule (DSCL\'s likewise). DSCL keeps its own loss defaults (alpha '
+        f'1/9, temperature 0.07, PBSD weight 1.5 with 5 boxes of area 0.05–0.6) with its patch side scaled with '
+        f'the view (`{" ".join(TASK_FLAGS["dscl"])}`, the paper\'s 64 of 224 px), and trains in two stages: the '
+        f'epochs above with its loss and PBSD, then its classifier alone (`--classifier-retrain crt --sampler '
         f'class-balanced`, plain CE) for {second_stage_epochs("dscl", recipe["epochs"])} epochs more '
         f'(`{" ".join(SECOND_STAGE["dscl"]["flags"])}`); its stage-2 checkpoint is evaluated.'
         + (f' Every run also had `{train_flags}` (`--train-flags`), which overrides the above.' if train_flags else ''),

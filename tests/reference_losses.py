@@ -6,7 +6,7 @@ Written literally from the formulas, one anchor at a time, with explicit weight 
 import torch
 
 __all__ = ['paco_reference', 'supcon_reference', 'balanced_softmax_reference', 'dscl_reference',
-           'pbsd_reference']
+           'pbsd_reference', 'focal_reference', 'class_balanced_reference']
 
 
 def _log_prior(class_counts, num_classes):
@@ -171,3 +171,24 @@ def pbsd_reference(teacher, student, keys, queue, *, temperature=0.07):
                                          / temperature, 0)
             terms.append(-(target * log_prob).sum())
     return torch.stack(terms).mean()
+
+
+def focal_reference(logits, labels, gamma=1.0):
+    """Mean over rows of −(1 − p_y)^γ log p_y, p = softmax(logits), row by row in float64."""
+    losses = []
+    for z, y in zip(logits.double(), labels.tolist()):
+        p = torch.exp(z[y]) / torch.exp(z).sum()
+        losses.append(-(1 - p) ** gamma * torch.log(p))
+    return torch.stack(losses).mean()
+
+
+def class_balanced_reference(logits, labels, class_counts, beta=0.9999):
+    """Σ_i w_{y_i} CE_i / Σ_i w_{y_i}, w_c = (1 − β) / (1 − β^{n_c}) scaled to sum to the classes with images."""
+    raw = [(1 - beta) / (1 - beta ** n) if n > 0 else 0.0 for n in class_counts]
+    present = sum(1 for n in class_counts if n > 0)
+    weights = [w * present / sum(raw) for w in raw]
+    num, den = 0.0, 0.0
+    for z, y in zip(logits.double(), labels.tolist()):
+        ce = torch.log(torch.exp(z).sum()) - z[y]
+        num, den = num + weights[y] * ce, den + weights[y]
+    return num / den

@@ -265,6 +265,9 @@ def test_user_mistakes_end_in_one_line(image_folder, tmp_path, capsys):
          '--pbsd-patch-size 64: model vit_tiny_patch16_224 takes only 224x224 inputs; add --model-kwargs '
          'dynamic_img_size=True'),
         (['--task', 'dscl', '--no-aug'], '--pbsd-weight 1.5: PBSD draws its boxes and patches on the query view'),
+        (['--task', 'class-balanced', '--cb-beta', '1'], 'argument --cb-beta: expected a number in [0, 1), got 1'),
+        (['--task', 'focal', '--focal-gamma', '-1'], 'argument --focal-gamma: expected a finite number >= 0, got -1'),
+        (['--task', 'focal', '--smoothing', '0.1'], '--smoothing 0.1: the focal loss takes no label smoothing'),
     ]
     if torch.cuda.is_available():
         cases.pop(1)

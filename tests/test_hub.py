@@ -412,6 +412,7 @@ def test_push_to_local_hub(wrapped, tmp_path):
 
 @pytest.mark.parametrize('name,kwargs,stock', [
     ('paco_resnet50', dict(layers=(1, 1, 1, 1)), 'ResNet'),
+    ('dscl_resnet50', dict(layers=(1, 1, 1, 1)), 'ResNet'),  # DSCL's Linear-ReLU-Linear projector beside it
     ('vit_base_patch16_gpaco_224', dict(img_size=32, depth=1, embed_dim=32, num_heads=2), 'VisionTransformer'),
 ])
 def test_export_of_a_registered_name_loads_with_timm_alone(name, kwargs, stock, tmp_path):
@@ -424,7 +425,7 @@ def test_export_of_a_registered_name_loads_with_timm_alone(name, kwargs, stock, 
                                   projector=create_contrastive_module(model).projector)
     out = export_checkpoint(path, str(tmp_path / 'export'), repo_name='org/stock')
     with open(os.path.join(out, 'config.json')) as f:
-        assert json.load(f)['architecture'] == {'paco_resnet50': 'resnet50',
+        assert json.load(f)['architecture'] == {'paco_resnet50': 'resnet50', 'dscl_resnet50': 'resnet50',
                                                 'vit_base_patch16_gpaco_224': 'vit_base_patch16_224'}[name]
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     hf_home = str(tmp_path / 'hf_home')

@@ -439,3 +439,98 @@ def test_flags_a_run_would_ignore_are_refused_before_evaluating(setup, tmp_path,
     rows = _read_csv(tmp_path / 'no_counts.csv')
     assert len(rows) == 10 and all(r['train_count'] == '' and r['split'] == '' for r in rows)
     assert sum(int(r['val_count']) for r in rows) == 10 * VAL_PER_CLASS
+
+
+def test_tau_norm_on_a_hand_computed_classifier():
+    from timm_paco.eval import tau_normalize_classifier
+    model = timm.create_model('resnet32_cifar', num_classes=2)
+    with torch.no_grad():
+        model.fc.weight.copy_(torch.tensor([[3.0, 4.0] + [0.0] * 62, [0.0, 2.0] + [0.0] * 62]))
+        model.fc.bias.copy_(torch.tensor([0.5, -0.5]))
+    tau_normalize_classifier(model, 1.0)  # norms 5 and 2
+    torch.testing.assert_close(model.fc.weight[:, :2], torch.tensor([[0.6, 0.8], [0.0, 1.0]]))
+    torch.testing.assert_close(model.fc.bias, torch.tensor([0.5, -0.5]))  # the bias is kept
+    tau_normalize_classifier(model, 0.0)  # τ = 0: unchanged
+    torch.testing.assert_close(model.fc.weight[:, :2], torch.tensor([[0.6, 0.8], [0.0, 1.0]]))
+    half = timm.create_model('resnet32_cifar', num_classes=2)
+    with torch.no_grad():
+        half.fc.weight.copy_(torch.tensor([[3.0, 4.0] + [0.0] * 62, [0.0, 2.0] + [0.0] * 62]))
+    tau_normalize_classifier(half, 0.5)
+    torch.testing.assert_close(half.fc.weight[:, :2], torch.tensor([[3 / 5 ** 0.5, 4 / 5 ** 0.5], [0.0, 2 ** 0.5]]))
+    with pytest.raises(ValueError, match='--tau-norm must be >= 0'):
+        tau_normalize_classifier(half, -1.0)
+
+
+def test_validate_tau_norm_scores_the_normalised_classifier(setup):
+    validate = setup['validate']
+    common = ['--data-dir', setup['val_dir'], '--model', 'paco_resnet32', '--checkpoint', setup['ckpts'][1],
+              '--device', 'cpu', '-b', '32', '-j', '0', '--no-prefetcher', *THR, *IMG]
+    res = run_main(validate, common + ['--tau-norm', '1'])
+    model = timm.create_model('paco_resnet32', num_classes=10)
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        model.load_state_dict(torch.load(setup['ckpts'][1], weights_only=True)['state_dict'])
+    with torch.no_grad():  # the reference: unit-norm class weights, the bias as trained
+        model.fc.weight.div_(model.fc.weight.norm(dim=1, keepdim=True))
+    model.eval()
+    tf = _transform(model)
+    with torch.no_grad(), one_thread():
+        logits = model(torch.stack([tf(img) for img, _ in setup['val_images']]))
+    target = torch.tensor([c for _, c in setup['val_images']])
+    assert res['tau_norm'] == 1.0
+    assert res['top1'] == pytest.approx(100 * (logits.argmax(1) == target).double().mean().item(), abs=1e-3)
+    assert 'tau_norm' not in run_main(validate, common)
+
+
+def test_ncm_on_a_hand_computed_case():
+    from timm_paco.eval import NearestClassMean, attach_ncm, class_means
+
+    class _Features(torch.nn.Module):  # pre-logits = the input's two numbers
+        num_classes = 2
+
+        def forward_features(self, x):
+            return x
+
+        def forward_head(self, x, pre_logits=False):
+            return x if pre_logits else self.fc(x)
+
+        def get_classifier(self):
+            return self.fc
+
+        fc = torch.nn.Linear(2, 2)
+
+    model = _Features()
+    x = torch.tensor([[2.0, 0.0], [0.0, 3.0], [4.0, 4.0]])  # normalised: (1, 0), (0, 1), (.707, .707)
+    means = class_means(model, [(x, torch.tensor([0, 1, 0]))], 2)
+    torch.testing.assert_close(means, torch.tensor([[(1 + 0.5 ** 0.5) / 2, 0.5 ** 0.5 / 2], [0.0, 1.0]]))
+    head = NearestClassMean(means)
+    query = torch.tensor([[1.0, 0.1], [0.1, 1.0]])
+    expected = torch.nn.functional.normalize(query, dim=1) @ torch.nn.functional.normalize(means, dim=1).t()
+    torch.testing.assert_close(head(query), expected)
+    assert head(query).argmax(1).tolist() == [0, 1]
+    with pytest.raises(ValueError, match='--ncm: no images of class 1'):
+        class_means(model, [(x, torch.tensor([0, 0, 0]))], 2)
+    resnet = timm.create_model('resnet32_cifar', num_classes=2)
+    attach_ncm(resnet, torch.randn(2, 64))
+    assert isinstance(resnet.get_classifier(), NearestClassMean) and resnet(torch.randn(1, 3, 32, 32)).shape == (1, 2)
+
+
+def test_validate_ncm_scores_nearest_class_means_of_the_named_split(setup):
+    validate = setup['validate']
+    common = ['--data-dir', str(setup['tmp']), '--split', 'val', '--model', 'paco_resnet32', '--checkpoint',
+              setup['ckpts'][1], '--device', 'cpu', '-b', '32', '-j', '0', '--no-prefetcher', *THR, *IMG]
+    res = run_main(validate, common + ['--ncm', '--ncm-split', 'val'])  # class means of the evaluated images
+    model = timm.create_model('paco_resnet32', num_classes=10)
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        model.load_state_dict(torch.load(setup['ckpts'][1], weights_only=True)['state_dict'])
+    model.eval()
+    tf = _transform(model)
+    with torch.no_grad(), one_thread():
+        x = torch.stack([tf(img) for img, _ in setup['val_images']])
+        feats = F.normalize(model.forward_head(model.forward_features(x), pre_logits=True), dim=1)
+    target = torch.tensor([c for _, c in setup['val_images']])
+    means = F.normalize(torch.stack([feats[target == c].mean(0) for c in range(10)]), dim=1)
+    pred = (feats @ means.t()).argmax(1)
+    assert res['ncm'] == 'val'
+    assert res['top1'] == pytest.approx(100 * (pred == target).double().mean().item(), abs=1e-3)
+    with pytest.raises(Exception, match='nope'):
+        run_main(validate, common + ['--ncm', '--ncm-split', 'nope'])

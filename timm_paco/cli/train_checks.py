@@ -9,7 +9,7 @@ from timm_paco.cli.train_args import TIMM_VIEWS
 from timm_paco.cli.train_views import ViewPlan
 from timm_paco.cli.usage import UsageError
 from timm_paco.data import check_imb_factor, check_patch_args, parse_view_recipe
-from timm_paco.tasks import CONTRASTIVE_TASKS, KEY_ENCODER_TASKS
+from timm_paco.tasks import CE_FAMILY, CONTRASTIVE_TASKS, KEY_ENCODER_TASKS
 
 __all__ = ['TASK_FLAGS', 'check_inputs', 'check_values', 'check_combinations', 'check_patch_model',
            'unused_task_flags', 'flag_warnings']
@@ -19,6 +19,7 @@ TASK_FLAGS = {
     'paco_alpha': ('paco', 'gpaco'), 'paco_beta': ('paco', 'gpaco'), 'paco_gamma': ('paco', 'gpaco'),
     'paco_temperature': ('paco', 'gpaco', 'dscl'), 'paco_logit_adjust': ('paco', 'gpaco'),
     'paco_queue_size': ('paco', 'dscl'), 'paco_momentum': ('paco', 'dscl'), 'gpaco_queue_size': ('gpaco',),
+    'focal_gamma': ('focal',), 'cb_beta': ('class-balanced',),
     'dscl_alpha': ('dscl',), 'pbsd_weight': ('dscl',), 'pbsd_patches': ('dscl',), 'pbsd_patch_size': ('dscl',),
     'pbsd_scale': ('dscl',),
 }
@@ -64,9 +65,9 @@ def check_values(args) -> None:
     if retrain and not args.initial_checkpoint:
         raise UsageError(f'--classifier-retrain {retrain} trains the classifier of a stage-1 model: give that model '
                          f'with --initial-checkpoint STAGE1.pth.tar')
-    if retrain and args.task not in (None, 'ce', 'balanced-softmax'):
-        raise UsageError(f'--classifier-retrain {retrain}: the second stage trains the classifier with --task ce or '
-                         f'balanced-softmax, not {args.task} (the stage-1 checkpoint may come from any task)')
+    if retrain and args.task not in (None,) + CE_FAMILY:
+        raise UsageError(f'--classifier-retrain {retrain}: the second stage trains the classifier with --task '
+                         f'{" / ".join(CE_FAMILY)}, not {args.task} (the stage-1 checkpoint may come from any task)')
 
 
 def check_inputs(args) -> None:
@@ -98,10 +99,12 @@ def _check_task(args, task: str, views: ViewPlan) -> None:
     if (mixup or args.bce_loss) and (task != 'ce' or not views.timm_views):
         raise UsageError(f'--mixup / --cutmix / --bce-loss mix or soften the targets; they work only with --task '
                          f'ce and --paco-views {TIMM_VIEWS} (got --task {task} with {views.num_views} view(s))')
-    no_prior = task in ('ce', 'dscl') or (task in ('paco', 'gpaco') and args.paco_logit_adjust == 'off')
+    no_prior = task in ('ce', 'dscl', 'focal', 'class-balanced') or (task in ('paco', 'gpaco') and args.paco_logit_adjust == 'off')
     if args.prior_tau != 1.0 and no_prior:
         raise UsageError(f'--prior-tau {args.prior_tau}: --task {task} adds no class prior'
                          + (' with --paco-logit-adjust off' if task in ('paco', 'gpaco') else ''))
+    if args.smoothing and task in ('dscl', 'focal', 'class-balanced'):
+        raise UsageError(f'--smoothing {args.smoothing}: the {task} loss takes no label smoothing')
     if task in KEY_ENCODER_TASKS and views.num_views != 2:
         raise UsageError(f'--task {task} needs two views per image (query, key); --paco-views gives '
                          f'{views.num_views}')

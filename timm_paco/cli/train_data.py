@@ -23,7 +23,8 @@ _logger = logging.getLogger('train')
 
 def needs_class_counts(args, task: str) -> bool:
     """Whether ``task`` needs the training class counts (its class prior)."""
-    return task == 'balanced-softmax' or (task in ('paco', 'gpaco') and args.paco_logit_adjust != 'off')
+    return task in ('balanced-softmax', 'class-balanced') or (
+        task in ('paco', 'gpaco') and args.paco_logit_adjust != 'off')
 
 
 def _dataset_kwargs(args, input_size) -> Dict:

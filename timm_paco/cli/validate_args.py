@@ -6,7 +6,7 @@ import os
 
 from timm.utils import ParseKwargs
 
-from timm_paco.arg_types import finite_float, non_negative_int, percent, positive_float, positive_int
+from timm_paco.arg_types import finite_float, non_negative_float, non_negative_int, percent, positive_float, positive_int
 from timm_paco.data.class_counts import CLASS_COUNTS_FILE
 from timm_paco.data.ood import OOD_DATASETS
 
@@ -128,6 +128,14 @@ def _long_tail_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--logit-adjust', default=0.0, type=finite_float, metavar='TAU',
                        help='post-hoc logit adjustment: score logits - TAU * log p, p the training class prior from '
                             'the class counts (Menon et al. 2021; 1 balances a plain-CE model; default: 0, off)')
+    group.add_argument('--tau-norm', default=0.0, type=non_negative_float, metavar='TAU',
+                       help='post-hoc tau-normalised classifier: class weights w_c / ||w_c||^TAU, bias kept (Kang et '
+                            'al. 2020; default: 0, the classifier as trained)')
+    group.add_argument('--ncm', action='store_true', default=False,
+                       help='score with the nearest class mean of the L2-normalised features (cosine), the class '
+                            'means taken on --ncm-split (Kang et al. 2020) instead of the classifier')
+    group.add_argument('--ncm-split', default='train', type=str, metavar='SPLIT',
+                       help='split of --data-dir whose images give the --ncm class means (default: train)')
     group.add_argument('--logits-file', default='', type=str, metavar='FILENAME',
                        help='write the logits [N, C] (before --logit-adjust) and targets [N] to this safetensors file')
 

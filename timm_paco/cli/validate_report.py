@@ -65,8 +65,13 @@ def class_results(args, meter, class_counts: Optional[Sequence[int]]) -> Dict:
 
 
 def summary_line(results: Dict) -> str:
-    """`` * Acc@1 … (err) Acc@5 …`` and, with long-tail metrics, `` | many … medium … few …``."""
-    msg = f" * Acc@1 {results['top1']:.3f} ({results['top1_err']:.3f}) Acc@5 {results['top5']:.3f}"
+    """`` * Acc@1 … (err) Acc@5 …`` and, with long-tail metrics, `` | many … medium … few …``; a post-hoc
+    classifier (``tau-norm τ``, ``logit-adjust τ``) is named first."""
+    posthoc = ''.join(f'{name} {results[key]:g} ' for key, name in (('tau_norm', 'tau-norm'),
+                                                                    ('logit_adjust', 'logit-adjust')) if key in results)
+    if 'ncm' in results:
+        posthoc = f"ncm ({results['ncm']} means) " + posthoc
+    msg = f" * {posthoc}Acc@1 {results['top1']:.3f} ({results['top1_err']:.3f}) Acc@5 {results['top5']:.3f}"
     if 'many_acc' in results:
         msg += ' | ' + ' '.join(f"{s} {results[f'{s}_acc']}" for s in ('many', 'medium', 'few'))
     return msg

@@ -58,10 +58,13 @@ def build_trained_model(
     if args.get('gp'):
         kwargs.setdefault('global_pool', args['gp'])
     num_classes = num_classes or args.get('num_classes')
-    in_chans = in_chans or args.get('in_chans')
+    in_chans = in_chans or args.get('in_chans') or (args.get('input_size') or [None])[0]
+    # built as train.py built it: the image size only from --model-kwargs (a dynamic-size ViT trained at another
+    # --img-size keeps its default position embeddings), so the input size flags take no part here
+    sizeless = {k: v for k, v in args.items() if k not in ('img_size', 'input_size')}
 
     def _create(nc, ic):
-        create_args = resolve_model_input_args(name, args, num_classes=nc, in_chans=ic, **kwargs)
+        create_args = resolve_model_input_args(name, sizeless, num_classes=nc, in_chans=ic, **kwargs)
         return timm.create_model(pretrained=False, **create_args)
 
     model = _create(num_classes, in_chans)

@@ -9,3 +9,5 @@ from .dscl import DSCLLoss
 from .pbsd import PBSDLoss
 from .balanced import BalancedSoftmaxLoss
 from .ce import CELoss
+from .focal import FocalLoss
+from .class_balanced import ClassBalancedLoss, effective_number_weights

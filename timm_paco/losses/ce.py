@@ -37,8 +37,12 @@ class CELoss(nn.Module):
             self.num_classes, logits, features, labels, queue_features, queue_labels, need_features=False)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             logits = self.adjust_logits(logits.to(compute_dtype(logits)))
-            return F.cross_entropy(logits, labels.long(), label_smoothing=self.label_smoothing)
+            return self.cross_entropy(logits, labels.long())
 
     def adjust_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Hook applied to the float32 (or float64) logits before the softmax; identity for plain CE."""
         return logits
+
+    def cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Hook: the loss of the checked float32 (or float64) logits ``[A, C]`` and int64 labels ``[A]``."""
+        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)

@@ -13,13 +13,15 @@ MANY_SHOT_THR = 100
 FEW_SHOT_THR = 20
 NUM_CLASSES = 10
 
-# task -> model: CE / Balanced Softmax train the plain backbone, PaCo / GPaCo the same backbone wrapped
+# task -> model: the CE family trains the plain backbone, PaCo / GPaCo / DSCL the same backbone with a projector
 TASK_MODELS = {
     'ce': 'resnet32_cifar',
     'balanced-softmax': 'resnet32_cifar',
     'paco': 'paco_resnet32',
     'gpaco': 'paco_resnet32',
     'dscl': 'dscl_resnet32',
+    'focal': 'resnet32_cifar',
+    'class-balanced': 'resnet32_cifar',
 }
 
 # Shared by every method: same backbone, input, views (two augmented views of each image), optimiser,

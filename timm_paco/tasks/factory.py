@@ -30,18 +30,21 @@ from .dscl import DSCLTask
 from .paco import PaCoTask
 
 __all__ = [
-    'TASK_NAMES', 'CONTRASTIVE_TASKS', 'KEY_ENCODER_TASKS', 'TASK_SMOOTHING', 'LOGIT_ADJUST_MODES', 'LONG_TAIL_RATIO',
+    'TASK_NAMES', 'CE_FAMILY', 'CONTRASTIVE_TASKS', 'KEY_ENCODER_TASKS', 'TASK_SMOOTHING', 'LOGIT_ADJUST_MODES', 'LONG_TAIL_RATIO',
     'create_task', 'is_long_tailed', 'resolve_logit_adjust',
 ]
 
-TASK_NAMES = ('ce', 'balanced-softmax', 'paco', 'gpaco', 'dscl')
+TASK_NAMES = ('ce', 'balanced-softmax', 'paco', 'gpaco', 'dscl', 'focal', 'class-balanced')
+CE_FAMILY = ('ce', 'balanced-softmax', 'focal', 'class-balanced')  # a loss on the logits alone
 CONTRASTIVE_TASKS = ('paco', 'gpaco', 'dscl')  # a projector beside the model
 KEY_ENCODER_TASKS = ('paco', 'dscl')  # MoCo's skeleton: query / key views, key encoder, labelled queue
 # train.py's label smoothing per task when --smoothing is not given: timm's 0.1 for CE, each paper's for the rest
-TASK_SMOOTHING = {'ce': 0.1, 'balanced-softmax': 0.0, 'paco': 0.0, 'gpaco': 0.1, 'dscl': 0.0}
+TASK_SMOOTHING = {'ce': 0.1, 'balanced-softmax': 0.0, 'paco': 0.0, 'gpaco': 0.1, 'dscl': 0.0, 'focal': 0.0,
+                  'class-balanced': 0.0}
 LOGIT_ADJUST_MODES = ('auto', 'on', 'off')
 LONG_TAIL_RATIO = 2.0
-_LOSS_NAMES = {'ce': 'ce', 'balanced-softmax': 'balanced_softmax', 'paco': 'paco', 'gpaco': 'gpaco', 'dscl': 'dscl'}
+_LOSS_NAMES = {'ce': 'ce', 'balanced-softmax': 'balanced_softmax', 'paco': 'paco', 'gpaco': 'gpaco',
+               'dscl': 'dscl', 'focal': 'focal', 'class-balanced': 'class_balanced'}
 
 
 def is_long_tailed(class_counts: Sequence[int], ratio: float = LONG_TAIL_RATIO) -> bool:
@@ -67,9 +70,18 @@ def resolve_logit_adjust(task: str, logit_adjust: str, class_counts: Optional[Se
     return class_counts is not None and is_long_tailed(class_counts)
 
 
-def _loss_weights(name: str, smoothing, alpha, beta, gamma, temperature) -> Dict[str, float]:
+def _loss_weights(name: str, smoothing, alpha, beta, gamma, temperature, focal_gamma=None,
+                  cb_beta=None) -> Dict[str, float]:
     """The loss keywords of ``name`` that were given (None keeps the loss default)."""
-    if name == 'dscl':
+    if focal_gamma is not None and name != 'focal':
+        raise ValueError(f'focal_gamma={focal_gamma}: only the focal task has it, not {name}')
+    if cb_beta is not None and name != 'class-balanced':
+        raise ValueError(f'cb_beta={cb_beta}: only the class-balanced task has it, not {name}')
+    if name in ('focal', 'class-balanced'):
+        if smoothing:
+            raise ValueError(f'smoothing={smoothing}: the {name} loss takes no label smoothing')
+        given = dict(gamma=focal_gamma) if name == 'focal' else dict(beta=cb_beta)
+    elif name == 'dscl':
         if smoothing:
             raise ValueError(f'smoothing={smoothing}: dscl has no classification term to smooth')
         if beta is not None or gamma is not None:
@@ -99,6 +111,8 @@ def create_task(
         projector: Optional[Dict[str, Any]] = None,
         pbsd_weight: Optional[float] = None,
         classifier_retrain: Optional[str] = None,
+        focal_gamma: Optional[float] = None,
+        cb_beta: Optional[float] = None,
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
         verbose: bool = True,
@@ -121,8 +135,10 @@ def create_task(
             Not taken by the CE baselines.
         momentum: PaCo key encoder EMA decay.
         pbsd_weight: ``dscl``'s PBSD weight λ (None: the paper's 1.5; 0: no PBSD, plain view-major input).
-        classifier_retrain: ``crt`` or ``lws`` for ``ce`` / ``balanced-softmax``: train only the classifier of a
-            stage-1 model (``ClassifierRetrainTask``).
+        classifier_retrain: ``crt`` or ``lws`` for the CE family (``ce``, ``balanced-softmax``, ``focal``,
+            ``class-balanced``): train only the classifier of a stage-1 model (``ClassifierRetrainTask``).
+        focal_gamma: ``focal``'s γ (None: 1). cb_beta: ``class-balanced``'s effective-number β (None: 0.9999); it
+            needs ``class_counts``.
         projector: ``paco`` / ``gpaco`` projector arguments (``proj_dim``, ``proj_type``, ``proj_act``,
             ``proj_hidden_dim``); None or absent ones keep the model's paper recipe (``timm_paco.models.recipe_for``).
     """
@@ -138,7 +154,12 @@ def create_task(
     if class_counts is not None and len(class_counts) != num_classes:
         raise ValueError(
             f'class_counts: {len(class_counts)} counts for a model with num_classes={num_classes}')
-    loss_kwargs = dict(num_classes=num_classes, **_loss_weights(name, smoothing, alpha, beta, gamma, temperature))
+    loss_kwargs = dict(num_classes=num_classes, **_loss_weights(name, smoothing, alpha, beta, gamma, temperature,
+                                                                 focal_gamma, cb_beta))
+    if name == 'class-balanced':
+        if class_counts is None:
+            raise ValueError('class_counts: class-balanced weighs the classes by their training counts, none given')
+        loss_kwargs['class_counts'] = list(class_counts)
     if resolve_logit_adjust(name, logit_adjust, class_counts):
         if class_counts is None:
             raise ValueError(f'class_counts: {name} needs the training class counts (Balanced Softmax prior)')
@@ -149,9 +170,9 @@ def create_task(
                          f'(ce never; paco / gpaco only with logit adjustment on long-tailed class counts)')
     criterion = create_loss(_LOSS_NAMES[name], **loss_kwargs)
 
-    if classifier_retrain is not None and name not in ('ce', 'balanced-softmax'):
-        raise ValueError(f'classifier_retrain={classifier_retrain!r}: the second stage trains a classifier with ce or '
-                         f'balanced-softmax, not task {name}')
+    if classifier_retrain is not None and name not in CE_FAMILY:
+        raise ValueError(f'classifier_retrain={classifier_retrain!r}: the second stage trains a classifier with '
+                         f'{", ".join(CE_FAMILY)}, not task {name}')
     if pbsd_weight is not None and name != 'dscl':
         raise ValueError(f'pbsd_weight={pbsd_weight}: PBSD is part of dscl, not of task {name}')
     common = dict(device=device, dtype=dtype, verbose=verbose)
