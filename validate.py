@@ -13,6 +13,9 @@ Added:
   (``<stem>_<checkpoint or model>_per_class.*`` for each evaluation of a bulk run; the default plot is skipped
   with a warning when matplotlib is missing). A bulk run records a model or checkpoint that fails with its
   ``error`` and goes on.
+* Calibration: expected calibration error (15 equal-width bins, torchmetrics) overall and on many / medium /
+  few (``ece``, ``many_ece`` …, in %), and beside ``--results-file`` a reliability diagram
+  (``<stem>_reliability.png``) and the confusion matrix (``<stem>_confusion.csv``, rows the true class).
 * ``--ncm``: the nearest class mean of the normalised features (class means from ``--ncm-split``) scores instead.
 * ``--tau-norm TAU``: the classifier's class weights divided by their norm to the power TAU (Kang et al. 2020).
 * ``--logit-adjust TAU``: post-hoc logit adjustment, scoring ``logits − TAU · log p`` with ``p`` the class prior
@@ -48,12 +51,13 @@ from timm_paco.cli.validate_bulk import bulk_configs, bulk_tag, try_run
 from timm_paco.cli.validate_data import create_eval_dataset, create_eval_loader, read_valid_labels, resolve_class_counts
 from timm_paco.cli.validate_eval import evaluate, evaluate_imagenet_c, logit_adjust_offset
 from timm_paco.cli.validate_model import build_model, prepare_model
-from timm_paco.cli.validate_report import accuracy_results, class_results, summary_line
+from timm_paco.cli.validate_report import accuracy_results, calibration_results, class_results, summary_line
 from timm_paco.data import check_dataset_classes, match_model_channels
 from timm_paco.data.class_counts import CLASS_COUNTS_FILE
 from timm_paco.data.ood import check_class_folders, ood_class_map, subset_mask
+from timm_paco.data.metrics import class_splits
 from timm_paco.eval import (
-    attach_ncm, class_means, save_logits, split_checkpoints, tau_normalize_classifier, write_results,
+    CalibrationMeter, attach_ncm, class_means, save_logits, split_checkpoints, tau_normalize_classifier, write_results,
 )
 
 _logger = logging.getLogger('validate')
@@ -120,11 +124,15 @@ def _evaluate_split(args, model, data_config, crop_pct, device, precision, num_m
     loader = create_eval_loader(args, dataset, data_config, crop_pct, device, precision.model_dtype, model)
     offset = logit_adjust_offset(args, class_counts, num_classes, device)
     collect = [] if args.logits_file else None
+    splits = class_splits(class_counts, args.many_shot_thr, args.few_shot_thr) if class_counts is not None else None
+    calibration = CalibrationMeter(num_classes, splits)
     meter, loss = evaluate(args, model, loader, num_classes, device, precision.model_dtype, precision.autocast(device),
-                           valid_labels=valid_labels, real_labels=real_labels, offset=offset, collect=collect)
+                           valid_labels=valid_labels, real_labels=real_labels, offset=offset, collect=collect,
+                           calibration=calibration)
     if collect is not None:
         save_logits(args.logits_file, torch.cat([o for o, _ in collect]), torch.cat([t for _, t in collect]))
-    return {**accuracy_results(meter, loss, real_labels), **class_results(args, meter, class_counts)}
+    return {**accuracy_results(meter, loss, real_labels), **class_results(args, meter, class_counts),
+            **calibration_results(args, calibration)}
 
 
 def _attach_ncm(args, model, data_config, device, precision, num_classes) -> None:

@@ -107,6 +107,8 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
     assert [int(r['train_count']) for r in rows] == long_tail_counts(TINY_N_MAX, 10, 0.01)
     assert [int(r['val_count']) for r in rows] == [TINY_N_TEST] * 10
     assert (run0 / 'results_per_class.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert (run0 / 'results_reliability.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'  # ECE's diagram
+    assert 0.0 <= results['ece'] <= 100.0 and f"reliability diagram {run0 / 'results_reliability.png'}" in stdout
     assert json.loads((run0 / 'class_counts.json').read_text()) is not None
 
     # benchmark: aggregates the quick start's seed-0 PaCo run (--resume) into its table, figure and summary

@@ -534,3 +534,52 @@ def test_validate_ncm_scores_nearest_class_means_of_the_named_split(setup):
     assert res['top1'] == pytest.approx(100 * (pred == target).double().mean().item(), abs=1e-3)
     with pytest.raises(Exception, match='nope'):
         run_main(validate, common + ['--ncm', '--ncm-split', 'nope'])
+
+
+def _ece_reference(probs, targets, n_bins=15):
+    """Σ_b |B_b| / N · |acc(B_b) − conf(B_b)| over equal-width bins of the top-1 confidence, float64."""
+    conf, pred = probs.double().max(dim=1)
+    total = 0.0
+    for b in range(n_bins):
+        low, high = b / n_bins, (b + 1) / n_bins
+        inside = (conf > low) & (conf <= high)
+        if inside.any():
+            acc = (pred[inside] == targets[inside]).double().mean()
+            total += inside.double().mean() * (acc - conf[inside].mean()).abs()
+    return 100 * float(total)
+
+
+def test_calibration_meter_on_a_hand_computed_case():
+    from timm_paco.eval import CalibrationMeter
+    meter = CalibrationMeter(3, ['many', 'medium', 'few'])
+    probs = torch.tensor([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4]])
+    meter.update(probs.log(), torch.tensor([0, 0, 2]))  # confidences 0.9 right, 0.7 wrong, 0.4 right
+    results = meter.results()
+    assert results['ece'] == pytest.approx(100 * (0.1 + 0.7 + 0.6) / 3, abs=1e-3)
+    assert results['many_ece'] == pytest.approx(100 * (0.1 + 0.7) / 2, abs=1e-3)  # the two class-0 images
+    assert results['few_ece'] == pytest.approx(60.0, abs=1e-3) and results['medium_ece'] is None
+    assert meter.confusion().tolist() == [[1, 1, 0], [0, 0, 0], [0, 0, 1]]
+    full = [b for b in meter.reliability_bins() if b['count']]
+    assert [(b['count'], b['accuracy']) for b in full] == [(1, 1.0), (1, 0.0), (1, 1.0)]
+    assert [round(b['confidence'], 4) for b in full] == [0.4, 0.7, 0.9]
+
+
+def test_validate_reports_ece_and_writes_the_reliability_diagram_and_confusion(setup, tmp_path):
+    from timm_paco.eval import confusion_counts
+    validate = setup['validate']
+    results_file = str(tmp_path / 'results.json')
+    res = run_main(validate, ['--data-dir', setup['val_dir'], '--model', 'paco_resnet32', '--checkpoint',
+                              setup['ckpts'][1], '--device', 'cpu', '-b', '32', '-j', '0', '--no-prefetcher', *THR,
+                              *IMG, '--results-file', results_file, '--results-format', 'json'])
+    logits = _reference_logits(setup['ckpts'][1], setup['val_images'])
+    target = torch.tensor([c for _, c in setup['val_images']])
+    assert res['ece'] == pytest.approx(_ece_reference(logits.softmax(1), target), abs=1e-2)
+    few = [c for c, n in enumerate(TRAIN_COUNTS) if n < 10]  # THR's few-shot threshold
+    mask = torch.isin(target, torch.tensor(few))
+    assert res['few_ece'] == pytest.approx(_ece_reference(logits[mask].softmax(1), target[mask]), abs=1e-2)
+    assert json.loads(open(results_file).read())['ece'] == res['ece']
+    with open(tmp_path / 'results_reliability.png', 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    rows = _read_csv(str(tmp_path / 'results_confusion.csv'))
+    counts = [[int(r[str(p)]) for p in range(10)] for r in rows]
+    assert counts == confusion_counts(logits, target).tolist()

@@ -93,8 +93,11 @@ def main(argv=None) -> Dict:
     print('  ' + ' | '.join(
         f'{name} ' + ('n/a' if results.get(key) is None else f'{results[key]:.2f}')
         for key, name in (('top1', 'overall'), ('many_acc', 'many'), ('medium_acc', 'medium'), ('few_acc', 'few'))))
+    if results.get('ece') is not None:
+        print(f"  expected calibration error {results['ece']:.2f} (15 bins)")
     for label, name in (('results', 'results.json'), ('per class', 'results_per_class.csv'),
-                        ('per-class plot', 'results_per_class.png')):  # only the files written
+                        ('per-class plot', 'results_per_class.png'), ('reliability diagram', 'results_reliability.png'),
+                        ('confusion matrix', 'results_confusion.csv')):  # only the files written
         if os.path.isfile(os.path.join(train_dir, name)):
             print(f'  {label} {os.path.join(train_dir, name)}')
     return results

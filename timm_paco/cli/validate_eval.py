@@ -32,11 +32,12 @@ def logit_adjust_offset(args, class_counts, num_classes, device):
 
 @torch.inference_mode()
 def evaluate(args, model, loader, num_classes, device, model_dtype, amp_autocast,
-             valid_labels=None, real_labels=None, tag='Test', offset=None, collect=None):
+             valid_labels=None, real_labels=None, tag='Test', offset=None, collect=None, calibration=None):
     """Run ``model`` over ``loader``; returns (LongTailMeter, mean cross-entropy).
 
     ``offset`` [C] is added to the logits before scoring (post-hoc logit adjustment); ``collect``, a list, gets
-    each batch's (logits before the offset, targets) on the CPU.
+    each batch's (logits before the offset, targets) on the CPU; ``calibration`` (a ``CalibrationMeter``) the
+    scored logits.
     """
     criterion = nn.CrossEntropyLoss().to(device)
     meter = LongTailMeter(num_classes)
@@ -60,6 +61,8 @@ def evaluate(args, model, loader, num_classes, device, model_dtype, amp_autocast
         if real_labels is not None:
             real_labels.add_result(output)
         meter.update(output, target)
+        if calibration is not None:
+            calibration.update(output, target)
         losses.update(loss.item(), input.shape[0])
         batch_time.update(time.time() - end)
         end = time.time()

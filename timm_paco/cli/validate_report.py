@@ -5,15 +5,15 @@ import logging
 from typing import Dict, Optional, Sequence
 
 from timm_paco.data.metrics import long_tail_accuracy, per_class_rows, precision_recall_f1
-from timm_paco.eval import write_per_class_csv
+from timm_paco.eval import write_confusion_csv, write_per_class_csv
 
-__all__ = ['default_side_file', 'accuracy_results', 'class_results', 'summary_line']
+__all__ = ['default_side_file', 'accuracy_results', 'class_results', 'calibration_results', 'summary_line']
 
 _logger = logging.getLogger('validate')
 
 
-def default_side_file(args, suffix: str) -> str:
-    """``<results-file stem>[_<model or checkpoint>]_per_class<suffix>``: one file per evaluation in bulk mode."""
+def default_side_file(args, suffix: str, kind: str = 'per_class') -> str:
+    """``<results-file stem>[_<model or checkpoint>]_<kind><suffix>``: one file per evaluation in bulk mode."""
     if not args.results_file:
         return ''
     stem = args.results_file
@@ -21,7 +21,7 @@ def default_side_file(args, suffix: str) -> str:
         if stem.endswith(ext):
             stem = stem[:-len(ext)]
     tag = getattr(args, 'bulk_tag', '')
-    return f'{stem}{"_" + tag if tag else ""}_per_class{suffix}'
+    return f'{stem}{"_" + tag if tag else ""}_{kind}{suffix}'
 
 
 def _plot_per_class(args, rows, plot_file: str, asked: bool) -> None:
@@ -74,4 +74,24 @@ def summary_line(results: Dict) -> str:
     msg = f" * {posthoc}Acc@1 {results['top1']:.3f} ({results['top1_err']:.3f}) Acc@5 {results['top5']:.3f}"
     if 'many_acc' in results:
         msg += ' | ' + ' '.join(f"{s} {results[f'{s}_acc']}" for s in ('many', 'medium', 'few'))
+    if results.get('ece') is not None:
+        msg += f" | ECE {results['ece']:.2f}" + ''.join(
+            f" {s} {results[f'{s}_ece']:.2f}" for s in ('many', 'medium', 'few') if results.get(f'{s}_ece') is not None)
     return msg
+
+
+def calibration_results(args, calibration) -> Dict:
+    """ECE overall and per group (%), and by default beside ``--results-file`` the reliability diagram
+    (``_reliability.png``) and the confusion matrix (``_confusion.csv``, rows the true class)."""
+    results = calibration.results()
+    confusion_file = default_side_file(args, '.csv', 'confusion')
+    if confusion_file:
+        write_confusion_csv(confusion_file, calibration.confusion())
+    plot_file = default_side_file(args, '.png', 'reliability')
+    if plot_file:
+        try:
+            from timm_paco.eval.plot import plot_reliability
+            plot_reliability(calibration.reliability_bins(), plot_file, results['ece'], title=args.model)
+        except ImportError as e:
+            _logger.warning(f'Reliability diagram {plot_file} not written: {e}')
+    return results

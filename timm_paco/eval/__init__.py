@@ -6,6 +6,7 @@ from .ensemble import EnsembleModel
 from .logit_adjust import (
     class_hits, fit_class_bias, load_logits, logit_offset, save_logits, select_tau, sweep_logit_adjust,
 )
-from .results import write_per_class_csv, write_results
+from .results import write_confusion_csv, write_per_class_csv, write_results
+from .calibration import ECE_BINS, CalibrationMeter
 from .tau_norm import tau_normalize_classifier
 from .ncm import NearestClassMean, attach_ncm, class_means

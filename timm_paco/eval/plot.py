@@ -44,3 +44,36 @@ def plot_per_class_accuracy(
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_reliability(bins: Sequence[Dict], path: str, ece: Optional[float] = None, title: Optional[str] = None):
+    """Reliability diagram: accuracy against mean confidence per bin (bars over the bin ranges, the diagonal of
+    perfect calibration, the share of images per bin below). ``bins`` as ``CalibrationMeter.reliability_bins()``."""
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise ImportError('plotting the reliability diagram needs matplotlib (pip install matplotlib, a requirement '
+                          'of timm-paco)') from e
+    total = sum(b['count'] for b in bins) or 1
+    fig, (ax, share) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw=dict(height_ratios=(3, 1)))
+    width = bins[0]['high'] - bins[0]['low'] if bins else 1.0
+    full = [b for b in bins if b['count']]
+    ax.bar([b['low'] for b in full], [100 * b['accuracy'] for b in full], width=width, align='edge',
+           edgecolor='black', color='tab:blue', label='accuracy')
+    ax.plot([0, 1], [0, 100], '--', color='grey', label='perfect calibration')
+    ax.scatter([b['confidence'] for b in full], [100 * b['confidence'] for b in full], color='tab:red', s=12,
+               zorder=3, label='mean confidence')
+    ax.set_ylabel('accuracy (%)')
+    ax.set_ylim(0, 100)
+    ax.legend(loc='upper left', fontsize=8)
+    ax.set_title((title + ': ' if title else '') + ('reliability' if ece is None else f'reliability, ECE {ece:.2f}%'))
+    share.bar([b['low'] for b in bins], [100 * b['count'] / total for b in bins], width=width, align='edge',
+              color='tab:grey')
+    share.set_xlabel('top-1 confidence')
+    share.set_ylabel('images (%)')
+    share.set_xlim(0, 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

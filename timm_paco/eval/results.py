@@ -31,3 +31,14 @@ def write_per_class_csv(path: str, rows: Sequence[Dict]):
         writer.writeheader()
         for r in rows:
             writer.writerow({k: ('' if r.get(k) is None else r[k]) for k in PER_CLASS_FIELDS})
+
+
+def write_confusion_csv(path: str, counts) -> None:
+    """The confusion matrix ``counts [C, C]`` as CSV: a header ``true \\ predicted, 0 … C−1``, then one row per true
+    class (its index, then its counts per predicted class)."""
+    counts = [[int(v) for v in row] for row in counts.tolist()]
+    with open(path, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['true \\ predicted'] + list(range(len(counts))))
+        for c, row in enumerate(counts):
+            writer.writerow([c] + row)
