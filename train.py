@@ -79,6 +79,8 @@ def _build_model(parser, args, device, precision):
     args.task = task_name
     if task_name == 'dscl' and args.pbsd_weight is None:
         args.pbsd_weight = PBSD_WEIGHT
+    if task_name == 'ldam-drw' and args.drw_epoch is None:  # Cao et al.'s 160 of 200 epochs
+        args.drw_epoch = int(0.8 * args.epochs)
     views = plan_views(args.paco_views, task_name, args.pbsd_weight)
     check_combinations(args, task_name, views)
     for warning in flag_warnings(parser, args, task_name) if utils.is_primary(args) else ():

@@ -51,11 +51,11 @@ from timm_paco.runs import (
 from timm_paco.tasks import TASK_SMOOTHING
 
 TASK_NAMES = {'ce': 'CE', 'balanced-softmax': 'Balanced Softmax', 'paco': 'PaCo', 'gpaco': 'GPaCo', 'dscl': 'DSCL',
-              'focal': 'Focal', 'class-balanced': 'Class-balanced CE'}
+              'focal': 'Focal', 'class-balanced': 'Class-balanced CE', 'ldam-drw': 'LDAM-DRW'}
 PRIOR_TASKS = ('balanced-softmax', 'paco', 'gpaco')  # the methods train.py --prior-tau applies to
 # no --smoothing: DSCL's loss has no classification term (its second stage is plain CE); focal and class-balanced
 # CE take none
-UNSMOOTHED_TASKS = ('dscl', 'focal', 'class-balanced')
+UNSMOOTHED_TASKS = ('dscl', 'focal', 'class-balanced', 'ldam-drw')
 DEFAULT_N_VAL = 200
 METRICS = (('top1', 'overall'), ('many_acc', 'many'), ('medium_acc', 'medium'), ('few_acc', 'few'))
 DISCUSSION_BEGIN = '<!-- discussion: kept when the script rewrites this file -->'
@@ -328,7 +328,7 @@ def _findings(summary: Dict[str, Dict]) -> List[str]:
         best = max(summary, key=lambda t: summary[t][key][0])
         lines.append(f'- {name}: best {TASK_NAMES[best]} ({_fmt(summary[best][key])})')
     contrastive = [t for t in ('paco', 'gpaco', 'dscl') if t in summary]
-    baselines = [t for t in ('ce', 'balanced-softmax', 'focal', 'class-balanced') if t in summary]
+    baselines = [t for t in ('ce', 'balanced-softmax', 'focal', 'class-balanced', 'ldam-drw') if t in summary]
     if contrastive and baselines:
         for key, name in (('top1', 'overall'), ('few_acc', 'few-shot')):
             top_base = max(summary[t][key][0] for t in baselines)

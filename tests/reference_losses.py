@@ -6,7 +6,7 @@ Written literally from the formulas, one anchor at a time, with explicit weight 
 import torch
 
 __all__ = ['paco_reference', 'supcon_reference', 'balanced_softmax_reference', 'dscl_reference',
-           'pbsd_reference', 'focal_reference', 'class_balanced_reference']
+           'pbsd_reference', 'focal_reference', 'class_balanced_reference', 'ldam_reference']
 
 
 def _log_prior(class_counts, num_classes):
@@ -189,6 +189,19 @@ def class_balanced_reference(logits, labels, class_counts, beta=0.9999):
     weights = [w * present / sum(raw) for w in raw]
     num, den = 0.0, 0.0
     for z, y in zip(logits.double(), labels.tolist()):
+        ce = torch.log(torch.exp(z).sum()) - z[y]
+        num, den = num + weights[y] * ce, den + weights[y]
+    return num / den
+
+
+def ldam_reference(cosines, labels, class_counts, max_margin=0.5, scale=30.0, weights=None):
+    """Σ_i w_{y_i} CE_i / Σ_i w_{y_i} of s · (cos − m_y onehot), m_c = max_margin · n_c^(−1/4) / max_c n_c^(−1/4)."""
+    raw = [n ** -0.25 for n in class_counts]
+    margins = [max_margin * r / max(raw) for r in raw]
+    weights = weights or [1.0] * len(class_counts)
+    num, den = 0.0, 0.0
+    for z, y in zip(cosines.double(), labels.tolist()):
+        z = scale * (z - torch.nn.functional.one_hot(torch.tensor(y), len(class_counts)).double() * margins[y])
         ce = torch.log(torch.exp(z).sum()) - z[y]
         num, den = num + weights[y] * ce, den + weights[y]
     return num / den

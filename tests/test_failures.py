@@ -268,6 +268,7 @@ def test_user_mistakes_end_in_one_line(image_folder, tmp_path, capsys):
         (['--task', 'class-balanced', '--cb-beta', '1'], 'argument --cb-beta: expected a number in [0, 1), got 1'),
         (['--task', 'focal', '--focal-gamma', '-1'], 'argument --focal-gamma: expected a finite number >= 0, got -1'),
         (['--task', 'focal', '--smoothing', '0.1'], '--smoothing 0.1: the focal loss takes no label smoothing'),
+        (['--task', 'ldam-drw', '--drw-epoch', '1'], '--drw-epoch 1: the run has --epochs 1 (epochs 0 to 0)'),
     ]
     if torch.cuda.is_available():
         cases.pop(1)

@@ -61,6 +61,8 @@ TASKS = [
     ('dscl', ['--dscl-alpha', '0.2', '--pbsd-patches', '2', '--pbsd-patch-size', '32']),
     ('focal', ['--focal-gamma', '0.5', '--no-prefetcher']),
     ('class-balanced', ['--cb-beta', '0.9', '--sampler', 'square-root']),
+    # the resume from epoch 0's checkpoint crosses the deferred re-weighting's switch at epoch 1
+    ('ldam-drw', ['--drw-epoch', '1', '--no-prefetcher']),
 ]
 
 
@@ -73,7 +75,7 @@ def test_task_trains_checkpoints_and_resumes_exactly(image_folder, tmp_path, tas
     assert [int(r['epoch']) for r in rows] == [0, 1]
     # dscl's loss is all contrast: its log-denominator grows as the queue fills in epoch 0; focal and the
     # class-balanced run (re-weighted, re-sampled) move too little in 2 epochs of 4 steps to rank
-    if task not in ('dscl', 'focal', 'class-balanced'):
+    if task not in ('dscl', 'focal', 'class-balanced', 'ldam-drw'):
         assert float(rows[1]['train_loss']) < float(rows[0]['train_loss'])
     assert 0.0 <= float(rows[1]['eval_top1']) <= 100.0
     if task in ('paco', 'gpaco'):
@@ -98,6 +100,10 @@ def test_task_trains_checkpoints_and_resumes_exactly(image_folder, tmp_path, tas
         assert head and all(torch.equal(first['state_dict'][k], _checkpoint(folder)['state_dict'][k]) for k in head)
     if task in ('focal', 'class-balanced'):
         assert (first['args'].focal_gamma, first['args'].cb_beta) == ((0.5, None) if task == 'focal' else (None, 0.9))
+    if task == 'ldam-drw':  # the raw class weights; the model's classifier holds them normalised, no bias
+        raw = first['task_state']['ldam']['weight']
+        torch.testing.assert_close(first['state_dict']['head.fc.weight'], torch.nn.functional.normalize(raw, dim=1))
+        assert float(first['state_dict']['head.fc.bias'].abs().max()) == 0.0 and first['args'].drw_epoch == 1
     if task == 'gpaco':  # 16 images' second views through a 12-slot ring
         assert set(first['task_state']) == {'queue', 'projector', 'projector_args'}
         queue = first['task_state']['queue']

@@ -314,7 +314,10 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--focal-gamma', type=non_negative_float, default=None,
                    help='focal: focusing exponent gamma (default: 1; 0 = cross-entropy)')
     g.add_argument('--cb-beta', type=decay_rate, default=None,
-                   help='class-balanced: effective-number beta in [0, 1) of the class weights (default: 0.9999)')
+                   help='class-balanced / ldam-drw: effective-number beta in [0, 1) of the class weights (default: '
+                        '0.9999)')
+    g.add_argument('--drw-epoch', type=non_negative_int, default=None, metavar='EPOCH',
+                   help='ldam-drw: the epoch from which the loss re-weights the classes (default: 80%% of --epochs)')
     g.add_argument('--pbsd-weight', type=non_negative_float, default=None,
                    help='dscl: weight lambda of PBSD, the patch self-distillation (default: 1.5, the paper\'s; 0 = off)')
     g.add_argument('--pbsd-patches', type=positive_int, default=5, metavar='L',

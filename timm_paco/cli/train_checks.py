@@ -19,7 +19,7 @@ TASK_FLAGS = {
     'paco_alpha': ('paco', 'gpaco'), 'paco_beta': ('paco', 'gpaco'), 'paco_gamma': ('paco', 'gpaco'),
     'paco_temperature': ('paco', 'gpaco', 'dscl'), 'paco_logit_adjust': ('paco', 'gpaco'),
     'paco_queue_size': ('paco', 'dscl'), 'paco_momentum': ('paco', 'dscl'), 'gpaco_queue_size': ('gpaco',),
-    'focal_gamma': ('focal',), 'cb_beta': ('class-balanced',),
+    'focal_gamma': ('focal',), 'cb_beta': ('class-balanced', 'ldam-drw'), 'drw_epoch': ('ldam-drw',),
     'dscl_alpha': ('dscl',), 'pbsd_weight': ('dscl',), 'pbsd_patches': ('dscl',), 'pbsd_patch_size': ('dscl',),
     'pbsd_scale': ('dscl',),
 }
@@ -99,11 +99,11 @@ def _check_task(args, task: str, views: ViewPlan) -> None:
     if (mixup or args.bce_loss) and (task != 'ce' or not views.timm_views):
         raise UsageError(f'--mixup / --cutmix / --bce-loss mix or soften the targets; they work only with --task '
                          f'ce and --paco-views {TIMM_VIEWS} (got --task {task} with {views.num_views} view(s))')
-    no_prior = task in ('ce', 'dscl', 'focal', 'class-balanced') or (task in ('paco', 'gpaco') and args.paco_logit_adjust == 'off')
+    no_prior = task in ('ce', 'dscl', 'focal', 'class-balanced', 'ldam-drw') or (task in ('paco', 'gpaco') and args.paco_logit_adjust == 'off')
     if args.prior_tau != 1.0 and no_prior:
         raise UsageError(f'--prior-tau {args.prior_tau}: --task {task} adds no class prior'
                          + (' with --paco-logit-adjust off' if task in ('paco', 'gpaco') else ''))
-    if args.smoothing and task in ('dscl', 'focal', 'class-balanced'):
+    if args.smoothing and task in ('dscl', 'focal', 'class-balanced', 'ldam-drw'):
         raise UsageError(f'--smoothing {args.smoothing}: the {task} loss takes no label smoothing')
     if task in KEY_ENCODER_TASKS and views.num_views != 2:
         raise UsageError(f'--task {task} needs two views per image (query, key); --paco-views gives '
@@ -120,6 +120,9 @@ def _check_task(args, task: str, views: ViewPlan) -> None:
                          f'the V-view transform, which ' + ('--no-aug turns off' if args.no_aug else
                          f'--paco-views {TIMM_VIEWS} replaces') + '; use --pbsd-weight 0 or drop that flag')
     _check_second_stage(args, mixup)
+    if task == 'ldam-drw' and args.drw_epoch is not None and args.drw_epoch >= args.epochs:
+        raise UsageError(f'--drw-epoch {args.drw_epoch}: the run has --epochs {args.epochs} (epochs 0 to '
+                         f'{args.epochs - 1}), so the classes would never be re-weighted; give an epoch below it')
     if args.torchscript and task in CONTRASTIVE_TASKS:
         raise UsageError(f'--torchscript: the {task} task\'s model and projector are not scriptable; use '
                          f'--torchcompile')

@@ -23,7 +23,7 @@ _logger = logging.getLogger('train')
 
 def needs_class_counts(args, task: str) -> bool:
     """Whether ``task`` needs the training class counts (its class prior)."""
-    return task in ('balanced-softmax', 'class-balanced') or (
+    return task in ('balanced-softmax', 'class-balanced', 'ldam-drw') or (
         task in ('paco', 'gpaco') and args.paco_logit_adjust != 'off')
 
 

@@ -112,6 +112,8 @@ def run_epochs(run: TrainRun) -> List[Dict]:
         num_epochs = run.num_epochs
         for epoch in range(run.start_epoch, num_epochs):
             reseed(args, epoch)
+            if hasattr(run.task, 'set_epoch'):  # an epoch-scheduled loss (ldam-drw's deferred re-weighting)
+                run.task.set_epoch(epoch)
             _set_loader_epoch(run.loader_train, epoch)
             train_metrics = train_one_epoch(run, epoch)
             _distribute_bn(run)

@@ -11,3 +11,4 @@ from .balanced import BalancedSoftmaxLoss
 from .ce import CELoss
 from .focal import FocalLoss
 from .class_balanced import ClassBalancedLoss, effective_number_weights
+from .ldam import LDAMLoss, ldam_margins

@@ -22,6 +22,7 @@ TASK_MODELS = {
     'dscl': 'dscl_resnet32',
     'focal': 'resnet32_cifar',
     'class-balanced': 'resnet32_cifar',
+    'ldam-drw': 'resnet32_cifar',
 }
 
 # Shared by every method: same backbone, input, views (two augmented views of each image), optimiser,

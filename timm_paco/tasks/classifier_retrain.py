@@ -16,9 +16,8 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.utils import unwrap_model
 
-from .classification import MultiViewClassificationTask
+from ._wrapped import WrappedModelTask
 
 __all__ = ['RETRAIN_MODES', 'FrozenFeatures', 'ClassifierRetrainTask']
 
@@ -65,58 +64,38 @@ class FrozenFeatures(nn.Module):
         return F.linear(pre, self.weight0 * self.scales[:, None], self.bias0 * self.scales)
 
     @torch.no_grad()
-    def fold_scales(self) -> None:
-        """lws: write the scaled stage-1 classifier into the model's classifier."""
+    def fold(self) -> None:
+        """lws: write the scaled stage-1 classifier into the model's classifier (crt trains it in place)."""
         if self.mode == 'lws':
             fc = self.model.get_classifier()
             fc.weight.copy_(self.weight0 * self.scales[:, None])
             fc.bias.copy_(self.bias0 * self.scales)
 
+    def extra_state(self) -> Dict[str, Any]:
+        """lws: the scales and the stage-1 classifier (crt: nothing besides the model)."""
+        if self.mode != 'lws':
+            return {}
+        return {'lws': {'scales': self.scales.detach().clone(), 'weight0': self.weight0.clone(),
+                        'bias0': self.bias0.clone()}}
 
-class ClassifierRetrainTask(MultiViewClassificationTask):
-    """The CE-family task (``criterion``: CE or Balanced Softmax) training ``FrozenFeatures(model, mode)``; its
-    ``model`` (evaluation, checkpoints, export) is the plain timm model."""
+    def load_extra_state(self, state: Dict[str, Any], strict: bool) -> None:
+        if self.mode != 'lws':
+            return
+        if 'lws' not in state:
+            if strict:
+                raise ValueError('checkpoint has no lws task_state (scales, stage-1 classifier): it was not written '
+                                 'by --classifier-retrain lws; use --initial-checkpoint to start lws from its weights')
+            return
+        for name in ('scales', 'weight0', 'bias0'):
+            getattr(self, name).copy_(state['lws'][name])
+
+
+class ClassifierRetrainTask(WrappedModelTask):
+    """The CE-family task (``criterion``: CE, Balanced Softmax, focal, class-balanced) training
+    ``FrozenFeatures(model, mode)``; its ``model`` (evaluation, checkpoints, export) is the plain timm model."""
 
     def __init__(self, model: nn.Module, criterion: nn.Module, mode: str = 'crt', num_views: int = 1,
                  device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, verbose: bool = True):
         super().__init__(FrozenFeatures(model, mode), criterion, num_views=num_views, device=device, dtype=dtype,
                          verbose=verbose)
         self.mode = mode
-
-    @property
-    def model(self) -> nn.Module:
-        return self.module.model
-
-    def get_eval_model(self, module: Optional[nn.Module] = None, ema: bool = False) -> Optional[nn.Module]:
-        """timm's hook: the plain timm model (of the ``--model-ema`` copy with ``ema``)."""
-        if module is None:
-            module = self.get_trainable_module(ema=ema)
-            if module is None:
-                return None
-        return unwrap_model(module).model
-
-    def update_ema(self, step: Optional[int] = None) -> None:
-        """After an optimiser update: lws folds its scales into the classifier, then the ``--model-ema`` copy."""
-        self.module.fold_scales()
-        super().update_ema(step=step)
-
-    def own_state(self) -> Dict[str, Any]:
-        if self.mode != 'lws':
-            return {}
-        module = self.module
-        return {'lws': {'scales': module.scales.detach().clone(), 'weight0': module.weight0.clone(),
-                        'bias0': module.bias0.clone()}}
-
-    def load_own_state(self, state: Optional[Dict[str, Any]], strict: bool) -> None:
-        if self.mode != 'lws':
-            return
-        if not state or 'lws' not in state:
-            if strict:
-                raise ValueError('checkpoint has no lws task_state (scales, stage-1 classifier): it was not written '
-                                 'by --classifier-retrain lws; use --initial-checkpoint to start lws from its weights')
-            return
-        module = self.module
-        with torch.no_grad():
-            module.scales.copy_(state['lws']['scales'])
-            module.weight0.copy_(state['lws']['weight0'])
-            module.bias0.copy_(state['lws']['bias0'])

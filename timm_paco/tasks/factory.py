@@ -24,6 +24,7 @@ from timm_paco.losses import create_loss
 
 from .classification import MultiViewClassificationTask
 from .classifier_retrain import RETRAIN_MODES, ClassifierRetrainTask
+from .ldam import LDAMTask
 from .contrastive_module import ContrastiveModule
 from .gpaco import GPaCoTask
 from .dscl import DSCLTask
@@ -34,17 +35,17 @@ __all__ = [
     'create_task', 'is_long_tailed', 'resolve_logit_adjust',
 ]
 
-TASK_NAMES = ('ce', 'balanced-softmax', 'paco', 'gpaco', 'dscl', 'focal', 'class-balanced')
+TASK_NAMES = ('ce', 'balanced-softmax', 'paco', 'gpaco', 'dscl', 'focal', 'class-balanced', 'ldam-drw')
 CE_FAMILY = ('ce', 'balanced-softmax', 'focal', 'class-balanced')  # a loss on the logits alone
 CONTRASTIVE_TASKS = ('paco', 'gpaco', 'dscl')  # a projector beside the model
 KEY_ENCODER_TASKS = ('paco', 'dscl')  # MoCo's skeleton: query / key views, key encoder, labelled queue
 # train.py's label smoothing per task when --smoothing is not given: timm's 0.1 for CE, each paper's for the rest
 TASK_SMOOTHING = {'ce': 0.1, 'balanced-softmax': 0.0, 'paco': 0.0, 'gpaco': 0.1, 'dscl': 0.0, 'focal': 0.0,
-                  'class-balanced': 0.0}
+                  'class-balanced': 0.0, 'ldam-drw': 0.0}
 LOGIT_ADJUST_MODES = ('auto', 'on', 'off')
 LONG_TAIL_RATIO = 2.0
 _LOSS_NAMES = {'ce': 'ce', 'balanced-softmax': 'balanced_softmax', 'paco': 'paco', 'gpaco': 'gpaco',
-               'dscl': 'dscl', 'focal': 'focal', 'class-balanced': 'class_balanced'}
+               'dscl': 'dscl', 'focal': 'focal', 'class-balanced': 'class_balanced', 'ldam-drw': 'ldam'}
 
 
 def is_long_tailed(class_counts: Sequence[int], ratio: float = LONG_TAIL_RATIO) -> bool:
@@ -75,9 +76,9 @@ def _loss_weights(name: str, smoothing, alpha, beta, gamma, temperature, focal_g
     """The loss keywords of ``name`` that were given (None keeps the loss default)."""
     if focal_gamma is not None and name != 'focal':
         raise ValueError(f'focal_gamma={focal_gamma}: only the focal task has it, not {name}')
-    if cb_beta is not None and name != 'class-balanced':
-        raise ValueError(f'cb_beta={cb_beta}: only the class-balanced task has it, not {name}')
-    if name in ('focal', 'class-balanced'):
+    if cb_beta is not None and name not in ('class-balanced', 'ldam-drw'):
+        raise ValueError(f'cb_beta={cb_beta}: only the class-balanced and ldam-drw tasks have it, not {name}')
+    if name in ('focal', 'class-balanced', 'ldam-drw'):
         if smoothing:
             raise ValueError(f'smoothing={smoothing}: the {name} loss takes no label smoothing')
         given = dict(gamma=focal_gamma) if name == 'focal' else dict(beta=cb_beta)
@@ -113,6 +114,7 @@ def create_task(
         classifier_retrain: Optional[str] = None,
         focal_gamma: Optional[float] = None,
         cb_beta: Optional[float] = None,
+        drw_epoch: Optional[int] = None,
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
         verbose: bool = True,
@@ -137,8 +139,9 @@ def create_task(
         pbsd_weight: ``dscl``'s PBSD weight λ (None: the paper's 1.5; 0: no PBSD, plain view-major input).
         classifier_retrain: ``crt`` or ``lws`` for the CE family (``ce``, ``balanced-softmax``, ``focal``,
             ``class-balanced``): train only the classifier of a stage-1 model (``ClassifierRetrainTask``).
-        focal_gamma: ``focal``'s γ (None: 1). cb_beta: ``class-balanced``'s effective-number β (None: 0.9999); it
-            needs ``class_counts``.
+        focal_gamma: ``focal``'s γ (None: 1). cb_beta: ``class-balanced``'s (and ``ldam-drw``'s DRW)
+            effective-number β (None: 0.9999); both need ``class_counts``.
+        drw_epoch: ``ldam-drw``: the epoch from which the classes are re-weighted (None: never).
         projector: ``paco`` / ``gpaco`` projector arguments (``proj_dim``, ``proj_type``, ``proj_act``,
             ``proj_hidden_dim``); None or absent ones keep the model's paper recipe (``timm_paco.models.recipe_for``).
     """
@@ -156,9 +159,9 @@ def create_task(
             f'class_counts: {len(class_counts)} counts for a model with num_classes={num_classes}')
     loss_kwargs = dict(num_classes=num_classes, **_loss_weights(name, smoothing, alpha, beta, gamma, temperature,
                                                                  focal_gamma, cb_beta))
-    if name == 'class-balanced':
+    if name in ('class-balanced', 'ldam-drw'):
         if class_counts is None:
-            raise ValueError('class_counts: class-balanced weighs the classes by their training counts, none given')
+            raise ValueError(f'class_counts: {name} weighs the classes by their training counts, none given')
         loss_kwargs['class_counts'] = list(class_counts)
     if resolve_logit_adjust(name, logit_adjust, class_counts):
         if class_counts is None:
@@ -188,6 +191,12 @@ def create_task(
         return GPaCoTask(model, criterion, num_views=2 if num_views is None else num_views, projector=projector,
                          **queued, **common)
     num_views = 1 if num_views is None else num_views
+    if drw_epoch is not None and name != 'ldam-drw':
+        raise ValueError(f'drw_epoch={drw_epoch}: deferred re-weighting is part of ldam-drw, not of task {name}')
+    if name == 'ldam-drw':
+        if classifier_retrain is not None:
+            raise ValueError('classifier_retrain: ldam-drw trains its own cosine classifier, not a second stage')
+        return LDAMTask(model, criterion, drw_epoch=drw_epoch, num_views=num_views, **common)
     if classifier_retrain is not None:
         return ClassifierRetrainTask(model, criterion, mode=classifier_retrain, num_views=num_views, **common)
     return MultiViewClassificationTask(model, criterion, num_views=num_views, **common)
