@@ -20,7 +20,8 @@ Added:
 * ``--tau-norm TAU``: the classifier's class weights divided by their norm to the power TAU (Kang et al. 2020).
 * ``--logit-adjust TAU``: post-hoc logit adjustment, scoring ``logits − TAU · log p`` with ``p`` the class prior
   of those class counts; ``--logits-file F``: the logits [N, C] (before the adjustment) and targets [N] as
-  safetensors, for sweeps without re-running the model (``timm_paco.eval.logit_adjust``).
+  safetensors, for sweeps without re-running the model (``timm_paco.eval.logit_adjust``); ``--features-file F``:
+  the pre-logit features and the linear classifier, for a τ-norm sweep (``timm_paco.eval.sweep_tau_norm``).
 * ``--checkpoint a.pth.tar,b.pth.tar``: ensemble of the checkpoints, logits averaged (not softmax).
 * ``--ood imagenet-r|imagenet-a|imagenet-sketch|imagenet-c`` with ``--data-dir`` the dataset as shipped
   (``ROOT/<wnid>/*`` folders; ImageNet-C ``ROOT/<corruption>/<severity>/<wnid>/*``). R / A score the 200
@@ -57,7 +58,7 @@ from timm_paco.data.class_counts import CLASS_COUNTS_FILE
 from timm_paco.data.ood import check_class_folders, ood_class_map, subset_mask
 from timm_paco.data.metrics import class_splits
 from timm_paco.eval import (
-    CalibrationMeter, attach_ncm, class_means, save_logits, split_checkpoints, tau_normalize_classifier, write_results,
+    CalibrationMeter, ClassifierInputs, attach_ncm, class_means, save_features, save_logits, split_checkpoints, tau_normalize_classifier, write_results,
 )
 
 _logger = logging.getLogger('validate')
@@ -123,14 +124,23 @@ def _evaluate_split(args, model, data_config, crop_pct, device, precision, num_m
         if args.real_labels else None
     loader = create_eval_loader(args, dataset, data_config, crop_pct, device, precision.model_dtype, model)
     offset = logit_adjust_offset(args, class_counts, num_classes, device)
-    collect = [] if args.logits_file else None
+    collect = [] if args.logits_file or args.features_file else None
     splits = class_splits(class_counts, args.many_shot_thr, args.few_shot_thr) if class_counts is not None else None
     calibration = CalibrationMeter(num_classes, splits)
-    meter, loss = evaluate(args, model, loader, num_classes, device, precision.model_dtype, precision.autocast(device),
-                           valid_labels=valid_labels, real_labels=real_labels, offset=offset, collect=collect,
-                           calibration=calibration)
+    tap = ClassifierInputs(model) if args.features_file else None
+    try:
+        meter, loss = evaluate(args, model, loader, num_classes, device, precision.model_dtype,
+                               precision.autocast(device), valid_labels=valid_labels, real_labels=real_labels,
+                               offset=offset, collect=collect, calibration=calibration)
+    finally:
+        if tap is not None:
+            tap.remove()
     if collect is not None:
-        save_logits(args.logits_file, torch.cat([o for o, _ in collect]), torch.cat([t for _, t in collect]))
+        targets = torch.cat([t for _, t in collect])
+        if args.logits_file:
+            save_logits(args.logits_file, torch.cat([o for o, _ in collect]), targets)
+        if tap is not None:
+            save_features(args.features_file, tap.features(), targets, *tap.classifier())
     return {**accuracy_results(meter, loss, real_labels), **class_results(args, meter, class_counts),
             **calibration_results(args, calibration)}
 

@@ -583,3 +583,23 @@ def test_validate_reports_ece_and_writes_the_reliability_diagram_and_confusion(s
     rows = _read_csv(str(tmp_path / 'results_confusion.csv'))
     counts = [[int(r[str(p)]) for p in range(10)] for r in rows]
     assert counts == confusion_counts(logits, target).tolist()
+
+
+def test_features_file_sweeps_tau_norm_as_validate_scores_it(setup, tmp_path):
+    from timm_paco.eval import load_features, select_tau, sweep_tau_norm
+    validate = setup['validate']
+    common = ['--data-dir', setup['val_dir'], '--model', 'paco_resnet32', '--checkpoint', setup['ckpts'][1],
+              '--device', 'cpu', '-b', '32', '-j', '0', '--no-prefetcher', *THR, *IMG]
+    path = str(tmp_path / 'features.safetensors')
+    plain = run_main(validate, common + ['--features-file', path])
+    features, targets, weight, bias = load_features(path)
+    assert features.shape == (len(setup['val_images']), 64) and weight.shape == (10, 64) and bias.shape == (10,)
+    assert targets.tolist() == [c for _, c in setup['val_images']]
+    taus = [0.0, 0.5, 1.0]
+    swept = sweep_tau_norm(features, targets, weight, bias, taus)
+    assert swept[0] == pytest.approx(plain['top1'], abs=1e-3)  # τ = 0: the classifier as trained
+    for tau, acc in zip(taus[1:], swept[1:]):  # each τ: what validate.py --tau-norm scores
+        assert acc == pytest.approx(run_main(validate, common + ['--tau-norm', str(tau)])['top1'], abs=1e-3)
+    assert select_tau(taus, swept) in taus
+    with pytest.raises(ValueError, match='--tau-norm values must be >= 0'):
+        sweep_tau_norm(features, targets, weight, bias, [-1.0])

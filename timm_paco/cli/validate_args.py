@@ -136,6 +136,9 @@ def _long_tail_args(parser: argparse.ArgumentParser) -> None:
                             'means taken on --ncm-split (Kang et al. 2020) instead of the classifier')
     group.add_argument('--ncm-split', default='train', type=str, metavar='SPLIT',
                        help='split of --data-dir whose images give the --ncm class means (default: train)')
+    group.add_argument('--features-file', default='', type=str, metavar='FILENAME',
+                       help='write the pre-logit features [N, F], targets [N] and the linear classifier to this '
+                            'safetensors file, for a --tau-norm sweep without running the model again')
     group.add_argument('--logits-file', default='', type=str, metavar='FILENAME',
                        help='write the logits [N, C] (before --logit-adjust) and targets [N] to this safetensors file')
 
