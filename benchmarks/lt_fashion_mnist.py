@@ -48,14 +48,11 @@ from timm_paco.runs import (
     TASK_FLAGS, TASK_MODELS, TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, find_checkpoint, run_job, run_stage,
     second_stage_epochs, validate_command,
 )
-from timm_paco.tasks import TASK_SMOOTHING
+from timm_paco.tasks import TASK_SMOOTHING, UNSMOOTHED_TASKS  # no --smoothing grid for these
 
 TASK_NAMES = {'ce': 'CE', 'balanced-softmax': 'Balanced Softmax', 'paco': 'PaCo', 'gpaco': 'GPaCo', 'dscl': 'DSCL',
               'focal': 'Focal', 'class-balanced': 'Class-balanced CE', 'ldam-drw': 'LDAM-DRW'}
 PRIOR_TASKS = ('balanced-softmax', 'paco', 'gpaco')  # the methods train.py --prior-tau applies to
-# no --smoothing: DSCL's loss has no classification term (its second stage is plain CE); focal and class-balanced
-# CE take none
-UNSMOOTHED_TASKS = ('dscl', 'focal', 'class-balanced', 'ldam-drw')
 DEFAULT_N_VAL = 200
 METRICS = (('top1', 'overall'), ('many_acc', 'many'), ('medium_acc', 'medium'), ('few_acc', 'few'))
 DISCUSSION_BEGIN = '<!-- discussion: kept when the script rewrites this file -->'

@@ -9,7 +9,8 @@ from timm_paco.cli.train_args import TIMM_VIEWS
 from timm_paco.cli.train_views import ViewPlan
 from timm_paco.cli.usage import UsageError
 from timm_paco.data import check_imb_factor, check_patch_args, parse_view_recipe
-from timm_paco.tasks import CE_FAMILY, CONTRASTIVE_TASKS, KEY_ENCODER_TASKS
+from timm_paco.tasks import CE_FAMILY, CONTRASTIVE_TASKS, KEY_ENCODER_TASKS, UNSMOOTHED_TASKS
+from timm_paco.tasks.patch_teacher import check_patch_model as check_feature_map
 
 __all__ = ['TASK_FLAGS', 'check_inputs', 'check_values', 'check_combinations', 'check_patch_model',
            'unused_task_flags', 'flag_warnings']
@@ -99,11 +100,12 @@ def _check_task(args, task: str, views: ViewPlan) -> None:
     if (mixup or args.bce_loss) and (task != 'ce' or not views.timm_views):
         raise UsageError(f'--mixup / --cutmix / --bce-loss mix or soften the targets; they work only with --task '
                          f'ce and --paco-views {TIMM_VIEWS} (got --task {task} with {views.num_views} view(s))')
-    no_prior = task in ('ce', 'dscl', 'focal', 'class-balanced', 'ldam-drw') or (task in ('paco', 'gpaco') and args.paco_logit_adjust == 'off')
+    no_prior = task == 'ce' or task in UNSMOOTHED_TASKS or (  # the losses without a class prior
+        task in ('paco', 'gpaco') and args.paco_logit_adjust == 'off')
     if args.prior_tau != 1.0 and no_prior:
         raise UsageError(f'--prior-tau {args.prior_tau}: --task {task} adds no class prior'
                          + (' with --paco-logit-adjust off' if task in ('paco', 'gpaco') else ''))
-    if args.smoothing and task in ('dscl', 'focal', 'class-balanced', 'ldam-drw'):
+    if args.smoothing and task in UNSMOOTHED_TASKS:
         raise UsageError(f'--smoothing {args.smoothing}: the {task} loss takes no label smoothing')
     if task in KEY_ENCODER_TASKS and views.num_views != 2:
         raise UsageError(f'--task {task} needs two views per image (query, key); --paco-views gives '
@@ -165,10 +167,11 @@ def check_patch_model(args, model, input_size) -> None:
     (``forward_intermediates``), or a patch embedding that takes only the view size."""
     if args.task != 'dscl' or args.pbsd_weight == 0:
         return
-    name, flag = args.model, f'--pbsd-weight {args.pbsd_weight}'
-    if not callable(getattr(model, 'forward_intermediates', None)):
-        raise UsageError(f'{flag}: model {name} has no forward_intermediates, so PBSD has no last feature map to '
-                         f'pool its boxes on; use --pbsd-weight 0 or a timm model that has it')
+    name = args.model
+    try:
+        check_feature_map(model, name=name, weight=args.pbsd_weight)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     patch_embed = getattr(model, 'patch_embed', None)
     if getattr(patch_embed, 'strict_img_size', False) and tuple(input_size[-2:]) != (args.pbsd_patch_size,) * 2:
         raise UsageError(f'--pbsd-patch-size {args.pbsd_patch_size}: model {name} takes only '

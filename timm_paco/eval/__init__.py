@@ -8,5 +8,7 @@ from .logit_adjust import (
 )
 from .results import write_confusion_csv, write_per_class_csv, write_results
 from .calibration import ECE_BINS, CalibrationMeter
-from .tau_norm import ClassifierInputs, load_features, save_features, sweep_tau_norm, tau_norm_logits, tau_normalize_classifier
+from .tau_norm import (
+    ClassifierInputs, load_features, save_features, sweep_tau_norm, tau_norm_logits, tau_normalize_classifier,
+)
 from .ncm import NearestClassMean, attach_ncm, class_means

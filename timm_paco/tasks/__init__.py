@@ -13,7 +13,8 @@ from .classification import MultiViewClassificationTask
 from .classifier_retrain import RETRAIN_MODES, ClassifierRetrainTask, FrozenFeatures
 from .ldam import CosineClassifier, LDAMTask
 from .factory import (
-    CE_FAMILY, CONTRASTIVE_TASKS, KEY_ENCODER_TASKS, LOGIT_ADJUST_MODES, LONG_TAIL_RATIO, TASK_NAMES, TASK_SMOOTHING, create_task,
+    CE_FAMILY, CONTRASTIVE_TASKS, KEY_ENCODER_TASKS, UNSMOOTHED_TASKS,
+    LOGIT_ADJUST_MODES, LONG_TAIL_RATIO, TASK_NAMES, TASK_SMOOTHING, create_task,
     is_long_tailed, resolve_logit_adjust,
 )
 from .gpaco import GPaCoTask

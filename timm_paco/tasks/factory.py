@@ -31,12 +31,14 @@ from .dscl import DSCLTask
 from .paco import PaCoTask
 
 __all__ = [
-    'TASK_NAMES', 'CE_FAMILY', 'CONTRASTIVE_TASKS', 'KEY_ENCODER_TASKS', 'TASK_SMOOTHING', 'LOGIT_ADJUST_MODES', 'LONG_TAIL_RATIO',
+    'TASK_NAMES', 'CE_FAMILY', 'UNSMOOTHED_TASKS',
+    'CONTRASTIVE_TASKS', 'KEY_ENCODER_TASKS', 'TASK_SMOOTHING', 'LOGIT_ADJUST_MODES', 'LONG_TAIL_RATIO',
     'create_task', 'is_long_tailed', 'resolve_logit_adjust',
 ]
 
 TASK_NAMES = ('ce', 'balanced-softmax', 'paco', 'gpaco', 'dscl', 'focal', 'class-balanced', 'ldam-drw')
 CE_FAMILY = ('ce', 'balanced-softmax', 'focal', 'class-balanced')  # a loss on the logits alone
+UNSMOOTHED_TASKS = ('dscl', 'focal', 'class-balanced', 'ldam-drw')  # losses that take no label smoothing
 CONTRASTIVE_TASKS = ('paco', 'gpaco', 'dscl')  # a projector beside the model
 KEY_ENCODER_TASKS = ('paco', 'dscl')  # MoCo's skeleton: query / key views, key encoder, labelled queue
 # train.py's label smoothing per task when --smoothing is not given: timm's 0.1 for CE, each paper's for the rest
@@ -78,13 +80,11 @@ def _loss_weights(name: str, smoothing, alpha, beta, gamma, temperature, focal_g
         raise ValueError(f'focal_gamma={focal_gamma}: only the focal task has it, not {name}')
     if cb_beta is not None and name not in ('class-balanced', 'ldam-drw'):
         raise ValueError(f'cb_beta={cb_beta}: only the class-balanced and ldam-drw tasks have it, not {name}')
+    if smoothing and name in UNSMOOTHED_TASKS:
+        raise ValueError(f'smoothing={smoothing}: the {name} loss takes no label smoothing')
     if name in ('focal', 'class-balanced', 'ldam-drw'):
-        if smoothing:
-            raise ValueError(f'smoothing={smoothing}: the {name} loss takes no label smoothing')
         given = dict(gamma=focal_gamma) if name == 'focal' else dict(beta=cb_beta)
     elif name == 'dscl':
-        if smoothing:
-            raise ValueError(f'smoothing={smoothing}: dscl has no classification term to smooth')
         if beta is not None or gamma is not None:
             raise ValueError('beta / gamma: the dscl loss has only alpha and temperature')
         given = dict(alpha=alpha, temperature=temperature)

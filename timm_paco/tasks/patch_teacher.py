@@ -13,7 +13,7 @@ The sampling grid is regular with a spacing of 1 or 1/2 map pixels over a whole-
 every map position with the same weight: it pools to the map's global average.
 """
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -24,10 +24,12 @@ __all__ = ['last_feature_map', 'box_bins', 'pool_bins', 'box_sampling_ratio', 'c
 BINS = 2  # RoIAlign output bins per side, as the paper's
 
 
-def check_patch_model(model: nn.Module) -> None:
-    """ValueError unless ``model`` gives a last feature map through timm's ``forward_intermediates``."""
+def check_patch_model(model: nn.Module, name: Optional[str] = None, weight: Optional[float] = None) -> None:
+    """ValueError unless ``model`` gives a last feature map through timm's ``forward_intermediates``; the message
+    names the model as ``name`` (default its class) and the ``--pbsd-weight`` given."""
     if not callable(getattr(model, 'forward_intermediates', None)):
-        raise ValueError(f'--pbsd-weight: model {type(model).__name__} has no forward_intermediates, so PBSD has no '
+        flag = '--pbsd-weight' + ('' if weight is None else f' {weight}')
+        raise ValueError(f'{flag}: model {name or type(model).__name__} has no forward_intermediates, so PBSD has no '
                          f'last feature map to pool its boxes on; use a timm model that has it or --pbsd-weight 0')
 
 
