@@ -31,6 +31,7 @@ do not hold the budget. ``--resume`` reuses runs whose results exist, and stops 
 """
 import argparse
 import csv
+import hashlib
 import json
 import os
 import shlex
@@ -44,14 +45,18 @@ import yaml
 from timm_paco.arg_types import decay_rate, finite_float, non_negative_int, positive_int, require_distinct
 from timm_paco.data.fashion_mnist_pool import cap_per_class, fashion_mnist_root
 from timm_paco.runs import (
-    DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, RECIPE, SECOND_STAGE,
-    TASK_FLAGS, TASK_MODELS, TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, find_checkpoint, run_job, run_stage,
-    second_stage_epochs, validate_command,
+    DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, POSTHOC, RECIPE, SECOND_STAGE,
+    TASK_FLAGS, TASK_MODELS, TAU_NORM_GRID, TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, find_checkpoint, first_task,
+    run_job, run_stage, run_tau_norm_job, second_stage_epochs, validate_command,
 )
 from timm_paco.tasks import TASK_SMOOTHING, UNSMOOTHED_TASKS  # no --smoothing grid for these
 
 TASK_NAMES = {'ce': 'CE', 'balanced-softmax': 'Balanced Softmax', 'paco': 'PaCo', 'gpaco': 'GPaCo', 'dscl': 'DSCL',
-              'focal': 'Focal', 'class-balanced': 'Class-balanced CE', 'ldam-drw': 'LDAM-DRW'}
+              'focal': 'Focal', 'class-balanced': 'Class-balanced CE', 'ldam-drw': 'LDAM-DRW', 'ce-crt': 'CE + cRT',
+              'ce-lws': 'CE + LWS', 'ce-tau-norm': 'CE + τ-norm'}
+# methods built on another method's run of the same seed (CE's, at its selected setting): a second stage on its
+# checkpoint, or a post-hoc change of its classifier; they have no setting of their own to tune
+DERIVED = tuple(t for t in TASK_NAMES if first_task(t) != t)
 PRIOR_TASKS = ('balanced-softmax', 'paco', 'gpaco')  # the methods train.py --prior-tau applies to
 DEFAULT_N_VAL = 200
 METRICS = (('top1', 'overall'), ('many_acc', 'many'), ('medium_acc', 'medium'), ('few_acc', 'few'))
@@ -105,6 +110,9 @@ def _parse_args(argv=None):
     parser.add_argument('--resume', action='store_true',
                         help='reuse runs whose results.json exists (refused when their args.yaml holds another recipe)')
     args = parser.parse_args(argv)
+    for task in [t for t in args.tasks if t in DERIVED]:
+        if first_task(task) not in args.tasks:  # a derived method needs the run it is built on
+            args.tasks.insert(0, first_task(task))
     require_distinct(parser, ('--seeds', args.seeds), ('--prior-taus', args.prior_taus),
                      ('--smoothings', args.smoothings))
     if args.tiny and (args.output is None or os.path.normpath(args.docs) == 'docs'):
@@ -116,8 +124,9 @@ Setting = Tuple[float, float]  # (prior tau, label smoothing) of one run
 
 
 def default_setting(task: str) -> Setting:
-    """train.py's own setting for ``task``: prior strength 1 and the task's label smoothing."""
-    return 1.0, TASK_SMOOTHING[task]
+    """train.py's own setting for ``task``: prior strength 1 and the task's label smoothing (a derived method's:
+    its first task's)."""
+    return 1.0, TASK_SMOOTHING[first_task(task)]
 
 
 def budget_stem(budget: str, epochs: Optional[int]) -> str:
@@ -263,6 +272,8 @@ def summarise(runs: Dict[str, List[Dict]]) -> Dict[str, Dict]:
             if any(v is None for v in values):
                 raise ValueError(f'{task}: metric {key} missing in a run (a split without test images?)')
             entry[key] = mean_std(values)
+        eces = [r.get('ece') for r in results]  # None for runs validated before validate.py reported ECE
+        entry['ece'] = mean_std(eces) if all(e is not None for e in eces) else None
         per_class = [read_per_class(r['per_class_file']) for r in results]
         counts = [[row['train_count'] for row in pc] for pc in per_class]
         if any(c != counts[0] for c in counts):
@@ -285,20 +296,44 @@ def summarise_grid(grid: Dict[Tuple[str, Setting], List[Dict]]) -> List[Dict]:
     return rows
 
 
+def _legend_label(task: str, entry: Dict) -> str:
+    return f'{TASK_NAMES[task]} ({_setting_label(task, entry)})'
+
+
+def _plot_calibration(ax, summary: Dict[str, Dict], colors: Dict[str, str]):
+    """Overall test accuracy against ECE, one point (± std over seeds) per method with an ECE."""
+    for task, entry in summary.items():
+        if entry.get('ece') is None:
+            continue
+        (acc, acc_std), (ece, ece_std) = entry['top1'], entry['ece']
+        ax.errorbar(ece, acc, xerr=ece_std, yerr=acc_std, fmt='o', ms=5, color=colors[task], capsize=2, lw=0.8)
+        ax.annotate(TASK_NAMES[task], (ece, acc), xytext=(4, 3), textcoords='offset points', fontsize=7)
+    ax.set_xlabel('test ECE (%, 15 bins; lower is better)')
+    ax.set_ylabel('test top-1 accuracy (%), overall')
+    ax.set_title('accuracy and calibration, mean ± std over seeds', fontsize=9)
+    ax.grid(alpha=0.3)
+
+
 def plot(summary: Dict[str, Dict], path: str):
-    """One line per method: per-class accuracy (mean over seeds, band = ± std) against training count (log x)."""
+    """Left: one line per method, per-class accuracy (mean over seeds, band = ± std) against training count (log x);
+    right, where the runs report ECE: overall accuracy against ECE per method."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8.4, 4.2))
-    for task, entry in summary.items():
+    with_ece = any(entry.get('ece') is not None for entry in summary.values())
+    fig, axes = plt.subplots(1, 2 if with_ece else 1, figsize=(14.5 if with_ece else 8.4, 4.6), squeeze=False)
+    ax = axes[0][0]
+    colors = {}
+    cycle = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    for k, (task, entry) in enumerate(summary.items()):
         order = sorted(range(len(entry['train_count'])), key=lambda c: entry['train_count'][c])
         x = [max(entry['train_count'][c], 1) for c in order]
         mean = [entry['class_accuracy'][c][0] for c in order]
         std = [entry['class_accuracy'][c][1] for c in order]
-        label = f'{TASK_NAMES[task]} ({_setting_label(entry)})'
-        line, = ax.plot(x, mean, marker='o', ms=4, label=label)
+        line, = ax.plot(x, mean, marker='o', ms=4, label=_legend_label(task, entry),
+                        color=cycle[k % len(cycle)], ls='-' if k < len(cycle) else '--')
+        colors[task] = line.get_color()
         ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                         color=line.get_color(), alpha=0.12, lw=0)
     ax.axvline(MANY_SHOT_THR + 0.5, color='grey', ls='--', lw=0.8)
@@ -310,13 +345,15 @@ def plot(summary: Dict[str, Dict], path: str):
     seeds = next(iter(summary.values()))['seeds']
     ax.set_title(f'Fashion-MNIST-LT (imbalance {IMB_FACTOR}), ResNet-32, seeds {seeds}')
     ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize=8)  # outside: no point hidden
+    if with_ece:
+        _plot_calibration(axes[0][1], summary, colors)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def _fmt(ms) -> str:
-    return f'{ms[0]:.2f} ± {ms[1]:.2f}'
+    return '–' if ms is None else f'{ms[0]:.2f} ± {ms[1]:.2f}'
 
 
 def _findings(summary: Dict[str, Dict]) -> List[str]:
@@ -325,7 +362,11 @@ def _findings(summary: Dict[str, Dict]) -> List[str]:
         best = max(summary, key=lambda t: summary[t][key][0])
         lines.append(f'- {name}: best {TASK_NAMES[best]} ({_fmt(summary[best][key])})')
     contrastive = [t for t in ('paco', 'gpaco', 'dscl') if t in summary]
-    baselines = [t for t in ('ce', 'balanced-softmax', 'focal', 'class-balanced', 'ldam-drw') if t in summary]
+    with_ece = [t for t in summary if summary[t].get('ece') is not None]
+    if with_ece:
+        best = min(with_ece, key=lambda t: summary[t]['ece'][0])
+        lines.append(f'- ECE: lowest {TASK_NAMES[best]} ({_fmt(summary[best]["ece"])})')
+    baselines = [t for t in summary if t not in contrastive]
     if contrastive and baselines:
         for key, name in (('top1', 'overall'), ('few_acc', 'few-shot')):
             top_base = max(summary[t][key][0] for t in baselines)
@@ -353,14 +394,39 @@ def write_with_discussion(path: str, lines: List[str]):
         f.write('\n'.join(lines))
 
 
+def _derived_lines(summary: Dict[str, Dict], recipe: Dict) -> List[str]:
+    """Setup bullets of the derived methods in ``summary`` (those built on the CE run of each seed)."""
+    lines = []
+    for task in (t for t in summary if t in SECOND_STAGE and t in DERIVED):
+        lines.append(f'- {TASK_NAMES[task]}: no run of its own: the {TASK_NAMES[first_task(task)]} run of each seed '
+                     f'(the row above, its last checkpoint), then its classifier alone trained for '
+                     f'{second_stage_epochs(task, recipe["epochs"])} epochs more '
+                     f'(`{" ".join(SECOND_STAGE[task]["flags"])}`, the same second stage as DSCL\'s).')
+    for task in (t for t in summary if t in POSTHOC):
+        grid = f'{TAU_NORM_GRID[0]:g}, {TAU_NORM_GRID[1]:g}, …, {TAU_NORM_GRID[-1]:g}'
+        lines.append(f'- {TASK_NAMES[task]}: the {TASK_NAMES[first_task(task)]} checkpoint of each seed with its class '
+                     f'weights divided by their norm to the power τ (`validate.py --tau-norm`), τ from {{{grid}}} '
+                     f'chosen per seed on the validation split (`--features-file`, one pass): τ = '
+                     + ', '.join(f'{t:g}' for t in summary[task]['tau_norm']) + ' for the seeds in order.')
+    return lines
+
+
 def _tau(tau: Optional[float]) -> str:
     return '–' if tau is None else f'{tau:g}'
 
 
-def _setting_label(entry: Dict) -> str:
+def _smoothing(task: str, entry: Dict) -> str:
+    """The label smoothing of ``task``'s training: ``0.1`` or, with a second stage that sets its own,
+    ``0.1 → 0`` (stage 1 → stage 2)."""
+    flags = SECOND_STAGE.get(task, {}).get('flags', [])
+    second = f' → {float(flags[flags.index("--smoothing") + 1]):g}' if '--smoothing' in flags else ''
+    return f'{entry["smoothing"]:g}{second}'
+
+
+def _setting_label(task: str, entry: Dict) -> str:
     """``τ = 0.75, ls 0.1`` for a legend (no τ for CE)."""
     tau = entry.get('prior_tau')
-    return ('' if tau is None else f'τ = {tau:g}, ') + f'ls {entry["smoothing"]:g}'
+    return ('' if tau is None else f'τ = {tau:g}, ') + f'ls {_smoothing(task, entry)}'
 
 
 def _tuning_lines(tuning: List[Dict], summary: Dict[str, Dict], n_val: int) -> List[str]:
@@ -398,15 +464,16 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         '',
         f'Reproduce: `{command}`',
         '',
-        '| method | prior τ | smoothing | overall | many | medium | few |',
-        '|---|---|---|---|---|---|---|',
+        '| method | prior τ | smoothing | overall | many | medium | few | ECE |',
+        '|---|---|---|---|---|---|---|---|',
     ]
     for task, entry in summary.items():
-        lines.append(f'| {TASK_NAMES[task]} | {_tau(entry.get("prior_tau"))} | {entry["smoothing"]:g} | '
-                     + ' | '.join(_fmt(entry[k]) for k, _ in METRICS) + ' |')
+        lines.append(f'| {TASK_NAMES[task]} | {_tau(entry.get("prior_tau"))} | {_smoothing(task, entry)} | '
+                     + ' | '.join(_fmt(entry[k]) for k, _ in METRICS) + f' | {_fmt(entry.get("ece"))} |')
     lines += [
         '',
-        f'Test top-1 accuracy (%) on {test_set}, mean ± sample std over seeds {seeds}.',
+        f'Test top-1 accuracy (%) on {test_set}, mean ± sample std over seeds {seeds}; ECE: expected calibration '
+        f'error (%, 15 equal-width confidence bins, validate.py) on the same images, lower is better.',
         '',
         f'![per-class accuracy against training images per class]({os.path.basename(figure)})',
         '',
@@ -442,6 +509,7 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         f'class-balanced`, plain CE) for {second_stage_epochs("dscl", recipe["epochs"])} epochs more '
         f'(`{" ".join(SECOND_STAGE["dscl"]["flags"])}`); its stage-2 checkpoint is evaluated.'
         + (f' Every run also had `{train_flags}` (`--train-flags`), which overrides the above.' if train_flags else ''),
+        *_derived_lines(summary, recipe),
         f'- The last-epoch checkpoint is evaluated. Model selection (prior strength and smoothing, when several '
         f'are tried) '
         f'uses only a validation split: the {n_val} training images of each class that follow the first '
@@ -498,10 +566,10 @@ def _configs(args) -> List[Tuple[str, Tuple[float, float]]]:
     if args.settings_from:
         if args.prior_taus is not None or args.smoothings is not None:
             raise ValueError('--settings-from fixes each method\'s setting; drop --prior-taus / --smoothings')
-        fixed = read_selected_settings(args.settings_from, args.tasks)
-        return [(task, fixed[task]) for task in args.tasks]
+        fixed = read_selected_settings(args.settings_from, [t for t in args.tasks if t not in DERIVED])
+        return [(task, fixed[task]) for task in args.tasks if task not in DERIVED]
     taus = args.prior_taus or [1.0]  # floats (argparse type=finite_float)
-    return [(task, (tau, smoothing)) for task in args.tasks
+    return [(task, (tau, smoothing)) for task in args.tasks if task not in DERIVED
             for tau in (taus if task in PRIOR_TASKS else [1.0])
             for smoothing in (args.smoothings if args.smoothings and task not in UNSMOOTHED_TASKS
                               else [TASK_SMOOTHING[task]])]
@@ -549,41 +617,107 @@ def _command_line(args, stem: str) -> str:
     return 'python benchmarks/lt_fashion_mnist.py' + ''.join(text for text, given in parts if given)
 
 
+def file_sha256(path: str) -> str:
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+FIRST_STAGE_FILE = 'first_stage.json'  # a derived run's record of the checkpoint it was built on
+
+
+def check_derived_base(train_dir: str, checkpoint: str):
+    """Refuse to reuse (``--resume``) a derived run built on another checkpoint than ``checkpoint`` (its first
+    stage retrained since, or another setting's)."""
+    path = os.path.join(train_dir, FIRST_STAGE_FILE)
+    try:
+        with open(path) as f:
+            recorded = json.load(f)['sha256']
+    except (OSError, ValueError, KeyError) as e:
+        raise FileNotFoundError(f'--resume: {path} is missing or unreadable, so the run cannot be checked ({e})') from e
+    if recorded != file_sha256(checkpoint):
+        raise ValueError(f'--resume: {train_dir} was built on another checkpoint than {checkpoint} (retrained since?); '
+                         f'delete the run')
+
+
+def _train(ctx: Dict, label: str, experiment: str, task: str, setting, seed: int, base: Optional[str]) -> Dict:
+    """Train and validate one run on the test set (a derived method: on ``base``, its first stage's checkpoint)."""
+    args, recipe = ctx['args'], ctx['recipe']
+    log_file = os.path.join(ctx['log_dir'], f'{experiment}.log')
+    train_dir = os.path.join(ctx['output'], experiment)
+    if task in POSTHOC:
+        results = run_tau_norm_job(
+            TASK_MODELS[first_task(task)], base, ctx['data_dir'], ctx['val_dir'], train_dir, recipe['img_size'],
+            log_file=log_file, start=ctx['start'], workers=args.workers, threads=args.threads, device=args.device,
+            stage_names=(f'{label} tau-norm sweep (validation split)', f'{label} validate (test)'))
+    else:
+        flags = [] if base else ctx['train_flags'] + setting_flags(task, setting)
+        results = run_job(
+            task, ctx['data_dir'], ctx['output'], seed, recipe, start=ctx['start'], threads=args.threads,
+            workers=args.workers, device=args.device, extra_flags=flags, experiment=experiment, log_file=log_file,
+            stage_names=(f'{label} train', f'{label} validate (test)'), first_stage=base)
+    if base:
+        with open(os.path.join(train_dir, FIRST_STAGE_FILE), 'w') as f:
+            json.dump({'checkpoint': base, 'sha256': file_sha256(base)}, f, indent=2)
+    return results
+
+
+def chosen_tau(train_dir: str) -> float:
+    """The tau a post-hoc tau-norm run chose on the validation split (its ``tau_norm.json``)."""
+    with open(os.path.join(train_dir, 'tau_norm.json')) as f:
+        return float(json.load(f)['tau'])
+
+
+def _validation_command(ctx: Dict, task: str, train_dir: str, base: Optional[str], val_file: str) -> List[str]:
+    """validate.py argv of a run on the validation split (a post-hoc method: its first stage at its chosen tau)."""
+    args, recipe = ctx['args'], ctx['recipe']
+    extra = ['--tau-norm', f'{chosen_tau(train_dir):g}'] if task in POSTHOC else []
+    checkpoint = base if task in POSTHOC else find_checkpoint(train_dir)
+    return validate_command(TASK_MODELS[first_task(task)], checkpoint, ctx['val_dir'], val_file, recipe['img_size'],
+                            args.workers, args.device, extra)
+
+
 def _run_one(ctx: Dict, i: int, seed: int, task: str, setting) -> Dict:
     """Run ``i`` of the grid (or reuse it with ``--resume``): train, validate on the test set and the validation
-    split; returns the test results with the validation top-1 and timing."""
+    split; returns the test results with the validation top-1 and timing. A derived method (``DERIVED``) is built
+    on its first task's run of the same seed and setting, which must exist."""
     args, output, start, recipe = ctx['args'], ctx['output'], ctx['start'], ctx['recipe']
     experiment = experiment_name(task, setting, seed)
     train_dir = os.path.join(output, experiment)
+    base = (find_checkpoint(os.path.join(output, experiment_name(first_task(task), setting, seed)))
+            if task in DERIVED else None)
     results_file = os.path.join(train_dir, 'results.json')
-    log_file = os.path.join(ctx['log_dir'], f'{experiment}.log')
     label = f'run {i}/{ctx["num_jobs"]}: {experiment}'
     reused = args.resume and os.path.isfile(results_file)
     run_start = time.time()
     if reused:
-        check_reused_run(train_dir, task, setting, seed, recipe, ctx['train_flags'])
+        if base:
+            check_derived_base(train_dir, base)
+        else:
+            check_reused_run(train_dir, task, setting, seed, recipe, ctx['train_flags'])
         with open(results_file) as f:
             results = json.load(f)
         print(f'[{time.time() - start:7.1f}s] {label} reused', flush=True)
     else:
-        flags = ctx['train_flags'] + setting_flags(task, setting)
-        results = run_job(
-            task, ctx['data_dir'], output, seed, recipe, start=start, threads=args.threads, workers=args.workers,
-            device=args.device, extra_flags=flags, experiment=experiment, log_file=log_file,
-            stage_names=(f'{label} train', f'{label} validate (test)'))
+        results = _train(ctx, label, experiment, task, setting, seed, base)
     val_file = os.path.join(train_dir, 'val_results.json')
     if not (args.resume and os.path.isfile(val_file)):
-        run_stage(f'{label} validate (validation split)',
-                  validate_command(TASK_MODELS[task], find_checkpoint(train_dir), ctx['val_dir'], val_file,
-                                   recipe['img_size'], args.workers, args.device),
-                  log_file, start, args.threads)
+        run_stage(f'{label} validate (validation split)', _validation_command(ctx, task, train_dir, base, val_file),
+                  os.path.join(ctx['log_dir'], f'{experiment}.log'), start, args.threads)
     with open(val_file) as f:
         val = json.load(f)
     run_seconds = read_run_seconds(train_dir) if reused else write_run_seconds(train_dir, time.time() - run_start)
     print(f'[{time.time() - start:7.1f}s] {label}: validation overall {val["top1"]}; test '
           + ', '.join(f'{n} {results[k]}' for k, n in METRICS), flush=True)
+    extra = dict(tau_norm=chosen_tau(train_dir)) if task in POSTHOC else {}
     return dict(results, seed=seed, val_top1=val['top1'], reused=reused, run_seconds=run_seconds,
-                per_class_file=os.path.join(train_dir, 'results_per_class.csv'))
+                per_class_file=os.path.join(train_dir, 'results_per_class.csv'), **extra)
+
+
+def _run_all(ctx: Dict, jobs: List[Tuple]) -> List[Dict]:
+    """``_run_one`` of each (seed, task, setting) in ``jobs``, ``--jobs`` at a time, in order of ``jobs``."""
+    with ThreadPoolExecutor(max_workers=ctx['args'].jobs) as pool:
+        futures = [pool.submit(_run_one, ctx, ctx['first_index'] + i + 1, *job) for i, job in enumerate(jobs)]
+        return [f.result() for f in futures]
 
 
 def _timings(args, start: float, finished: List[Dict]) -> Dict:
@@ -610,20 +744,33 @@ def main(argv=None):
     cap_per_class(source, val_dir, n_max, n_val=n_val)
 
     jobs = [(seed, task, setting) for seed in args.seeds for task, setting in configs]  # seed-major
+    derived = [t for t in args.tasks if t in DERIVED]
     ctx = dict(args=args, output=output, start=start, recipe=recipe, data_dir=data_dir, val_dir=val_dir,
-               log_dir=os.path.join(output, 'logs'), num_jobs=len(jobs), train_flags=shlex.split(args.train_flags))
+               log_dir=os.path.join(output, 'logs'), num_jobs=len(jobs) + len(derived) * len(args.seeds),
+               train_flags=shlex.split(args.train_flags), first_index=0)
     os.makedirs(ctx['log_dir'], exist_ok=True)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(_run_one, ctx, i + 1, *job) for i, job in enumerate(jobs)]
-        finished = [f.result() for f in futures]
+    finished = _run_all(ctx, jobs)
     grid = {config: [r for (_, *job), r in zip(jobs, finished) if tuple(job) == config] for config in configs}
+    base_tasks = [t for t in args.tasks if t not in DERIVED]
     selected = {task: select_setting(task, {s: [r['val_top1'] for r in grid[(t, s)]] for t, s in configs if t == task})
-                for task in args.tasks}
+                for task in base_tasks}
+    # then the derived methods, each on its first task's runs at the setting selected for it
+    derived_jobs = [(seed, task, selected[first_task(task)]) for seed in args.seeds for task in derived]
+    ctx['first_index'] = len(jobs)
+    derived_runs = _run_all(ctx, derived_jobs)
+    finished += derived_runs
+    for task in derived:
+        selected[task] = selected[first_task(task)]
+        grid[(task, selected[task])] = [r for (_, t, _), r in zip(derived_jobs, derived_runs) if t == task]
     summary = summarise({task: grid[(task, selected[task])] for task in args.tasks})
     for task in summary:
         summary[task]['prior_tau'] = selected[task][0] if task in PRIOR_TASKS else None
         summary[task]['smoothing'] = selected[task][1]
-    tuning = summarise_grid(grid) if len(configs) > len(args.tasks) else None
+    for task in derived:
+        if task in POSTHOC:
+            summary[task]['tau_norm'] = [r['tau_norm'] for r in grid[(task, selected[task])]]
+    tuning = summarise_grid({k: v for k, v in grid.items() if k[0] not in DERIVED}) if len(configs) > len(
+        base_tasks) else None
     timings = _timings(args, start, finished)
     figure = os.path.join(args.docs, stem + '.png')
     markdown = os.path.join(args.docs, stem + '.md')

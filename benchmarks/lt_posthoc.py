@@ -190,7 +190,7 @@ def write_markdown(path: str, figure: str, command: str, summary: Dict[str, Dict
     ]
     for task, entry in summary.items():
         for state, label in STATES:
-            cells = [TASK_NAMES[task], _setting_label(trained[task]),
+            cells = [TASK_NAMES[task], _setting_label(task, trained[task]),
                      ' / '.join(f'{t:g}' for t in entry['taus'])] if state == 'before' else ['', '', '']
             lines.append('| ' + ' | '.join(cells + [label] + [_fmt(entry[state][k]) for k, _ in METRICS]) + ' |')
     lines += [

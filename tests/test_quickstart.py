@@ -134,7 +134,7 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
     row = next(line for line in table.splitlines() if line.startswith('| PaCo |'))
     cells = [c.strip() for c in row.strip('|').split('|')]
     assert cells[1:3] == [f'{chosen[0]:g}', f'{chosen[1]:g}']
-    assert cells[3:] == [f'{test[k]:.2f} ± 0.00' for k in ('top1', 'many_acc', 'medium_acc', 'few_acc')]
+    assert cells[3:] == [f'{test[k]:.2f} ± 0.00' for k in ('top1', 'many_acc', 'medium_acc', 'few_acc', 'ece')]
     tuning = table[table.index('## Settings selected'):table.index('## Findings')]
     grid = [line for line in tuning.splitlines() if line.startswith('| PaCo |')]
     assert len(grid) == 4

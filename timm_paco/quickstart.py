@@ -12,7 +12,8 @@ interval and epoch):
 2. train: ``train.py --dataset torch/fashion_mnist --imb-factor 0.01`` turns the pool into the exponential
    long tail ``n_c = int(n_max · 0.01^(c/9))`` (300, 179, 107, 64, 38, 23, 13, 8, 5, 3 images for the default
    ``n_max=300``) and trains ``paco_resnet32`` (CIFAR ResNet-32 + projector) at 16x16 on the CPU. A two-stage
-   method (``--task dscl``) trains its first stage, then its classifier on it (``timm_paco.runs.SECOND_STAGE``).
+   method (``--task dscl``, ``ce-crt``, ``ce-lws``) trains its first stage, then its classifier on it
+   (``timm_paco.runs.SECOND_STAGE``).
 3. validate: ``validate.py`` on the full 10,000-image test set (1,000 per class) with overall and
    many (> 100 training images: 3 classes) / medium (20–100: 3) / few (< 20: 4) accuracy, a per-class CSV and a
    PNG of per-class accuracy against training count.

@@ -4,7 +4,7 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 from timm_paco.runs.recipes import (
-    FEW_SHOT_THR, IMB_FACTOR, MANY_SHOT_THR, NUM_CLASSES, RECIPE, SECOND_STAGE, TASK_FLAGS, TASK_MODELS,
+    FEW_SHOT_THR, IMB_FACTOR, MANY_SHOT_THR, NUM_CLASSES, RECIPE, SECOND_STAGE, TASK_FLAGS, TASK_MODELS, first_task,
 )
 
 __all__ = ['repo_script', 'train_command', 'second_stage_command', 'second_stage_epochs', 'validate_command']
@@ -33,10 +33,12 @@ def train_command(
         device: str = 'cpu',
         extra_flags: Sequence[str] = (),
 ) -> List[str]:
-    """``train.py`` argv for ``task`` on the long-tailed Fashion-MNIST under ``data_dir`` (``extra_flags`` last)."""
+    """``train.py`` argv for ``task`` on the long-tailed Fashion-MNIST under ``data_dir`` (``extra_flags`` last); a
+    two-stage method's is its first stage's (``first_task``)."""
     if task not in TASK_MODELS:
         raise ValueError(f'task: expected one of {sorted(TASK_MODELS)}, got {task!r}')
     r = dict(RECIPE if recipe is None else recipe)
+    trained = first_task(task)
     return [
         sys.executable, repo_script('train.py'),
         '--data-dir', data_dir,
@@ -49,7 +51,7 @@ def train_command(
         '--imb-factor', str(IMB_FACTOR),
         '--imb-seed', str(seed),
         '--model', TASK_MODELS[task],
-        '--task', task,
+        '--task', trained,
         '--img-size', str(r['img_size']),
         '--scale', str(r['scale'][0]), str(r['scale'][1]),
         '--paco-views', r['views'],
@@ -68,9 +70,9 @@ def train_command(
         '--log-interval', str(r['log_interval']),
         '--output', output,
         '--experiment', experiment,
-    ] + TASK_FLAGS.get(task, []) + (
+    ] + TASK_FLAGS.get(trained, []) + (
         ['--paco-queue-size', str(r['paco_queue_size']), '--paco-momentum', str(r['paco_momentum'])]
-        if task in ('paco', 'dscl') else []) + list(extra_flags)
+        if trained in ('paco', 'dscl') else []) + list(extra_flags)
 
 
 def second_stage_epochs(task: str, epochs: int) -> int:
@@ -108,9 +110,11 @@ def validate_command(
         img_size: int = RECIPE['img_size'],
         workers: int = 1,
         device: str = 'cpu',
+        extra_flags: Sequence[str] = (),
 ) -> List[str]:
     """``validate.py`` argv: the test split under ``data_dir``, long-tail metrics with the thresholds above, and
-    ``results_file`` (JSON) with ``<stem>_per_class.csv`` / ``.png`` beside it (None: no files written)."""
+    ``results_file`` (JSON) with ``<stem>_per_class.csv`` / ``.png`` beside it (None: no files written);
+    ``extra_flags`` last (e.g. ``--tau-norm 0.5``)."""
     files = ['--results-file', results_file, '--results-format', 'json'] if results_file else []
     return [
         sys.executable, repo_script('validate.py'),
@@ -129,4 +133,5 @@ def validate_command(
         '--many-shot-thr', str(MANY_SHOT_THR),
         '--few-shot-thr', str(FEW_SHOT_THR),
         *files,
+        *extra_flags,
     ]

@@ -8,9 +8,9 @@ import time
 from typing import Dict, Optional, Sequence, Tuple
 
 from timm_paco.runs.commands import second_stage_command, train_command, validate_command
-from timm_paco.runs.recipes import RECIPE, SECOND_STAGE, TASK_MODELS
+from timm_paco.runs.recipes import RECIPE, SECOND_STAGE, TASK_MODELS, TAU_NORM_GRID
 
-__all__ = ['StageFailed', 'run_stage', 'find_checkpoint', 'run_job']
+__all__ = ['StageFailed', 'run_stage', 'find_checkpoint', 'run_job', 'run_tau_norm_job']
 
 
 class StageFailed(RuntimeError):
@@ -74,12 +74,14 @@ def run_job(
         device: str = 'cpu',
         extra_flags: Sequence[str] = (),
         experiment: Optional[str] = None,
+        first_stage: Optional[str] = None,
 ) -> Dict:
     """Train ``task`` with ``seed`` into ``output/<experiment>/`` (default ``<task>-seed<seed>``) and validate its
     last checkpoint.
 
-    A two-stage method (``SECOND_STAGE``: DSCL) trains its first stage into ``output/<experiment>-stage1/`` and
-    its second stage on that checkpoint into ``output/<experiment>/``, which is validated.
+    A two-stage method (``SECOND_STAGE``: DSCL, CE + cRT / LWS) trains its first stage into
+    ``output/<experiment>-stage1/`` (or starts from the checkpoint ``first_stage``, e.g. a CE run shared by several
+    second stages) and its second stage on that checkpoint into ``output/<experiment>/``, which is validated.
     ``stage_names`` labels the printed stages (default ``train <task> (seed <seed>)`` / ``validate …``; a second
     stage adds `` stage 2``). Returns validate.py's result dict (also in ``<train dir>/results.json``, with
     ``results_per_class.csv`` and ``results_per_class.png`` beside it).
@@ -89,12 +91,15 @@ def run_job(
     train_dir = os.path.join(output, experiment)
     train_stage, validate_stage = stage_names or (f'train {task} (seed {seed})', f'validate {task} (seed {seed})')
     if task in SECOND_STAGE:
-        first = f'{experiment}-stage1'
-        run_stage(f'{train_stage}, stage 1', train_command(task, data_dir, output, first, seed, r, workers, device,
-                                                           extra_flags), log_file, start, threads)
+        if first_stage is None:
+            first = f'{experiment}-stage1'
+            run_stage(f'{train_stage}, stage 1', train_command(task, data_dir, output, first, seed, r, workers,
+                                                               device, extra_flags), log_file, start, threads)
+            first_stage = find_checkpoint(os.path.join(output, first))
         run_stage(f'{train_stage}, stage 2', second_stage_command(
-            task, data_dir, output, experiment, find_checkpoint(os.path.join(output, first)), seed, r, workers,
-            device), log_file, start, threads)
+            task, data_dir, output, experiment, first_stage, seed, r, workers, device), log_file, start, threads)
+    elif first_stage is not None:
+        raise ValueError(f'first_stage: {task} has no second stage (SECOND_STAGE: {sorted(SECOND_STAGE)})')
     else:
         run_stage(train_stage, train_command(task, data_dir, output, experiment, seed, r, workers, device,
                                              extra_flags), log_file, start, threads)
@@ -104,3 +109,42 @@ def run_job(
                                r['img_size'], workers, device), log_file, start, threads)
     with open(results_file) as f:
         return json.load(f)
+
+
+def run_tau_norm_job(
+        model: str,
+        checkpoint: str,
+        test_dir: str,
+        val_dir: str,
+        out_dir: str,
+        img_size: int = RECIPE['img_size'],
+        taus: Sequence[float] = TAU_NORM_GRID,
+        log_file: Optional[str] = None,
+        start: Optional[float] = None,
+        stage_names: Tuple[str, str] = ('tau-norm sweep (validation split)', 'validate tau-norm (test)'),
+        workers: int = 1,
+        threads: Optional[int] = None,
+        device: str = 'cpu',
+) -> Dict:
+    """Post-hoc tau-norm of a trained ``checkpoint``: its pre-logit features on ``val_dir``'s split
+    (``validate.py --features-file``), the tau of ``taus`` with the best validation accuracy (ties: the smallest,
+    0 being the model as trained), then the test split of ``test_dir`` scored at that tau (``--tau-norm``).
+
+    Writes ``out_dir/tau_norm.json`` (the sweep and the chosen tau) and ``out_dir/results.json`` with validate.py's
+    per-class files beside it; returns the test results with ``tau_norm`` (the chosen tau) added.
+    """
+    from timm_paco.eval import load_features, select_tau, sweep_tau_norm
+    os.makedirs(out_dir, exist_ok=True)
+    features_file = os.path.join(out_dir, 'val_features.safetensors')
+    run_stage(stage_names[0], validate_command(model, checkpoint, val_dir, None, img_size, workers, device,
+                                               ['--features-file', features_file]), log_file, start, threads)
+    accuracies = sweep_tau_norm(*load_features(features_file), taus=taus)
+    tau = select_tau(list(taus), accuracies)
+    with open(os.path.join(out_dir, 'tau_norm.json'), 'w') as f:
+        json.dump(dict(checkpoint=checkpoint, taus=list(taus), val_top1=accuracies, tau=tau), f, indent=2)
+    results_file = os.path.join(out_dir, 'results.json')
+    run_stage(f'{stage_names[1]} at tau {tau:g}', validate_command(
+        model, checkpoint, test_dir, results_file, img_size, workers, device, ['--tau-norm', f'{tau:g}']),
+        log_file, start, threads)
+    with open(results_file) as f:
+        return dict(json.load(f), tau_norm=tau)

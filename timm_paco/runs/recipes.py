@@ -4,7 +4,7 @@ budgets."""
 
 __all__ = [
     'IMB_FACTOR', 'DEFAULT_N_MAX', 'MANY_SHOT_THR', 'FEW_SHOT_THR', 'NUM_CLASSES', 'TASK_MODELS', 'RECIPE',
-    'TASK_FLAGS', 'SECOND_STAGE', 'TINY_N_MAX', 'TINY_N_TEST', 'TINY_RECIPE', 'LARGE_N_MAX', 'LARGE_RECIPE',
+    'TASK_FLAGS', 'SECOND_STAGE', 'POSTHOC', 'TAU_NORM_GRID', 'first_task', 'TINY_N_MAX', 'TINY_N_TEST', 'TINY_RECIPE', 'LARGE_N_MAX', 'LARGE_RECIPE',
 ]
 
 IMB_FACTOR = 0.01
@@ -23,6 +23,8 @@ TASK_MODELS = {
     'focal': 'resnet32_cifar',
     'class-balanced': 'resnet32_cifar',
     'ldam-drw': 'resnet32_cifar',
+    'ce-crt': 'resnet32_cifar',
+    'ce-lws': 'resnet32_cifar',
 }
 
 # Shared by every method: same backbone, input, views (two augmented views of each image), optimiser,
@@ -50,14 +52,29 @@ TASK_FLAGS = {
     'gpaco': ['--paco-alpha', '0.01', '--paco-temperature', '0.07'],
     'dscl': ['--pbsd-patch-size', '8'],
 }
-# Two-stage methods: the second stage's train.py flags after the first stage's run. DSCL's (the paper's cRT:
-# class-balanced sampling, a re-initialised classifier on the frozen stage-1 model, plain CE, no weight decay;
-# its lr 10 at batch 2048 scales linearly to 0.15 at this batch 32), for half the first stage's epochs.
+# Two-stage methods: the second stage's train.py flags after a first stage of ``first_task``. The paper's cRT for
+# DSCL (Kang et al.'s recipe: class-balanced sampling, a re-initialised classifier on the frozen stage-1 model,
+# plain CE, no weight decay; its lr 10 at batch 2048 scales linearly to 0.15 at this batch 32), for half the first
+# stage's epochs; CE + cRT and CE + LWS (one learnt scale per class of the kept classifier) retrain a CE model the
+# same way.
+_RETRAIN_FLAGS = ['--sampler', 'class-balanced', '--smoothing', '0', '--lr', '0.15', '--weight-decay', '0',
+                  '--warmup-epochs', '0']
 SECOND_STAGE = {
-    'dscl': dict(epochs_fraction=0.5, flags=['--classifier-retrain', 'crt', '--sampler', 'class-balanced',
-                                             '--smoothing', '0', '--lr', '0.15', '--weight-decay', '0',
-                                             '--warmup-epochs', '0']),
+    'dscl': dict(first_task='dscl', epochs_fraction=0.5, flags=['--classifier-retrain', 'crt'] + _RETRAIN_FLAGS),
+    'ce-crt': dict(first_task='ce', epochs_fraction=0.5, flags=['--classifier-retrain', 'crt'] + _RETRAIN_FLAGS),
+    'ce-lws': dict(first_task='ce', epochs_fraction=0.5, flags=['--classifier-retrain', 'lws'] + _RETRAIN_FLAGS),
 }
+# Post-hoc methods: no training of their own, a change to a ``first_task`` model's classifier chosen on a
+# validation split (the benchmark's). CE + tau-norm: w_c / ||w_c||^tau, tau from TAU_NORM_GRID.
+POSTHOC = {'ce-tau-norm': dict(first_task='ce')}
+TAU_NORM_GRID = tuple(round(0.1 * i, 1) for i in range(21))  # 0 (as trained) .. 2
+
+
+def first_task(method: str) -> str:
+    """train.py ``--task`` of ``method``'s (first) training run: its own name for a one-stage method."""
+    return {**SECOND_STAGE, **POSTHOC}.get(method, {}).get('first_task', method)
+
+
 # smoke tests (--tiny): 200 .. 2 training images per class still populate many / medium / few
 TINY_N_MAX = 200
 TINY_N_TEST = 20
