@@ -6,7 +6,8 @@ Written literally from the formulas, one anchor at a time, with explicit weight 
 import torch
 
 __all__ = ['paco_reference', 'supcon_reference', 'balanced_softmax_reference', 'dscl_reference',
-           'pbsd_reference', 'focal_reference', 'class_balanced_reference', 'ldam_reference']
+           'pbsd_reference', 'focal_reference', 'class_balanced_reference', 'ldam_reference',
+           'pixel_paco_reference']
 
 
 def _log_prior(class_counts, num_classes):
@@ -205,3 +206,42 @@ def ldam_reference(cosines, labels, class_counts, max_margin=0.5, scale=30.0, we
         ce = torch.log(torch.exp(z).sum()) - z[y]
         num, den = num + weights[y] * ce, den + weights[y]
     return num / den
+
+
+def pixel_paco_reference(embed, seg_logit, labels, *, num_classes, alpha=0.01, beta=1.0, gamma=1.0,
+                         temperature=0.07, base_temperature=None, num_pixels=None, ignore_index=255, seed=None):
+    """GPaCo's pixel PaCo loss, one image and one anchor at a time in float64. Labels [N, H, W] go to the logits'
+    size by nearest neighbour (source index floor(i * H / h)); with ``num_pixels`` K < h·w each image in turn draws
+    ``torch.randperm(h·w, generator)[:K]`` from a CPU generator seeded with ``seed``."""
+    base_temperature = temperature if base_temperature is None else base_temperature
+    n, _, h, w = seg_logit.shape
+    big_h, big_w = labels.shape[1:]
+    rows = [int(i * big_h / h) for i in range(h)]
+    cols = [int(j * big_w / w) for j in range(w)]
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    total = torch.zeros((), dtype=torch.float64)
+    for i in range(n):
+        lab = labels[i][rows][:, cols].reshape(-1).long()
+        z = embed[i].double().reshape(embed.shape[1], -1).t()
+        z = z / z.norm(dim=1, keepdim=True)
+        logit = seg_logit[i].double().reshape(num_classes, -1).t()
+        drawn = list(range(h * w)) if num_pixels is None or num_pixels >= h * w else \
+            torch.randperm(h * w, generator=generator)[:num_pixels].tolist()
+        anchor_losses = []
+        for p in drawn:
+            y = int(lab[p])
+            if not (0 <= y < num_classes) or y == ignore_index:
+                continue
+            others = [q for q in drawn if q != p]
+            sims = [z[p] @ z[q] / temperature for q in others]
+            denom = sum(torch.exp(logit[p, c]) for c in range(num_classes)) + gamma * sum(torch.exp(s) for s in sims)
+            log_d = torch.log(denom)
+            weighted, weights = beta * (logit[p, y] - log_d), beta
+            for q, s in zip(others, sims):
+                if int(lab[q]) == y:
+                    weighted, weights = weighted + alpha * (s - log_d), weights + alpha
+            loss_p = -(temperature / base_temperature) * (weighted / weights if weights > 0 else weighted * 0)
+            anchor_losses.append(loss_p)
+        if anchor_losses:
+            total = total + sum(anchor_losses) / len(anchor_losses)
+    return total / n

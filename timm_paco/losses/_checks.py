@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-__all__ = ['check_num_classes', 'check_real', 'check_temperatures', 'check_class_counts', 'log_prior_from_counts',
+__all__ = ['check_num_classes', 'check_real', 'check_paco_weights', 'check_temperatures', 'check_class_counts', 'log_prior_from_counts',
            'check_loss_inputs', 'compute_dtype', 'upcast_inputs', 'autocast_off']
 
 
@@ -24,6 +24,16 @@ def check_real(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f'{name} must be a finite real number, got {value!r}')
     return float(value)
+
+
+def check_paco_weights(alpha, beta, gamma) -> Tuple[float, float, float]:
+    """PaCo's ``(alpha, beta, gamma)`` as floats >= 0; alpha and beta (the positives' weights) not both 0."""
+    for name, value in (('alpha', alpha), ('beta', beta), ('gamma', gamma)):
+        if check_real(name, value) < 0:
+            raise ValueError(f'{name} must be a finite number >= 0, got {value!r}')
+    if alpha == 0 and beta == 0:
+        raise ValueError('alpha and beta cannot both be 0 (no positive would carry weight)')
+    return float(alpha), float(beta), float(gamma)
 
 
 def check_temperatures(temperature, base_temperature) -> Tuple[float, float]:

@@ -20,8 +20,8 @@ from typing import Dict, Optional, Sequence, Union
 import torch
 
 from ._checks import (
-    check_class_counts, check_loss_inputs, check_num_classes, check_real, check_temperatures, log_prior_from_counts,
-    upcast_inputs,
+    check_class_counts, check_loss_inputs, check_num_classes, check_paco_weights, check_real, check_temperatures,
+    log_prior_from_counts, upcast_inputs,
 )
 from ._contrast import positive_stats
 from ._paco_terms import paco_log_terms
@@ -66,14 +66,7 @@ class PaCoLoss(PartsLoss):
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f'label_smoothing must lie in [0, 1), got {label_smoothing!r}')
         self.num_classes = check_num_classes(num_classes, min_classes=2 if label_smoothing > 0 else 1)
-        for name, value in (('alpha', alpha), ('beta', beta), ('gamma', gamma)):
-            if check_real(name, value) < 0:
-                raise ValueError(f'{name} must be a finite number >= 0, got {value!r}')
-        if alpha == 0 and beta == 0:
-            raise ValueError('alpha and beta cannot both be 0 (no positive would carry weight)')
-        self.alpha = float(alpha)
-        self.beta = float(beta)
-        self.gamma = float(gamma)
+        self.alpha, self.beta, self.gamma = check_paco_weights(alpha, beta, gamma)
         self.temperature, self.base_temperature = check_temperatures(temperature, base_temperature)
         prior_tau = check_real('prior_tau', prior_tau)
         if class_counts is None and prior_tau != 1.0:
