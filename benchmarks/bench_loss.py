@@ -1,9 +1,11 @@
-"""PaCo and DSCL losses: forward + backward time and peak memory, fast (timm_paco.losses) vs dense.
+"""PaCo, DSCL and pixel PaCo losses: forward + backward time and peak memory, fast (timm_paco.losses) vs dense.
 
 The dense baselines are the straightforward float32 formulas the reference implementations use. PaCo:
 concatenate centre logits and similarities, build float masks for positives / self-exclusion / gamma,
 exp · mask, log, weighted mean. DSCL (``--loss dscl``): the official code's layout, every query against
-cat(queries, keys, queue) with float masks for same-label, self-exclusion and the β class weights. Peak memory is what one forward + backward allocates above what was allocated before it:
+cat(queries, keys, queue) with float masks for same-label, self-exclusion and the β class weights. Pixel PaCo
+(``--loss pixel``; --anchors = images N, --queue = pixels K per image): the same float-mask layout per image,
+cat(segmentation logits, similarities) [K, C + K]. Peak memory is what one forward + backward allocates above what was allocated before it:
 on the CPU the running sum of torch.profiler's allocation / free events, on CUDA the allocator's peak
 statistic. CUDA times synchronise the device around each run; TF32 matmuls are off (float32 both).
 
@@ -12,6 +14,7 @@ statistic. CUDA times synchronise the device around each run; TF32 matmuls are o
     python benchmarks/bench_loss.py --device cuda    # on a GPU
     python benchmarks/bench_loss.py --anchors 64 --queue 1024 --classes 100 --dim 32
     python benchmarks/bench_loss.py --loss dscl     # DSCL at A=256, K=65536, D=128 (ImageNet-LT's queue)
+    python benchmarks/bench_loss.py --loss pixel --repeats 3   # pixel PaCo at N=8, K=8192, C=150, D=128 (ADE20K)
 """
 import argparse
 import statistics
@@ -23,12 +26,13 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from timm_paco.arg_types import non_negative_int, positive_float, positive_int
-from timm_paco.losses import DSCLLoss, PaCoLoss
+from timm_paco.losses import DSCLLoss, PaCoLoss, PixelPaCoLoss
 from timm_paco.profiling import peak_allocated_bytes
 
 DOCS_CONFIGS = {  # (anchors, queue, classes, dim)
     'paco': ((256, 8192, 1000, 128), (128, 8192, 8142, 128)),
     'dscl': ((256, 65536, 1000, 128),),
+    'pixel': ((8, 8192, 150, 128),),  # (images N, pixels K per image, classes, dim): GPaCo's ADE20K setting
 }
 SINGLE_DEFAULT = DOCS_CONFIGS['paco'][0]
 
@@ -70,6 +74,47 @@ def dense_dscl_loss(queries, labels, keys, queue, queue_labels, beta=8.0, temper
     return -((positives * weights * log_prob).sum(dim=1) / (positives * weights).sum(dim=1)).mean()
 
 
+def dense_pixel_paco_loss(embed, seg_logit, labels, alpha=0.01, beta=1.0, gamma=1.0, temperature=0.07,
+                          ignore_index=255):
+    """Pixel PaCo with every pixel drawn, per image in the float-mask layout: scores cat(logits, similarities)
+    [K, C + K], masks for the true class, same-class pixels, self-exclusion and gamma; exp · mask, log, weighted
+    mean over anchors, then the mean over images."""
+    n, num_classes = seg_logit.shape[:2]
+    total = 0.0
+    for i in range(n):
+        z = F.normalize(embed[i].flatten(1).t(), dim=1)
+        logits, y = seg_logit[i].flatten(1).t(), labels[i].flatten()
+        anchor = (y < num_classes) & (y != ignore_index)
+        za, la, ya = z[anchor], logits[anchor], y[anchor]
+        rows = torch.arange(za.shape[0], device=z.device)
+        not_self = torch.ones(za.shape[0], z.shape[0], device=z.device)
+        not_self[rows, anchor.nonzero()[:, 0]] = 0.0
+        same = torch.eq(ya[:, None], y[None, :]).float() * not_self
+        scores = torch.cat([la, za @ z.t() / temperature], dim=1)
+        scores = scores - scores.max(dim=1, keepdim=True)[0].detach()
+        weight = torch.cat([beta * F.one_hot(ya, num_classes).float(), alpha * same], dim=1)
+        denom = torch.cat([torch.ones_like(la), gamma * not_self], dim=1)
+        log_prob = scores - torch.log((torch.exp(scores) * denom).sum(dim=1, keepdim=True))
+        total = total - ((weight * log_prob).sum(1) / weight.sum(1)).mean()
+    return total / n
+
+
+def _pixel_losses(images, pixels, classes, dim, device):
+    """Pixel PaCo's leaves and calls: every pixel of an h x w = K map drawn (the same pixels in both)."""
+    g = torch.Generator().manual_seed(0)
+    h = int(pixels ** 0.5)
+    while pixels % h:
+        h -= 1
+    embed = torch.randn(images, dim, h, pixels // h, generator=g).to(device).requires_grad_()
+    seg_logit = torch.randn(images, classes, h, pixels // h, generator=g).to(device).requires_grad_()
+    labels = (torch.rand(images, h, pixels // h, generator=g) ** 2 * classes).long()  # a long tail of classes
+    labels[torch.rand(labels.shape, generator=g) < 0.1] = 255
+    labels = labels.to(device)
+    crit = PixelPaCoLoss(classes, num_pixels=pixels)
+    return ((embed, seg_logit), lambda: crit(embed, seg_logit, labels),
+            lambda: dense_pixel_paco_loss(embed, seg_logit, labels))
+
+
 def make_inputs(anchors, queue_size, classes, dim, seed=0, device='cpu'):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(anchors, classes, generator=g)
@@ -97,6 +142,8 @@ def _print_profile(fn, device):
 
 def _losses(loss, anchors, queue_size, classes, dim, device):
     """(leaf tensors with gradients, fast loss call, dense loss call) of ``loss`` at one configuration."""
+    if loss == 'pixel':
+        return _pixel_losses(anchors, queue_size, classes, dim, device)
     logits, features, labels, queue, queue_labels, counts = make_inputs(anchors, queue_size, classes, dim,
                                                                         device=device)
     if loss == 'dscl':  # the queries' own keys: the momentum side, no gradient
@@ -162,7 +209,8 @@ def bench(args, anchors, queue_size, classes, dim):
     fast_cpu, dense_cpu = (1e3 * statistics.median(t[1] for t in ts) for ts in (fast_t, dense_t))
     fast_min, dense_min = (1e3 * min(t[0] for t in ts) for ts in (fast_t, dense_t))
     return dict(
-        config=f'{args.loss} A={anchors} N={queue_size} C={classes} D={dim}',
+        config=(f'pixel N={anchors} K={queue_size} C={classes} D={dim}' if args.loss == 'pixel' else
+                f'{args.loss} A={anchors} N={queue_size} C={classes} D={dim}'),
         dense_ms=dense_ms, fast_ms=fast_ms, speedup=dense_ms / fast_ms, cpu_speedup=dense_cpu / fast_cpu,
         dense_min=dense_min, fast_min=fast_min,
         dense_mib=dense_mem / 2 ** 20, fast_mib=fast_mem / 2 ** 20, mem_ratio=dense_mem / fast_mem,

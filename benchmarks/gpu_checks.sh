@@ -18,6 +18,8 @@ python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/tes
 python3 benchmarks/bench_loss.py --device cuda --repeats 50 --warmup 10 2>&1 | tee "$OUT/bench_loss.md" || status=1
 python3 benchmarks/bench_loss.py --device cuda --repeats 50 --warmup 10 --loss dscl 2>&1 \
   | tee "$OUT/bench_loss_dscl.md" || status=1
+python3 benchmarks/bench_loss.py --device cuda --repeats 20 --warmup 5 --loss pixel 2>&1 \
+  | tee "$OUT/bench_loss_pixel.md" || status=1
 : > "$OUT/bench_step.jsonl"
 for model in resnet50 vit_base_patch16_224; do
   for amp in bfloat16 float16; do

@@ -47,7 +47,7 @@ from timm_paco.data.fashion_mnist_pool import cap_per_class, fashion_mnist_root
 from timm_paco.runs import (
     DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, POSTHOC, RECIPE, SECOND_STAGE,
     TASK_FLAGS, TASK_MODELS, TAU_NORM_GRID, TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, find_checkpoint, first_task,
-    run_job, run_stage, run_tau_norm_job, second_stage_epochs, validate_command,
+    run_job, run_stage, run_tau_norm_job, second_stage_epochs, validate_command, write_with_discussion,
 )
 from timm_paco.tasks import TASK_SMOOTHING, UNSMOOTHED_TASKS  # no --smoothing grid for these
 
@@ -60,8 +60,6 @@ DERIVED = tuple(t for t in TASK_NAMES if first_task(t) != t)
 PRIOR_TASKS = ('balanced-softmax', 'paco', 'gpaco')  # the methods train.py --prior-tau applies to
 DEFAULT_N_VAL = 200
 METRICS = (('top1', 'overall'), ('many_acc', 'many'), ('medium_acc', 'medium'), ('few_acc', 'few'))
-DISCUSSION_BEGIN = '<!-- discussion: kept when the script rewrites this file -->'
-DISCUSSION_END = '<!-- end of discussion -->'
 
 
 def _parse_args(argv=None):
@@ -374,24 +372,6 @@ def _findings(summary: Dict[str, Dict]) -> List[str]:
             lines.append(f'- {name}: ahead of the best baseline ({top_base:.2f}): '
                          f'{", ".join(ahead) if ahead else "none of " + ", ".join(TASK_NAMES[t] for t in contrastive)}')
     return lines
-
-
-def _kept_discussion(path: str) -> str:
-    if not os.path.isfile(path):
-        return ''
-    with open(path) as f:
-        text = f.read()
-    if DISCUSSION_BEGIN in text and DISCUSSION_END in text:
-        return text[text.index(DISCUSSION_BEGIN) + len(DISCUSSION_BEGIN):text.index(DISCUSSION_END)].strip('\n')
-    return ''
-
-
-def write_with_discussion(path: str, lines: List[str]):
-    """Write ``lines`` to ``path``, then a ``## Discussion`` section whose text is kept from the file's last
-    version (between ``DISCUSSION_BEGIN`` / ``DISCUSSION_END``): generated tables, hand-written reading."""
-    lines = lines + ['## Discussion', '', DISCUSSION_BEGIN, _kept_discussion(path), DISCUSSION_END, '']
-    with open(path, 'w') as f:
-        f.write('\n'.join(lines))
 
 
 def _derived_lines(summary: Dict[str, Dict], recipe: Dict) -> List[str]:

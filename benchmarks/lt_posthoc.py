@@ -34,7 +34,7 @@ from torchvision.datasets import FashionMNIST
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lt_fashion_mnist import (  # noqa: E402  (the benchmark beside this file)
     METRICS, TASK_NAMES, _fmt, _setting_label, data_dirs, experiment_name, mean_std,
-    read_selected_settings, read_summary, write_with_discussion,
+    read_selected_settings, read_summary,
 )
 from timm_paco.arg_types import finite_float, positive_int, require_distinct  # noqa: E402
 from timm_paco.data import load_class_counts  # noqa: E402
@@ -44,7 +44,7 @@ from timm_paco.eval import (  # noqa: E402
     top_confusions,
 )
 from timm_paco.runs import (  # noqa: E402
-    FEW_SHOT_THR, MANY_SHOT_THR, TASK_MODELS, find_checkpoint, run_stage, validate_command,
+    FEW_SHOT_THR, MANY_SHOT_THR, TASK_MODELS, find_checkpoint, run_stage, validate_command, write_with_discussion,
 )
 
 SPLITS = (('val', 'validation split', 'val_results.json'), ('test', 'test set', 'results.json'))

@@ -56,9 +56,9 @@ class PixelPaCoLoss(nn.Module):
             beta: float = 1.0,
             gamma: float = 1.0,
             temperature: float = 0.07,
-            base_temperature: Optional[float] = None,
             num_pixels: Optional[int] = 8192,
             ignore_index: int = 255,
+            base_temperature: Optional[float] = None,
     ):
         super().__init__()
         self.num_classes = check_num_classes(num_classes)

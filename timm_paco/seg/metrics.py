@@ -1,0 +1,74 @@
+"""Segmentation metrics from torchmetrics (synchronised across ranks): per-class IoU, mIoU over the classes
+present in the labels or the predictions, pixel accuracy over labelled pixels, and the mIoU of the rarest classes
+(fewest training pixels). Writes the per-class CSV and a per-class IoU plot."""
+import csv
+import math
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+__all__ = ['SegMetrics', 'rare_classes', 'write_per_class_csv', 'plot_per_class_iou']
+
+
+def rare_classes(train_pixels: Sequence[int], k: int = 3, skip: Sequence[int] = (0,)) -> List[int]:
+    """The ``k`` classes with the fewest training pixels (classes in ``skip``, the background, left out)."""
+    order = sorted((c for c in range(len(train_pixels)) if c not in skip), key=lambda c: (train_pixels[c], c))
+    return sorted(order[:k])
+
+
+class SegMetrics:
+    def __init__(self, num_classes: int, ignore_index: int = 255, device=None):
+        from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+        self.iou = MulticlassJaccardIndex(num_classes, average='none', ignore_index=ignore_index,
+                                          zero_division=float('nan')).to(device)
+        self.accuracy = MulticlassAccuracy(num_classes, average='micro', ignore_index=ignore_index).to(device)
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor):
+        """``logits [N, C, H, W]`` (or predictions [N, H, W]) against ``labels [N, H, W]``."""
+        preds = logits.argmax(1) if logits.ndim == 4 else logits
+        self.iou.update(preds, labels)
+        self.accuracy.update(preds, labels)
+
+    def compute(self, rare: Optional[Sequence[int]] = None) -> Dict:
+        """``{'miou', 'pixel_acc', 'iou': [C] (None: absent), 'miou_rare'}`` in %."""
+        iou = (self.iou.compute() * 100).tolist()
+        present = [v for v in iou if not math.isnan(v)]
+        result = dict(miou=sum(present) / len(present) if present else float('nan'),
+                      pixel_acc=float(self.accuracy.compute()) * 100,
+                      iou=[None if math.isnan(v) else v for v in iou])
+        if rare:
+            rare_iou = [iou[c] for c in rare if not math.isnan(iou[c])]
+            result['miou_rare'] = sum(rare_iou) / len(rare_iou) if rare_iou else None
+            result['rare_classes'] = list(rare)
+        return result
+
+
+def write_per_class_csv(path: str, iou: Sequence[Optional[float]], names: Sequence[str],
+                        train_pixels: Optional[Sequence[int]] = None):
+    with open(path, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['class_index', 'name', 'train_pixels', 'iou'])
+        for c, value in enumerate(iou):
+            writer.writerow([c, names[c], '' if train_pixels is None else train_pixels[c],
+                             '' if value is None else f'{value:.4f}'])
+
+
+def plot_per_class_iou(path: str, iou: Sequence[Optional[float]], names: Sequence[str],
+                       train_pixels: Optional[Sequence[int]] = None, title: str = ''):
+    """Bars of per-class IoU, classes in order of training pixels (most first) when they are known."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    order = list(range(len(iou)))
+    if train_pixels is not None:
+        order.sort(key=lambda c: -train_pixels[c])
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(iou)), 3.8))
+    ax.bar(range(len(order)), [iou[c] or 0.0 for c in order], color='tab:blue')
+    labels = [names[c] + (f'\n{train_pixels[c]:,} px' if train_pixels is not None else '') for c in order]
+    ax.set_xticks(range(len(order)), labels, rotation=60, ha='right', fontsize=7)
+    ax.set_ylabel('IoU (%)')
+    ax.set_ylim(0, 100)
+    ax.set_title(title or 'per-class IoU (classes by training pixels)', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
