@@ -227,7 +227,7 @@ def test_quickstart_tiny(tmp_path):
     for name in ('seg_mosaics_predictions.png', 'seg_mosaics_per_class.png'):
         assert (docs / name).read_bytes()[:4] == b'\x89PNG'
     # a rerun reuses both runs
-    again = subprocess.run([sys.executable, '-m', 'timm_paco.seg', 'quickstart', '--tiny', '--output', str(out)],
+    again = subprocess.run([sys.executable, '-m', 'timm_paco.seg', '--quickstart', '--tiny', '--output', str(out)],
                            cwd=REPO, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert again.returncode == 0 and again.stdout.count('reused') == 2, again.stderr[-2000:]
 

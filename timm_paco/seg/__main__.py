@@ -1,6 +1,7 @@
 """``python -m timm_paco.seg {train,evaluate,mosaics,quickstart} …``: GPaCo semantic segmentation.
 
-    python -m timm_paco.seg quickstart                   # CE vs CE + pixel PaCo on Fashion-MNIST mosaics (CPU)
+    python -m timm_paco.seg quickstart                   # CE vs CE + pixel PaCo on Fashion-MNIST mosaics (CPU);
+                                                         # also spelt --quickstart
     python -m timm_paco.seg mosaics --output data/mosaics
     python -m timm_paco.seg train --data-dir data/mosaics --encoder resnet18 --arch UPerNet --loss pixel-paco
     torchrun --nproc_per_node 2 -m timm_paco.seg train …
@@ -15,6 +16,8 @@ COMMANDS = ('train', 'evaluate', 'mosaics', 'quickstart')
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ['--quickstart']:  # the spelling of timm-style flags
+        argv[0] = 'quickstart'
     if argv[:1] in (['-h'], ['--help']):
         print(f'usage: python -m timm_paco.seg {{{",".join(COMMANDS)}}} [flags]; each command has --help\n{__doc__}')
         return 0
