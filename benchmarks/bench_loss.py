@@ -18,6 +18,7 @@ statistic. CUDA times synchronise the device around each run; TF32 matmuls are o
 """
 import argparse
 import statistics
+import sys
 import time
 
 import torch
@@ -217,7 +218,7 @@ def bench(args, anchors, queue_size, classes, dim):
         max_diff=max(diffs))
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     single = ' (one configuration: with any of --anchors / --queue / --classes / --dim, the others default to ' \
         f'A={SINGLE_DEFAULT[0]} N={SINGLE_DEFAULT[1]} C={SINGLE_DEFAULT[2]} D={SINGLE_DEFAULT[3]}; without them, ' \
@@ -235,7 +236,7 @@ def main():
     parser.add_argument('--profile', action='store_true', help="print torch.profiler's table of the fast loss")
     parser.add_argument('--max-diff-tol', type=positive_float, default=1e-4,
                         help='fail if fast and dense disagree by more')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -261,4 +262,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    from timm_paco.cli.errors import run_main
+    sys.exit(run_main(main, 'bench_loss.py'))

@@ -16,6 +16,7 @@ train.py does (timm's NativeScaler). Images/s counts images (each of which has 2
 """
 import argparse
 import json
+import sys
 import time
 
 import timm
@@ -172,4 +173,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from timm_paco.cli.errors import run_main
+    sys.exit(run_main(main, 'bench_step.py'))

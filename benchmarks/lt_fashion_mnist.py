@@ -36,6 +36,7 @@ import json
 import os
 import shlex
 import statistics
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -767,4 +768,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from timm_paco.cli.errors import run_main
+    sys.exit(run_main(main, 'lt_fashion_mnist.py'))

@@ -285,4 +285,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from timm_paco.cli.errors import run_main
+    sys.exit(run_main(main, 'lt_posthoc.py'))
