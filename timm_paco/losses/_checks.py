@@ -9,8 +9,8 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-__all__ = ['check_num_classes', 'check_real', 'check_paco_weights', 'check_temperatures', 'check_class_counts', 'log_prior_from_counts',
-           'check_loss_inputs', 'compute_dtype', 'upcast_inputs', 'autocast_off']
+__all__ = ['check_num_classes', 'check_real', 'check_paco_weights', 'check_temperatures', 'check_class_counts',
+           'log_prior_from_counts', 'check_loss_inputs', 'compute_dtype', 'upcast_inputs', 'autocast_off']
 
 
 def check_num_classes(num_classes: int, min_classes: int = 1) -> int:

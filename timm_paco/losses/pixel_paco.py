@@ -12,6 +12,7 @@ with weight beta on the true class's logit and alpha on every drawn q != p of cl
 sum to 0, e.g. beta = 0 and no same-class pixel, gives L_p = 0). The image loss is the mean over its anchors (0
 without anchors); the batch loss is the sum of image losses over N, images without anchors included.
 """
+import math
 from typing import Optional
 
 import torch
@@ -105,7 +106,7 @@ class PixelPaCoLoss(nn.Module):
         not_self[torch.arange(index.numel(), device=z.device), index] = False
         terms = [la]
         if self.gamma > 0:
-            terms.append((sim + torch.log(torch.tensor(self.gamma, device=z.device))).masked_fill(~not_self, -torch.inf))
+            terms.append((sim + math.log(self.gamma)).masked_fill(~not_self, -torch.inf))
         log_d = torch.logsumexp(torch.cat(terms, dim=1), dim=1)  # [A]
         positive = (ya[:, None] == y[None, :]) & not_self  # same class among the other drawn pixels
         weight_sum = self.beta + self.alpha * positive.sum(1)

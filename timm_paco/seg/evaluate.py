@@ -64,7 +64,7 @@ def write_results(results: Dict, path: str, names: Sequence[str], train_pixels: 
     with open(path, 'w') as f:
         json.dump(results, f, indent=2)
     write_per_class_csv(stem + '_per_class.csv', results['iou'], names, train_pixels)
-    plot_per_class_iou(stem + '_per_class.png', results['iou'], names, train_pixels, title)
+    plot_per_class_iou(stem + '_per_class.png', {'IoU': results['iou']}, names, train_pixels, title)
 
 
 def _palette(num_classes: int) -> np.ndarray:

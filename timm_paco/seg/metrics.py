@@ -53,21 +53,27 @@ def write_per_class_csv(path: str, iou: Sequence[Optional[float]], names: Sequen
                              '' if value is None else f'{value:.4f}'])
 
 
-def plot_per_class_iou(path: str, iou: Sequence[Optional[float]], names: Sequence[str],
-                       train_pixels: Optional[Sequence[int]] = None, title: str = ''):
-    """Bars of per-class IoU, classes in order of training pixels (most first) when they are known."""
+def plot_per_class_iou(path: str, series: Dict[str, Sequence[Optional[float]]], names: Sequence[str],
+                       train_pixels: Optional[Sequence[int]] = None, title: str = '', ylabel: str = 'IoU (%)'):
+    """Bars of per-class IoU, one bar group per class and one bar per ``series`` entry (label -> IoU [C], None:
+    absent), classes in order of training pixels (most first) when they are known."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    order = list(range(len(iou)))
+    order = list(range(len(names)))
     if train_pixels is not None:
         order.sort(key=lambda c: -train_pixels[c])
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(iou)), 3.8))
-    ax.bar(range(len(order)), [iou[c] or 0.0 for c in order], color='tab:blue')
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) * max(1, len(series) - 0.5)), 3.8))
+    width = 0.8 / len(series)
+    for i, (label, iou) in enumerate(series.items()):
+        ax.bar([x + (i - (len(series) - 1) / 2) * width for x in range(len(order))],
+               [iou[c] or 0.0 for c in order], width, label=label)
     labels = [names[c] + (f'\n{train_pixels[c]:,} px' if train_pixels is not None else '') for c in order]
     ax.set_xticks(range(len(order)), labels, rotation=60, ha='right', fontsize=7)
-    ax.set_ylabel('IoU (%)')
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 100)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
     ax.set_title(title or 'per-class IoU (classes by training pixels)', fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

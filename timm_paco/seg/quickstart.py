@@ -11,7 +11,7 @@ Stages (each printed with its command line and elapsed time):
    pixel accuracy, printed; with ``--docs DIR`` also ``DIR/seg_mosaics.md`` (the table and the setup), a picture
    of predictions of both models and a per-class IoU figure.
 
-A rerun reuses a run whose ``results.json`` exists and whose ``args.yaml`` records this budget; a run folder of
+A rerun reuses a run whose ``test_results.json`` exists and whose ``args.yaml`` records this budget; a run folder of
 another budget is refused by the trainer (``--overwrite`` starts those over).
 """
 import argparse
@@ -26,7 +26,7 @@ from timm_paco.arg_types import non_negative_int, positive_int
 from timm_paco.runs import run_stage
 from timm_paco.seg.mosaics import MosaicRecipe, SEG_CLASSES, write_mosaics
 
-__all__ = ['main', 'SEG_RECIPE', 'TINY_SEG_RECIPE', 'seg_train_command']
+__all__ = ['main', 'SEG_RECIPE', 'TINY_SEG_RECIPE', 'seg_train_command', 'format_mean_std', 'LOSSES']
 
 LOSSES = (('ce', 'CE'), ('pixel-paco', 'CE + pixel PaCo'))
 # The CPU budget of both methods: UPerNet (GPaCo's ADE20K decoder) at 64 channels on timm's resnet18, SGD with
@@ -65,15 +65,15 @@ def seg_train_command(data_dir: str, output: str, experiment: str, loss: str, se
             '--encoder', recipe['encoder'], '--arch', recipe['arch'], '--model-kwargs', *decoder,
             '--epochs', str(recipe['epochs']), '-b', str(recipe['batch_size']), '--lr', str(recipe['lr']),
             '--weight-decay', str(recipe['weight_decay']), '--paco-pixels', str(recipe['paco_pixels']),
-            '--seed', str(seed), '--device', device, '--workers', '0', '--val-split', 'test',
-            '--val-interval', str(recipe['epochs']), '--output', output, '--experiment', experiment] + (
+            '--seed', str(seed), '--device', device, '--workers', '0', '--val-split', '',  # scored by evaluate
+            '--output', output, '--experiment', experiment] + (
         ['--overwrite'] if overwrite else [])
 
 
 def _reusable(run_dir: str, expected: Dict) -> bool:
-    """A finished run (``results.json``) whose ``args.yaml`` records ``expected``."""
+    """A finished, scored run (``test_results.json``) whose ``args.yaml`` records ``expected``."""
     import yaml
-    if not os.path.isfile(os.path.join(run_dir, 'results.json')):
+    if not os.path.isfile(os.path.join(run_dir, 'test_results.json')):
         return False
     with open(os.path.join(run_dir, 'args.yaml')) as f:
         saved = yaml.safe_load(f) or {}
@@ -85,7 +85,7 @@ def _run_one(args, data_dir: str, loss: str, seed: int, recipe: Dict, start: flo
     run_dir = os.path.join(args.output, experiment)
     expected = {k: v for k, v in dict(recipe, seed=seed, loss=loss, data_dir=data_dir).items() if k in _REUSE_KEYS}
     results_file = os.path.join(run_dir, 'test_results.json')
-    if _reusable(run_dir, expected) and os.path.isfile(results_file):
+    if _reusable(run_dir, expected):
         print(f'[{time.time() - start:7.1f}s] {experiment} reused ({run_dir} holds this budget\'s results)')
         with open(results_file) as f:
             return json.load(f)
@@ -117,7 +117,8 @@ def summarise(results: Dict[str, List[Dict]]) -> Dict[str, Dict]:
     return summary
 
 
-def _fmt(pair) -> str:
+def format_mean_std(pair) -> str:
+    """``41.89 ± 0.67`` of a (mean, std) pair; ``n/a`` for None."""
     return 'n/a' if pair is None else f'{pair[0]:.2f} ± {pair[1]:.2f}'
 
 
@@ -141,8 +142,8 @@ def main(argv=None) -> Dict[str, Dict]:
     print(f'\n[{time.time() - start:7.1f}s] stage 4/4: report. Test mosaics, mean ± std over seeds {args.seeds} (%):')
     for loss, name in LOSSES:
         s = summary[loss]
-        print(f'  {name:16s} mIoU {_fmt(s["miou"])} | rare classes ({", ".join(rare)}) {_fmt(s["miou_rare"])} | '
-              f'pixel accuracy {_fmt(s["pixel_acc"])}')
+        print(f'  {name:16s} mIoU {format_mean_std(s["miou"])} | rare classes ({", ".join(rare)}) '
+              f'{format_mean_std(s["miou_rare"])} | pixel accuracy {format_mean_std(s["pixel_acc"])}')
     with open(os.path.join(args.output, 'summary.json'), 'w') as f:
         json.dump(dict(seeds=args.seeds, recipe=recipe, mosaics=meta['recipe'], summary=summary), f, indent=2)
     if args.docs:

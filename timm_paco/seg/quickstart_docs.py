@@ -5,41 +5,17 @@ training pixels)."""
 import os
 from typing import Dict, List
 
-import numpy as np
 import torch
 
 from timm_paco.runs import write_with_discussion
 from timm_paco.seg.checkpoint import load_seg_model
 from timm_paco.seg.dataset import SegFolder
+from timm_paco.seg.metrics import plot_per_class_iou
+from timm_paco.seg.quickstart import LOSSES, format_mean_std
 
 __all__ = ['write_docs']
 
-NAMES = {'ce': 'CE', 'pixel-paco': 'CE + pixel PaCo'}
-
-
-def _fmt(pair) -> str:
-    return 'n/a' if pair is None else f'{pair[0]:.2f} ± {pair[1]:.2f}'
-
-
-def _plot_per_class(path: str, summary: Dict[str, Dict], classes: List[str], pixels: List[int]):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    order = sorted(range(len(classes)), key=lambda c: -pixels[c])
-    fig, ax = plt.subplots(figsize=(8.5, 3.8))
-    width = 0.8 / len(summary)
-    for i, (loss, entry) in enumerate(summary.items()):
-        ax.bar(np.arange(len(order)) + (i - (len(summary) - 1) / 2) * width,
-               [entry['iou'][c] or 0.0 for c in order], width, label=NAMES[loss])
-    ax.set_xticks(range(len(order)), [f'{classes[c]}\n{pixels[c]:,} px' for c in order], rotation=60, ha='right',
-                  fontsize=7)
-    ax.set_ylabel('test IoU (%), mean over seeds')
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=8)
-    ax.set_title('Fashion-MNIST mosaics: per-class IoU, classes by training pixels', fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+NAMES = dict(LOSSES)
 
 
 def _lines(args, meta: Dict, recipe: Dict, summary: Dict[str, Dict], elapsed: float, rare: List[str]) -> List[str]:
@@ -47,10 +23,11 @@ def _lines(args, meta: Dict, recipe: Dict, summary: Dict[str, Dict], elapsed: fl
     seeds = ' '.join(map(str, args.seeds))
     lines = [
         '# GPaCo segmentation on Fashion-MNIST mosaics: CE against CE + pixel PaCo', '',
-        f'Reproduce: `python -m timm_paco.seg quickstart --seeds {seeds} --docs {args.docs}`' + (
-            ' --tiny' if args.tiny else ''), '',
+        f'Reproduce: `python -m timm_paco.seg quickstart --seeds {seeds} --docs {args.docs}'
+        + (' --tiny' if args.tiny else '') + '`', '',
         f'| loss | mIoU | rare classes mIoU ({", ".join(rare)}) | pixel accuracy |', '|---|---|---|---|']
-    lines += [f'| {NAMES[loss]} | {_fmt(e["miou"])} | {_fmt(e["miou_rare"])} | {_fmt(e["pixel_acc"])} |'
+    lines += [f'| {NAMES[loss]} | ' + ' | '.join(format_mean_std(e[k]) for k in ('miou', 'miou_rare', 'pixel_acc'))
+              + ' |'
               for loss, e in summary.items()]
     lines += ['', f'Test mosaics ({mosaics["n_test"]}), %, mean ± sample std over seeds {args.seeds}; mIoU over '
                   f'the {len(classes)} classes (background included), rare: the three garments with the fewest '
@@ -88,7 +65,10 @@ def write_docs(args, data_dir: str, meta: Dict, recipe: Dict, summary: Dict[str,
     os.makedirs(args.docs, exist_ok=True)
     classes, pixels = meta['classes'], meta['pixels']['train']
     rare = [classes[c] for c in summary['ce']['rare_classes'] or ()]
-    _plot_per_class(os.path.join(args.docs, 'seg_mosaics_per_class.png'), summary, classes, pixels)
+    plot_per_class_iou(os.path.join(args.docs, 'seg_mosaics_per_class.png'),
+                       {NAMES[loss]: entry['iou'] for loss, entry in summary.items()}, classes, pixels,
+                       'Fashion-MNIST mosaics: per-class IoU, classes by training pixels',
+                       ylabel='test IoU (%), mean over seeds')
     from timm_paco.seg.evaluate import save_predictions
     device = torch.device(args.device)
     models = {NAMES[loss]: load_seg_model(os.path.join(args.output, f'{loss}-seed{args.seeds[0]}', 'last.pth.tar'))[0]
