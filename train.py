@@ -129,7 +129,8 @@ def _build_run(parser, args) -> TrainRun:
     # the task (projector, key encoder, queue, loss), its optimiser and state, the output and the schedule
     task = create_train_task(args, task_name, model, trainable, views.num_views, class_counts, initial_projector,
                              device, precision.model_dtype)
-    optimizer = create_optimizer_v2(task.get_trainable_module(), **optimizer_kwargs(cfg=args), **args.opt_kwargs)
+    optimizer = create_optimizer_v2(task.get_trainable_module(), **optimizer_kwargs(cfg=args),
+                                    filter_bias_and_bn=not args.wd_bias_and_norm, **args.opt_kwargs)
     resume_epoch = prepare_task(task, args, optimizer, loss_scaler, device)
     eval_metric = args.eval_metric if loader_eval is not None else 'loss'
     output = create_run_output(args, task, optimizer, loss_scaler, data_config, class_counts,

@@ -11,6 +11,10 @@ run the same model with the task's projector beside it. Inputs are random tensor
 ``--pbsd`` also times dscl without PBSD and dscl with it (L ``--pbsd-patches`` crops of ``--pbsd-patch-size`` per
 image through the whole model, the RoIAlign teachers on the query's last map): ``pbsd_overhead`` is the ratio.
 
+``--view-forward`` also times ce, gpaco (and with ``--pbsd`` dscl + PBSD) with ``--view-forward joint`` (all views,
+all patch groups in one forward, BatchNorm over the mixed batch) beside the default ``per-view`` (one forward per
+view / patch group, the authors' BatchNorm batches): ``joint_over_per_view`` is the ratio of their step times.
+
 ``--amp`` autocasts to ``--amp-dtype`` (bfloat16 by default); float16 on CUDA adds torch's grad scaler as
 train.py does (timm's NativeScaler). Images/s counts images (each of which has 2 views) per second.
 """
@@ -52,6 +56,9 @@ def parse_args(argv=None):
     parser.add_argument('--pbsd-patches', type=positive_int, default=5, help='PBSD patches per image (default: 5)')
     parser.add_argument('--pbsd-patch-size', type=positive_int, default=None,
                         help='PBSD patch side in pixels (default: 64 · img-size / 224, the paper\'s share)')
+    parser.add_argument('--view-forward', action='store_true',
+                        help='also time ce, gpaco (and dscl + PBSD) with one joint forward of all views; report the '
+                             'joint / per-view step time ratio')
     parser.add_argument('--json', default='', help='write the results to this file')
     return parser.parse_args(argv)
 
@@ -62,12 +69,13 @@ def _build(name, args, device):
     model.to(device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
-    projector = None if name == 'ce' else dict(proj_dim=128)
-    task_name = name.split('+')[0]
-    extra = dict(pbsd_weight=1.5 if name == 'dscl+pbsd' else 0.0) if task_name == 'dscl' else {}
+    projector = None if name.startswith('ce') else dict(proj_dim=128)
+    method, _, view_forward = name.partition(':')
+    task_name = method.split('+')[0]
+    extra = dict(pbsd_weight=1.5 if method == 'dscl+pbsd' else 0.0) if task_name == 'dscl' else {}
     task = create_task(task_name, model, num_views=2, smoothing=None if task_name == 'dscl' else 0.0, verbose=False,
-                       projector=projector, queue_size=args.queue_size if task_name in ('paco', 'dscl') else None,
-                       **extra)  # gpaco: the paper's, no queue
+                       projector=projector, queue_size=None if task_name == 'ce' else args.queue_size,
+                       view_forward=view_forward or 'per-view', **extra)
     optimizer = torch.optim.SGD(task.get_trainable_module().parameters(), lr=0.01, momentum=0.9)
     return task, optimizer
 
@@ -135,9 +143,13 @@ def main(argv=None):
         from contextlib import nullcontext as autocast
 
     names = ('ce', 'gpaco', 'paco') + (('dscl', 'dscl+pbsd') if args.pbsd else ())
+    joint = tuple(f'{n}:joint' for n in names if n in ('ce', 'gpaco', 'dscl+pbsd')) if args.view_forward else ()
+    names += joint
     inputs = {n: input for n in names}
     if args.pbsd:
         inputs['dscl+pbsd'] = _patch_batch(input, args, g, device)
+        if args.view_forward:
+            inputs['dscl+pbsd:joint'] = inputs['dscl+pbsd']
     built = {n: _build(n, args, device) for n in names}
     for task, optimizer in built.values():
         task.get_trainable_module().train()
@@ -162,6 +174,8 @@ def main(argv=None):
     if args.pbsd:
         result['pbsd_patches'], result['pbsd_patch_size'] = args.pbsd_patches, inputs['dscl+pbsd'].patches.shape[-1]
         result['pbsd_overhead'] = round(median['dscl+pbsd'] / median['dscl'], 3)
+    if joint:
+        result['joint_over_per_view'] = {n: round(median[n] / median[n.split(':')[0]], 3) for n in joint}
     if guarded:
         result['guard_step_s'] = {n: round(guarded[n], 4) for n in names}
         result['guard_ratio'] = {n: round(guarded[n] / median[n], 3) for n in names}

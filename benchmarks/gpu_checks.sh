@@ -30,9 +30,10 @@ for model in resnet50 vit_base_patch16_224; do
       | tee -a "$OUT/bench_step.jsonl"
   done
 done
-# DSCL with and without PBSD (5 patches of 64 px per image) on a ResNet-50
+# DSCL with and without PBSD (5 patches of 64 px per image) on a ResNet-50; per-view and joint forwards
 python3 benchmarks/bench_step.py --device cuda --model resnet50 --num-classes 1000 --img-size 224 -b 128 \
-  --amp --amp-dtype bfloat16 --channels-last --steps 10 --warmup 3 --rounds 3 --pbsd --json "$OUT/step.json" \
+  --amp --amp-dtype bfloat16 --channels-last --steps 10 --warmup 3 --rounds 3 --pbsd --view-forward \
+  --json "$OUT/step.json" \
   > "$OUT/step.log" 2>&1 || { status=1; cat "$OUT/step.log"; }
 python3 -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))" "$OUT/step.json" \
   | tee -a "$OUT/bench_step.jsonl"

@@ -98,8 +98,10 @@ def test_bench_step_without_warmup(tmp_path):
     assert out.is_file() and set(json.loads(out.read_text())['step_s']) == {'ce', 'gpaco', 'paco'}
     proc = _script('bench_step.py', '--model', 'resnet10t', '--num-classes', '5', '--img-size', '32', '-b', '4',
                    '--queue-size', '16', '--steps', '1', '--warmup', '0', '--rounds', '1', '--threads', '1',
-                   '--device', 'cpu', '--pbsd', '--pbsd-patch-size', '16', '--json', str(out))
+                   '--device', 'cpu', '--pbsd', '--pbsd-patch-size', '16', '--view-forward', '--json', str(out))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert {'dscl', 'dscl+pbsd'} <= set(result['step_s']) and result['pbsd_overhead'] > 0
     assert result['pbsd_patch_size'] == 16
+    assert set(result['joint_over_per_view']) == {'ce:joint', 'gpaco:joint', 'dscl+pbsd:joint'}
+    assert all(r > 0 for r in result['joint_over_per_view'].values())

@@ -28,10 +28,10 @@ def _compare(loss, embed, logit, labels, seed=None, **ref_kwargs):
                                temperature=loss.temperature, num_pixels=loss.num_pixels, seed=seed, **ref_kwargs)
     ours.backward()
     ref.backward()
-    assert ours.dtype == torch.float32
-    assert float(ours.detach()) == pytest.approx(float(ref.detach()), rel=1e-5, abs=1e-6)
-    torch.testing.assert_close(e1.grad, e2.grad, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(l1.grad, l2.grad, rtol=1e-4, atol=1e-6)
+    assert ours.dtype == torch.float64  # float64 in, float64 arithmetic (the losses' convention)
+    assert float(ours.detach()) == pytest.approx(float(ref.detach()), rel=1e-10, abs=1e-12)
+    torch.testing.assert_close(e1.grad, e2.grad, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(l1.grad, l2.grad, rtol=1e-9, atol=1e-12)
     return float(ours.detach())
 
 

@@ -190,9 +190,11 @@ def test_gpaco_every_view_is_an_anchor(paco_model, batch, num_views):
 
 
 def test_gpaco_queue_holds_earlier_last_view_embeddings(paco_model, batch):
-    """The seeds' long-tailed GPaCo: last-view embeddings of earlier steps join the contrast set."""
+    """The authors' GPaCo: last-view embeddings of earlier steps join the contrast set (8192 slots by default,
+    every official GPaCo script's; 0 = the queue-free equations)."""
     x, y = batch
-    assert _contrastive('gpaco', paco_model).queue is None  # the paper: no queue
+    assert len(_contrastive('gpaco', paco_model).queue) == 0 and _contrastive('gpaco', paco_model).queue.size == 8192
+    assert _contrastive('gpaco', paco_model, queue_size=0).queue is None
     task = _contrastive('gpaco', paco_model, queue_size=6, smoothing=0.0)
     model, crit = task.module, task.criterion
     out1 = task(x, y)  # first step: an empty queue, the paper's loss
@@ -225,13 +227,13 @@ def test_gpaco_queue_state(paco_model, batch, caplog):
     for name, value in state['queue'].items():
         assert torch.equal(fresh.queue.state_dict()[name], value)
     assert len(fresh.queue) == 4
-    with pytest.raises(ValueError, match='no gpaco queue: it was trained without --gpaco-queue-size'):
+    with pytest.raises(ValueError, match=r'no gpaco queue: it was trained with --gpaco-queue-size 0 .*resume with --gpaco-queue-size 0'):
         fresh.load_task_state({})
     fresh.load_task_state(None, strict=False)
     assert len(fresh.queue) == 0 and 'queue emptied' in caplog.text
     with pytest.raises(ValueError, match=r'\[6, 8\] \(slots x dim\), this task \[4, 8\]: use the same --gpaco-queue'):
         _contrastive('gpaco', paco_model, queue_size=4).load_task_state(state)
-    plain = _contrastive('gpaco', paco_model)
+    plain = _contrastive('gpaco', paco_model, queue_size=0)
     assert set(plain.get_task_state()) == {'projector', 'projector_args'}
     plain.load_task_state(None)
     with pytest.raises(ValueError, match='a gpaco queue of 6 slots, this task has none'):

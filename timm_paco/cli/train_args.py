@@ -9,7 +9,7 @@ from timm_paco.arg_types import (
 )
 from timm_paco.cli.inputs import read_config_defaults
 from timm_paco.cli.usage import UsageError
-from timm_paco.tasks import LOGIT_ADJUST_MODES, TASK_NAMES, TASK_SMOOTHING
+from timm_paco.tasks import GPACO_QUEUE_SIZE, LOGIT_ADJUST_MODES, TASK_NAMES, TASK_SMOOTHING, VIEW_FORWARDS
 from timm_paco.data.samplers import SAMPLERS
 from timm_paco.tasks.classifier_retrain import RETRAIN_MODES
 from timm_paco.tasks.projector import PROJ_TYPES
@@ -101,6 +101,9 @@ def _optimizer_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--momentum', type=non_negative_float, default=0.9, metavar='M',
                    help='optimizer momentum (default: 0.9)')
     g.add_argument('--weight-decay', type=non_negative_float, default=2e-5, help='weight decay (default: 2e-5)')
+    g.add_argument('--wd-bias-and-norm', action='store_true', default=False,
+                   help='weight decay on every parameter, biases and normalisation weights too, as the papers\' '
+                        'ResNet code does (default: timm\'s, which leaves them out)')
     g.add_argument('--clip-grad', type=positive_float, default=None, metavar='NORM', help='gradient clipping value')
     g.add_argument('--clip-mode', type=str, default='norm', help='clipping mode: norm, value or agc')
     g.add_argument('--layer-decay', type=positive_float, default=None, help='layer-wise lr decay')
@@ -303,9 +306,13 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
                    help='contrast temperature (default: 0.2 for paco / gpaco, 0.07 for dscl)')
     g.add_argument('--paco-queue-size', type=positive_int, default=8192,
                    help='paco / dscl queue slots (default: 8192)')
-    g.add_argument('--gpaco-queue-size', type=non_negative_int, default=0,
-                   help='gpaco queue of earlier embeddings, slots (default: 0, none, the paper; the seeds\' '
-                        'long-tailed code: 8192, 1024 on CIFAR)')
+    g.add_argument('--gpaco-queue-size', type=non_negative_int, default=GPACO_QUEUE_SIZE,
+                   help=f'gpaco queue of earlier embeddings, slots (default: {GPACO_QUEUE_SIZE}, every one of the '
+                        f'authors\' scripts; their CIFAR script 1024; 0 = none)')
+    g.add_argument('--view-forward', type=str, default='per-view', choices=VIEW_FORWARDS,
+                   help='how the views (and dscl\'s PBSD patch groups) pass through the trained model: per-view = '
+                        'one forward per view, BatchNorm normalising each view\'s batch on its own (the authors\' '
+                        'code); joint = one forward of all views, BatchNorm over the mixed batch (default: per-view)')
     g.add_argument('--paco-momentum', type=decay_rate, default=0.999,
                    help='paco / dscl key encoder EMA decay (default: 0.999)')
     g.add_argument('--dscl-alpha', type=probability, default=None,

@@ -48,7 +48,7 @@ def create_train_task(args, task: str, model, trainable, num_views: int, class_c
             queue_size=_queue_size(args, task), momentum=args.paco_momentum,
             pbsd_weight=args.pbsd_weight if task == 'dscl' else None, classifier_retrain=args.classifier_retrain,
             focal_gamma=args.focal_gamma, cb_beta=args.cb_beta,
-            drw_epoch=args.drw_epoch if task == 'ldam-drw' else None, **task_kwargs)
+            drw_epoch=args.drw_epoch if task == 'ldam-drw' else None, view_forward=args.view_forward, **task_kwargs)
         if load_initial_projector(result, initial_projector, args.initial_checkpoint):
             _logger.info(f'Projector weights from --initial-checkpoint {args.initial_checkpoint}.')
     if utils.is_primary(args):

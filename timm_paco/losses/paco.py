@@ -12,8 +12,9 @@ Positives: the centres with weights ``beta·(1−s)`` on the true class and ``be
 The three published variants are calls of this one loss:
   * PaCo long-tailed: ``class_counts`` given, ``features`` = query view, queue = key view ∪ MoCo queue.
   * PaCo full ImageNet: the same without ``class_counts``.
-  * GPaCo: ``features``/``logits`` = both views (view-major), ``label_smoothing=0.1``, no queue (optionally
-    a queue of earlier embeddings, as in the seeds' long-tailed code).
+  * GPaCo: ``features``/``logits`` = both views (view-major), ``label_smoothing=0.1``, queue = earlier
+    last-view embeddings of the same encoder (every one of the authors' GPaCo scripts; none in the paper's
+    equations).
 """
 from typing import Dict, Optional, Sequence, Union
 
@@ -128,10 +129,10 @@ class PaCoLoss(PartsLoss):
 class GPaCoLoss(PaCoLoss):
     """PaCo with the GPaCo recipe's defaults (dvlab-research/Parametric-Contrastive-Learning, GPaCo):
     alpha=0.05, temperature=0.2, label_smoothing=0.1 (their full-ImageNet / ViT value; their long-tailed
-    scripts use 0), no class prior; both views are anchors. ``GPaCoTask`` passes no queue by default, the
-    paper's formulation; with ``queue_size`` > 0 it also passes a queue of earlier key-view embeddings of the
-    same encoder as ``queue_features`` / ``queue_labels``, as the seeds' long-tailed code does. (Their ViT
-    fine-tuning scripts use alpha=0.2; pass it explicitly.)"""
+    scripts use 0), no class prior; both views are anchors. ``GPaCoTask`` passes a queue of earlier key-view
+    embeddings of the same encoder as ``queue_features`` / ``queue_labels`` (8192 slots, as every one of the
+    authors' scripts; ``queue_size=0`` passes none, the queue-free equations). (Their ViT fine-tuning scripts use
+    alpha=0.2; pass it explicitly.)"""
 
     def __init__(
             self,

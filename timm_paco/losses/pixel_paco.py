@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._checks import check_num_classes, check_paco_weights, check_temperatures
+from ._checks import check_num_classes, check_paco_weights, check_temperatures, compute_dtype
 
 __all__ = ['PixelPaCoLoss', 'nearest_labels', 'sample_pixels']
 
@@ -44,8 +44,8 @@ def sample_pixels(num_positions: int, num_pixels: Optional[int], generator: Opti
 class PixelPaCoLoss(nn.Module):
     """``loss(embed [N, D, h, w], seg_logit [N, C, h, w], labels [N, H, W], generator=None)`` -> scalar.
 
-    ``embed`` is the projector's output (normalised here, in float32); ``seg_logit`` the segmentation logits at
-    the same size (raw: no temperature, no class prior); ``labels`` any size, reduced by nearest neighbour.
+    ``embed`` is the projector's output (normalised here, in float32, or float64 if given); ``seg_logit`` the
+    segmentation logits at the same size (raw: no temperature, no class prior); ``labels`` any size, reduced by nearest neighbour.
     ``num_pixels`` K per image (None: every pixel); ``generator`` makes the draw reproducible (images in order,
     ``sample_pixels`` each). Memory is O(K²) per image: images are processed one at a time.
     """
@@ -95,7 +95,7 @@ class PixelPaCoLoss(nn.Module):
                              f'labels {list(labels.shape)}, seg_logit {list(seg_logit.shape)}')
 
     def image_loss(self, z: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Loss of one image's drawn pixels: ``z [K, D]`` normalised, ``logits [K, C]``, ``y [K]`` (float32)."""
+        """Loss of one image's drawn pixels: ``z [K, D]`` normalised, ``logits [K, C]``, ``y [K]`` (float32, or float64 if given)."""
         anchor = (y >= 0) & (y < self.num_classes) & (y != self.ignore_index)
         index = anchor.nonzero()[:, 0]
         if index.numel() == 0:
@@ -109,7 +109,7 @@ class PixelPaCoLoss(nn.Module):
             terms.append((sim + math.log(self.gamma)).masked_fill(~not_self, -torch.inf))
         log_d = torch.logsumexp(torch.cat(terms, dim=1), dim=1)  # [A]
         positive = (ya[:, None] == y[None, :]) & not_self  # same class among the other drawn pixels
-        weight_sum = self.beta + self.alpha * positive.sum(1)
+        weight_sum = self.beta + self.alpha * positive.sum(1).to(sim.dtype)  # not the default float32
         weighted = (self.beta * la.gather(1, ya[:, None])[:, 0]
                     + self.alpha * sim.masked_fill(~positive, 0.0).sum(1) - weight_sum * log_d)
         per_anchor = weighted / torch.where(weight_sum > 0, weight_sum, torch.ones_like(weight_sum))
@@ -120,10 +120,11 @@ class PixelPaCoLoss(nn.Module):
         self._check(embed, seg_logit, labels)
         n, _, h, w = seg_logit.shape
         labels = nearest_labels(labels, (h, w)).reshape(n, h * w)
+        dtype = compute_dtype(embed, seg_logit)  # float32, or float64 if given
         with torch.autocast(device_type=embed.device.type, enabled=False):
-            z = F.normalize(embed.float().flatten(2), dim=1)  # [N, D, h·w]
-            logits = seg_logit.float().flatten(2)  # [N, C, h·w]
-            total = embed.new_zeros((), dtype=torch.float32)
+            z = F.normalize(embed.to(dtype).flatten(2), dim=1)  # [N, D, h·w]
+            logits = seg_logit.to(dtype).flatten(2)  # [N, C, h·w]
+            total = embed.new_zeros((), dtype=dtype)
             for i in range(n):
                 drawn = sample_pixels(h * w, self.num_pixels, generator, device=embed.device)
                 total = total + self.image_loss(z[i][:, drawn].t(), logits[i][:, drawn].t(), labels[i][drawn])

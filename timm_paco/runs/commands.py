@@ -58,8 +58,9 @@ def train_command(
         '--epochs', str(r['epochs']),
         '--warmup-epochs', str(r['warmup_epochs']),
         '-b', str(r['batch_size']),
-        '--opt', 'sgd',
+        '--opt', r['opt'],
         '--momentum', '0.9',
+        '--wd-bias-and-norm',  # the papers' optimizer: torch SGD with decay on every parameter
         '--lr', str(r['lr']),
         '--weight-decay', str(r['weight_decay']),
         '--sched', 'cosine',
@@ -72,7 +73,8 @@ def train_command(
         '--experiment', experiment,
     ] + TASK_FLAGS.get(trained, []) + (
         ['--paco-queue-size', str(r['paco_queue_size']), '--paco-momentum', str(r['paco_momentum'])]
-        if trained in ('paco', 'dscl') else []) + list(extra_flags)
+        if trained in ('paco', 'dscl') else []) + (
+        ['--gpaco-queue-size', str(r['paco_queue_size'])] if trained == 'gpaco' else []) + list(extra_flags)
 
 
 def second_stage_epochs(task: str, epochs: int) -> int:

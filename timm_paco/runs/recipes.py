@@ -29,8 +29,11 @@ TASK_MODELS = {
 }
 
 # Shared by every method: same backbone, input, views (two augmented views of each image), optimiser,
-# schedule, batch size and epochs. Values are train.py flags.
+# schedule, batch size and epochs. Values are train.py flags. The optimiser is the papers': plain momentum SGD
+# (timm's 'momentum', not its Nesterov 'sgd') with weight decay on every parameter (--wd-bias-and-norm). The
+# queue size is PaCo's, DSCL's and GPaCo's alike.
 RECIPE = dict(
+    opt='momentum',
     epochs=20,
     batch_size=32,
     lr=0.03,

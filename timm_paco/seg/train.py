@@ -105,7 +105,8 @@ def _build(args) -> SegRun:
     val_set = SegFolder(args.data_dir, args.val_split) if args.val_split else None
     run = SegRun(args, device, precision, task, None, _train_loader(args, train_set), val_set, names,
                  train_pixels_of(args.data_dir, args.train_split, args.num_classes))
-    run.optimizer = create_optimizer_v2(task.get_trainable_module(), **optimizer_kwargs(cfg=args))
+    run.optimizer = create_optimizer_v2(task.get_trainable_module(), **optimizer_kwargs(cfg=args),
+                                        filter_bias_and_bn=not args.wd_bias_and_norm)
     run.loss_scaler = precision.loss_scaler(device)
     resume_epoch = None
     if args.resume:

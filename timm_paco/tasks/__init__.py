@@ -3,7 +3,7 @@
 A task maps a view-major batch ``(input [V·B, C, H, W], target [B])`` to timm's task dict ``{'loss',
 'output' (view-0 logits [B, C]), named loss parts}``.
 """
-from ._base import ViewTask
+from ._base import VIEW_FORWARDS, ViewTask
 from ._contrastive import ContrastiveTask
 from .contrastive_module import ContrastiveModule, create_contrastive_module, is_transformer_like
 from .projector import PROJ_TYPES, Projector
@@ -17,6 +17,6 @@ from .factory import (
     LOGIT_ADJUST_MODES, LONG_TAIL_RATIO, TASK_NAMES, TASK_SMOOTHING, create_task,
     is_long_tailed, resolve_logit_adjust,
 )
-from .gpaco import GPaCoTask
+from .gpaco import GPACO_QUEUE_SIZE, GPaCoTask
 from .paco import PaCoTask
 from .dscl import DSCLTask

@@ -15,7 +15,12 @@ from timm.utils import unwrap_model
 
 from timm_paco.models.checkpoint_filter import check_state_dict, split_state_dict, classifier_module_name
 
-__all__ = ['ViewTask']
+__all__ = ['VIEW_FORWARDS', 'ViewTask', 'cat_outputs']
+
+# How the V views of a batch pass through the trained encoder: 'per-view' (one forward per view, so BatchNorm
+# normalises each view's batch of B on its own, as the papers' code does) or 'joint' (one forward of all V·B rows,
+# BatchNorm statistics over the mixed batch).
+VIEW_FORWARDS = ('per-view', 'joint')
 
 _logger = logging.getLogger(__name__)
 
@@ -27,6 +32,9 @@ class ViewTask(ClassificationTask):
         model: The module to train: a timm classifier (a ``ContrastiveModule`` in the contrastive tasks).
         criterion: A loss with the ``timm_paco.losses`` call contract.
         num_views: Views per image V in every batch.
+        view_forward: ``'per-view'`` (default: one forward of the trained module per view, the papers' BatchNorm
+            batches) or ``'joint'`` (one forward of all ``V·B`` rows); the same numbers for models without
+            BatchNorm.
         device, dtype, verbose: As ``timm.task.TrainingTask``.
     """
 
@@ -35,14 +43,18 @@ class ViewTask(ClassificationTask):
             model: nn.Module,
             criterion: nn.Module,
             num_views: int = 1,
+            view_forward: str = 'per-view',
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
             verbose: bool = True,
     ):
         if isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1:
             raise ValueError(f'num_views must be an int >= 1, got {num_views!r}')
+        if view_forward not in VIEW_FORWARDS:
+            raise ValueError(f'view_forward must be one of {VIEW_FORWARDS}, got {view_forward!r}')
         super().__init__(model, criterion=criterion, device=device, dtype=dtype, verbose=verbose)
         self.num_views = num_views
+        self.view_forward = view_forward
 
     @property
     def module(self) -> nn.Module:
@@ -64,6 +76,13 @@ class ViewTask(ClassificationTask):
                 f'input must hold num_views x B = {self.num_views} x {batch_size} rows (view-major) for '
                 f'target [B={batch_size}], got {list(input.shape)}')
         return batch_size
+
+    def encode_views(self, input: torch.Tensor, batch_size: int):
+        """The trainable module over the view-major ``input [V·B, ...]``: its output (a tensor or a tuple of
+        tensors, rows view-major) from one call per view of B rows (``per-view``) or one call (``joint``)."""
+        if self.view_forward == 'joint' or input.shape[0] <= batch_size:
+            return self.trainable_module(input)
+        return cat_outputs([self.trainable_module(view) for view in input.split(batch_size)])
 
     def get_clip_parameters(self, exclude_head: bool = False):
         """Parameters to clip (``--clip-mode agc`` leaves the head out): the head is the classifier (the class
@@ -118,3 +137,10 @@ class ViewTask(ClassificationTask):
 
     def load_own_state(self, state: Optional[Dict[str, Any]], strict: bool) -> None:
         """Restore ``own_state()`` from a checkpoint's ``task_state`` (``None`` when it has none)."""
+
+
+def cat_outputs(outputs):
+    """Row-wise concatenation of per-chunk outputs: a list of tensors, or of equal-length tuples of tensors."""
+    if isinstance(outputs[0], torch.Tensor):
+        return torch.cat(outputs)
+    return tuple(torch.cat(parts) for parts in zip(*outputs))

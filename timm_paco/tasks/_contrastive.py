@@ -30,6 +30,7 @@ class ContrastiveTask(ViewTask):
         num_views: Views per image V in every batch.
         projector: ``create_contrastive_module`` arguments (``proj_dim``, ``proj_type``, ...); None keeps the
             model's paper recipe (or the family default).
+        view_forward: ``'per-view'`` or ``'joint'`` (``ViewTask``).
         device, dtype, verbose: As ``timm.task.TrainingTask``.
     """
 
@@ -39,6 +40,7 @@ class ContrastiveTask(ViewTask):
             criterion: nn.Module,
             num_views: int = 1,
             projector: Optional[Mapping[str, Any]] = None,
+            view_forward: str = 'per-view',
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
             verbose: bool = True,
@@ -49,7 +51,8 @@ class ContrastiveTask(ViewTask):
             module = model
         else:
             module = create_contrastive_module(model, **(projector or {}))
-        super().__init__(module, criterion, num_views=num_views, device=device, dtype=dtype, verbose=verbose)
+        super().__init__(module, criterion, num_views=num_views, view_forward=view_forward, device=device, dtype=dtype,
+                         verbose=verbose)
 
     @property
     def model(self) -> nn.Module:

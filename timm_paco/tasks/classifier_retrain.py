@@ -95,7 +95,7 @@ class ClassifierRetrainTask(WrappedModelTask):
     ``FrozenFeatures(model, mode)``; its ``model`` (evaluation, checkpoints, export) is the plain timm model."""
 
     def __init__(self, model: nn.Module, criterion: nn.Module, mode: str = 'crt', num_views: int = 1,
-                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, verbose: bool = True):
-        super().__init__(FrozenFeatures(model, mode), criterion, num_views=num_views, device=device, dtype=dtype,
+                 view_forward: str = 'per-view', device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, verbose: bool = True):
+        super().__init__(FrozenFeatures(model, mode), criterion, num_views=num_views, view_forward=view_forward, device=device, dtype=dtype,
                          verbose=verbose)
         self.mode = mode

@@ -73,25 +73,29 @@ class ContrastiveModule(nn.Module):
         return F.normalize(out.float() if out.dtype in (torch.float16, torch.bfloat16) else out, dim=1)
 
     def forward(self, x: torch.Tensor, patches: Optional[torch.Tensor] = None,
-                boxes: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, ...]:
+                boxes: Optional[torch.Tensor] = None, joint_patches: bool = False) -> Tuple[torch.Tensor, ...]:
         """``x [N, C, H, W] -> (logits, embeddings)``; with ``patches`` and ``boxes``, ``forward_patches``."""
         if patches is not None:
-            return self.forward_patches(x, patches, boxes)
+            return self.forward_patches(x, patches, boxes, joint_patches=joint_patches)
         pre = self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
         return self.backbone.get_classifier()(pre), self.embed(pre)
 
-    def forward_patches(self, x: torch.Tensor, patches: torch.Tensor, boxes: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def forward_patches(self, x: torch.Tensor, patches: torch.Tensor, boxes: torch.Tensor,
+                        joint_patches: bool = False) -> Tuple[torch.Tensor, ...]:
         """PBSD's forward: ``x [B, C, H, W]``, ``patches [L·B, C, p, p]`` patch-major, ``boxes [L, B, 4]`` in
         pixels of ``x`` -> ``(logits [B, classes], embeddings [B, D], teacher [L, B, D] (no gradient),
         student [L, B, D])``: the teacher pools each box on ``x``'s last feature map, the student encodes the
-        patch (``patch_teacher``)."""
+        patch (``patch_teacher``), one forward per patch group of B (the authors' BatchNorm batches) or all
+        ``L·B`` patches in one with ``joint_patches``."""
         backbone = self.backbone
         final, fmap, layout = last_feature_map(backbone, x)
         pre = backbone.forward_head(final, pre_logits=True)
         with torch.no_grad():
             bins = box_bins(fmap.detach(), boxes, tuple(x.shape[-2:])).to(final.dtype)
             teacher = self.embed(pool_bins(backbone, bins, layout))
-        student = self.embed(backbone.forward_head(backbone.forward_features(patches), pre_logits=True))
+        groups = (patches,) if joint_patches else patches.split(boxes.shape[1])
+        student = torch.cat([self.embed(backbone.forward_head(backbone.forward_features(group), pre_logits=True))
+                             for group in groups])
         shape = (boxes.shape[0], boxes.shape[1], -1)
         return backbone.get_classifier()(pre), self.embed(pre), teacher.reshape(shape), student.reshape(shape)
 

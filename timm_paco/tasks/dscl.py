@@ -9,7 +9,8 @@ the loss of the gathered global batch.
 
 PBSD (``pbsd_weight`` λ > 0) takes ``input`` as ``timm_paco.data.PatchBatch`` (views, L patches and L boxes per
 image): the query model gives each box's teacher embedding (RoIAlign on the query's last feature map, no
-gradient) and each patch's student embedding in the same call; ``timm_paco.losses.PBSDLoss`` scores both
+gradient) and each patch's student embedding in the same call (one encoder forward per patch group of B, as
+the authors' code does, or all L·B patches in one with ``view_forward='joint'``); ``timm_paco.losses.PBSDLoss`` scores both
 against the image's own key and the queue as it was before this batch is enqueued. Each rank distils its own
 images; DDP's gradient average is then the global batch's. Total: ``L_dscl + λ · L_pbsd``.
 """
@@ -58,7 +59,7 @@ class DSCLTask(PaCoTask):
         batch_size = self.batch_size(input.views, target)
         self._check_patches(input, batch_size)
         logits, queries, teacher, student = self.trainable_module(
-            input.views[:batch_size], input.patches, input.boxes)
+            input.views[:batch_size], input.patches, input.boxes, joint_patches=self.view_forward == 'joint')
         keys = self._keys(input.views[batch_size:])
         queue_features, queue_labels = self.queue.get()
         result = self.contrast(logits, queries, keys, target, queue_features, queue_labels)

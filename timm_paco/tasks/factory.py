@@ -2,9 +2,9 @@
 
 Hyper-parameters left ``None`` take the defaults of the task's loss in ``timm_paco.losses`` (PaCo: alpha
 0.05, beta 1, gamma 1, temperature 0.2; GPaCo: the same with label smoothing 0.1) and of the task (PaCo: queue
-8192, momentum 0.999; GPaCo: no queue), the values of the seeds (dvlab-research/Parametric-Contrastive-Learning)
+8192, momentum 0.999; GPaCo: queue 8192), the values of the seeds (dvlab-research/Parametric-Contrastive-Learning)
 and of the GPaCo paper. GPaCo's 0.1 is the seeds' full-ImageNet and ViT value; their long-tailed GPaCo scripts
-use no smoothing (``smoothing=0``) and a queue (``queue_size=8192``, 1024 on CIFAR). DSCL: alpha 1/9,
+use no smoothing (``smoothing=0``); every GPaCo script keeps a queue (8192 slots, 1024 on CIFAR). DSCL: alpha 1/9,
 temperature 0.07 (``timm_paco.losses.DSCLLoss``), PaCo's queue and momentum, no class prior, no smoothing.
 
 Class prior (logit adjustment) ``prior_tau · log p_c`` from the training class counts:
@@ -115,6 +115,7 @@ def create_task(
         focal_gamma: Optional[float] = None,
         cb_beta: Optional[float] = None,
         drw_epoch: Optional[int] = None,
+        view_forward: str = 'per-view',
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
         verbose: bool = True,
@@ -133,7 +134,7 @@ def create_task(
         smoothing: Label smoothing of the CE / centre term; None keeps the loss default.
         alpha, beta, gamma, temperature: PaCo loss weights and temperature (dscl: alpha and temperature);
             None keeps the loss default.
-        queue_size: Queue slots; None keeps the task's default (paco 8192; gpaco 0, no queue, the paper's).
+        queue_size: Queue slots; None keeps the task's default (paco, dscl, gpaco: 8192; gpaco 0 = no queue).
             Not taken by the CE baselines.
         momentum: PaCo key encoder EMA decay.
         pbsd_weight: ``dscl``'s PBSD weight λ (None: the paper's 1.5; 0: no PBSD, plain view-major input).
@@ -144,6 +145,8 @@ def create_task(
         drw_epoch: ``ldam-drw``: the epoch from which the classes are re-weighted (None: never).
         projector: ``paco`` / ``gpaco`` projector arguments (``proj_dim``, ``proj_type``, ``proj_act``,
             ``proj_hidden_dim``); None or absent ones keep the model's paper recipe (``timm_paco.models.recipe_for``).
+        view_forward: ``'per-view'`` (one encoder forward per view / PBSD patch group, the authors' BatchNorm
+            batches) or ``'joint'`` (one forward of all rows); ``timm_paco.tasks.VIEW_FORWARDS``.
     """
     if name not in TASK_NAMES:
         raise ValueError(f'task: unknown task {name!r}; expected one of {", ".join(TASK_NAMES)}')
@@ -178,7 +181,7 @@ def create_task(
                          f'{", ".join(CE_FAMILY)}, not task {name}')
     if pbsd_weight is not None and name != 'dscl':
         raise ValueError(f'pbsd_weight={pbsd_weight}: PBSD is part of dscl, not of task {name}')
-    common = dict(device=device, dtype=dtype, verbose=verbose)
+    common = dict(view_forward=view_forward, device=device, dtype=dtype, verbose=verbose)
     queued = {} if queue_size is None else dict(queue_size=queue_size)  # None: the task class's default
     if name in KEY_ENCODER_TASKS:
         if num_views not in (None, 2):

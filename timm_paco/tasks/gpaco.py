@@ -1,14 +1,17 @@
 """GPaCo (Cui et al., TPAMI 2023): one shared encoder, every view an anchor, no momentum encoder.
 
 For ``input [V·B, C, H, W]`` (V = 2 for the two-view recipe, 1 for the seeds' single-view ViT recipe) the
-model returns logits ``[V·B, C]`` and embeddings ``[V·B, D]``; the GPaCo loss (label smoothing on the
-centre term) runs over all rows with ``target`` repeated per view. Under DDP the rows of every rank are
-gathered (with gradient), so each rank computes the loss of the global batch.
+model returns logits ``[V·B, C]`` and embeddings ``[V·B, D]``, one forward per view by default (the authors'
+code encodes each view in its own call, so BatchNorm normalises each view's batch on its own;
+``view_forward='joint'`` encodes all rows at once). The GPaCo loss (label smoothing on the centre term) runs
+over all rows with ``target`` repeated per view. Under DDP the rows of every rank are gathered (with
+gradient), so each rank computes the loss of the global batch.
 
-``queue_size`` 0 (default) is the paper's formulation. With ``queue_size`` K > 0 the task also keeps the
-last view's embeddings of earlier steps, detached, in a K-slot labelled queue, as the seeds' long-tailed code
-does (8192 slots, 1024 on CIFAR): contrast-only samples, enqueued after the loss (all ranks' rows under DDP)
-and saved in the task state of every checkpoint.
+The task keeps the last view's embeddings of earlier steps, detached, in a ``queue_size``-slot labelled queue,
+as every one of the authors' GPaCo scripts does (8192 slots by default: ImageNet-LT, iNaturalist, Places-LT,
+full ImageNet, the MAE ViTs; their CIFAR script 1024): contrast-only samples, enqueued after the loss (all
+ranks' rows under DDP) and saved in the task state of every checkpoint. ``queue_size=0`` is the queue-free
+formulation of the paper's equations.
 """
 import logging
 from typing import Any, Dict, Optional
@@ -20,7 +23,9 @@ from ._contrastive import ContrastiveTask
 from ._distributed import gather_rows
 from ._queued import check_queue_size, load_queue_state, make_queue
 
-__all__ = ['GPaCoTask']
+__all__ = ['GPACO_QUEUE_SIZE', 'GPaCoTask']
+
+GPACO_QUEUE_SIZE = 8192  # the authors' GPaCo scripts' moco-k (CIFAR: 1024)
 
 
 _logger = logging.getLogger(__name__)
@@ -33,7 +38,8 @@ class GPaCoTask(ContrastiveTask):
         model: A timm classifier (or a ``ContrastiveModule``).
         criterion: A loss with ``loss_parts`` (``timm_paco.losses.GPaCoLoss``).
         num_views: Views per image, all anchors.
-        queue_size: Slots of the optional queue of earlier embeddings; 0 = none (the paper).
+        queue_size: Slots of the queue of earlier embeddings (8192, the authors' scripts); 0 = none.
+        view_forward: ``'per-view'`` (default) or ``'joint'`` (``ViewTask``).
         projector: Projector arguments (``ContrastiveTask``).
     """
 
@@ -42,19 +48,20 @@ class GPaCoTask(ContrastiveTask):
             model: nn.Module,
             criterion: nn.Module,
             num_views: int = 2,
-            queue_size: int = 0,
+            queue_size: int = GPACO_QUEUE_SIZE,
             projector: Optional[Dict[str, Any]] = None,
+            view_forward: str = 'per-view',
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
             verbose: bool = True,
     ):
-        super().__init__(model, criterion, num_views=num_views, projector=projector, device=device, dtype=dtype,
-                         verbose=verbose)
+        super().__init__(model, criterion, num_views=num_views, projector=projector, view_forward=view_forward,
+                         device=device, dtype=dtype, verbose=verbose)
         self.queue = make_queue(queue_size, self.module) if check_queue_size(queue_size, allow_zero=True) else None
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> Dict[str, torch.Tensor]:
         batch_size = self.batch_size(input, target)
-        logits, embeddings = self.trainable_module(input)
+        logits, embeddings = self.encode_views(input, batch_size)
         labels = target.repeat(self.num_views) if self.num_views > 1 else target
         queued = () if self.queue is None else self.queue.get()
         parts = self.criterion.loss_parts(
@@ -94,8 +101,9 @@ class GPaCoTask(ContrastiveTask):
             return
         if saved is None:
             if strict:
-                raise ValueError('checkpoint has no gpaco queue: it was trained without --gpaco-queue-size; '
-                                 'use --initial-checkpoint to start from its weights')
+                raise ValueError('checkpoint has no gpaco queue: it was trained with --gpaco-queue-size 0 (the '
+                                 'default before the queue became the authors\' 8192); resume with '
+                                 '--gpaco-queue-size 0, or use --initial-checkpoint to start from its weights')
             _logger.warning('No gpaco queue in checkpoint: queue emptied.')
             self.queue.reset()
             return

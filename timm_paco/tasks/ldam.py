@@ -63,8 +63,8 @@ class LDAMTask(WrappedModelTask):
     """LDAM with deferred re-weighting from ``drw_epoch``; ``criterion``: ``timm_paco.losses.LDAMLoss``."""
 
     def __init__(self, model: nn.Module, criterion: nn.Module, drw_epoch: Optional[int] = None, num_views: int = 1,
-                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, verbose: bool = True):
-        super().__init__(CosineClassifier(model), criterion, num_views=num_views, device=device, dtype=dtype,
+                 view_forward: str = 'per-view', device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, verbose: bool = True):
+        super().__init__(CosineClassifier(model), criterion, num_views=num_views, view_forward=view_forward, device=device, dtype=dtype,
                          verbose=verbose)
         if drw_epoch is not None and (isinstance(drw_epoch, bool) or not isinstance(drw_epoch, int) or drw_epoch < 0):
             raise ValueError(f'--drw-epoch must be an int >= 0, got {drw_epoch!r}')

@@ -43,6 +43,8 @@ class PaCoTask(ContrastiveTask):
         projector: Projector arguments (``ContrastiveTask``).
         queue_size: Queue slots K (the seeds' ``moco-k``, 8192).
         momentum: Key encoder EMA decay (the seeds' ``moco-m``, 0.999).
+        view_forward: Only the query view is encoded with gradient; DSCL's PBSD patches are encoded one group
+            of B per forward (``'per-view'``, the authors') or all ``L·B`` at once (``'joint'``).
     """
 
     task_name = 'paco'
@@ -54,11 +56,13 @@ class PaCoTask(ContrastiveTask):
             queue_size: int = 8192,
             momentum: float = 0.999,
             projector: Optional[Dict[str, Any]] = None,
+            view_forward: str = 'per-view',
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
             verbose: bool = True,
     ):
-        super().__init__(model, criterion, num_views=2, projector=projector, device=device, dtype=dtype,
+        super().__init__(model, criterion, num_views=2, projector=projector, view_forward=view_forward, device=device,
+                         dtype=dtype,
                          verbose=verbose)
         if not 0.0 <= check_real('momentum', momentum) < 1.0:
             raise ValueError(f'momentum must lie in [0, 1), got {momentum!r}')
