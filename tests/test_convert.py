@@ -17,9 +17,9 @@ from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer
 
 import timm_paco  # noqa: F401
-from timm_paco.convert import convert_checkpoint, load_checkpoint, main
-from timm_paco.models import ResNetCifar
-from timm_paco.tasks import attach_projector
+from timm_paco.convert import convert_checkpoint, infer_model_name, load_checkpoint, main
+from timm_paco.models import ResNetCifar, recipe_for, registered_names
+from timm_paco.tasks import Projector, attach_projector
 
 TINY_RESNET = dict(layers=(1, 1, 1, 1))
 TINY_VIT = dict(img_size=32, embed_dim=32, depth=2, num_heads=2)
@@ -221,7 +221,7 @@ def test_bad_checkpoints_raise_one_clear_error(tmp_path, seed_resnet):
     with pytest.raises(ValueError, match='expected a dict checkpoint, got list'):
         convert_checkpoint(str(tmp_path / 'list.pth'), dst)
     save_file({'foo.weight': torch.zeros(2)}, str(tmp_path / 'other.safetensors'))
-    with pytest.raises(ValueError, match=r'cannot tell PaCo from GPaCo: .*got projector keys \[\]'):
+    with pytest.raises(ValueError, match=r'the model is neither a ResNet \(layer\*\) nor a ViT \(patch_embed\)'):
         convert_checkpoint(str(tmp_path / 'other.safetensors'), dst)
 
 
@@ -231,3 +231,87 @@ def test_timm_loading_path_rejects_wrong_class_count(tmp_path, seed_resnet):
     # the cfg promises 1000 classes, the file holds 10: the filter names the mismatch
     with pytest.raises(ValueError, match='class count mismatch: checkpoint classifier has 10 classes'):
         timm.create_model('gpaco_resnet50', pretrained=True, pretrained_cfg_overlay=dict(file=dst), **TINY_RESNET)
+
+
+@pytest.mark.parametrize('name', [n for n in registered_names() if recipe_for(n) is not None])
+def test_every_registered_architecture_is_read_off_its_weights(name):
+    """Shapes alone (meta tensors): the architecture from the model keys, the method from the projector layout
+    (PaCo mlp, GPaCo mlp3, DSCL mlp2), the ViTs included; without a projector the candidates are named."""
+    model = timm.create_model(name, device='meta')
+    recipe = recipe_for(name)
+    projector = Projector(model.head_hidden_size, recipe.proj_dim, proj_type=recipe.proj_type).to('meta')
+    assert infer_model_name(model.state_dict(), projector.state_dict()) == name
+    same_arch = [n for n in registered_names()
+                 if recipe_for(n) and recipe_for(n).stock_architecture == recipe.stock_architecture]
+    if len(same_arch) == 1:
+        assert infer_model_name(model.state_dict(), {}) == name
+    else:
+        with pytest.raises(ValueError, match=f'holds no projector.*pass --model, one of .*{name}'):
+            infer_model_name(model.state_dict(), {})
+
+
+class SeedDSCL(nn.Module):
+    """SY-Xuan/DSCL main.py's layout: encoder_q / encoder_k whose fc became Linear-ReLU-Linear (the projector),
+    queue [D, K], main_label_queue [1, K], queue_ptr; no classifier (its first stage trains none)."""
+
+    def __init__(self, make_encoder, width):
+        super().__init__()
+        self.encoder_q, self.encoder_k = make_encoder(), make_encoder()
+        for encoder in (self.encoder_q, self.encoder_k):
+            encoder.fc = nn.Sequential(nn.Linear(width, width), nn.ReLU(), encoder.fc)
+        self.register_buffer('queue', F.normalize(torch.randn(128, 16), dim=0))
+        self.register_buffer('main_label_queue', torch.randint(0, 10, (1, 16)))
+        self.register_buffer('queue_ptr', torch.zeros(1, dtype=torch.long))
+
+
+def _pooled_and_embedding(encoder, x):
+    """The encoder's pooled features (fc removed) and its L2-normalised projector output."""
+    with torch.no_grad():
+        emb = F.normalize(encoder(x), dim=1)
+        fc, encoder.fc = encoder.fc, nn.Identity()
+        pooled = encoder(x)
+        encoder.fc = fc
+    return pooled, emb
+
+
+@pytest.mark.filterwarnings('ignore:.*found in sys.modules:RuntimeWarning')
+def test_dscl_stage_one_converts_to_a_headless_encoder(tmp_path, capsys):
+    torch.manual_seed(3)
+    seed = SeedDSCL(lambda: ResNetCifar(num_classes=128), 64)
+    _randomise_bn(seed)
+    seed.eval()
+    src = str(tmp_path / 'checkpoint_0199.pth.tar')
+    torch.save({'epoch': 200, 'arch': 'resnet32', 'optimizer': {'state': {}, 'param_groups': []},
+                'state_dict': {'module.' + k: v for k, v in seed.state_dict().items()}}, src)
+    x = torch.randn(2, 3, 32, 32)
+    ref_pooled, ref_emb = _pooled_and_embedding(seed.encoder_q, x)
+    folder = str(tmp_path / 'stage1')
+    assert main([src, folder]) == 0  # read off the weights: CIFAR ResNet-32 + a Linear-ReLU-Linear projector
+    out = capsys.readouterr().out
+    assert 'dscl_resnet32' in out and 'holds no trained classifier' in out and '--classifier-retrain crt' in out
+    config = json.load(open(os.path.join(folder, 'config.json')))
+    assert config['architecture'] == 'dscl_resnet32' and config['num_classes'] == 0
+    model = timm.create_model('local-dir:' + folder, pretrained=True).eval()
+    module = attach_projector(model, folder).eval()
+    assert module.projector.config['proj_type'] == 'mlp2'
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref_pooled, rtol=0, atol=1e-5)
+        torch.testing.assert_close(module(x)[1], ref_emb, rtol=0, atol=1e-5)
+
+
+def test_dscl_stage_two_checkpoint_converts_under_its_name(tmp_path):
+    """equal_lincls.py's stage 2: a torchvision ResNet with the retrained fc, saved under DDP's module. prefix."""
+    torch.manual_seed(4)
+    resnet = torchvision.models.resnet.ResNet(torchvision.models.resnet.Bottleneck, [1, 1, 1, 1], num_classes=10)
+    _randomise_bn(resnet)
+    resnet.eval()
+    src = str(tmp_path / 'linear.pth.tar')
+    torch.save({'epoch': 40, 'arch': 'resnet50', 'best_acc1': 57.7,
+                'state_dict': {'module.' + k: v for k, v in resnet.state_dict().items()}}, src)
+    dst = str(tmp_path / 'stage2.safetensors')
+    name, _ = convert_checkpoint(src, dst, model_name='dscl_resnet50', **TINY_RESNET)
+    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=dst, num_classes=10),
+                              **TINY_RESNET).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), resnet(x), rtol=0, atol=1e-5)

@@ -57,6 +57,20 @@ def test_randcls_sim_two_augmentations_of_one_image(fmnist_rgb, use_prefetcher):
     assert not torch.equal(views[0], views[1])
 
 
+def test_randclsstack_view_stacks_randaugment_grayscale_and_blur(fmnist_rgb):
+    """PaCo's ResNeXt / GPaCo's 'randclsstack': RandAugment (--aa's n and m), colour jitter always, grayscale 0.2
+    and blur 0.5 in one view."""
+    tf = create_view_transform((3, 32, 32), 'randcls_randclsstack', rand_augment='rand-n3-m12-mstd0.5')
+    plain, stack = tf.transforms
+    assert transforms.RandomGrayscale not in _types(plain)
+    applied = _applied(stack)
+    assert {RandAugment, transforms.ColorJitter, transforms.GaussianBlur} <= set(applied)
+    assert next(t for t in stack.transforms if isinstance(t, transforms.RandomGrayscale)).p == 0.2
+    ra = next(t for t in stack.transforms if isinstance(t, RandAugment))
+    assert ra.num_layers == 3 and {op.magnitude for op in ra.ops} == {12}
+    assert all(v.shape == (3, 32, 32) for v in tf(fmnist_rgb[0][0]))
+
+
 def test_multi_view_transform_applies_each_transform_to_the_same_image(fmnist_rgb):
     img, _ = fmnist_rgb[1]
     to_tensor = transforms.PILToTensor()

@@ -453,3 +453,30 @@ def test_export_of_a_registered_name_loads_with_timm_alone(name, kwargs, stock, 
         expected = model(x)
     assert loaded['local_type'] == loaded['hub_type'] == stock
     assert torch.equal(loaded['local'], expected) and torch.equal(loaded['hub'], expected)
+
+
+def test_model_card_licence_of_the_authors_weights_and_of_a_chosen_one(paco32, tmp_path, capsys):
+    """The authors' checkpoints keep their cfg's licence (the MAE-based GPaCo ViT's cc-by-nc-4.0, whatever the
+    checkpoint's own arguments say) and cannot be relabelled; a train.py run takes the licence the user chooses,
+    and the card says where each licence comes from."""
+    from timm_paco.hub.license import card_license
+    model = timm.create_model('vit_base_patch16_gpaco_224', img_size=32, embed_dim=32, depth=2, num_heads=2)
+    assert card_license(model, {'model': 'vit_base_patch16'}) == (  # the MAE code's own args: not a train.py run
+        'cc-by-nc-4.0', "the licence of the authors' weights (https://github.com/dvlab-research/"
+                        "Parametric-Contrastive-Learning)")
+    with pytest.raises(ValueError, match=r"license 'mit': these weights are not a train.py run, so they are the "
+                                         r"vit_base_patch16_gpaco_224 weights under their authors' cc-by-nc-4.0"):
+        card_license(model, {}, chosen='mit')
+
+    # a train.py run: --license chooses, and the card states it; the authors' seed layout keeps the cfg's (mit)
+    out = export_checkpoint(paco32['path'], str(tmp_path / 'chosen'), form='paco', license='cc-by-4.0')
+    card = open(os.path.join(out, 'README.md')).read()
+    assert '\nlicense: cc-by-4.0\n' in card and '- **License:** cc-by-4.0 (chosen by the exporter)' in card
+    bare = tmp_path / 'bare.pth'
+    torch.save(torch.load(paco32['path'], weights_only=False)['state_dict'], bare)
+    assert hub_main(['export', str(bare), str(tmp_path / 'bare'), '--model', 'paco_resnet32', '--form', 'paco']) == 0
+    assert "- **License:** mit (the licence of the authors' weights" in open(tmp_path / 'bare' / 'README.md').read()
+    assert hub_main(['export', str(bare), str(tmp_path / 'relabel'), '--model', 'paco_resnet32',
+                     '--license', 'apache-2.0']) == 2
+    assert "license 'apache-2.0': these weights are not a train.py run" in capsys.readouterr().err
+    assert not (tmp_path / 'relabel').exists()

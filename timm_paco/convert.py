@@ -29,10 +29,11 @@ from .arg_types import positive_int
 from .checkpoint_io import load_checkpoint_file as load_checkpoint
 from .models.pretrained import check_pretrained_tag
 from .models.checkpoint_filter import check_state_dict, classifier_module_name, split_state_dict, unwrap_checkpoint
-from .models.recipes import recipe_for
+from .models import registered_names
+from .models.recipes import PaperRecipe, recipe_for
 from .tasks.projector_file import PROJECTOR_FILE, projector_args, save_projector
 
-__all__ = ['load_checkpoint', 'infer_model_name', 'convert_checkpoint', 'main']
+__all__ = ['load_checkpoint', 'infer_stock_architecture', 'infer_model_name', 'convert_checkpoint', 'main']
 
 _RESNETS = {  # (blocks per stage, groups, width per group) -> timm name
     ((3, 4, 6, 3), 1, 64): 'resnet50',
@@ -43,7 +44,7 @@ _RESNETS = {  # (blocks per stage, groups, width per group) -> timm name
     ((3, 4, 23, 3), 32, 4): 'resnext101_32x4d',
 }
 _VITS = {(16, 768, 12): 'vit_base_patch16_224', (16, 1024, 24): 'vit_large_patch16_224'}
-_CIFAR_RESNETS = {(5, 5, 5): 'resnet32'}
+_CIFAR_RESNETS = {(5, 5, 5): 'resnet32_cifar'}
 
 
 def _blocks_per_stage(sd: Dict[str, torch.Tensor], prefix: str, num_stages: int) -> Tuple[int, ...]:
@@ -54,47 +55,57 @@ def _blocks_per_stage(sd: Dict[str, torch.Tensor], prefix: str, num_stages: int)
     return tuple(counts)
 
 
-def infer_model_name(sd: Dict[str, torch.Tensor], projector: Dict[str, torch.Tensor]) -> str:
-    """Registered timm-paco name for a remapped checkpoint: plain model keys ``sd`` and the ``projector`` weights."""
-    if '1.running_mean' in projector:
-        method = 'paco'
-    elif '4.weight' in projector:
-        method = 'gpaco'
-    else:
-        raise ValueError(
-            'cannot tell PaCo from GPaCo: expected a Linear-BN-ReLU-Linear (projector 1.running_mean) or a '
-            f'3-linear (projector 4.weight) projection MLP, got projector keys {sorted(projector)}')
+def infer_stock_architecture(sd: Dict[str, torch.Tensor]) -> Tuple[Optional[str], str]:
+    """(timm architecture of the plain model keys ``sd``, or None; a description of what the weights show)."""
     if 'patch_embed.proj.weight' in sd:
         w = sd['patch_embed.proj.weight']
         depth = len({k.split('.')[1] for k in sd if k.startswith('blocks.')})
         key = (w.shape[-1], w.shape[0], depth)
-        arch = _VITS.get(key)
-        desc = f'ViT patch {key[0]}, width {key[1]}, depth {key[2]}'
-    elif 'layer4.0.conv1.weight' in sd:
+        return _VITS.get(key), f'ViT patch {key[0]}, width {key[1]}, depth {key[2]}'
+    if 'layer4.0.conv1.weight' in sd:
         width = sd['layer1.0.conv2.weight']
         groups = width.shape[0] // width.shape[1]
         key = (_blocks_per_stage(sd, '', 4), groups, width.shape[0] // groups)
-        arch = _RESNETS.get(key)
-        desc = f'ResNet blocks {key[0]}, groups {key[1]}, width/group {key[2]}'
-    elif 'layer3.0.conv1.weight' in sd:
+        return _RESNETS.get(key), f'ResNet blocks {key[0]}, groups {key[1]}, width/group {key[2]}'
+    if 'layer3.0.conv1.weight' in sd:
         key = _blocks_per_stage(sd, '', 3)
-        arch = _CIFAR_RESNETS.get(key)
-        desc = f'CIFAR ResNet blocks {key}'
-    else:
-        raise ValueError('the model is neither a ResNet (layer*) nor a ViT (patch_embed)')
-    name = f'{method}_{arch}' if arch else None
-    if name is None or name not in timm.list_models(f'{method}_*'):
-        raise ValueError(
-            f'no registered {method} model for {desc}; registered: {", ".join(timm.list_models("*paco_*"))}. '
-            'Pass --model to choose one.')
-    return name
+        return _CIFAR_RESNETS.get(key), f'CIFAR ResNet blocks {key}'
+    raise ValueError('the model is neither a ResNet (layer*) nor a ViT (patch_embed)')
+
+
+def _registered_recipes() -> Dict[str, PaperRecipe]:
+    """Every registered name with a paper recipe (method, stock architecture, projector layout)."""
+    return {n: recipe_for(n) for n in registered_names() if recipe_for(n) is not None}
+
+
+def infer_model_name(sd: Dict[str, torch.Tensor], projector: Dict[str, torch.Tensor]) -> str:
+    """The registered timm-paco name for a remapped checkpoint: the one whose recipe trains the architecture of the
+    plain model keys ``sd`` with the projector layout of ``projector`` (PaCo's mlp, GPaCo's mlp3, DSCL's mlp2); with
+    no projector, the one registered name of that architecture. ValueError naming the candidates otherwise."""
+    stock, desc = infer_stock_architecture(sd)
+    proj_type = projector_args(projector)['proj_type'] if projector else None
+    recipes = _registered_recipes()
+    same_arch = [n for n, r in recipes.items() if stock and r.stock_architecture == stock]
+    names = [n for n in same_arch if proj_type is None or recipes[n].proj_type == proj_type]
+    if len(names) == 1:
+        return names[0]
+    if not same_arch:
+        raise ValueError(f'no registered timm-paco model for {desc}; registered: {", ".join(registered_names())}. '
+                         f'Pass --model to choose one.')
+    if not names:
+        raise ValueError(f'no registered model trains {desc} with a {proj_type!r} projector; the {stock} ones: '
+                         f'{", ".join(same_arch)}. Pass --model to choose one.')
+    raise ValueError(f'the checkpoint holds no projector, so the method cannot be read off the weights ({desc}): '
+                     f'pass --model, one of {", ".join(names)}')
 
 
 def _classifier_classes(sd: Dict[str, torch.Tensor]) -> int:
+    """The classifier's class count; 0 (a headless encoder) for weights without one, as DSCL's first stage, whose
+    contrastive loss trains no classifier."""
     for key in ('fc.weight', 'head.weight'):
         if key in sd:
             return sd[key].shape[0]
-    raise ValueError('checkpoint has no classifier (fc / head, seeds\' linear.*) weights')
+    return 0
 
 
 def convert_checkpoint(
@@ -116,18 +127,20 @@ def convert_checkpoint(
     except ValueError as e:
         raise ValueError(f'{src}: {e}') from e
     arch, tag = split_model_name_tag(name)
-    if arch not in timm.list_models('*paco_*'):
+    if arch not in registered_names():
         raise ValueError(f'model_name {name!r} is not a registered timm-paco model; '
-                         f'registered: {", ".join(timm.list_models("*paco_*"))}')
+                         f'registered: {", ".join(registered_names())}')
     check_pretrained_tag(name)
     if num_classes is None:
         num_classes = timm.models.get_pretrained_cfg(name).num_classes if tag else _classifier_classes(sd)
     recipe = recipe_for(arch)
     found = projector_args(projector, recipe_act=recipe.proj_act) if projector else None
     if found and found['proj_type'] != recipe.proj_type:
+        fits = [n for n, r in _registered_recipes().items()
+                if r.proj_type == found['proj_type'] and r.stock_architecture == recipe.stock_architecture]
         raise ValueError(f"{src}: its projector is an {found['proj_type']!r} one, {arch} trains an "
-                         f"{recipe.proj_type!r} one; pass the {('gpaco' if found['proj_type'] == 'mlp3' else 'paco')}_* "
-                         f"name (or none, to read it from the weights)")
+                         f"{recipe.proj_type!r} one; pass {' or '.join(fits) or 'another name'} (or no --model, to "
+                         f"read it from the weights)")
     model = timm.create_model(arch, pretrained=False, pretrained_cfg=tag or None, num_classes=num_classes,
                               **model_kwargs)
     sd, _ = split_state_dict(tensors, classifier=classifier_module_name(model) or 'fc')
@@ -184,6 +197,10 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as e:
         parser.exit(2, f'error: {e}\n')
     print(f'{args.src} -> {args.dst}: {name}, {len(sd)} tensors, {sum(v.numel() for v in sd.values())} values')
+    if not any(k.startswith(('fc.', 'head.')) for k in sd):
+        print(f'{args.src} holds no trained classifier (DSCL\'s first stage trains none): written as a headless '
+              f'encoder (num_classes=0); train its classifier with train.py --model {name} --initial-checkpoint '
+              f'{args.dst} --classifier-retrain crt --num-classes N')
     return 0
 
 

@@ -11,6 +11,7 @@ import yaml
 from timm.models import is_model, list_models
 
 from timm_paco.cli.usage import UsageError
+from timm_paco.recipes import META_KEY
 
 __all__ = ['resolve_device', 'check_device', 'check_model_name', 'check_data_dir', 'read_config_defaults',
            'check_input_size']
@@ -73,6 +74,8 @@ def read_config_defaults(path: str, known: Sequence[str]) -> Dict[str, Any]:
                          f'{type(data).__name__}')
     defaults = {}
     for key, value in data.items():
+        if key == META_KEY:  # a paper recipe's description of itself (timm_paco.recipes), no flag
+            continue
         dest = str(key).lstrip('-').replace('-', '_')
         if dest not in known:
             close = difflib.get_close_matches(dest, known, n=1, cutoff=0.6)

@@ -9,6 +9,7 @@ from timm_paco.arg_types import (
 )
 from timm_paco.cli.inputs import read_config_defaults
 from timm_paco.cli.usage import UsageError
+from timm_paco.recipes import get_recipe
 from timm_paco.tasks import GPACO_QUEUE_SIZE, LOGIT_ADJUST_MODES, TASK_NAMES, TASK_SMOOTHING, VIEW_FORWARDS
 from timm_paco.data.samplers import SAMPLERS
 from timm_paco.tasks.classifier_retrain import RETRAIN_MODES
@@ -361,6 +362,9 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
                    help='push the final checkpoint to this Hugging Face Hub repository')
     g.add_argument('--hub-private', action='store_true', default=False, help='create the Hub repository private')
     g.add_argument('--hub-revision', type=str, default=None, help='Hub branch to push to')
+    g.add_argument('--hub-license', type=str, default=None,
+                   help='licence on the pushed model card (default: that of the --pretrained weights fine-tuned from, '
+                        'else apache-2.0)')
 
 
 def _reliability_args(parser: argparse.ArgumentParser) -> None:
@@ -378,6 +382,9 @@ def build_parser():
     config_parser = argparse.ArgumentParser(description='Training Config', add_help=False)
     config_parser.add_argument('-c', '--config', default='', type=str, metavar='FILE',
                                help='YAML file of flag defaults')
+    config_parser.add_argument('--recipe', default='', type=str, metavar='NAME',
+                               help='a paper recipe by name (python -m timm_paco.recipes list), read as -c; a -c '
+                                    'file given too overrides it')
     parser = argparse.ArgumentParser(description='timm-paco training')
     _timm_args(parser)
     _paco_args(parser)
@@ -388,10 +395,21 @@ def build_parser():
 def parse_args(argv=None):
     config_parser, parser = build_parser()
     args_config, remaining = config_parser.parse_known_args(argv)
-    if args_config.config:
-        known = [action.dest for action in parser._actions]
-        try:
-            parser.set_defaults(**read_config_defaults(args_config.config, known))
-        except UsageError as e:
-            parser.error(str(e))
+    known = [action.dest for action in parser._actions]
+    try:
+        for path in (_recipe_file(args_config.recipe), args_config.config):
+            if path:
+                parser.set_defaults(**read_config_defaults(path, known))
+    except UsageError as e:
+        parser.error(str(e))
     return parser, parser.parse_args(remaining)
+
+
+def _recipe_file(name: str) -> str:
+    """The YAML of ``--recipe NAME`` ('' without one); UsageError naming the flag for an unknown name."""
+    if not name:
+        return ''
+    try:
+        return get_recipe(name).path
+    except ValueError as e:
+        raise UsageError(f'--recipe {e}') from None

@@ -140,9 +140,10 @@ def push_run_to_hub(args, output_dir: str) -> None:
     ema = args.model_ema and not args.model_ema_force_cpu  # the EMA was evaluated and chose the best checkpoint
     try:
         commit = push_checkpoint(checkpoint, args.push_to_hub, model_name=args.model, form='timm', ema=ema,
-                                 private=args.hub_private, revision=args.hub_revision)
+                                 private=args.hub_private, revision=args.hub_revision, license=args.hub_license)
     except Exception as e:  # noqa: BLE001  network, auth, Hub errors: the trained run stays where it is
-        later = f'python -m timm_paco.hub push {checkpoint} {args.push_to_hub}' + (' --ema' if ema else '')
+        later = f'python -m timm_paco.hub push {checkpoint} {args.push_to_hub}' + (' --ema' if ema else '') + (
+            f' --license {args.hub_license}' if args.hub_license else '')
         raise RuntimeError(f'--push-to-hub {args.push_to_hub}: the push failed ({one_line(e)}); the trained run is '
                            f'saved in {output_dir}: push it later with {later}') from e
     _logger.info(f'Pushed {checkpoint} to the Hub: {getattr(commit, "commit_url", commit)}')

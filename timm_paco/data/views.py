@@ -16,6 +16,11 @@ Recipes follow PaCo's ``--aug`` names (Cui et al., ICCV 2021), built from timm's
   RandAugment ``rand-n2-m10-mstd0.5``.
 * ``sim``: RandomResizedCrop (scale 0.08–1), flip, colour jitter (0.4, 0.4, 0.4, hue 0) always applied,
   grayscale p=0.2, Gaussian blur (sigma 0.1–2) p=0.5.
+* ``randclsstack``: ``randcls`` with ``sim``'s grayscale and blur stacked on (PaCo's ResNeXt / ResNet-200 recipes,
+  GPaCo's ``randcls_randclsstack`` and its ViTs' ``randclsstack_sim``).
+
+The RandAugment policy is ``rand_augment`` (train.py ``--aa``; the scripts' ``--randaug_n`` / ``--randaug_m``
+are its ``n`` and ``m``).
 
 A recipe string joins view names with ``_``: ``randcls_sim`` (PaCo's default), ``sim_sim``, ``rand_rand``,
 ``randcls_sim_sim`` (three views) … ``single`` is one ``randcls`` view.
@@ -33,7 +38,7 @@ __all__ = [
 
 PACO_RAND_AUGMENT = 'rand-n2-m10-mstd0.5'
 PACO_COLOR_JITTER = (0.4, 0.4, 0.4)  # brightness, contrast, saturation; no hue
-VIEW_NAMES = ('randcls', 'rand', 'sim')
+VIEW_NAMES = ('randcls', 'rand', 'sim', 'randclsstack')
 _VIEW_ALIASES = {'rand': 'randcls'}
 _RECIPE_ALIASES = {'single': 'randcls'}
 
@@ -139,10 +144,12 @@ def create_view_transform(
         # timm drops colour jitter when RandAugment is on; PaCo's randcls view keeps both
         randcls=dict(auto_augment=rand_augment, force_color_jitter=True),
         sim=dict(grayscale_prob=grayscale_prob, gaussian_blur_prob=gaussian_blur_prob),
+        randclsstack=dict(auto_augment=rand_augment, force_color_jitter=True, grayscale_prob=grayscale_prob,
+                          gaussian_blur_prob=gaussian_blur_prob),
     )
     names = parse_view_recipe(views)
     size = common['img_size']
-    if 'sim' in names and gaussian_blur_prob > 0 and min(size if isinstance(size, tuple) else (size,)) < 12:
+    if {'sim', 'randclsstack'} & set(names) and gaussian_blur_prob > 0 and min(size if isinstance(size, tuple) else (size,)) < 12:
         raise ValueError(f'input_size {input_size}: the sim view\'s Gaussian blur (timm\'s 23-pixel kernel) needs '
                          f'images of at least 12 pixels; use a larger --img-size or gaussian_blur_prob=0')
     if separate:

@@ -23,6 +23,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "'paco': the registered PaCo name, loads after import timm_paco")
     p.add_argument('--ema', action='store_true', help="export the checkpoint's state_dict_ema")
     p.add_argument('--results-file', default=None, help='validate.py --results-file (json or csv) for the model card')
+    p.add_argument('--license', default=None,
+                   help='the model card\'s licence for a train.py run (default: that of the pretrained weights it was '
+                        'fine-tuned from, else apache-2.0); the authors\' converted weights keep their own')
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,13 +62,14 @@ def main(argv=None) -> int:
         elif args.command == 'export':
             out = export_checkpoint(
                 args.checkpoint, args.output_dir, model_name=args.model, form=args.form, ema=args.ema,
-                results_file=args.results_file, repo_name=args.repo_name, overwrite=args.overwrite)
+                results_file=args.results_file, repo_name=args.repo_name, overwrite=args.overwrite,
+                license=args.license)
             print(f'Exported {args.checkpoint} ({args.form} form) to {out}')
         else:
             info = push_checkpoint(
                 args.checkpoint, args.repo_id, model_name=args.model, form=args.form, ema=args.ema,
                 private=args.private, revision=args.revision, commit_message=args.commit_message,
-                token=args.token, results_file=args.results_file)
+                token=args.token, results_file=args.results_file, license=args.license)
             print(f'Pushed {args.checkpoint} ({args.form} form): {info.commit_url}')
     except (ValueError, FileNotFoundError) as e:  # the checkpoint, model or folder given does not fit
         if args.debug or debug_requested(()):  # --debug, or TIMM_PACO_DEBUG=1

@@ -22,6 +22,7 @@ from ..models.recipes import recipe_act, recipe_for, stock_architecture
 from ..tasks.projector_file import PROJECTOR_FILE, projector_args, save_projector
 from .build import build_trained_model, stem_weight_key
 from .checkpoint import TrainedCheckpoint, read_checkpoint
+from .license import card_license
 from .model_card import model_card, read_results
 
 __all__ = ['EXPORT_FORMS', 'export_checkpoint', 'export_model', 'is_paco_architecture', 'needs_timm_paco',
@@ -143,12 +144,6 @@ def export_projector(ckpt: TrainedCheckpoint, model: nn.Module, output_dir: str)
     return True
 
 
-def _license(model: nn.Module, args: Dict[str, Any]) -> str:
-    """The card's licence: a run fine-tuned from the architecture's pretrained weights (``--pretrained``) keeps
-    their licence (e.g. cc-by-nc-4.0 for the MAE-based GPaCo ViTs); weights trained from scratch get apache-2.0."""
-    return (args.get('pretrained') and (getattr(model, 'pretrained_cfg', None) or {}).get('license')) or 'apache-2.0'
-
-
 def _folder_entries(folder: str) -> List[str]:
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
@@ -174,6 +169,7 @@ def export_checkpoint(
         num_classes: Optional[int] = None,
         in_chans: Optional[int] = None,
         overwrite: bool = False,
+        license: Optional[str] = None,
 ) -> str:
     """Export a train.py checkpoint (or state dict / .safetensors) to a Hub folder; returns ``output_dir``.
 
@@ -190,6 +186,8 @@ def export_checkpoint(
         repo_name: the repo id named in the card (default: the folder name).
         num_classes, in_chans: override what the checkpoint records.
         overwrite: replace the contents of a non-empty ``output_dir``.
+        license: the card's licence for a train.py run (``timm_paco.hub.license.card_license``: the authors'
+            weights keep theirs).
     """
     if form not in EXPORT_FORMS:
         raise ValueError(f"form: expected one of {EXPORT_FORMS}, got {form!r}")
@@ -201,6 +199,7 @@ def export_checkpoint(
                          f"--overwrite to replace its contents")
     ckpt: TrainedCheckpoint = read_checkpoint(checkpoint_path, ema=ema)
     model = build_trained_model(ckpt, model_name, num_classes=num_classes, in_chans=in_chans)
+    card_licence, licence_source = card_license(model, ckpt.args, license)
     _clear_folder(output_dir, existing)
     data_config = {k: ckpt.args[k] for k in _DATA_KEYS if ckpt.args.get(k) is not None} or None
 
@@ -218,7 +217,8 @@ def export_checkpoint(
         epoch=ckpt.epoch,
         default_task=recipe.task if recipe else None,
         plugin_architecture=form == 'timm' and needs_timm_paco(_architecture(out_model)),
-        license=_license(model, ckpt.args),
+        license=card_licence,
+        license_source=licence_source,
         has_projector=has_projector,
     )
     with open(os.path.join(output_dir, 'README.md'), 'w', encoding='utf-8') as f:

@@ -158,6 +158,7 @@ def model_card(
         default_task: Optional[str] = None,
         plugin_architecture: bool = False,
         license: str = 'apache-2.0',
+        license_source: Optional[str] = None,
         has_projector: bool = False,
         results_source: Optional[str] = None,
 ) -> str:
@@ -165,8 +166,8 @@ def model_card(
 
     ``form``: ``'timm'`` (the stock timm architecture; loads without the plugin unless ``plugin_architecture``, an
     architecture only timm_paco registers) or ``'paco'`` (the same weights under the registered PaCo name, needs
-    ``import timm_paco``). ``license``: the card's licence (fine-tuned weights keep their pretrained weights'
-    licence). ``has_projector``: the folder holds ``projector.safetensors``. ``results_source``: where the results come
+    ``import timm_paco``). ``license``: the card's licence, ``license_source`` the sentence saying where it comes
+    from (``timm_paco.hub.license.card_license``). ``has_projector``: the folder holds ``projector.safetensors``. ``results_source``: where the results come
     from, when not from validate.py (a zoo checkpoint's reported top-1).
     """
     task = args.get('task') or default_task or 'paco'
@@ -190,6 +191,7 @@ def model_card(
         lines.append(f'- **Dataset:** {dataset_name}')
     if param_count is not None:
         lines.append(f'- **Params (M):** {param_count / 1e6:.2f}')
+    lines.append(f'- **License:** {license}' + (f' ({license_source})' if license_source else ''))
     lines.append(f'- **Weights:** {"EMA of the model weights" if ema else "model weights"}'
                  + (f', epoch {epoch}' if epoch is not None else ''))
     hparams = hyper_parameters(args)

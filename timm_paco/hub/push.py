@@ -32,13 +32,15 @@ def push_checkpoint(
         token: Optional[str] = None,
         results_file: Optional[str] = None,
         endpoint: Optional[str] = None,
+        license: Optional[str] = None,
 ):
     """Export ``checkpoint_path`` (see ``export_checkpoint``) and upload it to ``repo_id``.
 
     Creates the repo (``private`` when new) and, if ``revision`` names a branch that does not exist yet, the
     branch; then uploads config.json, model.safetensors and README.md in one commit. The token is checked
     and the checkpoint exported before any network call. ``endpoint`` defaults to ``HF_ENDPOINT`` / the Hub.
-    Returns huggingface_hub's ``CommitInfo``.
+    ``license``: the card's licence for a train.py run (the authors' weights keep theirs). Returns
+    huggingface_hub's ``CommitInfo``.
     """
     if form not in EXPORT_FORMS:
         raise ValueError(f"form: expected one of {EXPORT_FORMS}, got {form!r}")
@@ -48,7 +50,7 @@ def push_checkpoint(
     with tempfile.TemporaryDirectory() as tmp_dir:
         export_checkpoint(
             checkpoint_path, tmp_dir, model_name=model_name, form=form, ema=ema,
-            results_file=results_file, repo_name=repo_id)
+            results_file=results_file, repo_name=repo_id, license=license)
         api = HfApi(endpoint=endpoint, token=token, library_name='timm-paco', library_version=__version__)
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         if revision:

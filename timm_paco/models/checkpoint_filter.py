@@ -9,7 +9,9 @@ Layouts understood (DDP / torch.compile prefixes ``module.`` / ``_orig_mod.`` ar
 * ``moco``: the PaCo / GPaCo ResNet seeds (``MoCo`` wrapper, checkpoint key ``state_dict``):
   ``encoder_q.<resnet>`` -> ``<resnet>``, ``encoder_q.fc.<i>`` (the projection MLP that replaced the ResNet's
   fc) -> projector ``<i>``, ``linear.*`` (class centres) -> ``<classifier>.*``; the key encoder
-  (``encoder_k.*``, ``linear_k.*``) and the queue (``queue``, ``queue_l``, ``queue_ptr``) are dropped.
+  (``encoder_k.*``, ``linear_k.*``) and the queue (``queue``, ``queue_l``, ``queue_ptr``) are dropped. DSCL's
+  first stage (SY-Xuan/DSCL ``main.py``) has the same layout with ``main_label_queue``, dropped too, and no
+  ``linear.*``: its contrastive loss trains no classifier.
 * ``mae_vit``: the GPaCo MAE-ViT fine-tuning code (checkpoint key ``model``): a timm ViT with global average
   pooling (``fc_norm``) whose keys are kept, ``mlp.<i>`` -> projector ``<i>``; the queue is dropped.
 
@@ -34,7 +36,7 @@ __all__ = [
 BACKBONE = 'backbone.'
 PROJECTOR = 'projector.'
 
-_QUEUE_KEYS = ('queue', 'queue_l', 'queue_ptr')
+_QUEUE_KEYS = ('queue', 'queue_l', 'queue_ptr', 'main_label_queue')  # PaCo / GPaCo; DSCL's label queue
 _MOCO_DROP_PREFIXES = ('encoder_k.', 'linear_k.')
 _LIST_LIMIT = 8
 

@@ -13,7 +13,7 @@ from timm.models.resnet import ResNet
 
 from .paco_resnet import create_paco_resnet, resnet_cfg
 from .recipes import PaperRecipe, register_recipe
-from .resnet_cifar import CIFAR100_MEAN, CIFAR100_STD, ResNetCifar, create_resnet_cifar
+from .resnet_cifar import CIFAR_MEAN, CIFAR_STD, ResNetCifar, create_resnet_cifar
 
 __all__ = []
 
@@ -29,8 +29,8 @@ default_cfgs = generate_default_cfgs({
     'dscl_resnext50_32x4d': resnet_cfg(license='apache-2.0', origin_url='https://github.com/SY-Xuan/DSCL',
                                        **_PAPER),
     'dscl_resnet32': resnet_cfg(
-        num_classes=100, input_size=(3, 32, 32), pool_size=(8, 8), crop_pct=1.0, mean=CIFAR100_MEAN,
-        std=CIFAR100_STD, license='apache-2.0', origin_url='https://github.com/SY-Xuan/DSCL', **_PAPER),
+        num_classes=100, input_size=(3, 32, 32), pool_size=(8, 8), crop_pct=1.0, mean=CIFAR_MEAN,
+        std=CIFAR_STD, license='apache-2.0', origin_url='https://github.com/SY-Xuan/DSCL', **_PAPER),
 })
 
 

@@ -20,7 +20,7 @@ from timm.models.resnet import Bottleneck, ResNet
 from .checkpoint_filter import checkpoint_filter_fn
 from .recipes import PaperRecipe, register_recipe
 from .zoo import with_zoo_errors
-from .resnet_cifar import CIFAR100_MEAN, CIFAR100_STD, ResNetCifar, create_resnet_cifar
+from .resnet_cifar import CIFAR_MEAN, CIFAR_STD, ResNetCifar, create_resnet_cifar
 
 __all__ = []
 
@@ -29,11 +29,12 @@ _PAPERS = {
     'paco': dict(paper_name='Parametric Contrastive Learning', paper_ids='arXiv:2107.12028'),
     'gpaco': dict(paper_name='Generalized Parametric Contrastive Learning', paper_ids='arXiv:2209.12400'),
 }
-_DATASETS = {  # tag: (num_classes, evaluation set named in the notes)
-    'in1k': (1000, 'ImageNet-1k val'),
-    'imagenet_lt': (1000, 'ImageNet-LT test'),
-    'inat2018': (8142, 'iNaturalist 2018 val'),
-    'places_lt': (365, 'Places-LT test'),
+_DATASETS = {  # tag: (num_classes, evaluation set named in the notes, the authors' evaluation normalisation)
+    'in1k': (1000, 'ImageNet-1k val', {}),
+    'imagenet_lt': (1000, 'ImageNet-LT test', {}),
+    # paco_lt.py (PaCo and GPaCo) normalises iNaturalist with its own statistics, training and evaluation
+    'inat2018': (8142, 'iNaturalist 2018 val', dict(mean=(0.466, 0.471, 0.380), std=(0.195, 0.194, 0.192))),
+    'places_lt': (365, 'Places-LT test', {}),
 }
 _RESNET_ARGS = {  # timm architecture: its ResNet arguments (as timm's own entrypoints give them)
     'resnet50': dict(block=Bottleneck, layers=(3, 4, 6, 3)),
@@ -71,14 +72,14 @@ def resnet_cfg(**kwargs) -> Dict[str, Any]:
 
 def _zoo_cfg(name: str, tag: str, top1: float, **kwargs) -> Dict[str, Any]:
     """Cfg of a seed-zoo checkpoint with its reported top-1 and dataset class count."""
-    num_classes, eval_set = _DATASETS[tag]
+    num_classes, eval_set, normalisation = _DATASETS[tag]
     method = name.split('_')[0]
     return resnet_cfg(
         hf_hub_id=f'timm-paco/{name}.{tag}',
         num_classes=num_classes,
         notes=(f'top1: {top1}', f'eval: {eval_set}', f'source: {method} results table, {_ORIGIN}'),
         **_PAPERS[method],
-        **kwargs,
+        **dict(normalisation, **kwargs),
     )
 
 
@@ -104,7 +105,7 @@ default_cfgs = generate_default_cfgs({
     # CIFAR ResNet-32 (no released weights)
     'paco_resnet32': resnet_cfg(
         num_classes=100, input_size=(3, 32, 32), pool_size=(8, 8), crop_pct=1.0,
-        mean=CIFAR100_MEAN, std=CIFAR100_STD, **_PAPERS['paco']),
+        mean=CIFAR_MEAN, std=CIFAR_STD, **_PAPERS['paco']),
 })
 
 

@@ -18,10 +18,12 @@ from timm.models._manipulate import checkpoint_seq
 
 from .checkpoint_filter import checkpoint_filter_fn
 
-__all__ = ['ResNetCifar', 'CIFAR100_MEAN', 'CIFAR100_STD', 'create_resnet_cifar']
+__all__ = ['ResNetCifar', 'CIFAR_MEAN', 'CIFAR_STD', 'create_resnet_cifar']
 
-CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+# The papers' CIFAR normalisation (PaCo's and GPaCo's paco_cifar.py, training and evaluation, CIFAR-10 and -100
+# alike): CIFAR-10's channel statistics.
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
 
 class PadShortcut(nn.Module):
@@ -222,7 +224,7 @@ def create_resnet_cifar(variant: str, pretrained: bool = False, **kwargs) -> Res
 def _cfg(**kwargs) -> Dict:
     return {
         'url': '', 'num_classes': 100, 'input_size': (3, 32, 32), 'pool_size': (8, 8),
-        'crop_pct': 1.0, 'interpolation': 'bilinear', 'mean': CIFAR100_MEAN, 'std': CIFAR100_STD,
+        'crop_pct': 1.0, 'interpolation': 'bilinear', 'mean': CIFAR_MEAN, 'std': CIFAR_STD,
         'first_conv': 'conv1', 'classifier': 'fc', 'license': 'apache-2.0', **kwargs,
     }
 
