@@ -26,6 +26,7 @@ from timm.models import safe_model_name
 from timm.optim import create_optimizer_v2, optimizer_kwargs
 
 from timm_paco.cli.errors import run_main
+from timm_paco.cli.interrupts import RunInterrupted, install_stop_signals, stopped_run
 from timm_paco.cli.precision import resolve_precision
 from timm_paco.cli.train_args import parse_args
 from timm_paco.cli.inputs import check_input_size
@@ -35,6 +36,7 @@ from timm_paco.cli.train_checks import (
 from timm_paco.cli.train_data import create_eval_loader, create_train_datasets, create_train_loader
 from timm_paco.cli.train_loop import run_epochs
 from timm_paco.cli.train_model import create_train_model, create_trainable, place_model
+from timm_paco.cli.run_lock import release_run_locks
 from timm_paco.cli.train_output import check_output_folder, create_run_output, push_run_to_hub
 from timm_paco.cli.train_run import TrainRun
 from timm_paco.cli.train_schedule import create_schedule, resolve_lr
@@ -159,6 +161,13 @@ def main(argv=None):
     utils.setup_default_logging()
     parser, args = parse_args(argv)
     try:
+        return _train(parser, args)
+    finally:
+        release_run_locks()  # the --experiment folder's lock (also released at exit)
+
+
+def _train(parser, args):
+    try:
         check_values(args)
         check_inputs(args)
         check_output_folder(args)
@@ -171,6 +180,8 @@ def main(argv=None):
         results = run_epochs(run)
     except NonFiniteError as e:
         raise NonFiniteError(f'{e}; {_last_good_checkpoint(run)}') from None
+    except RunInterrupted as e:  # no push, no result: one line saying where to resume, exit 130 / 143
+        raise stopped_run(e, e.epoch, run.output.output_dir) from None
     if args.distributed:
         torch.distributed.destroy_process_group()
     best_metric, best_epoch = run.best
@@ -184,4 +195,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    install_stop_signals()
     sys.exit(run_main(main, 'train.py'))

@@ -2,8 +2,10 @@
 trainer (train, resume, refusals), the evaluator and its files, the metrics, and the quick start."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -250,3 +252,26 @@ def test_torchrun_two_processes_train_and_score_every_test_image_once(mosaics, t
     alone = evaluate(['--data-dir', mosaics[0], '--checkpoint', str(tmp_path / 'ddp' / 'last.pth.tar'),
                       '--device', 'cpu', '--workers', '0'])
     assert alone['miou'] == pytest.approx(results['miou']) and alone['iou'] == pytest.approx(results['iou'])
+
+
+def test_ctrl_c_stops_the_segmentation_trainer_like_train_py(mosaics, tmp_path):
+    """SIGINT during `python -m timm_paco.seg train`: exit 130, one line naming the checkpoint to resume from, the
+    last complete epoch's checkpoint whole, the folder's lock given back."""
+    cmd = [sys.executable, '-m', 'timm_paco.seg', *_train_flags(mosaics[0], str(tmp_path), 'stop', '--epochs', '200')]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+    last = tmp_path / 'stop' / 'last.pth.tar'
+    start = time.time()
+    while not last.exists():
+        assert proc.poll() is None and time.time() - start < 240, proc.communicate()[1][-3000:]
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    line = err.rstrip().splitlines()[-1]
+    assert line.startswith('python -m timm_paco.seg train: interrupted by SIGINT during epoch ') and \
+        line.endswith(f'(its updates are not saved); resume with --resume {last}'), err[-2000:]
+    epoch = int(line.split('during epoch ')[1].split()[0])
+    assert load_checkpoint_file(str(last))['epoch'] == epoch - 1
+    assert not (tmp_path / 'stop' / '.run.lock').exists() and 'Traceback' not in err

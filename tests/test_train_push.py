@@ -3,8 +3,10 @@ checkpoint to the local Hub API of tests/_hub_server.py (HF_ENDPOINT on 127.0.0.
 without a token it stops before training."""
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -50,16 +52,20 @@ def _hub_env(hf_home, **extra):
 
 
 def _train(image_folder, output, env, *extra):
+    return subprocess.run(_train_cmd(image_folder, output, *extra), env=env, cwd=output, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _train_cmd(image_folder, output, *extra):
     # --eval-metric top5 with 4 classes is 100 every epoch, and the saver keeps the earlier of equal epochs:
     # the best checkpoint is epoch 0 while last.pth.tar is epoch 1, so the test sees which one was pushed
-    cmd = [
+    return [
         sys.executable, os.path.join(REPO, 'train.py'), '--data-dir', image_folder, '--model', 'test_convnext',
         '--task', 'paco', '--img-size', '32', '--num-classes', str(NUM_CLASSES), '-b', '4', '--lr', '0.02',
         '--warmup-epochs', '0', '--epochs', '2', '--eval-metric', 'top5', '--device', 'cpu', '--workers', '0',
         '--no-prefetcher', '--seed', '0', '--paco-queue-size', '8', '--output', str(output), '--experiment', 'run',
         '--push-to-hub', 'org/name', *extra,
     ]
-    return subprocess.run(cmd, env=env, cwd=output, capture_output=True, text=True, timeout=300)
 
 
 def test_push_to_hub_uploads_best_checkpoint(image_folder, tmp_path):
@@ -125,3 +131,37 @@ def test_push_to_hub_without_token_stops_before_training(image_folder, tmp_path)
     assert 'Traceback' not in proc.stderr
     assert not (tmp_path / 'run').exists()  # stopped before the output folder (and any training)
     assert list(hf_home.iterdir()) == []
+
+
+def _wait_for(path, proc, timeout=240):
+    start = time.time()
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() - start < timeout, f'{path} did not appear'
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize('signum, code', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stopped_run_pushes_nothing_and_says_where_to_resume(image_folder, tmp_path, signum, code):
+    """Ctrl-C / SIGTERM during a run with --push-to-hub: exit 130 / 143, one line naming the checkpoint to resume
+    from, no --result, no request to the Hub, last.pth.tar whole, the folder's lock given back."""
+    with LocalHub() as hub:
+        env = _hub_env(tmp_path / 'hf_home', HF_ENDPOINT=hub.endpoint, HF_TOKEN=TOKEN)
+        cmd = _train_cmd(image_folder, tmp_path, '--epochs', '200')  # the last --epochs wins
+        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        last = tmp_path / 'run' / 'last.pth.tar'
+        _wait_for(last, proc)
+        time.sleep(0.5)  # inside a later epoch
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == code, err[-3000:]
+        assert hub.requests == []
+    name = signal.Signals(signum).name
+    assert re.fullmatch(rf'train\.py: interrupted by {name} during epoch \d+ \(its updates are not saved\); resume '
+                        rf'with --resume {re.escape(str(last))}', err.rstrip().splitlines()[-1]), err[-2000:]
+    assert 'Traceback' not in err and '--result' not in out
+    checkpoint = torch.load(last, weights_only=False)
+    interrupted = int(re.search(r'during epoch (\d+)', err).group(1))
+    assert checkpoint['epoch'] == interrupted - 1  # the last complete epoch
+    assert not (tmp_path / 'run' / '.run.lock').exists()

@@ -38,9 +38,9 @@ def run_main(main: Callable, prog: str, argv: Optional[Sequence[str]] = None) ->
     debug = debug_requested(argv)
     try:
         code = main(argv)
-    except KeyboardInterrupt:
-        print(f'{prog}: interrupted', file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C; a trainer's RunInterrupted says where to resume and its exit code
+        print(f'{prog}: {" ".join(str(e).split()) or "interrupted"}', file=sys.stderr)
+        return getattr(e, 'exit_code', 130)
     except SystemExit as e:  # argparse's usage errors (2) and explicit exits
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except Exception as e:  # noqa: BLE001  every error is reported; --debug shows the traceback

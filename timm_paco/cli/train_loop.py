@@ -12,6 +12,7 @@ import torch
 from timm import utils
 from timm.task import evaluation_sample_limit
 
+from timm_paco.cli.interrupts import RunInterrupted, deferred_interrupts
 from timm_paco.cli.train_epoch import train_one_epoch
 from timm_paco.cli.train_run import TrainRun
 
@@ -91,25 +92,30 @@ def _evaluate(run: TrainRun) -> Optional[Dict[str, float]]:
 
 
 def _end_of_epoch(run: TrainRun, epoch: int, train_metrics: Dict, eval_metrics: Optional[Dict]) -> None:
-    """Summary row, checkpoint (ranked by ``run.eval_metric``) and schedule step of an evaluated epoch."""
-    if run.output.output_dir is not None:
-        utils.update_summary(epoch, train_metrics, eval_metrics, filename=run.output.summary_file(),
-                             lr=run.mean_lr(), log_wandb=run.args.log_wandb)
+    """Summary row, checkpoint (ranked by ``run.eval_metric``) and schedule step of an evaluated epoch; a stop
+    signal waits until the row and the checkpoint are both written."""
     latest_metric = (eval_metrics or train_metrics)[run.eval_metric]
     if run.output.saver is not None:
         run.check_savable(f'the end of epoch {epoch}')
-        run.best = run.output.saver.save_checkpoint(epoch, metric=latest_metric)
+    with deferred_interrupts():
+        if run.output.output_dir is not None:
+            utils.update_summary(epoch, train_metrics, eval_metrics, filename=run.output.summary_file(),
+                                 lr=run.mean_lr(), log_wandb=run.args.log_wandb)
+        if run.output.saver is not None:
+            run.best = run.output.saver.save_checkpoint(epoch, metric=latest_metric)
     if run.lr_scheduler is not None:
         run.lr_scheduler.step(epoch + 1, latest_metric)
 
 
 def run_epochs(run: TrainRun) -> List[Dict]:
-    """Epochs ``run.start_epoch .. run.num_epochs - 1`` (Ctrl-C ends the loop early); returns one ``{'epoch', 'train'
-    [, 'validation']}`` record per evaluated epoch."""
+    """Epochs ``run.start_epoch .. run.num_epochs - 1``; returns one ``{'epoch', 'train' [, 'validation']}`` record
+    per evaluated epoch. A stop signal (``interrupts``) abandons the epoch in progress: ``RunInterrupted`` carries
+    its number."""
     args = run.args
     results = []
+    num_epochs = run.num_epochs
+    epoch = run.start_epoch
     try:
-        num_epochs = run.num_epochs
         for epoch in range(run.start_epoch, num_epochs):
             reseed(args, epoch)
             if hasattr(run.task, 'set_epoch'):  # an epoch-scheduled loss (ldam-drw's deferred re-weighting)
@@ -125,6 +131,7 @@ def run_epochs(run: TrainRun) -> List[Dict]:
             _end_of_epoch(run, epoch, train_metrics, eval_metrics)
             results.append({'epoch': epoch, 'train': train_metrics,
                             **({'validation': eval_metrics} if eval_metrics else {})})
-    except KeyboardInterrupt:
-        pass
+    except RunInterrupted as e:
+        e.epoch = epoch  # the epoch it arrived in (stopped_run tells the one abandoned)
+        raise
     return results

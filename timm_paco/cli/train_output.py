@@ -12,6 +12,7 @@ from timm import utils
 from timm.models import safe_model_name
 
 from timm_paco.cli.errors import one_line
+from timm_paco.cli.run_lock import lock_run_folder
 from timm_paco.cli.usage import UsageError
 from timm_paco.data import save_class_counts
 
@@ -47,11 +48,13 @@ def _resumes_into(args, folder: str) -> bool:
 
 
 def check_output_folder(args) -> None:
-    """UsageError when ``--experiment`` names a folder that holds a run this one would overwrite: not resumed from
-    it (``--resume`` of a checkpoint inside it) and no ``--overwrite``. Checked before anything is read."""
+    """Take the ``--experiment`` folder's lock for this run (``run_lock``: a UsageError naming the running holder),
+    then a UsageError when the folder holds a run this one would overwrite: not resumed from it (``--resume`` of a
+    checkpoint inside it) and no ``--overwrite``. Checked before anything is read."""
     if not args.experiment or int(os.environ.get('RANK', '0')) != 0:  # before the process group exists
         return
     folder = os.path.join(args.output or './output/train', args.experiment)
+    lock_run_folder(folder, f'--experiment {args.experiment}')
     existing = run_files(folder, _RESULT_FILES) if os.path.isdir(folder) else []  # a run that saved something
     if not existing or args.overwrite or _resumes_into(args, folder):
         return

@@ -27,7 +27,9 @@ def main(argv=None):
         return 2
     command, rest = argv[0], argv[1:]
     if command == 'train':
+        from timm_paco.cli.interrupts import install_stop_signals
         from timm_paco.seg.train import main as run
+        install_stop_signals()
     elif command == 'evaluate':
         from timm_paco.seg.evaluate import main as run
     elif command == 'mosaics':

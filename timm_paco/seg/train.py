@@ -17,6 +17,8 @@ from timm.task import resume_task_checkpoint
 from timm_paco.cli.inputs import check_device, resolve_device
 from timm_paco.cli.precision import Precision, resolve_precision
 from timm_paco.cli.train_loop import reseed
+from timm_paco.cli.interrupts import RunInterrupted, deferred_interrupts, stopped_run
+from timm_paco.cli.run_lock import release_run_locks
 from timm_paco.cli.train_output import check_output_folder, create_run_output
 from timm_paco.cli.train_schedule import create_schedule
 from timm_paco.cli.train_task import check_resume_checkpoint
@@ -170,9 +172,10 @@ def _evaluate(run: SegRun) -> Optional[Dict]:
 def _end_of_epoch(run: SegRun, epoch: int, train: Dict, results: Optional[Dict]):
     if run.output.output_dir is not None:
         row = {k: v for k, v in (results or {}).items() if k in ('miou', 'pixel_acc', 'miou_rare')}
-        utils.update_summary(epoch, train, row, filename=run.output.summary_file(), log_wandb=False)
         check_finite_state(run.task.get_eval_model().state_dict(), f'the model at the end of epoch {epoch}')
-        run.output.saver.save_checkpoint(epoch, metric=(results or {}).get('miou', -train['loss']))
+        with deferred_interrupts():  # the summary row and the checkpoint are written together or not at all
+            utils.update_summary(epoch, train, row, filename=run.output.summary_file(), log_wandb=False)
+            run.output.saver.save_checkpoint(epoch, metric=(results or {}).get('miou', -train['loss']))
     if run.scheduler is not None:
         run.scheduler.step(epoch + 1, (results or {}).get('miou'))
 
@@ -186,18 +189,29 @@ def _report(run: SegRun, epoch: int, results: Dict):
 def main(argv=None):
     utils.setup_default_logging()
     args = build_train_parser().parse_args(argv)
+    try:
+        return _train(args)
+    finally:
+        release_run_locks()  # the --experiment folder's lock (also released at exit)
+
+
+def _train(args):
     run = _build(args)
     results = None
-    for epoch in range(run.start_epoch, run.num_epochs):
-        reseed(args, epoch)
-        train = train_one_epoch(run, epoch)
-        if args.distributed and args.dist_bn:  # every rank evaluates and rank 0 saves the same statistics
-            utils.distribute_bn(run.task.get_trainable_module(), args.world_size, args.dist_bn == 'reduce')
-        last = epoch + 1 == run.num_epochs
-        results = _evaluate(run) if last or (epoch + 1) % args.val_interval == 0 else None
-        if results is not None and utils.is_primary(args):
-            _report(run, epoch, results)
-        _end_of_epoch(run, epoch, train, results)
+    epoch = run.start_epoch
+    try:
+        for epoch in range(run.start_epoch, run.num_epochs):
+            reseed(args, epoch)
+            train = train_one_epoch(run, epoch)
+            if args.distributed and args.dist_bn:  # every rank evaluates and rank 0 saves the same statistics
+                utils.distribute_bn(run.task.get_trainable_module(), args.world_size, args.dist_bn == 'reduce')
+            last = epoch + 1 == run.num_epochs
+            results = _evaluate(run) if last or (epoch + 1) % args.val_interval == 0 else None
+            if results is not None and utils.is_primary(args):
+                _report(run, epoch, results)
+            _end_of_epoch(run, epoch, train, results)
+    except RunInterrupted as e:  # Ctrl-C / SIGTERM: one line saying where to resume, exit 130 / 143
+        raise stopped_run(e, epoch, run.output.output_dir) from None
     if results is not None and run.output.output_dir is not None:
         results.update(epoch=run.num_epochs - 1, split=args.val_split, images=len(run.val_dataset))
         write_results(results, os.path.join(run.output.output_dir, 'results.json'), run.names, run.train_pixels,
