@@ -103,7 +103,7 @@ def _patch_batch():
 
 
 def test_pbsd_students_are_one_forward_per_patch_group():
-    batch, y = _patch_batch(), torch.tensor([0, 1, 1, 2])
+    batch = _patch_batch()
     task = _task('dscl', 'test_resnet', 'per-view', projector=DSCL_PROJ, queue_size=16)
     hand = copy.deepcopy(task.module)
     task.train()
