@@ -36,6 +36,7 @@ from timm_paco.cli.train_checks import (
 from timm_paco.cli.train_data import create_eval_loader, create_train_datasets, create_train_loader
 from timm_paco.cli.train_loop import run_epochs
 from timm_paco.cli.train_model import create_train_model, create_trainable, place_model
+from timm_paco.cli.run_checkpoints import resolve_resume
 from timm_paco.cli.run_lock import release_run_locks
 from timm_paco.cli.train_output import check_output_folder, create_run_output, push_run_to_hub
 from timm_paco.cli.train_run import TrainRun
@@ -135,12 +136,10 @@ def _build_run(parser, args) -> TrainRun:
                                     filter_bias_and_bn=not args.wd_bias_and_norm, **args.opt_kwargs)
     resume_epoch = prepare_task(task, args, optimizer, loss_scaler, device)
     eval_metric = args.eval_metric if loader_eval is not None else 'loss'
-    output = create_run_output(args, task, optimizer, loss_scaler, data_config, class_counts,
-                               decreasing=eval_metric == 'loss')
     lr_scheduler, num_epochs, start_epoch = create_schedule(
         args, optimizer, loader_train, eval_metric == 'loss', resume_epoch)
-    if output.output_dir is not None:  # a run resumed into its own folder: its summary rows from start_epoch on go
-        utils.trim_summary(output.summary_file(), start_epoch)
+    output = create_run_output(args, task, optimizer, loss_scaler, data_config, class_counts,
+                               decreasing=eval_metric == 'loss', start_epoch=start_epoch)
     return TrainRun(
         args=args, task=task, optimizer=optimizer, device=device, loader_train=loader_train, loader_eval=loader_eval,
         amp_autocast=precision.autocast(device), loss_scaler=loss_scaler, model_dtype=precision.model_dtype,
@@ -170,6 +169,7 @@ def _train(parser, args):
     try:
         check_values(args)
         check_inputs(args)
+        resolve_resume(args)
         check_output_folder(args)
         run = _build_run(parser, args)
     except UsageError as e:  # one line, argparse's exit code for usage errors

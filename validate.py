@@ -149,7 +149,7 @@ def _attach_ncm(args, model, data_config, device, precision, num_classes) -> Non
     """``--ncm``: the class means of the ``--ncm-split`` images' normalised features (the evaluation transform,
     float32) replace the classifier of the plain model, before it is compiled or wrapped."""
     dataset = create_eval_dataset(argparse.Namespace(**{**vars(args), 'split': args.ncm_split}), args.data_dir,
-                                  data_config)
+                                  data_config, split_arg='--ncm-split')
     loader = create_eval_loader(args, dataset, data_config, data_config['crop_pct'], device, precision.model_dtype,
                                 model)
     model.to(device=device, dtype=precision.model_dtype)

@@ -183,6 +183,15 @@ def test_cli_infers_model_and_writes_file_and_folder(tmp_path, capsys, monkeypat
         assert exit_info.value.code == 2 and '--num-classes: expected an integer >= 1' in capsys.readouterr().err
     assert not os.path.exists(tmp_path / 'bad.safetensors')
 
+    # an existing output is replaced only with --overwrite; a folder's earlier contents go with it
+    with pytest.raises(SystemExit) as exit_info:
+        main([src, folder])
+    assert exit_info.value.code == 2 and f"dst '{folder}' is not empty (config.json, model.safetensors" in \
+        capsys.readouterr().err
+    open(os.path.join(folder, 'stale.txt'), 'w').close()
+    assert main([src, folder, '--overwrite']) == 0
+    assert sorted(os.listdir(folder)) == ['config.json', 'model.safetensors', 'projector.safetensors']
+
 
 def test_bad_checkpoints_raise_one_clear_error(tmp_path, seed_resnet):
     src = seed_resnet[False][0]

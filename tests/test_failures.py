@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -386,6 +387,35 @@ def test_export_never_overwrites_a_folder_unasked(trained, tmp_path):
     assert 'my own notes' not in (target / 'README.md').read_text()
 
 
+def test_export_and_convert_never_write_over_their_input_or_a_run(trained, tmp_path):
+    """--overwrite included: a folder holding the checkpoint being read, or a training run, is refused; convert
+    refuses an existing output without --overwrite. Every refusal before anything is read."""
+    convert = [sys.executable, '-m', 'timm_paco.convert']
+    run, checkpoint = trained['dir'], trained['checkpoint']
+    _drill(HUB + ['export', str(checkpoint), str(run), '--overwrite'], 2,
+           f"output folder '{run}' holds the input {checkpoint}: writing there would replace what is being read",
+           watch=[trained['out']])
+    _drill(HUB + ['export', str(checkpoint), str(trained['out']), '--overwrite'], 2,
+           f"output folder '{trained['out']}' holds the input {checkpoint}", watch=[trained['out']])
+    runs = tmp_path / 'runs'
+    shutil.copytree(run, runs / 'other')
+    copy = tmp_path / 'model.pth.tar'
+    shutil.copyfile(checkpoint, copy)
+    _drill(HUB + ['export', str(copy), str(runs), '--overwrite'], 2,
+           f"output folder '{runs}' holds a training run ({runs / 'other'}: args.yaml, checkpoint-0.pth.tar, "
+           f"last.pth.tar, summary.csv), which --overwrite would delete", watch=[tmp_path])
+    existing = tmp_path / 'existing.safetensors'
+    existing.write_bytes(b'another model')
+    _drill(convert + [str(copy), str(existing)], 2,
+           f"dst '{existing}' exists: name a new file, or pass --overwrite to replace it", watch=[tmp_path])
+    _drill(convert + [str(existing), str(existing), '--overwrite'], 2, f"dst '{existing}' is the input",
+           watch=[tmp_path])
+    _drill(convert + [str(copy), str(tmp_path), '--overwrite'], 2, f"dst '{tmp_path}' holds the input {copy}",
+           watch=[tmp_path])
+    _drill(convert + [str(copy), str(runs / 'other'), '--overwrite'], 2,
+           f"dst '{runs / 'other'}' holds a training run ({runs / 'other'}: ", watch=[tmp_path])
+
+
 def test_push_without_network_keeps_the_run_and_says_how_to_push_later(image_folder, tmp_path):
     cmd = _train_args(image_folder, tmp_path, 'push', '--task', 'ce', '--epochs', '1', '--push-to-hub', 'org/model')
     proc = _drill(cmd, 1, '--push-to-hub org/model: the push failed', env=_env(HF_TOKEN='hf_offline_test'))
@@ -479,3 +509,265 @@ def test_a_second_run_into_a_running_experiment_is_refused_and_a_killed_runs_loc
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert torch.load(folder / 'last.pth.tar', weights_only=False)['epoch'] == epoch + 1
     assert not (folder / '.run.lock').exists()
+
+
+# -- a run's folder records only what happened -----------------------------------------------------------------------
+
+def _copy_run(trained, tmp_path, name='run'):
+    copy = tmp_path / name
+    shutil.copytree(trained['dir'], copy)
+    return copy
+
+
+def test_resume_after_an_interrupted_save_finds_the_newest_loadable_checkpoint(trained, image_folder, tmp_path):
+    """The saver's unlink window (kill -9 after last.pth.tar was unlinked, before tmp.pth.tar was renamed), laid out
+    as it leaves the folder: the refusal, a missing --resume file and --resume of the folder name tmp.pth.tar."""
+    run = _copy_run(trained, tmp_path)
+    os.replace(run / 'last.pth.tar', run / 'tmp.pth.tar')
+    tmp = run / 'tmp.pth.tar'
+    _drill(_train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '2'), 2,
+           f'already holds a run (checkpoint-0.pth.tar, model_best.pth.tar, summary.csv, tmp.pth.tar); resume it '
+           f'with --resume {tmp}, start over', watch=[run])
+    _drill(_train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '2', '--resume',
+                       str(run / 'last.pth.tar')), 1,
+           f'--resume {run / "last.pth.tar"}: no such file; the newest loadable checkpoint in its folder is {tmp} '
+           f'(epoch 0): resume with --resume {tmp}', watch=[run])
+    # a partial tmp.pth.tar (killed while writing) is passed over for the history's checkpoint-0
+    whole = tmp.read_bytes()
+    tmp.write_bytes(whole[:len(whole) // 3])
+    proc = subprocess.run(_train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '2', '--resume',
+                                      str(run)), capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f'--resume {run}: resuming {run / "checkpoint-0.pth.tar"}, its newest loadable checkpoint (epoch 0)' \
+        in proc.stderr
+    assert torch.load(run / 'last.pth.tar', weights_only=False)['epoch'] == 1 and not tmp.exists()
+
+
+def test_resume_with_no_epoch_left_is_refused(trained, image_folder, tmp_path):
+    run = _copy_run(trained, tmp_path)
+    _drill(_train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '1', '--resume',
+                       str(run / 'last.pth.tar')), 2,
+           f'--resume {run / "last.pth.tar"}: its run finished epoch 0, and --epochs 1 schedules epochs 0 to 0: '
+           f'nothing is left to train; give a larger --epochs', watch=[tmp_path])
+
+
+def test_a_resumed_run_that_stops_leaves_the_record_as_it_was(trained, image_folder, tmp_path):
+    """Resumed with a schedule that overflows the weights at once: args.yaml, summary.csv and every checkpoint
+    stay as the earlier run left them."""
+    run = _copy_run(trained, tmp_path)
+    cmd = _train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '3', '--sched', 'step',
+                      '--decay-epochs', '1', '--decay-rate', '1e30', '--resume', str(run / 'last.pth.tar'))
+    _drill(cmd, 1, 'non-finite loss (NaN or inf) at epoch 1, update 1', watch=[tmp_path])
+
+
+def _file_size_limit(limit):
+    """preexec_fn: writes past ``limit`` bytes fail (EFBIG, as a full disk fails them with ENOSPC)."""
+    def apply():
+        import resource
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def _drill_full_disk(cmd, message, watch):
+    before = {str(w): _tree(w) for w in watch}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300,
+                          preexec_fn=_file_size_limit(200_000))
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    line = proc.stderr.rstrip().splitlines()[-1]
+    assert message in line and 'free on its disk' in line and '[enforce fail' not in line, line
+    for w in watch:
+        assert _tree(w) == before[str(w)], f'{w} changed'
+    return line
+
+
+def test_a_full_disk_writes_no_record_of_an_unsaved_epoch(trained, image_folder, tmp_path):
+    """A checkpoint write that fails (the disk full; here the file size limit) ends the run in one line naming the
+    file, the free space and the checkpoint to resume; no summary row, args.yaml or tmp.pth.tar of that epoch."""
+    run = _copy_run(trained, tmp_path)
+    line = _drill_full_disk(
+        _train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '2', '--resume',
+                    str(run / 'last.pth.tar')),
+        f'train.py: error: --output {tmp_path}/run: writing {run / "last.pth.tar"} for epoch 1 failed (', [tmp_path])
+    assert line.endswith(f'resume with --resume {run / "last.pth.tar"} (epoch 0)')
+    # a new run: nothing of it stays (its folder, made for it, goes again)
+    line = _drill_full_disk(_train_args(image_folder, tmp_path, 'new', '--task', 'ce', '--epochs', '1'),
+                            'writing', [tmp_path])
+    assert line.endswith('no checkpoint of this run was written') and not (tmp_path / 'new').exists()
+
+
+# -- images read as they are, or refused by name ---------------------------------------------------------------------
+
+def _image_copy(image_folder, tmp_path):
+    copy = tmp_path / 'images'
+    shutil.copytree(image_folder, copy)
+    return copy
+
+
+def _validate_results(cmd):
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+    return json.loads(proc.stdout.split('--result\n', 1)[1]), proc.stderr
+
+
+def test_16_bit_images_are_read_at_their_8_bit_values(trained, image_folder, tmp_path):
+    """Every validation image saved again as 16-bit greyscale (v · 257): validate.py scores exactly as on the
+    8-bit originals (PIL's own conversion would clip them to white)."""
+    from PIL import Image
+    wide = _image_copy(image_folder, tmp_path)
+    for path in (wide / 'validation').rglob('*.png'):
+        pixels = np.asarray(Image.open(path).convert('L'), dtype=np.uint16) * 257
+        Image.fromarray(pixels).save(path)
+        assert Image.open(path).mode == 'I;16'
+    plain, _ = _validate_results(_validate_args(image_folder, trained['checkpoint']))
+    sixteen, _ = _validate_results(_validate_args(wide, trained['checkpoint']))
+    assert plain['images'] == sixteen['images'] == 8
+    assert (plain['top1'], plain['loss']) == (sixteen['top1'], sixteen['loss'])
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+def test_an_unreadable_image_stops_the_run_naming_it_unless_skipped(image_folder, tmp_path):
+    images = _image_copy(image_folder, tmp_path)
+    bad = sorted((images / 'train' / '2').glob('*.png'))[1]
+    _truncate(bad)
+    out = tmp_path / 'out'
+    cmd = _train_args(images, out, 'bad', '--task', 'ce', '--epochs', '1')
+    cmd[cmd.index('--workers') + 1] = '2'  # raised in a loader worker: still its one line
+    _drill(cmd, 1, f'image {bad} (sample ', watch=[tmp_path])
+    assert not out.exists()
+    proc = subprocess.run(cmd + ['--skip-unreadable-images'], capture_output=True, text=True, env=_env(), cwd=REPO,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f'--train-split train: 1 of 16 images cannot be read and are left out: image {bad}' in proc.stderr
+    from timm_paco.data import load_class_counts
+    assert load_class_counts(str(out / 'bad')) == [4, 4, 3, 4]
+
+
+def test_validate_scores_each_image_once(trained, image_folder, tmp_path):
+    images = _image_copy(image_folder, tmp_path)
+    bad = sorted((images / 'validation' / '1').glob('*.png'))[0]
+    _truncate(bad)
+    _drill(_validate_args(images, trained['checkpoint']), 1, f'image {bad} (sample 2) cannot be read',
+           watch=[tmp_path])
+    results, log = _validate_results(_validate_args(images, trained['checkpoint'], '--skip-unreadable-images'))
+    assert results['images'] == 7 and '--split validation: 1 of 8 images cannot be read and are left out' in log
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root reads a folder whatever its permissions')
+def test_an_unreadable_class_folder_is_named(image_folder, tmp_path):
+    images = _image_copy(image_folder, tmp_path)
+    locked = images / 'train' / '3'
+    locked.chmod(0)
+    try:
+        _drill(_train_args(images, tmp_path / 'out', 'locked', '--epochs', '1'), 1, f'{locked}: cannot be read')
+    finally:
+        locked.chmod(0o755)
+
+
+# -- validate.py: one line for each combination ----------------------------------------------------------------------
+
+def test_validate_refuses_combinations_naming_the_flag(trained, image_folder, tmp_path):
+    cases = [
+        (['--ncm', '--tau-norm', '5'], "--tau-norm 5: --ncm replaces the classifier whose weights tau-norm rescales"),
+        (['--tau-norm', '1000'], '--tau-norm 1000: the class weight norms ('),
+        (['--ncm', '--ncm-split', 'trian'], f'--ncm-split trian: {image_folder} has no trian folder'),
+        (['--features-file', str(tmp_path)], f'--features-file {tmp_path}: a folder; name the file to write'),
+    ]
+    for extra, message in cases:
+        _drill(_validate_args(image_folder, trained['checkpoint'], *extra), 1, message, watch=[tmp_path])
+    target = tmp_path / 'new' / 'features.safetensors'  # its folder is made, as for the other output files
+    _validate_results(_validate_args(image_folder, trained['checkpoint'], '--features-file', str(target)))
+    assert target.stat().st_size > 0
+
+
+# -- train.py: a task and its flags ----------------------------------------------------------------------------------
+
+def test_a_model_without_one_last_feature_map_is_refused_for_pbsd(image_folder, tmp_path, capsys):
+    _drill_here(capsys, _train_args(image_folder, tmp_path, 'coat', '--task', 'dscl', '--model', 'coat_tiny',
+                                    '--img-size', '224', '--epochs', '1'), 2,
+                '--pbsd-weight 1.5: model coat_tiny gives its final features as a list, not one tensor',
+                watch=[tmp_path])
+
+
+def test_a_flag_the_task_ignores_is_ignored(image_folder, tmp_path):
+    proc = subprocess.run(_train_args(image_folder, tmp_path, 'ce', '--task', 'ce', '--focal-gamma', '2',
+                                      '--epochs', '1'), capture_output=True, text=True, env=_env(), cwd=REPO,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '--focal-gamma; ignored' in proc.stderr and 'Task MultiViewClassificationTask: CELoss(' in proc.stderr
+
+
+# -- segmentation: labels checked before the run folder is made -------------------------------------------------------
+
+SEG = [sys.executable, '-m', 'timm_paco.seg']
+SEG_CLASSES = ('background', 'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
+               'Bag', 'Ankle boot')
+
+
+@pytest.fixture(scope='module')
+def seg_data(tmp_path_factory, fmnist_root):
+    from timm_paco.seg.mosaics import MosaicRecipe, write_mosaics
+    root = tmp_path_factory.mktemp('mosaics')
+    write_mosaics(str(root), MosaicRecipe(n_train=16, n_test=8), source_root=fmnist_root)
+    return root
+
+
+def _seg_train(data, out, experiment, *extra):
+    return SEG + ['train', '--data-dir', str(data), '--output', str(out), '--experiment', experiment, '--encoder',
+                  'resnet18', '--arch', 'UPerNet', '--model-kwargs', 'decoder_channels=32', '-b', '4', '--device',
+                  'cpu', '--workers', '0', '--epochs', '1', '--lr', '0.02', *extra]
+
+
+def _relabel(data, tmp_path, change):
+    """A copy of the mosaic set with ``change(mask array) -> mask array`` applied to every training label map."""
+    from PIL import Image
+    copy = tmp_path / 'relabelled'
+    shutil.copytree(data, copy)
+    for path in sorted((copy / 'train' / 'masks').glob('*.png')):
+        Image.fromarray(change(np.asarray(Image.open(path)).copy())).save(path)
+    return copy
+
+
+def test_segmentation_labels_are_checked_before_the_run_folder_is_made(seg_data, trained, tmp_path):
+    out = tmp_path / 'out'
+    _drill(_seg_train(seg_data, out, 'ignore', '--ignore-index', '1'), 1,
+           "--ignore-index 1: that is class 'T-shirt/top' of --num-classes 11, which would leave it out of the loss "
+           "and the mIoU", watch=[tmp_path])
+
+    def stray(mask):
+        mask[0, 0] = 20
+        return mask
+    data = _relabel(seg_data, tmp_path, stray)
+    first = sorted((data / 'train' / 'masks').glob('*.png'))[0]
+    _drill(_seg_train(data, out, 'stray'), 1, f'{first}: label 20 is neither a class of --num-classes 11 (0 to 10) '
+           f'nor --ignore-index 255', watch=[tmp_path])
+    _drill(_seg_train(seg_data, out, 'resume', '--resume', str(trained['checkpoint'])), 1,
+           f'--resume {trained["checkpoint"]}: ', watch=[tmp_path])
+    assert not out.exists()
+
+
+def test_segmentation_names_classes_without_training_pixels_and_refuses_a_resume_with_nothing_left(
+        seg_data, tmp_path):
+    import json
+    pixels = json.loads((seg_data / 'mosaics.json').read_text())['pixels']['train']
+    rare = min((c for c in range(1, len(pixels)) if pixels[c]), key=lambda c: pixels[c])  # has pixels until now
+    data = _relabel(seg_data, tmp_path, lambda mask: np.where(mask == rare, 0, mask).astype(np.uint8))
+    proc = subprocess.run(_seg_train(data, tmp_path, 'run'), capture_output=True, text=True, env=_env(), cwd=REPO,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warning = next(line for line in proc.stderr.splitlines() if 'have no training pixels in train' in line)
+    assert f'{rare} ({SEG_CLASSES[rare]})' in warning
+    last = tmp_path / 'run' / 'last.pth.tar'
+    _drill(_seg_train(data, tmp_path, 'run', '--resume', str(last)), 2,
+           f'--resume {last}: its run finished epoch 0, and --epochs 1 schedules epochs 0 to 0: nothing is left',
+           watch=[tmp_path])
+
+
+def test_segmentation_quickstart_refuses_a_repeated_seed(tmp_path):
+    _drill(SEG + ['quickstart', '--seeds', '1', '1', '--output', str(tmp_path / 'qs')], 2,
+           '--seeds: 1 given more than once', watch=[tmp_path])

@@ -31,6 +31,7 @@ from .models.pretrained import check_pretrained_tag
 from .models.checkpoint_filter import check_state_dict, classifier_module_name, split_state_dict, unwrap_checkpoint
 from .models import registered_names
 from .models.recipes import PaperRecipe, recipe_for
+from .output_target import check_output_file, check_output_folder, clear_folder
 from .tasks.projector_file import PROJECTOR_FILE, projector_args, save_projector
 
 __all__ = ['load_checkpoint', 'infer_stock_architecture', 'infer_model_name', 'convert_checkpoint', 'main']
@@ -113,13 +114,24 @@ def convert_checkpoint(
         dst: str,
         model_name: Optional[str] = None,
         num_classes: Optional[int] = None,
+        overwrite: bool = False,
+        overwrite_flag: str = 'overwrite=True',
         **model_kwargs,
 ) -> Tuple[str, Dict[str, torch.Tensor]]:
     """Convert ``src`` into timm-paco weights at ``dst``; return (model name, converted state dict).
 
+    ``dst`` (a ``.safetensors`` file, else a folder) must not exist, or be empty, unless ``overwrite`` (named in the
+    refusal as ``overwrite_flag``); it never may be ``src``, hold it, or hold a training run
+    (``timm_paco.output_target``). A folder's earlier contents go once the weights are converted.
+
     ``model_kwargs`` go to ``timm.create_model`` (e.g. a reduced ``depth`` for a small ViT).
     Raises ValueError naming the mismatch if the weights do not fit ``model_name`` / ``num_classes``.
     """
+    if dst.endswith('.safetensors'):
+        check_output_file(dst, [src], overwrite, 'dst', overwrite_flag)
+        existing = []
+    else:
+        existing = check_output_folder(dst, [src], overwrite, 'dst', overwrite_flag)
     tensors = unwrap_checkpoint(load_checkpoint(src), source=src)
     try:
         sd, projector = split_state_dict(tensors)
@@ -147,6 +159,7 @@ def convert_checkpoint(
     sd = check_state_dict(sd, model, source=src)
     model.load_state_dict(sd, strict=True)
     sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    clear_folder(dst, existing)
     _save(sd, dst, model, name, model_kwargs)
     if found and not dst.endswith('.safetensors'):
         save_projector(projector, found, os.path.join(dst, PROJECTOR_FILE))
@@ -191,11 +204,15 @@ def main(argv=None) -> int:
     parser.add_argument('--model', default=None, help='timm-paco model name[.tag] (default: read from the weights)')
     parser.add_argument('--num-classes', type=positive_int, default=None,
                         help='expected class count (default: from weights)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an existing dst file, or the contents of a non-empty dst folder (never the '
+                             'src file, a folder holding it or a training run)')
     args = parser.parse_args(argv)
     try:
-        name, sd = convert_checkpoint(args.src, args.dst, model_name=args.model, num_classes=args.num_classes)
+        name, sd = convert_checkpoint(args.src, args.dst, model_name=args.model, num_classes=args.num_classes,
+                                      overwrite=args.overwrite, overwrite_flag='--overwrite')
     except (ValueError, FileNotFoundError) as e:
-        parser.exit(2, f'error: {e}\n')
+        parser.exit(2, f'{parser.prog}: error: {e}\n')
     print(f'{args.src} -> {args.dst}: {name}, {len(sd)} tensors, {sum(v.numel() for v in sd.values())} values')
     if not any(k.startswith(('fc.', 'head.')) for k in sd):
         print(f'{args.src} holds no trained classifier (DSCL\'s first stage trains none): written as a headless '

@@ -14,6 +14,7 @@ __all__ = ['DEBUG_ENV', 'debug_requested', 'one_line', 'run_main']
 
 DEBUG_ENV = 'TIMM_PACO_DEBUG'
 _USER_ERRORS = (ValueError, OSError, RuntimeError, ImportError, LookupError)
+_WORKER_TRACEBACK = 'Original Traceback (most recent call last):'  # torch's ExceptionWrapper
 
 
 def debug_requested(argv: Sequence[str]) -> bool:
@@ -23,7 +24,10 @@ def debug_requested(argv: Sequence[str]) -> bool:
 def one_line(error: BaseException) -> str:
     """The error's message on one line (its type when it has none); a programming error (not a ValueError,
     OSError, RuntimeError, ImportError or LookupError) says how to see the traceback."""
-    text = ' '.join(str(error).split()) or type(error).__name__
+    message = str(error)
+    if _WORKER_TRACEBACK in message:  # re-raised from a DataLoader worker: the worker's own last line is the message
+        message = message.rstrip().splitlines()[-1].split(': ', 1)[-1]
+    text = ' '.join(message.split()) or type(error).__name__
     if isinstance(error, KeyError) and len(error.args) == 1:
         text = f'key {error.args[0]!r} not found'
     if not isinstance(error, _USER_ERRORS):

@@ -36,6 +36,9 @@ def _dataset_args(parser: argparse.ArgumentParser) -> None:
                    help='download torch/ and tfds/ datasets that can be')
     g.add_argument('--class-map', type=str, default='', metavar='FILENAME', help='class name to index map file')
     g.add_argument('--input-img-mode', type=str, default=None, help='PIL mode images are converted to')
+    g.add_argument('--skip-unreadable-images', action='store_true', default=False,
+                   help='read each image file of the split once before starting and leave out those '
+                        'that cannot be read (counted and named); without it such a file stops the run, named')
     g.add_argument('--input-key', type=str, default=None, help='dataset key of the image')
     g.add_argument('--target-key', type=str, default=None, help='dataset key of the label')
     g.add_argument('--dataset-trust-remote-code', action='store_true', default=False,

@@ -169,7 +169,7 @@ def check_patch_model(args, model, input_size) -> None:
         return
     name = args.model
     try:
-        check_feature_map(model, name=name, weight=args.pbsd_weight)
+        check_feature_map(model, name=name, weight=args.pbsd_weight, input_size=tuple(input_size))
     except ValueError as e:
         raise UsageError(str(e)) from None
     patch_embed = getattr(model, 'patch_embed', None)

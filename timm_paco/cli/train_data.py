@@ -33,6 +33,7 @@ def _dataset_kwargs(args, input_size) -> Dict:
         class_map=args.class_map, download=args.dataset_download, batch_size=args.batch_size,
         input_img_mode=input_img_mode, input_key=args.input_key, target_key=args.target_key,
         trust_remote_code=args.dataset_trust_remote_code, num_classes=args.num_classes,
+        skip_unreadable=args.skip_unreadable_images, scan_workers=args.workers,
     )
 
 

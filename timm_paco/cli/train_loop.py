@@ -92,17 +92,15 @@ def _evaluate(run: TrainRun) -> Optional[Dict[str, float]]:
 
 
 def _end_of_epoch(run: TrainRun, epoch: int, train_metrics: Dict, eval_metrics: Optional[Dict]) -> None:
-    """Summary row, checkpoint (ranked by ``run.eval_metric``) and schedule step of an evaluated epoch; a stop
-    signal waits until the row and the checkpoint are both written."""
+    """Checkpoint (ranked by ``run.eval_metric``), summary row and schedule step of an evaluated epoch; a stop
+    signal waits until the checkpoint and the row are both written."""
     latest_metric = (eval_metrics or train_metrics)[run.eval_metric]
     if run.output.saver is not None:
         run.check_savable(f'the end of epoch {epoch}')
-    with deferred_interrupts():
-        if run.output.output_dir is not None:
-            utils.update_summary(epoch, train_metrics, eval_metrics, filename=run.output.summary_file(),
-                                 lr=run.mean_lr(), log_wandb=run.args.log_wandb)
-        if run.output.saver is not None:
-            run.best = run.output.saver.save_checkpoint(epoch, metric=latest_metric)
+    if run.output.saver is not None:
+        with deferred_interrupts():
+            run.best = run.output.record_epoch(epoch, latest_metric, train_metrics, eval_metrics, lr=run.mean_lr(),
+                                               log_wandb=run.args.log_wandb)
     if run.lr_scheduler is not None:
         run.lr_scheduler.step(epoch + 1, latest_metric)
 

@@ -3,15 +3,17 @@ over the task's trainable module and state, wandb, and the push of the finished 
 import glob
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Optional
+from typing import Dict, Optional
 
 import yaml
 from timm import utils
 from timm.models import safe_model_name
 
 from timm_paco.cli.errors import one_line
+from timm_paco.cli.run_checkpoints import newest_checkpoint
 from timm_paco.cli.run_lock import lock_run_folder
 from timm_paco.cli.usage import UsageError
 from timm_paco.data import save_class_counts
@@ -24,18 +26,72 @@ _logger = logging.getLogger('train')
 
 @dataclass
 class RunOutput:
-    """The run's folder and checkpoint saver (both None on the other ranks of a distributed run)."""
+    """The run's folder and checkpoint saver (both None on the other ranks of a distributed run), and what it
+    records beside its checkpoints: ``args.yaml``, ``class_counts.json`` and, for a resumed run, the summary rows
+    from ``start_epoch`` on dropped. These are written (and ``--overwrite``'s earlier run removed) with the run's
+    first checkpoint (``record_epoch``), so a run that stops before one leaves the folder as it found it."""
     output_dir: Optional[str] = None
     saver: Optional[utils.CheckpointSaver] = None
+    args: object = None
+    class_counts: Optional[list] = None
+    start_epoch: int = 0
+    recorded: bool = False
 
     def summary_file(self) -> Optional[str]:
         return os.path.join(self.output_dir, 'summary.csv') if self.output_dir else None
 
+    def _write_records(self) -> None:
+        utils.trim_summary(self.summary_file(), self.start_epoch)  # a run resumed into its folder: rows after it go
+        with open(os.path.join(self.output_dir, 'args.yaml'), 'w') as f:
+            f.write(args_yaml(self.args))
+        if self.class_counts is not None:
+            save_class_counts(self.class_counts, self.output_dir)
+        self.recorded = True
 
-# what a train.py run writes into its folder (glob patterns); the first five are its results
-RUN_FILES = ('last.pth.tar', 'model_best.pth.tar', 'checkpoint-*.pth.tar', 'recovery-*.pth.tar', 'summary.csv',
-             'args.yaml', 'class_counts.json', 'train-batch-*.jpg')
-_RESULT_FILES = RUN_FILES[:5]
+    def record_epoch(self, epoch: int, metric, train_metrics: Dict, eval_metrics: Optional[Dict], **summary_kwargs):
+        """Write ``epoch``'s checkpoint (ranked by ``metric``), then the records if not yet written, then its
+        summary row; returns the saver's best (metric, epoch). A failed write removes the saver's partial
+        ``tmp.pth.tar`` and raises an OSError naming the file, the free space and the checkpoint to resume."""
+        if not self.recorded:
+            _clear_earlier_run(self.args, self.output_dir)
+        try:
+            best = self.saver.save_checkpoint(epoch, metric=metric)
+        except (OSError, RuntimeError) as e:  # torch reports a failed write as a RuntimeError without the errno
+            raise self._write_failed(os.path.join(self.output_dir, 'last.pth.tar'), epoch, e) from e
+        try:
+            if not self.recorded:
+                self._write_records()
+            utils.update_summary(epoch, train_metrics, eval_metrics, filename=self.summary_file(), **summary_kwargs)
+        except OSError as e:
+            raise self._write_failed(self.summary_file(), epoch, e) from e
+        return best
+
+    def _write_failed(self, path: str, epoch: int, error: Exception) -> OSError:
+        tmp = os.path.join(self.output_dir, 'tmp.pth.tar')
+        if os.path.exists(tmp):
+            os.remove(tmp)  # the saver's partial file
+        reason = (error.strerror if isinstance(error, OSError) and error.strerror else
+                  str(error).split('] ', 1)[-1].strip(' .') or type(error).__name__)
+        newest = newest_checkpoint(self.output_dir)
+        resume = (f'resume with --resume {newest[0]} (epoch {newest[1]})' if newest else
+                  'no checkpoint of this run was written')
+        return OSError(f'--output {self.output_dir}: writing {path} for epoch {epoch} failed ({reason}; '
+                       f'{_free_space(self.output_dir)} free on its disk); {resume}')
+
+
+def _free_space(folder: str) -> str:
+    free = shutil.disk_usage(folder).free
+    for unit in ('B', 'KB', 'MB', 'GB'):
+        if free < 1024:
+            return f'{free:.0f} {unit}'
+        free /= 1024
+    return f'{free:.1f} TB'
+
+
+# what a train.py run writes into its folder (glob patterns); the first six are its results
+RUN_FILES = ('last.pth.tar', 'model_best.pth.tar', 'checkpoint-*.pth.tar', 'recovery-*.pth.tar', 'tmp.pth.tar',
+             'summary.csv', 'args.yaml', 'class_counts.json', 'train-batch-*.jpg')
+_RESULT_FILES = RUN_FILES[:6]
 
 
 def run_files(folder: str, patterns=RUN_FILES):
@@ -59,14 +115,15 @@ def check_output_folder(args) -> None:
     if not existing or args.overwrite or _resumes_into(args, folder):
         return
     names = ', '.join(os.path.basename(p) for p in existing[:4]) + (' …' if len(existing) > 4 else '')
-    last = os.path.join(folder, 'last.pth.tar')
-    resume = f'resume it with --resume {last}, ' if os.path.isfile(last) else ''
+    newest = newest_checkpoint(folder)
+    resume = f'resume it with --resume {newest[0]}, ' if newest else ''
     raise UsageError(f'--experiment {args.experiment}: {folder} already holds a run ({names}); {resume}start over '
                      f'with --overwrite, or choose another --experiment')
 
 
 def _clear_earlier_run(args, output_dir: str) -> None:
-    """``--overwrite``: the earlier run's files go, so that none of its checkpoints passes for this run's."""
+    """``--overwrite``: the earlier run's files go (before this run's first checkpoint), so that none of its
+    checkpoints passes for this run's."""
     if not args.overwrite or _resumes_into(args, output_dir):
         return
     for path in run_files(output_dir):
@@ -104,29 +161,24 @@ def _init_wandb(args, exp_name: str) -> None:
                resume='must' if args.wandb_resume_id else None, id=args.wandb_resume_id or None)
 
 
-def create_run_output(args, task, optimizer, loss_scaler, data_config, class_counts,
-                      decreasing: bool) -> RunOutput:
-    """On the primary process: the output folder with ``args.yaml`` (``args_yaml``; and ``class_counts.json``) and a
-    ``CheckpointSaver`` ranking checkpoints by a ``decreasing`` (or increasing) metric; a resumed run of the same
-    folder keeps its checkpoint history."""
+def create_run_output(args, task, optimizer, loss_scaler, data_config, class_counts, decreasing: bool,
+                      start_epoch: int) -> RunOutput:
+    """On the primary process: the output folder and a ``CheckpointSaver`` ranking checkpoints by a ``decreasing``
+    (or increasing) metric, with ``args.yaml`` (``args_yaml``) and ``class_counts.json`` to write with the first
+    checkpoint of this run from ``start_epoch``; a resumed run of the same folder keeps its checkpoint history."""
     if not utils.is_primary(args):
         return RunOutput()
     exp_name = _experiment_name(args, data_config)
     output_dir = utils.get_outdir(args.output if args.output else './output/train', exp_name)
-    _clear_earlier_run(args, output_dir)
     saver = utils.CheckpointSaver(
         model=task.get_trainable_module(), optimizer=optimizer, args=args, amp_scaler=loss_scaler,
         checkpoint_dir=output_dir, recovery_dir=output_dir, decreasing=decreasing,
         max_history=args.checkpoint_hist, task=task)
     if args.resume and os.path.dirname(os.path.abspath(args.resume)) == os.path.abspath(output_dir):
         saver.load_state_dict_from_checkpoint(args.resume)
-    with open(os.path.join(output_dir, 'args.yaml'), 'w') as f:
-        f.write(args_yaml(args))
-    if class_counts is not None:
-        save_class_counts(class_counts, output_dir)
     if args.log_wandb:
         _init_wandb(args, exp_name)
-    return RunOutput(output_dir, saver)
+    return RunOutput(output_dir, saver, args=args, class_counts=class_counts, start_epoch=start_epoch)
 
 
 def push_run_to_hub(args, output_dir: str) -> None:

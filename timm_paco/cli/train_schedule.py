@@ -5,6 +5,8 @@ from typing import Optional, Tuple
 
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 
+from timm_paco.cli.usage import UsageError
+
 __all__ = ['resolve_lr', 'updates_per_epoch', 'create_schedule']
 
 _logger = logging.getLogger('train')
@@ -30,6 +32,16 @@ def updates_per_epoch(args, loader) -> int:
     return (len(loader) + args.grad_accum_steps - 1) // args.grad_accum_steps
 
 
+def _check_epochs_left(args, start_epoch: int, num_epochs: int) -> None:
+    """UsageError when the run would start at or past the schedule's end: it would exit having done nothing."""
+    if start_epoch < num_epochs:
+        return
+    given = (f'--start-epoch {args.start_epoch}' if args.start_epoch is not None else
+             f'--resume {args.resume}: its run finished epoch {start_epoch - 1}, and')
+    raise UsageError(f'{given} --epochs {args.epochs} schedules epochs 0 to {num_epochs - 1}: nothing is left to '
+                     f'train; give a larger --epochs to train on')
+
+
 def create_schedule(args, optimizer, loader, decreasing: bool, resume_epoch: Optional[int]) -> Tuple:
     """timm's scheduler for ``optimizer``, stepped to the start epoch; returns (scheduler or None, epochs,
     start epoch)."""
@@ -37,6 +49,7 @@ def create_schedule(args, optimizer, loader, decreasing: bool, resume_epoch: Opt
     lr_scheduler, num_epochs = create_scheduler_v2(
         optimizer, **scheduler_kwargs(args, decreasing_metric=decreasing), updates_per_epoch=updates)
     start_epoch = args.start_epoch if args.start_epoch is not None else (resume_epoch or 0)
+    _check_epochs_left(args, start_epoch, num_epochs)
     if lr_scheduler is not None and start_epoch > 0:
         if args.sched_on_updates:
             lr_scheduler.step_update(start_epoch * updates)

@@ -9,11 +9,13 @@ from timm.loss import create_classification_loss
 from timm.task import ClassificationTask, load_task_ema_checkpoint, resume_task_checkpoint
 
 from timm_paco.checkpoint_io import load_checkpoint_file
+from timm_paco.cli.train_checks import TASK_FLAGS
 from timm_paco.cli.train_data import mixup_active
 from timm_paco.tasks import create_task, resolve_logit_adjust
 from timm_paco.tasks.initial_weights import load_initial_projector
 
-__all__ = ['RESTORED_FLAGS', 'create_train_task', 'check_resume_checkpoint', 'keep_restored_flags', 'prepare_task']
+__all__ = ['RESTORED_FLAGS', 'create_train_task', 'check_resume_checkpoint', 'keep_restored_flags', 'prepare_task',
+           'resume_run']
 
 _logger = logging.getLogger('train')
 
@@ -21,6 +23,12 @@ _logger = logging.getLogger('train')
 def _queue_size(args, task: str) -> Optional[int]:
     """The queue slots ``task`` keeps: ``--paco-queue-size`` for paco / dscl, ``--gpaco-queue-size`` for gpaco."""
     return {'paco': args.paco_queue_size, 'dscl': args.paco_queue_size, 'gpaco': args.gpaco_queue_size}.get(task)
+
+
+def _read_by(args, task: str, dest: str):
+    """A task's own flag (``TASK_FLAGS``): its value for a task that reads it, else None (the warning of
+    ``flag_warnings`` says it is ignored, and so it is)."""
+    return getattr(args, dest) if task in TASK_FLAGS[dest] else None
 
 
 def _timm_classification_task(args, model, **task_kwargs) -> ClassificationTask:
@@ -46,9 +54,9 @@ def create_train_task(args, task: str, model, trainable, num_views: int, class_c
             alpha=args.dscl_alpha if task == 'dscl' else args.paco_alpha, beta=args.paco_beta,
             gamma=args.paco_gamma, temperature=args.paco_temperature,
             queue_size=_queue_size(args, task), momentum=args.paco_momentum,
-            pbsd_weight=args.pbsd_weight if task == 'dscl' else None, classifier_retrain=args.classifier_retrain,
-            focal_gamma=args.focal_gamma, cb_beta=args.cb_beta,
-            drw_epoch=args.drw_epoch if task == 'ldam-drw' else None, view_forward=args.view_forward, **task_kwargs)
+            pbsd_weight=_read_by(args, task, 'pbsd_weight'), classifier_retrain=args.classifier_retrain,
+            focal_gamma=_read_by(args, task, 'focal_gamma'), cb_beta=_read_by(args, task, 'cb_beta'),
+            drw_epoch=_read_by(args, task, 'drw_epoch'), view_forward=args.view_forward, **task_kwargs)
         if load_initial_projector(result, initial_projector, args.initial_checkpoint):
             _logger.info(f'Projector weights from --initial-checkpoint {args.initial_checkpoint}.')
     if utils.is_primary(args):
@@ -87,7 +95,9 @@ def keep_restored_flags(args, saved: Dict[str, Any]) -> List[str]:
     return warnings
 
 
-def _resume(task, args, optimizer, loss_scaler) -> Optional[int]:
+def resume_run(task, args, optimizer, loss_scaler) -> Optional[int]:
+    """``--resume``: the task, optimizer and scaler state (not the optimizer's with ``--no-resume-opt``); returns
+    the epoch to go on from. Every failure is a ValueError naming the flag and the file."""
     saved = check_resume_checkpoint(args.resume)
     try:
         epoch = resume_task_checkpoint(
@@ -105,7 +115,7 @@ def _resume(task, args, optimizer, loss_scaler) -> Optional[int]:
 def prepare_task(task, args, optimizer, loss_scaler, device) -> Optional[int]:
     """``--resume`` (task, optimizer and scaler state), ``--model-ema``, ``--torchcompile`` and DDP on ``task``;
     returns the epoch to resume from (None without ``--resume``)."""
-    resume_epoch = _resume(task, args, optimizer, loss_scaler) if args.resume else None
+    resume_epoch = resume_run(task, args, optimizer, loss_scaler) if args.resume else None
     if args.model_ema:
         task.setup_ema(decay=args.model_ema_decay, use_warmup=args.model_ema_warmup,
                        device='cpu' if args.model_ema_force_cpu else None)

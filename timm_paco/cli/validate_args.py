@@ -27,6 +27,9 @@ def _dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--class-map', default='', type=str, metavar='FILENAME', help='class name -> index file')
     parser.add_argument('--input-key', default=None, type=str, help='dataset key of the input images')
     parser.add_argument('--input-img-mode', default=None, type=str, help='PIL mode images are converted to')
+    parser.add_argument('--skip-unreadable-images', action='store_true', default=False,
+                        help='read each image file of the split once before starting and leave out those '
+                             'that cannot be read (counted and named); without it such a file stops the run, named')
     parser.add_argument('--target-key', default=None, type=str, help='dataset key of the targets')
     parser.add_argument('--dataset-trust-remote-code', action='store_true', default=False,
                         help='let Hugging Face datasets run code from the dataset repository')
@@ -197,6 +200,18 @@ def check_run_args(args, bulk: int = 0) -> None:
             import matplotlib  # noqa: F401
         except ImportError:
             raise ValueError('--per-class-plot needs matplotlib: pip install matplotlib (a requirement of timm-paco)')
-    for path in (args.results_file, args.logits_file, args.per_class_file, args.per_class_plot):
+    if args.ncm and args.tau_norm:
+        raise ValueError(f'--tau-norm {args.tau_norm:g}: --ncm replaces the classifier whose weights tau-norm '
+                         f'rescales; pass one of them')
+    outputs = (('--results-file', args.results_file), ('--logits-file', args.logits_file),
+               ('--features-file', args.features_file), ('--per-class-file', args.per_class_file),
+               ('--per-class-plot', args.per_class_plot))
+    for flag, path in outputs:
+        if path and os.path.isdir(path):
+            raise ValueError(f'{flag} {path}: a folder; name the file to write')
+    for flag, path in outputs:
         if path and os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            except OSError as e:
+                raise ValueError(f'{flag} {path}: its folder cannot be made ({e.strerror})') from None

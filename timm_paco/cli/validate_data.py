@@ -53,9 +53,9 @@ def read_valid_labels(path: str, num_classes: int) -> List[int]:
     return labels
 
 
-def create_eval_dataset(args, root, data_config, class_map=None, num_classes=None):
-    """The ``--split`` of ``--dataset`` under ``root`` (images read in the data config's channels); raises on a
-    missing root or an empty split."""
+def create_eval_dataset(args, root, data_config, class_map=None, num_classes=None, split_arg='--split'):
+    """The ``args.split`` of ``--dataset`` under ``root`` (images read in the data config's channels), the split
+    named by the flag ``split_arg`` in messages; raises on a missing root or an empty split."""
     if args.input_img_mode is None:
         input_img_mode = 'RGB' if data_config['input_size'][0] == 3 else 'L'
     else:
@@ -67,7 +67,8 @@ def create_eval_dataset(args, root, data_config, class_map=None, num_classes=Non
         raise FileNotFoundError(f'--data-dir: image root {root} does not exist')
     if split_list:
         dataset = create_paco_dataset(
-            args.dataset, root=root, split=args.split, num_classes=num_classes, input_img_mode=input_img_mode)
+            args.dataset, root=root, split=args.split, num_classes=num_classes, input_img_mode=input_img_mode,
+            split_arg=split_arg, skip_unreadable=args.skip_unreadable_images, scan_workers=args.workers)
     else:
         dataset = create_paco_dataset(
             args.dataset,
@@ -82,9 +83,12 @@ def create_eval_dataset(args, root, data_config, class_map=None, num_classes=Non
             target_key=args.target_key,
             trust_remote_code=args.dataset_trust_remote_code,
             seed=args.seed,
+            split_arg=split_arg,
+            skip_unreadable=args.skip_unreadable_images,
+            scan_workers=args.workers,
         )
     if hasattr(dataset, '__len__') and len(dataset) == 0:
-        raise ValueError(f'--data-dir: no images found for split {args.split!r} under {root}')
+        raise ValueError(f'{split_arg} {args.split}: no images found for it under {root}')
     return dataset
 
 

@@ -36,11 +36,12 @@ def _plot_per_class(args, rows, plot_file: str, asked: bool) -> None:
 
 
 def accuracy_results(meter, loss: float, real_labels=None) -> Dict[str, float]:
-    """Top-1 / top-5 accuracy and error in % (of the ReaL labels when given) and the mean cross-entropy."""
+    """Top-1 / top-5 accuracy and error in % (of the ReaL labels when given), the mean cross-entropy and the
+    number of images scored."""
     acc = meter.topk_accuracy()
     top1, top5 = (real_labels.get_accuracy(k=1), real_labels.get_accuracy(k=5)) if real_labels else (acc[1], acc[5])
     return dict(top1=round(top1, 4), top1_err=round(100 - top1, 4), top5=round(top5, 4),
-                top5_err=round(100 - top5, 4), loss=round(loss, 6))
+                top5_err=round(100 - top5, 4), loss=round(loss, 6), images=int(meter.class_total.sum()))
 
 
 def class_results(args, meter, class_counts: Optional[Sequence[int]]) -> Dict:

@@ -5,10 +5,12 @@
 split with the exponential profile of ``imbalance.py``.
 """
 import logging
+import os
 from typing import Optional
 
-from timm.data import create_dataset
+from timm.data import ImageDataset, create_dataset
 
+from .image_files import CheckedImageDataset, UnreadableImageError, check_readable_folders, drop_unreadable
 from .image_mode import ImageModeDataset
 from .imbalance import ImbalancedDataset, check_imb_factor
 from .lt_list import SplitListDataset, resolve_split_list
@@ -19,6 +21,18 @@ __all__ = ['LT_PREFIX', 'create_paco_dataset']
 LT_PREFIX = 'lt:'
 
 _logger = logging.getLogger(__name__)
+
+
+def _leave_out_unreadable(dataset, split: str, workers: int) -> None:
+    total = len(dataset)
+    bad = drop_unreadable(dataset, workers)
+    if bad is None:
+        _logger.info(f'{split}: not read from image files; no image to leave out')
+    elif len(bad) == total:
+        raise UnreadableImageError(f'{split}: none of its {total} images can be read ({bad[0][1]})')
+    elif bad:
+        _logger.warning(f'{split}: {len(bad)} of {total} images cannot be read and are left out: '
+                        + '; '.join(reason for _, reason in bad[:5]) + ('; …' if len(bad) > 5 else ''))
 
 
 def create_paco_dataset(
@@ -32,6 +46,8 @@ def create_paco_dataset(
         input_img_mode: str = 'RGB',
         download: bool = False,
         split_arg: str = '--split',
+        skip_unreadable: bool = False,
+        scan_workers: int = 0,
         **timm_kwargs,
 ):
     """Create a dataset that returns ``(image, target)`` with images in ``input_img_mode``.
@@ -50,6 +66,9 @@ def create_paco_dataset(
         download: Passed to timm (torchvision datasets).
         split_arg: The flag that named ``split``, for messages (a split not found raises
             ``splits.SplitNotFoundError``: no fallback to the root, see ``splits.py``).
+        skip_unreadable: Read every image file once now (with ``scan_workers`` processes) and leave out those that
+            cannot be read, naming them in a warning; by default such a file stops loading, named
+            (``image_files.UnreadableImageError``).
         **timm_kwargs: Passed to ``timm.data.create_dataset``.
     """
     if imb_factor is not None:
@@ -64,6 +83,8 @@ def create_paco_dataset(
         source = split_source(name, root, split, split_arg)
         if is_folder_dataset(name):
             root = source
+            if os.path.isdir(source):
+                check_readable_folders(source, f'{split_arg} {split}')
         _logger.info(f'{split_arg} {split}: {source}')
         dataset = create_dataset(
             name,
@@ -77,6 +98,10 @@ def create_paco_dataset(
         )
         if name.lower().startswith('torch/') and input_img_mode:
             dataset = ImageModeDataset(dataset, input_img_mode)
+        elif type(dataset) is ImageDataset:  # timm's folder / tar datasets: images read as image_files reads them
+            dataset = CheckedImageDataset.of(dataset)
+    if skip_unreadable:
+        _leave_out_unreadable(dataset, f'{split_arg} {split}', scan_workers)
     if imb_factor is not None and is_training:
         dataset = ImbalancedDataset(dataset, imb_factor, seed=imb_seed, num_classes=num_classes)
     return dataset

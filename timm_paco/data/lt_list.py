@@ -9,8 +9,9 @@ import os
 import re
 from typing import List, Optional, Tuple
 
-from timm.data import ImageDataset
 from timm.data.readers.reader import Reader
+
+from .image_files import CheckedImageDataset
 
 __all__ = ['ReaderSplitList', 'SplitListDataset', 'read_split_list', 'resolve_split_list']
 
@@ -113,8 +114,9 @@ class ReaderSplitList(Reader):
         return filename
 
 
-class SplitListDataset(ImageDataset):
-    """timm ``ImageDataset`` over a split list; ``targets`` gives labels without decoding images."""
+class SplitListDataset(CheckedImageDataset):
+    """timm ``ImageDataset`` over a split list (read as ``image_files`` reads images); ``targets`` gives labels
+    without decoding images."""
 
     def __init__(
             self,
@@ -134,14 +136,6 @@ class SplitListDataset(ImageDataset):
             transform=transform,
             target_transform=target_transform,
         )
-        self._max_retries = 1  # a file that fails to decode stops loading instead of being skipped
-
-    def __getitem__(self, index):
-        try:
-            return super().__getitem__(index)
-        except RuntimeError as e:
-            path = self.reader.samples[index][0]
-            raise OSError(f'{self.list_file}: image {path} (sample {index}) could not be decoded') from e
 
     @property
     def targets(self) -> List[int]:

@@ -25,7 +25,13 @@ def tau_normalize_classifier(model: nn.Module, tau: float) -> nn.Module:
         raise ValueError(f'--tau-norm: {type(model).__name__}.get_classifier() is {type(classifier).__name__}, '
                          f'not a linear classifier whose class weights could be normalised')
     norms = weight.flatten(1).norm(dim=1).clamp_min(1e-12)
-    weight.div_(norms.pow(tau).view(-1, *([1] * (weight.ndim - 1))))
+    scaled = weight / norms.pow(tau).view(-1, *([1] * (weight.ndim - 1)))
+    if not torch.isfinite(scaled).all() or not scaled.flatten(1).norm(dim=1).gt(0).all():
+        raise ValueError(f'--tau-norm {tau:g}: the class weight norms ({float(norms.min()):.3g} to '
+                         f'{float(norms.max()):.3g}) to the power {tau:g} leave {weight.dtype} range (weights '
+                         f'inf, NaN or 0); take a smaller TAU (Kang et al. sweep 0 to 2)')
+    with torch.no_grad():
+        weight.copy_(scaled)
     return model
 
 

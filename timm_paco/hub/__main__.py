@@ -63,7 +63,7 @@ def main(argv=None) -> int:
             out = export_checkpoint(
                 args.checkpoint, args.output_dir, model_name=args.model, form=args.form, ema=args.ema,
                 results_file=args.results_file, repo_name=args.repo_name, overwrite=args.overwrite,
-                license=args.license)
+                license=args.license, overwrite_flag='--overwrite')
             print(f'Exported {args.checkpoint} ({args.form} form) to {out}')
         else:
             info = push_checkpoint(

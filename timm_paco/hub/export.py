@@ -10,8 +10,7 @@ Two forms, the same plain timm weights in both:
     needs ``import timm_paco``.
 """
 import os
-import shutil
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import timm
 from timm.models import get_model_args, model_entrypoint, save_for_hf
@@ -19,6 +18,7 @@ from torch import nn
 
 from ..models.checkpoint_filter import check_state_dict
 from ..models.recipes import recipe_act, recipe_for, stock_architecture
+from ..output_target import check_output_folder, clear_folder
 from ..tasks.projector_file import PROJECTOR_FILE, projector_args, save_projector
 from .build import build_trained_model, stem_weight_key
 from .checkpoint import TrainedCheckpoint, read_checkpoint
@@ -144,20 +144,6 @@ def export_projector(ckpt: TrainedCheckpoint, model: nn.Module, output_dir: str)
     return True
 
 
-def _folder_entries(folder: str) -> List[str]:
-    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-
-
-def _clear_folder(folder: str, entries: List[str]) -> None:
-    """Remove ``entries`` (files and folders) of ``folder``."""
-    for name in entries:
-        path = os.path.join(folder, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.remove(path)
-
-
 def export_checkpoint(
         checkpoint_path: str,
         output_dir: str,
@@ -170,11 +156,13 @@ def export_checkpoint(
         in_chans: Optional[int] = None,
         overwrite: bool = False,
         license: Optional[str] = None,
+        overwrite_flag: str = 'overwrite=True',
 ) -> str:
     """Export a train.py checkpoint (or state dict / .safetensors) to a Hub folder; returns ``output_dir``.
 
     A non-empty ``output_dir`` is refused (ValueError) unless ``overwrite``: then everything in it goes once the
-    checkpoint has been read and checked, so no file of another model stays beside the export.
+    checkpoint has been read and checked, so no file of another model stays beside the export. A folder holding the
+    checkpoint or a training run is refused even so (``timm_paco.output_target``).
 
     Args:
         checkpoint_path: the checkpoint file.
@@ -185,22 +173,19 @@ def export_checkpoint(
         results_file: validate.py ``--results-file`` (json or csv) for the card's results table.
         repo_name: the repo id named in the card (default: the folder name).
         num_classes, in_chans: override what the checkpoint records.
-        overwrite: replace the contents of a non-empty ``output_dir``.
+        overwrite: replace the contents of a non-empty ``output_dir``; ``overwrite_flag`` is how the refusal names
+            it (a CLI gives its flag).
         license: the card's licence for a train.py run (``timm_paco.hub.license.card_license``: the authors'
             weights keep theirs).
     """
     if form not in EXPORT_FORMS:
         raise ValueError(f"form: expected one of {EXPORT_FORMS}, got {form!r}")
     results = read_results(results_file) if results_file else None
-    existing = _folder_entries(output_dir)
-    if existing and not overwrite:
-        raise ValueError(f"output folder '{output_dir}' is not empty ({', '.join(existing[:4])}"
-                         f"{' …' if len(existing) > 4 else ''}): export into an empty or new folder, or pass "
-                         f"--overwrite to replace its contents")
+    existing = check_output_folder(output_dir, [checkpoint_path], overwrite, 'output folder', overwrite_flag)
     ckpt: TrainedCheckpoint = read_checkpoint(checkpoint_path, ema=ema)
     model = build_trained_model(ckpt, model_name, num_classes=num_classes, in_chans=in_chans)
     card_licence, licence_source = card_license(model, ckpt.args, license)
-    _clear_folder(output_dir, existing)
+    clear_folder(output_dir, existing)
     data_config = {k: ckpt.args[k] for k in _DATA_KEYS if ckpt.args.get(k) is not None} or None
 
     out_model = export_model(model, output_dir, form=form, data_config=data_config)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-__all__ = ['SegFolder', 'read_class_names', 'IMAGE_EXTENSIONS']
+__all__ = ['SegFolder', 'read_class_names', 'count_labels', 'IMAGE_EXTENSIONS']
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 
@@ -72,3 +72,23 @@ class SegFolder(torch.utils.data.Dataset):
         if self.train and torch.rand(()) < 0.5:
             x, y = x.flip(-1), y.flip(-1)
         return (x - self.mean) / self.std, y
+
+
+def count_labels(root: str, split: str, num_classes: int, ignore_index: int) -> List[int]:
+    """Labelled pixels per class [num_classes] over ``split``'s label maps; ValueError naming the first label map
+    that holds a value neither a class (``0 .. num_classes - 1``) nor ``ignore_index``, or is not one channel."""
+    from PIL import Image
+    counts = np.zeros(num_classes, np.int64)
+    for _, mask_path in SegFolder(root, split).items:
+        with Image.open(mask_path) as mask_image:
+            mask = np.asarray(mask_image)
+        if mask.ndim != 2:
+            raise ValueError(f'{mask_path}: a label map must be one channel, got shape {mask.shape}')
+        histogram = np.bincount(mask.ravel().astype(np.int64), minlength=num_classes)
+        stray = [v for v in np.flatnonzero(histogram[num_classes:]) + num_classes if v != ignore_index]
+        if stray:
+            raise ValueError(f'{mask_path}: label {stray[0]} is neither a class of --num-classes {num_classes} '
+                             f'(0 to {num_classes - 1}) nor --ignore-index {ignore_index}; correct the label map '
+                             f'or the flags')
+        counts += histogram[:num_classes]
+    return counts.tolist()

@@ -20,9 +20,9 @@ import os
 import statistics
 import sys
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
-from timm_paco.arg_types import non_negative_int, positive_int
+from timm_paco.arg_types import non_negative_int, positive_int, require_distinct
 from timm_paco.runs import run_stage
 from timm_paco.seg.mosaics import MosaicRecipe, SEG_CLASSES, write_mosaics
 
@@ -54,7 +54,9 @@ def _parse_args(argv=None):
     parser.add_argument('--docs', default='', metavar='DIR', help='write the table and figures to DIR')
     parser.add_argument('--overwrite', action='store_true', help='start over runs of another budget')
     parser.add_argument('--debug', action='store_true', help='print the traceback of an error')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    require_distinct(parser, ('--seeds', args.seeds))
+    return args
 
 
 def seg_train_command(data_dir: str, output: str, experiment: str, loss: str, seed: int, recipe: Dict,

@@ -12,21 +12,21 @@ from typing import Dict, Optional
 import torch
 from timm import utils
 from timm.optim import create_optimizer_v2, optimizer_kwargs
-from timm.task import resume_task_checkpoint
 
 from timm_paco.cli.inputs import check_device, resolve_device
 from timm_paco.cli.precision import Precision, resolve_precision
 from timm_paco.cli.train_loop import reseed
 from timm_paco.cli.interrupts import RunInterrupted, deferred_interrupts, stopped_run
+from timm_paco.cli.run_checkpoints import resolve_resume
 from timm_paco.cli.run_lock import release_run_locks
 from timm_paco.cli.train_output import check_output_folder, create_run_output
 from timm_paco.cli.train_schedule import create_schedule
-from timm_paco.cli.train_task import check_resume_checkpoint
+from timm_paco.cli.train_task import resume_run
 from timm_paco.finite import NonFiniteError, check_finite_state
 from timm_paco.losses import PixelPaCoLoss
 from timm_paco.seg.args import build_train_parser
-from timm_paco.seg.dataset import SegFolder, read_class_names
-from timm_paco.seg.evaluate import eval_loader, evaluate, train_pixels_of, write_results
+from timm_paco.seg.dataset import SegFolder, count_labels, read_class_names
+from timm_paco.seg.evaluate import eval_loader, evaluate, write_results
 from timm_paco.seg.metrics import rare_classes
 from timm_paco.seg.model import check_input_size, create_seg_model
 from timm_paco.seg.task import SegmentationTask
@@ -72,7 +72,25 @@ def _resolve(args):
         raise ValueError(f'--num-classes {args.num_classes}: {args.data_dir} names {len(names)} classes')
     args.model = f'{args.arch}-{args.encoder}'  # the run's name in checkpoints and the default --experiment
     args.grad_accum_steps, args.log_wandb, args.eval_metric = 1, False, 'miou'
-    return names or [str(c) for c in range(args.num_classes)]
+    names = names or [str(c) for c in range(args.num_classes)]
+    return names, _check_labels(args, names)
+
+
+def _check_labels(args, names) -> list:
+    """The training split's labelled pixels per class, after checking every label map of the training and
+    validation splits against the classes and ``--ignore-index`` (a warning names classes without pixels)."""
+    if args.ignore_index < args.num_classes:
+        raise ValueError(f'--ignore-index {args.ignore_index}: that is class {names[args.ignore_index]!r} of '
+                         f'--num-classes {args.num_classes}, which would leave it out of the loss and the mIoU; the '
+                         f'unlabelled value must be {args.num_classes} or more (default 255)')
+    pixels = count_labels(args.data_dir, args.train_split, args.num_classes, args.ignore_index)
+    if args.val_split:
+        count_labels(args.data_dir, args.val_split, args.num_classes, args.ignore_index)
+    empty = [f'{c} ({names[c]})' for c, n in enumerate(pixels) if n == 0]
+    if empty and int(os.environ.get('RANK', '0')) == 0:  # before the process group exists
+        _logger.warning(f'Classes {", ".join(empty)} of {args.num_classes} have no training pixels in '
+                        f'{args.train_split}: the model cannot learn them')
+    return pixels
 
 
 def _train_loader(args, dataset):
@@ -86,9 +104,10 @@ def _train_loader(args, dataset):
 
 
 def _build(args) -> SegRun:
-    names = _resolve(args)
+    names, train_pixels = _resolve(args)
     args.device = resolve_device(args.device)
     check_device(args.device)
+    resolve_resume(args)
     check_output_folder(args)
     device = utils.init_distributed_device(args)
     precision = resolve_precision(None, args.amp, args.amp_dtype)
@@ -105,22 +124,20 @@ def _build(args) -> SegRun:
     image_size = train_set.read(0)[1].shape
     check_input_size(model, image_size, f'--encoder {args.encoder} --arch {args.arch}')
     val_set = SegFolder(args.data_dir, args.val_split) if args.val_split else None
-    run = SegRun(args, device, precision, task, None, _train_loader(args, train_set), val_set, names,
-                 train_pixels_of(args.data_dir, args.train_split, args.num_classes))
+    run = SegRun(args, device, precision, task, None, _train_loader(args, train_set), val_set, names, train_pixels)
     run.optimizer = create_optimizer_v2(task.get_trainable_module(), **optimizer_kwargs(cfg=args),
                                         filter_bias_and_bn=not args.wd_bias_and_norm)
     run.loss_scaler = precision.loss_scaler(device)
     resume_epoch = None
     if args.resume:
-        check_resume_checkpoint(args.resume)
-        resume_epoch = resume_task_checkpoint(task, args.resume, None if args.no_resume_opt else run.optimizer,
-                                              run.loss_scaler, log_info=utils.is_primary(args))
+        resume_epoch = resume_run(task, args, run.optimizer, run.loss_scaler)
     if args.distributed:
         task.prepare_distributed(device_ids=[device] if device.type == 'cuda' else None)
-    run.output = create_run_output(args, task, run.optimizer, run.loss_scaler,
-                                   {'input_size': (3,) + tuple(image_size)}, None, decreasing=False)
     run.scheduler, run.num_epochs, run.start_epoch = create_schedule(args, run.optimizer, run.loader, False,
                                                                      resume_epoch)
+    run.output = create_run_output(args, task, run.optimizer, run.loss_scaler,
+                                   {'input_size': (3,) + tuple(image_size)}, None, decreasing=False,
+                                   start_epoch=run.start_epoch)
     return run
 
 
@@ -173,9 +190,8 @@ def _end_of_epoch(run: SegRun, epoch: int, train: Dict, results: Optional[Dict])
     if run.output.output_dir is not None:
         row = {k: v for k, v in (results or {}).items() if k in ('miou', 'pixel_acc', 'miou_rare')}
         check_finite_state(run.task.get_eval_model().state_dict(), f'the model at the end of epoch {epoch}')
-        with deferred_interrupts():  # the summary row and the checkpoint are written together or not at all
-            utils.update_summary(epoch, train, row, filename=run.output.summary_file(), log_wandb=False)
-            run.output.saver.save_checkpoint(epoch, metric=(results or {}).get('miou', -train['loss']))
+        with deferred_interrupts():  # the checkpoint and the summary row are written together or not at all
+            run.output.record_epoch(epoch, (results or {}).get('miou', -train['loss']), train, row, log_wandb=False)
     if run.scheduler is not None:
         run.scheduler.step(epoch + 1, (results or {}).get('miou'))
 

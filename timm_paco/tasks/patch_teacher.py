@@ -24,13 +24,35 @@ __all__ = ['last_feature_map', 'box_bins', 'pool_bins', 'box_sampling_ratio', 'c
 BINS = 2  # RoIAlign output bins per side, as the paper's
 
 
-def check_patch_model(model: nn.Module, name: Optional[str] = None, weight: Optional[float] = None) -> None:
-    """ValueError unless ``model`` gives a last feature map through timm's ``forward_intermediates``; the message
-    names the model as ``name`` (default its class) and the ``--pbsd-weight`` given."""
+def check_patch_model(model: nn.Module, name: Optional[str] = None, weight: Optional[float] = None,
+                      input_size: Optional[Tuple[int, int, int]] = None) -> None:
+    """ValueError unless ``model`` gives a last feature map through timm's ``forward_intermediates`` (with
+    ``input_size`` (C, H, W): tried on one zero image, in eval mode and without gradients); the message names the
+    model as ``name`` (default its class) and the ``--pbsd-weight`` given."""
+    flag = '--pbsd-weight' + ('' if weight is None else f' {weight}')
+    name = name or type(model).__name__
     if not callable(getattr(model, 'forward_intermediates', None)):
-        flag = '--pbsd-weight' + ('' if weight is None else f' {weight}')
-        raise ValueError(f'{flag}: model {name or type(model).__name__} has no forward_intermediates, so PBSD has no '
-                         f'last feature map to pool its boxes on; use a timm model that has it or --pbsd-weight 0')
+        raise ValueError(f'{flag}: model {name} has no forward_intermediates, so PBSD has no last feature map to '
+                         f'pool its boxes on; use a timm model that has it or --pbsd-weight 0')
+    if input_size is None:
+        return
+    was_training = model.training
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, *input_size, device=param.device if param is not None else None,
+                    dtype=param.dtype if param is not None else None)
+    try:
+        with torch.no_grad():
+            model.eval()
+            final, maps = model.forward_intermediates(x, indices=1, norm=True, output_fmt='NCHW')
+    finally:
+        model.train(was_training)
+    for what, value in (('final features', final), ('last intermediate', maps[-1] if maps else None)):
+        if not torch.is_tensor(value):
+            raise ValueError(f'{flag}: model {name} gives its {what} as a {type(value).__name__}, not one tensor, '
+                             f'so PBSD has no last feature map to pool its boxes on; use --pbsd-weight 0')
+    if maps[-1].ndim != 4:
+        raise ValueError(f'{flag}: model {name} gives no NCHW last feature map (got {list(maps[-1].shape)}); use '
+                         f'--pbsd-weight 0')
 
 
 def last_feature_map(model: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, str]:

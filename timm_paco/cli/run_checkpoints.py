@@ -1,0 +1,61 @@
+"""The checkpoints a run folder holds, newest loadable first: what ``--resume FOLDER`` resumes, and what the refusal
+of a rerun (or of a missing ``--resume`` file) offers.
+
+timm's ``CheckpointSaver`` writes ``tmp.pth.tar``, unlinks ``last.pth.tar`` and renames the one to the other; a run
+killed between the two leaves no ``last.pth.tar`` but a whole ``tmp.pth.tar`` and the ``checkpoint-N.pth.tar``
+history, and a run killed while writing leaves a partial ``tmp.pth.tar``. Candidates are tried newest file first
+(last before tmp before the history on a tie) and the first that loads as a train.py checkpoint is the one.
+"""
+import glob
+import logging
+import os
+from typing import Optional, Tuple
+
+from timm_paco.checkpoint_io import load_checkpoint_file
+
+__all__ = ['CHECKPOINT_PATTERNS', 'newest_checkpoint', 'resolve_resume']
+
+_logger = logging.getLogger('train')
+
+CHECKPOINT_PATTERNS = ('last.pth.tar', 'tmp.pth.tar', 'checkpoint-*.pth.tar')
+
+
+def _epoch(path: str) -> Optional[int]:
+    """The epoch of the train.py checkpoint at ``path``; None when it is not one or cannot be read."""
+    try:
+        checkpoint = load_checkpoint_file(path)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint or 'epoch' not in checkpoint:
+        return None
+    return int(checkpoint['epoch'])
+
+
+def newest_checkpoint(folder: str) -> Optional[Tuple[str, int]]:
+    """(path, epoch) of the newest loadable train.py checkpoint in ``folder``; None when it holds none."""
+    paths = [p for pattern in CHECKPOINT_PATTERNS for p in sorted(glob.glob(os.path.join(folder, pattern)))]
+    for path in sorted(paths, key=lambda p: -os.path.getmtime(p)):  # stable: last, tmp, history on a tie
+        epoch = _epoch(path)
+        if epoch is not None:
+            return path, epoch
+    return None
+
+
+def resolve_resume(args) -> None:
+    """``--resume FOLDER``: set ``args.resume`` to its newest loadable checkpoint (ValueError when it has none).
+    ``--resume FILE`` that does not exist while its folder holds a loadable checkpoint: ValueError naming it."""
+    if not args.resume:
+        return
+    if os.path.isdir(args.resume):
+        found = newest_checkpoint(args.resume)
+        if found is None:
+            raise ValueError(f'--resume {args.resume}: the folder holds no loadable train.py checkpoint '
+                             f'({", ".join(CHECKPOINT_PATTERNS)})')
+        _logger.info(f'--resume {args.resume}: resuming {found[0]}, its newest loadable checkpoint (epoch '
+                     f'{found[1]})')
+        args.resume = found[0]
+    elif not os.path.exists(args.resume) and os.path.isdir(os.path.dirname(args.resume) or '.'):
+        found = newest_checkpoint(os.path.dirname(args.resume) or '.')
+        if found is not None:
+            raise ValueError(f'--resume {args.resume}: no such file; the newest loadable checkpoint in its folder '
+                             f'is {found[0]} (epoch {found[1]}): resume with --resume {found[0]}')
