@@ -1,8 +1,10 @@
-"""Fault drills: train.py, validate.py, the Hub CLI and the quick start as real processes meeting the faults real
-runs meet (bad flags and files, a diverging run, a rerun, kill -9). Each drill asserts the exit code, the one
-error line on stderr, that no traceback is printed, and that nothing in the watched folders changed."""
+"""Fault drills: train.py, validate.py, the Hub CLI, the converter, the segmentation CLI and the quick start meeting
+the faults real runs meet (bad flags and files, a diverging run, a rerun, kill -9, SIGINT, a full disk, odd
+images). Each drill asserts the exit code, the one error line on stderr, that no traceback is printed, and that
+nothing in the watched folders changed. Drills run as real processes where the behaviour is a process's (a
+signal, a kill, a race, a resource limit, loader workers) and as one of each kind; the others run the same entry
+point in the test's process (``_cli.run_here``)."""
 import hashlib
-import logging
 import os
 import random
 import shutil
@@ -15,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN = [sys.executable, os.path.join(REPO, 'train.py')]
-VALIDATE = [sys.executable, os.path.join(REPO, 'validate.py')]
+from _cli import REPO, TRAIN, VALIDATE, run_here
+
 HUB = [sys.executable, '-m', 'timm_paco.hub']
+CONVERT = [sys.executable, '-m', 'timm_paco.convert']
 NUM_CLASSES = 4  # conftest's image_folder
 
 
@@ -68,30 +70,18 @@ def _drill(cmd, code, message, watch=(), env=None, timeout=300):
     return proc
 
 
-def _train_main():
-    sys.path.insert(0, REPO)
-    import train
-    return train.main
-
-
 def _drill_here(capsys, argv, code, message, watch=()):
-    """``_drill`` of train.py in this process (``run_main``, as its ``__main__`` does): for the drills whose process
-    start would only repeat one that runs as a subprocess."""
-    from timm_paco.cli.errors import run_main
+    """``_drill`` in this process (``run_main``, as the command's ``__main__`` does): for the drills whose process
+    start would only repeat one that runs as a subprocess. Returns stderr."""
     before = {str(w): _tree(w) for w in watch}
-    capsys.readouterr()
-    root = logging.getLogger()
-    handlers = root.handlers[:]
-    root.handlers.clear()  # train.main logs through a handler on this test's stderr, not an earlier test's
-    try:
-        assert run_main(_train_main(), 'train.py', [str(a) for a in argv[2:]]) == code
-    finally:
-        root.handlers[:] = handlers
-    err = capsys.readouterr().err
+    got, _, err = run_here(capsys, argv)
     errors = [line for line in err.splitlines() if ': error: ' in line]
+    assert got == code, err[-3000:]
     assert 'Traceback' not in err and len(errors) == 1 and message in errors[0], err[-3000:]
+    assert err.rstrip().splitlines()[-1] == errors[0]  # the last word on stderr
     for w in watch:
         assert _tree(w) == before[str(w)], f'{w} changed'
+    return err
 
 
 def _all_finite(obj) -> bool:
@@ -126,8 +116,8 @@ def test_a_split_not_found_is_an_error_naming_the_splits(image_folder, tmp_path,
     _drill_here(capsys, _train_args(image_folder, tmp_path, 'typo', '--train-split', 'trian'), 2,
                 '--train-split trian: ', watch=[tmp_path])
     # a root of class folders serves every split: training on it and validating on it is refused
-    _drill(_train_args(os.path.join(image_folder, 'train'), tmp_path, 'classes'), 2,
-           '--val-split validation: it reads the training images', watch=[tmp_path])
+    _drill_here(capsys, _train_args(os.path.join(image_folder, 'train'), tmp_path, 'classes'), 2,
+                '--val-split validation: it reads the training images', watch=[tmp_path])
     # torchvision's train / test datasets: a misspelled split was read as the test set
     torch_args = _train_args(fmnist_root, tmp_path, 'torch', '--dataset', 'torch/fashion_mnist', '--num-classes', '10',
                              '--val-split', 'vaildation')
@@ -136,14 +126,14 @@ def test_a_split_not_found_is_an_error_naming_the_splits(image_folder, tmp_path,
     assert not os.listdir(tmp_path)
 
 
-def test_validate_refuses_a_split_it_does_not_have(trained, image_folder):
-    _drill(_validate_args(image_folder, trained['checkpoint'], '--split', 'valdation'), 1,
-           'has no valdation folder; its splits are train, validation', watch=[trained['dir']])
+def test_validate_refuses_a_split_it_does_not_have(trained, image_folder, capsys):
+    _drill_here(capsys, _validate_args(image_folder, trained['checkpoint'], '--split', 'valdation'), 1,
+                'has no valdation folder; its splits are train, validation', watch=[trained['dir']])
 
 
 def test_validate_without_network_names_the_model_and_checkpoint(image_folder):
     cmd = _validate_args(image_folder, '')  # no checkpoint: timm's pretrained weights, not reachable offline
-    proc = _drill(cmd, 1, '--model test_convnext: its pretrained weights could not be loaded (')
+    proc = _drill(cmd, 1, '--model test_convnext: its pretrained weights could not be loaded (')  # HF_HUB_OFFLINE=1
     assert proc.stderr.rstrip().endswith('; pass --checkpoint FILE for local weights')
 
 
@@ -165,11 +155,11 @@ def test_nan_run_stops_at_once_and_keeps_the_last_finite_checkpoint(image_folder
     assert len((run / 'summary.csv').read_text().splitlines()) == 2  # header + epoch 0
 
 
-def test_nonfinite_updates_can_be_skipped_up_to_a_bound(image_folder, tmp_path):
+def test_nonfinite_updates_can_be_skipped_up_to_a_bound(image_folder, tmp_path, capsys):
     cmd = _train_args(image_folder, tmp_path, 'skip', '--task', 'gpaco', '--epochs', '3', '--sched', 'step',
                       '--decay-epochs', '1', '--decay-rate', '1e30', '--max-nonfinite-steps', '2')
-    proc = _drill(cmd, 1, 'non-finite loss (NaN or inf) at epoch 1, update 3 (batch 3)')
-    assert proc.stderr.count('update skipped') == 2
+    err = _drill_here(capsys, cmd, 1, 'non-finite loss (NaN or inf) at epoch 1, update 3 (batch 3)')
+    assert err.count('update skipped') == 2
 
 
 def test_validate_export_and_training_refuse_a_nonfinite_checkpoint(trained, image_folder, tmp_path, capsys):
@@ -179,8 +169,8 @@ def test_validate_export_and_training_refuse_a_nonfinite_checkpoint(trained, ima
     bad = tmp_path / 'nan.pth.tar'
     torch.save(checkpoint, bad)
     message = f'has non-finite weights (NaN or inf) in {first}'
-    _drill(_validate_args(image_folder, bad), 1, message, watch=[tmp_path])
-    _drill(HUB + ['export', str(bad), str(tmp_path / 'hub')], 2, message, watch=[tmp_path])
+    _drill_here(capsys, _validate_args(image_folder, bad), 1, message, watch=[tmp_path])
+    _drill_here(capsys, HUB + ['export', str(bad), str(tmp_path / 'hub')], 2, message, watch=[tmp_path])
     for flag in ('--initial-checkpoint', '--resume'):
         _drill_here(capsys, _train_args(image_folder, tmp_path, 'from-nan', flag, str(bad), '--epochs', '2'), 1,
                     message, watch=[tmp_path])
@@ -207,7 +197,7 @@ def test_nonfinite_weights_are_never_saved():
 
 # -- a rerun never overwrites a run ----------------------------------------------------------------------------------
 
-def test_a_rerun_is_refused_and_overwrite_starts_over(trained, image_folder, tmp_path):
+def test_a_rerun_is_refused_and_overwrite_starts_over(trained, image_folder, tmp_path, capsys):
     again = _train_args(image_folder, trained['out'], 'base', '--task', 'ce', '--epochs', '1')
     _drill(again, 2, f'--experiment base: {trained["dir"]} already holds a run (checkpoint-0.pth.tar, '
            f'last.pth.tar, model_best.pth.tar, summary.csv); resume it with --resume {trained["checkpoint"]}, '
@@ -216,31 +206,30 @@ def test_a_rerun_is_refused_and_overwrite_starts_over(trained, image_folder, tmp
     shutil.copytree(trained['dir'], copy)
     (copy / 'checkpoint-7.pth.tar').write_bytes((copy / 'last.pth.tar').read_bytes())  # a stale one
     (copy / 'notes.txt').write_text('mine')
-    proc = subprocess.run(_train_args(image_folder, tmp_path, 'base', '--task', 'ce', '--epochs', '1',
-                                      '--overwrite'), capture_output=True, text=True, env=_env(), cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, _, err = run_here(capsys, _train_args(image_folder, tmp_path, 'base', '--task', 'ce', '--epochs', '1',
+                                                '--overwrite'))
+    assert code == 0, err[-3000:]
     assert not (copy / 'checkpoint-7.pth.tar').exists() and (copy / 'notes.txt').read_text() == 'mine'
 
 
-def test_resume_keeps_the_restored_lr_and_says_so(trained, image_folder, tmp_path):
-    proc = subprocess.run(_train_args(image_folder, tmp_path, 'resumed', '--task', 'ce', '--epochs', '2',
-                                      '--sched', 'cosine', '--resume', str(trained['checkpoint']), '--lr', '0.5'),
-                          capture_output=True, text=True, env=_env(), cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "--lr 0.5: the resumed optimizer state keeps the run's --lr 0.02" in proc.stderr
+def test_resume_keeps_the_restored_lr_and_says_so(trained, image_folder, tmp_path, capsys):
+    code, _, err = run_here(capsys, _train_args(image_folder, tmp_path, 'resumed', '--task', 'ce', '--epochs', '2',
+                                                '--sched', 'cosine', '--resume', str(trained['checkpoint']),
+                                                '--lr', '0.5'))
+    assert code == 0, err[-3000:]
+    assert "--lr 0.5: the resumed optimizer state keeps the run's --lr 0.02" in err
     import yaml
     assert yaml.safe_load((tmp_path / 'resumed' / 'args.yaml').read_text())['lr'] == 0.02
     # epoch 1 of a 2-epoch cosine schedule from 0.02, not from 0.5
     assert (tmp_path / 'resumed' / 'summary.csv').read_text().splitlines()[1].endswith(',0.01')
 
 
-def test_a_class_without_training_images_is_named(image_folder, tmp_path):
+def test_a_class_without_training_images_is_named(image_folder, tmp_path, capsys):
     # 4 images per class and imbalance 0.01: classes 1, 2, 3 keep int(4 * 0.01^(c/3)) = 0 images
-    proc = subprocess.run(_train_args(image_folder, tmp_path, 'empty', '--task', 'ce', '--epochs', '1',
-                                      '--imb-factor', '0.01', '-b', '2'),
-                          capture_output=True, text=True, env=_env(), cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'Classes 1, 2, 3 of 4 have no training images' in proc.stderr
+    code, _, err = run_here(capsys, _train_args(image_folder, tmp_path, 'empty', '--task', 'ce', '--epochs', '1',
+                                                '--imb-factor', '0.01', '-b', '2'))
+    assert code == 0, err[-3000:]
+    assert 'Classes 1, 2, 3 of 4 have no training images' in err
 
 
 # -- one clear line for every user mistake ---------------------------------------------------------------------------
@@ -345,7 +334,8 @@ def test_unreadable_checkpoints_end_in_one_line(trained, image_folder, tmp_path,
     bad, marker = _bad_checkpoints(tmp_path, trained['checkpoint'])
     out = tmp_path / 'out'
     path, words = bad['random']
-    _drill(_validate_args(image_folder, path), 1, f'--checkpoint: checkpoint \'{path}\' {words}', watch=[tmp_path])
+    _drill_here(capsys, _validate_args(image_folder, path), 1, f'--checkpoint: checkpoint \'{path}\' {words}',
+                watch=[tmp_path])
     path, words = bad['malicious-pickle']
     _drill(_train_args(image_folder, out, 'bad', '--resume', str(path), '--epochs', '2'), 1,
            f'--resume: checkpoint \'{path}\' {words}', watch=[tmp_path])
@@ -357,8 +347,8 @@ def test_unreadable_checkpoints_end_in_one_line(trained, image_folder, tmp_path,
                 'not a train.py checkpoint', watch=[tmp_path])
     _drill_here(capsys, _train_args(image_folder, out, 'bad', '--resume', str(bad['wrong-architecture'][0]),
                                     '--epochs', '2'), 1, 'does not match model', watch=[tmp_path])
-    _drill(HUB + ['export', str(bad['random'][0]), str(tmp_path / 'hub')], 2, 'is not a loadable PyTorch checkpoint',
-           watch=[tmp_path])
+    _drill_here(capsys, HUB + ['export', str(bad['random'][0]), str(tmp_path / 'hub')], 2,
+                'is not a loadable PyTorch checkpoint', watch=[tmp_path])
     assert not marker.exists() and not out.exists()
 
 
@@ -373,47 +363,46 @@ def test_debug_shows_the_traceback(image_folder, tmp_path):
 
 # -- the Hub and the quick start -------------------------------------------------------------------------------------
 
-def test_export_never_overwrites_a_folder_unasked(trained, tmp_path):
+def test_export_never_overwrites_a_folder_unasked(trained, tmp_path, capsys):
     target = tmp_path / 'hub'
     target.mkdir()
     (target / 'README.md').write_text('my own notes')
     (target / 'other.safetensors').write_bytes(b'another model')
     _drill(HUB + ['export', str(trained['checkpoint']), str(target)], 2,
            f"output folder '{target}' is not empty (README.md, other.safetensors)", watch=[tmp_path])
-    proc = subprocess.run(HUB + ['export', str(trained['checkpoint']), str(target), '--overwrite'],
-                          capture_output=True, text=True, env=_env(), cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, _, err = run_here(capsys, HUB + ['export', str(trained['checkpoint']), str(target), '--overwrite'])
+    assert code == 0, err[-3000:]
     assert sorted(os.listdir(target)) == ['README.md', 'config.json', 'model.safetensors']
     assert 'my own notes' not in (target / 'README.md').read_text()
 
 
-def test_export_and_convert_never_write_over_their_input_or_a_run(trained, tmp_path):
+def test_export_and_convert_never_write_over_their_input_or_a_run(trained, tmp_path, capsys):
     """--overwrite included: a folder holding the checkpoint being read, or a training run, is refused; convert
     refuses an existing output without --overwrite. Every refusal before anything is read."""
-    convert = [sys.executable, '-m', 'timm_paco.convert']
+    convert = CONVERT
     run, checkpoint = trained['dir'], trained['checkpoint']
     _drill(HUB + ['export', str(checkpoint), str(run), '--overwrite'], 2,
            f"output folder '{run}' holds the input {checkpoint}: writing there would replace what is being read",
            watch=[trained['out']])
-    _drill(HUB + ['export', str(checkpoint), str(trained['out']), '--overwrite'], 2,
-           f"output folder '{trained['out']}' holds the input {checkpoint}", watch=[trained['out']])
+    _drill_here(capsys, HUB + ['export', str(checkpoint), str(trained['out']), '--overwrite'], 2,
+                f"output folder '{trained['out']}' holds the input {checkpoint}", watch=[trained['out']])
     runs = tmp_path / 'runs'
     shutil.copytree(run, runs / 'other')
     copy = tmp_path / 'model.pth.tar'
     shutil.copyfile(checkpoint, copy)
-    _drill(HUB + ['export', str(copy), str(runs), '--overwrite'], 2,
-           f"output folder '{runs}' holds a training run ({runs / 'other'}: args.yaml, checkpoint-0.pth.tar, "
-           f"last.pth.tar, summary.csv), which --overwrite would delete", watch=[tmp_path])
+    _drill_here(capsys, HUB + ['export', str(copy), str(runs), '--overwrite'], 2,
+                f"output folder '{runs}' holds a training run ({runs / 'other'}: args.yaml, checkpoint-0.pth.tar, "
+                f"last.pth.tar, summary.csv), which --overwrite would delete", watch=[tmp_path])
     existing = tmp_path / 'existing.safetensors'
     existing.write_bytes(b'another model')
-    _drill(convert + [str(copy), str(existing)], 2,
-           f"dst '{existing}' exists: name a new file, or pass --overwrite to replace it", watch=[tmp_path])
-    _drill(convert + [str(existing), str(existing), '--overwrite'], 2, f"dst '{existing}' is the input",
-           watch=[tmp_path])
-    _drill(convert + [str(copy), str(tmp_path), '--overwrite'], 2, f"dst '{tmp_path}' holds the input {copy}",
-           watch=[tmp_path])
-    _drill(convert + [str(copy), str(runs / 'other'), '--overwrite'], 2,
-           f"dst '{runs / 'other'}' holds a training run ({runs / 'other'}: ", watch=[tmp_path])
+    _drill_here(capsys, convert + [str(copy), str(existing)], 2,
+                f"dst '{existing}' exists: name a new file, or pass --overwrite to replace it", watch=[tmp_path])
+    _drill_here(capsys, convert + [str(existing), str(existing), '--overwrite'], 2,
+                f"dst '{existing}' is the input", watch=[tmp_path])
+    _drill_here(capsys, convert + [str(copy), str(tmp_path), '--overwrite'], 2,
+                f"dst '{tmp_path}' holds the input {copy}", watch=[tmp_path])
+    _drill_here(capsys, convert + [str(copy), str(runs / 'other'), '--overwrite'], 2,
+                f"dst '{runs / 'other'}' holds a training run ({runs / 'other'}: ", watch=[tmp_path])
 
 
 def test_push_without_network_keeps_the_run_and_says_how_to_push_later(image_folder, tmp_path):
@@ -519,45 +508,45 @@ def _copy_run(trained, tmp_path, name='run'):
     return copy
 
 
-def test_resume_after_an_interrupted_save_finds_the_newest_loadable_checkpoint(trained, image_folder, tmp_path):
+def test_resume_after_an_interrupted_save_finds_the_newest_loadable_checkpoint(trained, image_folder, tmp_path,
+                                                                               capsys):
     """The saver's unlink window (kill -9 after last.pth.tar was unlinked, before tmp.pth.tar was renamed), laid out
     as it leaves the folder: the refusal, a missing --resume file and --resume of the folder name tmp.pth.tar."""
     run = _copy_run(trained, tmp_path)
     os.replace(run / 'last.pth.tar', run / 'tmp.pth.tar')
     tmp = run / 'tmp.pth.tar'
-    _drill(_train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '2'), 2,
-           f'already holds a run (checkpoint-0.pth.tar, model_best.pth.tar, summary.csv, tmp.pth.tar); resume it '
-           f'with --resume {tmp}, start over', watch=[run])
-    _drill(_train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '2', '--resume',
+    _drill_here(capsys, _train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '2'), 2,
+                f'already holds a run (checkpoint-0.pth.tar, model_best.pth.tar, summary.csv, tmp.pth.tar); '
+                f'resume it with --resume {tmp}, start over', watch=[run])
+    _drill_here(capsys, _train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '2', '--resume',
                        str(run / 'last.pth.tar')), 1,
-           f'--resume {run / "last.pth.tar"}: no such file; the newest loadable checkpoint in its folder is {tmp} '
-           f'(epoch 0): resume with --resume {tmp}', watch=[run])
+                f'--resume {run / "last.pth.tar"}: no such file; the newest loadable checkpoint in its folder is '
+                f'{tmp} (epoch 0): resume with --resume {tmp}', watch=[run])
     # a partial tmp.pth.tar (killed while writing) is passed over for the history's checkpoint-0
     whole = tmp.read_bytes()
     tmp.write_bytes(whole[:len(whole) // 3])
-    proc = subprocess.run(_train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '2', '--resume',
-                                      str(run)), capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f'--resume {run}: resuming {run / "checkpoint-0.pth.tar"}, its newest loadable checkpoint (epoch 0)' \
-        in proc.stderr
+    code, _, err = run_here(capsys, _train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '2',
+                                                '--resume', str(run)))
+    assert code == 0, err[-3000:]
+    assert f'--resume {run}: resuming {run / "checkpoint-0.pth.tar"}, its newest loadable checkpoint (epoch 0)' in err
     assert torch.load(run / 'last.pth.tar', weights_only=False)['epoch'] == 1 and not tmp.exists()
 
 
-def test_resume_with_no_epoch_left_is_refused(trained, image_folder, tmp_path):
+def test_resume_with_no_epoch_left_is_refused(trained, image_folder, tmp_path, capsys):
     run = _copy_run(trained, tmp_path)
-    _drill(_train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '1', '--resume',
+    _drill_here(capsys, _train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '1', '--resume',
                        str(run / 'last.pth.tar')), 2,
-           f'--resume {run / "last.pth.tar"}: its run finished epoch 0, and --epochs 1 schedules epochs 0 to 0: '
-           f'nothing is left to train; give a larger --epochs', watch=[tmp_path])
+                f'--resume {run / "last.pth.tar"}: its run finished epoch 0, and --epochs 1 schedules epochs 0 '
+                f'to 0: nothing is left to train; give a larger --epochs', watch=[tmp_path])
 
 
-def test_a_resumed_run_that_stops_leaves_the_record_as_it_was(trained, image_folder, tmp_path):
+def test_a_resumed_run_that_stops_leaves_the_record_as_it_was(trained, image_folder, tmp_path, capsys):
     """Resumed with a schedule that overflows the weights at once: args.yaml, summary.csv and every checkpoint
     stay as the earlier run left them."""
     run = _copy_run(trained, tmp_path)
     cmd = _train_args(image_folder, tmp_path, 'run', '--task', 'ce', '--epochs', '3', '--sched', 'step',
                       '--decay-epochs', '1', '--decay-rate', '1e30', '--resume', str(run / 'last.pth.tar'))
-    _drill(cmd, 1, 'non-finite loss (NaN or inf) at epoch 1, update 1', watch=[tmp_path])
+    _drill_here(capsys, cmd, 1, 'non-finite loss (NaN or inf) at epoch 1, update 1', watch=[tmp_path])
 
 
 def _file_size_limit(limit):
@@ -604,14 +593,15 @@ def _image_copy(image_folder, tmp_path):
     return copy
 
 
-def _validate_results(cmd):
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def _validate_results(capsys, cmd):
+    """validate.py's printed results and its log, run in this process."""
+    code, out, err = run_here(capsys, cmd)
+    assert code == 0, err[-3000:]
     import json
-    return json.loads(proc.stdout.split('--result\n', 1)[1]), proc.stderr
+    return json.loads(out.split('--result\n', 1)[1]), err
 
 
-def test_16_bit_images_are_read_at_their_8_bit_values(trained, image_folder, tmp_path):
+def test_16_bit_images_are_read_at_their_8_bit_values(trained, image_folder, tmp_path, capsys):
     """Every validation image saved again as 16-bit greyscale (v · 257): validate.py scores exactly as on the
     8-bit originals (PIL's own conversion would clip them to white)."""
     from PIL import Image
@@ -620,8 +610,8 @@ def test_16_bit_images_are_read_at_their_8_bit_values(trained, image_folder, tmp
         pixels = np.asarray(Image.open(path).convert('L'), dtype=np.uint16) * 257
         Image.fromarray(pixels).save(path)
         assert Image.open(path).mode == 'I;16'
-    plain, _ = _validate_results(_validate_args(image_folder, trained['checkpoint']))
-    sixteen, _ = _validate_results(_validate_args(wide, trained['checkpoint']))
+    plain, _ = _validate_results(capsys, _validate_args(image_folder, trained['checkpoint']))
+    sixteen, _ = _validate_results(capsys, _validate_args(wide, trained['checkpoint']))
     assert plain['images'] == sixteen['images'] == 8
     assert (plain['top1'], plain['loss']) == (sixteen['top1'], sixteen['loss'])
 
@@ -648,13 +638,14 @@ def test_an_unreadable_image_stops_the_run_naming_it_unless_skipped(image_folder
     assert load_class_counts(str(out / 'bad')) == [4, 4, 3, 4]
 
 
-def test_validate_scores_each_image_once(trained, image_folder, tmp_path):
+def test_validate_scores_each_image_once(trained, image_folder, tmp_path, capsys):
     images = _image_copy(image_folder, tmp_path)
     bad = sorted((images / 'validation' / '1').glob('*.png'))[0]
     _truncate(bad)
-    _drill(_validate_args(images, trained['checkpoint']), 1, f'image {bad} (sample 2) cannot be read',
-           watch=[tmp_path])
-    results, log = _validate_results(_validate_args(images, trained['checkpoint'], '--skip-unreadable-images'))
+    _drill_here(capsys, _validate_args(images, trained['checkpoint']), 1,
+                f'image {bad} (sample 2) cannot be read', watch=[tmp_path])
+    results, log = _validate_results(capsys, _validate_args(images, trained['checkpoint'],
+                                                            '--skip-unreadable-images'))
     assert results['images'] == 7 and '--split validation: 1 of 8 images cannot be read and are left out' in log
 
 
@@ -671,7 +662,7 @@ def test_an_unreadable_class_folder_is_named(image_folder, tmp_path):
 
 # -- validate.py: one line for each combination ----------------------------------------------------------------------
 
-def test_validate_refuses_combinations_naming_the_flag(trained, image_folder, tmp_path):
+def test_validate_refuses_combinations_naming_the_flag(trained, image_folder, tmp_path, capsys):
     cases = [
         (['--ncm', '--tau-norm', '5'], "--tau-norm 5: --ncm replaces the classifier whose weights tau-norm rescales"),
         (['--tau-norm', '1000'], '--tau-norm 1000: the class weight norms ('),
@@ -679,9 +670,10 @@ def test_validate_refuses_combinations_naming_the_flag(trained, image_folder, tm
         (['--features-file', str(tmp_path)], f'--features-file {tmp_path}: a folder; name the file to write'),
     ]
     for extra, message in cases:
-        _drill(_validate_args(image_folder, trained['checkpoint'], *extra), 1, message, watch=[tmp_path])
+        _drill_here(capsys, _validate_args(image_folder, trained['checkpoint'], *extra), 1, message,
+                    watch=[tmp_path])
     target = tmp_path / 'new' / 'features.safetensors'  # its folder is made, as for the other output files
-    _validate_results(_validate_args(image_folder, trained['checkpoint'], '--features-file', str(target)))
+    _validate_results(capsys, _validate_args(image_folder, trained['checkpoint'], '--features-file', str(target)))
     assert target.stat().st_size > 0
 
 
@@ -694,12 +686,11 @@ def test_a_model_without_one_last_feature_map_is_refused_for_pbsd(image_folder, 
                 watch=[tmp_path])
 
 
-def test_a_flag_the_task_ignores_is_ignored(image_folder, tmp_path):
-    proc = subprocess.run(_train_args(image_folder, tmp_path, 'ce', '--task', 'ce', '--focal-gamma', '2',
-                                      '--epochs', '1'), capture_output=True, text=True, env=_env(), cwd=REPO,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert '--focal-gamma; ignored' in proc.stderr and 'Task MultiViewClassificationTask: CELoss(' in proc.stderr
+def test_a_flag_the_task_ignores_is_ignored(image_folder, tmp_path, capsys):
+    code, _, err = run_here(capsys, _train_args(image_folder, tmp_path, 'ce', '--task', 'ce', '--focal-gamma', '2',
+                                                '--epochs', '1'))
+    assert code == 0, err[-3000:]
+    assert '--focal-gamma; ignored' in err and 'Task MultiViewClassificationTask: CELoss(' in err
 
 
 # -- segmentation: labels checked before the run folder is made -------------------------------------------------------
@@ -733,41 +724,41 @@ def _relabel(data, tmp_path, change):
     return copy
 
 
-def test_segmentation_labels_are_checked_before_the_run_folder_is_made(seg_data, trained, tmp_path):
+def test_segmentation_labels_are_checked_before_the_run_folder_is_made(seg_data, trained, tmp_path, capsys):
     out = tmp_path / 'out'
-    _drill(_seg_train(seg_data, out, 'ignore', '--ignore-index', '1'), 1,
-           "--ignore-index 1: that is class 'T-shirt/top' of --num-classes 11, which would leave it out of the loss "
-           "and the mIoU", watch=[tmp_path])
+    _drill_here(capsys, _seg_train(seg_data, out, 'ignore', '--ignore-index', '1'), 1,
+                "--ignore-index 1: that is class 'T-shirt/top' of --num-classes 11, which would leave it out of the "
+                "loss and the mIoU", watch=[tmp_path])
 
     def stray(mask):
         mask[0, 0] = 20
         return mask
     data = _relabel(seg_data, tmp_path, stray)
     first = sorted((data / 'train' / 'masks').glob('*.png'))[0]
-    _drill(_seg_train(data, out, 'stray'), 1, f'{first}: label 20 is neither a class of --num-classes 11 (0 to 10) '
-           f'nor --ignore-index 255', watch=[tmp_path])
-    _drill(_seg_train(seg_data, out, 'resume', '--resume', str(trained['checkpoint'])), 1,
-           f'--resume {trained["checkpoint"]}: ', watch=[tmp_path])
+    _drill_here(capsys, _seg_train(data, out, 'stray'), 1,
+                f'{first}: label 20 is neither a class of --num-classes 11 (0 to 10) nor --ignore-index 255',
+                watch=[tmp_path])
+    _drill_here(capsys, _seg_train(seg_data, out, 'resume', '--resume', str(trained['checkpoint'])), 1,
+                f'--resume {trained["checkpoint"]}: ', watch=[tmp_path])
     assert not out.exists()
 
 
 def test_segmentation_names_classes_without_training_pixels_and_refuses_a_resume_with_nothing_left(
-        seg_data, tmp_path):
+        seg_data, tmp_path, capsys):
     import json
     pixels = json.loads((seg_data / 'mosaics.json').read_text())['pixels']['train']
     rare = min((c for c in range(1, len(pixels)) if pixels[c]), key=lambda c: pixels[c])  # has pixels until now
     data = _relabel(seg_data, tmp_path, lambda mask: np.where(mask == rare, 0, mask).astype(np.uint8))
-    proc = subprocess.run(_seg_train(data, tmp_path, 'run'), capture_output=True, text=True, env=_env(), cwd=REPO,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    warning = next(line for line in proc.stderr.splitlines() if 'have no training pixels in train' in line)
+    code, _, err = run_here(capsys, _seg_train(data, tmp_path, 'run'))
+    assert code == 0, err[-3000:]
+    warning = next(line for line in err.splitlines() if 'have no training pixels in train' in line)
     assert f'{rare} ({SEG_CLASSES[rare]})' in warning
     last = tmp_path / 'run' / 'last.pth.tar'
-    _drill(_seg_train(data, tmp_path, 'run', '--resume', str(last)), 2,
-           f'--resume {last}: its run finished epoch 0, and --epochs 1 schedules epochs 0 to 0: nothing is left',
-           watch=[tmp_path])
+    _drill_here(capsys, _seg_train(data, tmp_path, 'run', '--resume', str(last)), 2,
+                f'--resume {last}: its run finished epoch 0, and --epochs 1 schedules epochs 0 to 0: nothing is '
+                f'left', watch=[tmp_path])
 
 
-def test_segmentation_quickstart_refuses_a_repeated_seed(tmp_path):
-    _drill(SEG + ['quickstart', '--seeds', '1', '1', '--output', str(tmp_path / 'qs')], 2,
-           '--seeds: 1 given more than once', watch=[tmp_path])
+def test_segmentation_quickstart_refuses_a_repeated_seed(tmp_path, capsys):
+    _drill_here(capsys, SEG + ['quickstart', '--seeds', '1', '1', '--output', str(tmp_path / 'qs')], 2,
+                '--seeds: 1 given more than once', watch=[tmp_path])

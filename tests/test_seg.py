@@ -21,6 +21,8 @@ from timm_paco.seg.model import PaCoSegModel, check_input_size, create_seg_model
 from timm_paco.seg.mosaics import MosaicRecipe, SEG_CLASSES, write_mosaics
 from timm_paco.seg.task import SegmentationTask
 
+from _cli import run_here
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = MosaicRecipe(n_train=16, n_test=8)
 # A small Swin (its own depths / widths, 64 px, 4-token windows) keeps the transformer encoder's test fast.
@@ -33,11 +35,10 @@ def mosaics(tmp_path_factory, fmnist_root):
     return root, write_mosaics(root, TINY, source_root=fmnist_root)
 
 
-def _seg(*argv):
-    """``python -m timm_paco.seg …`` as a user runs it: (exit code, stdout, stderr)."""
-    proc = subprocess.run([sys.executable, '-m', 'timm_paco.seg', *argv], cwd=REPO, capture_output=True, text=True,
-                          env=dict(os.environ, OMP_NUM_THREADS='1'))
-    return proc.returncode, proc.stdout, proc.stderr
+def _seg(capsys, *argv):
+    """``python -m timm_paco.seg …`` through its entry point, in this process (``_cli.run_here``): (exit code,
+    stdout, stderr)."""
+    return run_here(capsys, [sys.executable, '-m', 'timm_paco.seg', *argv])
 
 
 def _train_flags(data, out, experiment, *extra):
@@ -151,9 +152,9 @@ def test_metrics_against_a_hand_computed_case():
     assert rare_classes([900, 5, 50, 7, 1], k=2) == [1, 4]  # background (0) never counts as rare
 
 
-def test_train_resume_evaluate(mosaics, tmp_path):
+def test_train_resume_evaluate(mosaics, tmp_path, capsys):
     data, out = mosaics[0], str(tmp_path)
-    code, _, err = _seg(*_train_flags(data, out, 'full'))
+    code, _, err = _seg(capsys, *_train_flags(data, out, 'full'))
     assert code == 0, err[-2000:]
     run = tmp_path / 'full'
     results = json.loads((run / 'results.json').read_text())
@@ -162,14 +163,14 @@ def test_train_resume_evaluate(mosaics, tmp_path):
     assert rows[0] == 'class_index,name,train_pixels,iou' and len(rows) == 12
     assert (run / 'results_per_class.png').read_bytes()[:4] == b'\x89PNG'
     # one epoch, then --resume to two: the same weights as two epochs in one go
-    assert _seg(*_train_flags(data, out, 'half', '--epochs', '1'))[0] == 0
-    code, _, err = _seg(*_train_flags(data, out, 'half', '--resume', str(tmp_path / 'half' / 'last.pth.tar')))
+    assert _seg(capsys, *_train_flags(data, out, 'half', '--epochs', '1'))[0] == 0
+    code, _, err = _seg(capsys, *_train_flags(data, out, 'half', '--resume', str(tmp_path / 'half' / 'last.pth.tar')))
     assert code == 0, err[-2000:]
     full = load_checkpoint_file(str(run / 'last.pth.tar'))['state_dict']
     resumed = load_checkpoint_file(str(tmp_path / 'half' / 'last.pth.tar'))['state_dict']
     assert full.keys() == resumed.keys() and all(torch.equal(full[k], resumed[k]) for k in full)
     # evaluate reads the run's model back from the checkpoint alone and scores it as the trainer did
-    code, stdout, err = _seg('evaluate', '--data-dir', data, '--checkpoint', str(run / 'last.pth.tar'),
+    code, stdout, err = _seg(capsys, 'evaluate', '--data-dir', data, '--checkpoint', str(run / 'last.pth.tar'),
                              '--results-file', str(tmp_path / 'eval' / 'r.json'), '--predictions',
                              str(tmp_path / 'eval' / 'p.png'), '--num-predictions', '2', '--workers', '0')
     assert code == 0, err[-2000:]
@@ -203,14 +204,14 @@ def test_bad_input_is_one_line_and_changes_nothing(mosaics, tmp_path, capsys):
         assert len(errors) == 1 and message in errors[0] and err.strip().splitlines()[-1] == errors[0], err
     assert not any((tmp_path / n).exists() for n in 'abcde')
     # a finished run is not overwritten by a rerun into its folder
-    assert _seg(*_train_flags(data, out, 'kept', '--epochs', '1'))[0] == 0
+    assert _seg(capsys, *_train_flags(data, out, 'kept', '--epochs', '1'))[0] == 0
     before = (tmp_path / 'kept' / 'last.pth.tar').read_bytes()
-    code, _, err = _seg(*_train_flags(data, out, 'kept', '--epochs', '1'))
+    code, _, err = _seg(capsys, *_train_flags(data, out, 'kept', '--epochs', '1'))
     assert code != 0 and 'already holds a run' in err and '--resume' in err and 'Traceback' not in err
     assert (tmp_path / 'kept' / 'last.pth.tar').read_bytes() == before
 
 
-def test_quickstart_tiny(tmp_path):
+def test_quickstart_tiny(tmp_path, capsys):
     out, docs = tmp_path / 'qs', tmp_path / 'docs'
     proc = subprocess.run([sys.executable, '-m', 'timm_paco.seg', 'quickstart', '--tiny', '--output', str(out),
                            '--docs', str(docs)], cwd=REPO, capture_output=True, text=True,
@@ -230,9 +231,9 @@ def test_quickstart_tiny(tmp_path):
     for name in ('seg_mosaics_predictions.png', 'seg_mosaics_per_class.png'):
         assert (docs / name).read_bytes()[:4] == b'\x89PNG'
     # a rerun reuses both runs
-    again = subprocess.run([sys.executable, '-m', 'timm_paco.seg', '--quickstart', '--tiny', '--output', str(out)],
-                           cwd=REPO, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
-    assert again.returncode == 0 and again.stdout.count('reused') == 2, again.stderr[-2000:]
+    code, stdout, err = run_here(capsys, [sys.executable, '-m', 'timm_paco.seg', '--quickstart', '--tiny', '--output',
+                                          str(out)])
+    assert code == 0 and stdout.count('reused') == 2, err[-2000:]
 
 
 def test_torchrun_two_processes_train_and_score_every_test_image_once(mosaics, tmp_path):

@@ -1,0 +1,56 @@
+"""The command lines of the tests run in the test's own process, as their ``__main__`` runs them (``run_main``):
+the same exit codes, stdout and stderr as the process, without its ~4 s of interpreter start and imports. For the
+drills whose behaviour is not a process's (a signal, a kill, a race, a resource limit, loader workers)."""
+import logging
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = [sys.executable, os.path.join(REPO, 'train.py')]
+VALIDATE = [sys.executable, os.path.join(REPO, 'validate.py')]
+
+
+def train_main():
+    sys.path.insert(0, REPO)
+    import train
+    return train.main
+
+
+def entry(cmd):
+    """(main, prog, argv) of the command line ``cmd`` (train.py, validate.py or ``python -m`` of the Hub CLI,
+    the converter or the segmentation CLI): what its ``__main__`` runs through ``run_main``."""
+    if cmd[:len(TRAIN)] == TRAIN:
+        return train_main(), 'train.py', cmd[len(TRAIN):]
+    if cmd[:len(VALIDATE)] == VALIDATE:
+        sys.path.insert(0, REPO)
+        import validate
+        return validate.main, 'validate.py', cmd[len(VALIDATE):]
+    module = cmd[2]
+    if module == 'timm_paco.seg':
+        from timm_paco.seg.__main__ import main  # runs its command through run_main itself: returns the code
+    elif module == 'timm_paco.hub':
+        from timm_paco.hub.__main__ import main
+    else:
+        from timm_paco.convert import main
+    return main, f'python -m {module}', cmd[3:]
+
+
+def run_here(capsys, cmd):
+    """Run the command line ``cmd`` in this process as its ``__main__`` does; returns (exit code, stdout,
+    stderr)."""
+    from timm_paco.cli.errors import run_main
+    main, prog, argv = entry([str(a) for a in cmd])
+    capsys.readouterr()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers.clear()  # logs go to this call's stderr through a handler of its own, not an earlier test's
+    try:
+        if prog == 'validate.py':  # its __main__ sets up the logging; train.py's and the seg trainer's main do
+            from timm import utils
+            utils.setup_default_logging()
+        code = run_main(main, prog, argv)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    out = capsys.readouterr()
+    return code, out.out, out.err
