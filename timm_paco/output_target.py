@@ -7,6 +7,7 @@ would delete the run's checkpoints and records.
 """
 import glob
 import os
+import shutil
 from typing import List, Sequence
 
 __all__ = ['RUN_MARKERS', 'holds_run', 'runs_in', 'check_output_folder', 'check_output_file', 'clear_folder']
@@ -45,12 +46,12 @@ def check_output_folder(output_dir: str, reads: Sequence[str], overwrite: bool, 
         if _inside(path, output_dir):
             raise ValueError(f"{what} '{output_dir}' holds the input {path}: writing there would replace what is "
                              f"being read; name a folder of its own")
-    runs = runs_in(output_dir) if os.path.isdir(output_dir) else []
+    entries = sorted(os.listdir(output_dir)) if os.path.isdir(output_dir) else []
+    runs = runs_in(output_dir) if entries else []
     if runs:
         files = ', '.join(holds_run(runs[0])[:4])
         raise ValueError(f"{what} '{output_dir}' holds a training run ({runs[0]}: {files}), which "
                          f"{overwrite_flag} would delete; name a folder of its own")
-    entries = sorted(os.listdir(output_dir)) if os.path.isdir(output_dir) else []
     if entries and not overwrite:
         listed = ', '.join(entries[:4]) + (' …' if len(entries) > 4 else '')
         raise ValueError(f"{what} '{output_dir}' is not empty ({listed}): name an empty or new folder, or pass "
@@ -75,7 +76,6 @@ def check_output_file(output: str, reads: Sequence[str], overwrite: bool, what: 
 
 def clear_folder(folder: str, entries: Sequence[str]) -> None:
     """Remove ``entries`` (files and folders) of ``folder``."""
-    import shutil
     for name in entries:
         path = os.path.join(folder, name)
         if os.path.isdir(path) and not os.path.islink(path):

@@ -60,7 +60,12 @@ class CheckedImageDataset(ImageDataset):
         return checked
 
     def path(self, index: int) -> str:
-        return self.reader.filename(index, absolute=True)
+        """The file of sample ``index`` as its reader names it (a reader that cannot: its type)."""
+        try:
+            return str(self.reader.filename(index, absolute=True))
+        except (KeyError, TypeError, IndexError, NotImplementedError, AttributeError):
+            return f'of {type(self.reader).__name__}'
+
 
     def load(self, index: int):
         """(image in ``input_img_mode``, or the file's bytes with ``load_bytes``; target; *features)."""
