@@ -40,7 +40,7 @@ from timm_paco.cli.run_checkpoints import resolve_resume
 from timm_paco.cli.run_lock import release_run_locks
 from timm_paco.cli.train_output import check_output_folder, create_run_output, push_run_to_hub
 from timm_paco.cli.train_run import TrainRun
-from timm_paco.cli.train_schedule import create_schedule, resolve_lr
+from timm_paco.cli.train_schedule import RunComplete, create_schedule, resolve_lr
 from timm_paco.cli.train_task import create_train_task, prepare_task
 from timm_paco.cli.train_views import plan_views
 from timm_paco.cli.usage import UsageError
@@ -175,6 +175,9 @@ def _train(parser, args):
     except UsageError as e:  # one line, argparse's exit code for usage errors
         print(f'{parser.prog}: error: {e}', file=sys.stderr)
         raise SystemExit(2) from None
+    except RunComplete as e:  # --resume auto of a finished run: the same command again does nothing
+        _logger.info(str(e))
+        return []
 
     try:
         results = run_epochs(run)

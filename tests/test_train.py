@@ -432,3 +432,43 @@ def test_papers_optimizer_decays_every_parameter(image_folder, tmp_path):
     assert sorted(g['weight_decay'] for g in timm_groups) == [0.0, 5e-4] and all(g['nesterov'] for g in timm_groups)
     decayed = {p for g in papers for p in g['params']}
     assert len(decayed) == sum(len(g['params']) for g in timm_groups)  # every parameter, biases included
+
+
+# -- timm 1.0.31's --stop-epoch, --save-epochs and --resume auto ------------------------------------------------------
+
+def test_stop_epoch_milestones_and_resume_auto_go_on_as_one_run(image_folder, tmp_path, capsys):
+    """Stopped after 2 of 4 epochs with milestones at 1 and 2, then the same command without the stop: the run goes
+    on in its folder and ends with the uninterrupted run's weights; once finished, the command does nothing."""
+    common = ['--task', 'ce', '--epochs', '4', '--val-interval', '2', '--val-split', 'validation']
+    train.main(_args(image_folder, tmp_path, 'whole', *common))
+    auto = _args(image_folder, tmp_path, 'auto', *common, '--resume', 'auto', '--save-epochs', '1', '2')
+    train.main(auto + ['--stop-epoch', '2'])
+    run = tmp_path / 'auto'
+    # milestones are evaluated whatever --val-interval says, and so is the stop
+    assert [int(r['epoch']) for r in _summary(run)] == [0, 1]
+    assert [_checkpoint(run, f'milestone-{n}.pth.tar')['epoch'] for n in (1, 2)] == [0, 1]
+    assert _checkpoint(run)['epoch'] == 1
+    recorded = yaml.safe_load((run / 'args.yaml').read_text())
+    assert (recorded['resume'], recorded['epochs'], recorded['stop_epoch']) == ('auto', 4, 2)
+    capsys.readouterr()
+    train.main(auto)
+    assert 'resuming ' + str(run / 'last.pth.tar') in capsys.readouterr().err
+    assert [int(r['epoch']) for r in _summary(run)] == [0, 1, 3]
+    _assert_tensors_equal(_checkpoint(run)['state_dict'], _checkpoint(tmp_path / 'whole')['state_dict'], 'model')
+    before = (run / 'summary.csv').read_bytes()
+    assert train.main(auto) == []
+    assert 'finished epoch 3, the last of its --epochs 4; nothing is left to train' in capsys.readouterr().err
+    assert (run / 'summary.csv').read_bytes() == before
+
+
+@pytest.mark.parametrize('extra,message', [
+    (['--stop-epoch', '5'], '--stop-epoch 5: the run has --epochs 4'),
+    (['--save-epochs', '2', '5'], '--save-epochs 5: the run has --epochs 4'),
+    (['--save-epochs', '1', '1'], '--save-epochs: 1 given more than once'),
+    (['--resume', 'auto', '--experiment', ''], '--resume auto: resumes in the --experiment folder'),
+])
+def test_epoch_marks_are_checked(image_folder, tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as info:
+        train.main(_args(image_folder, tmp_path, 'marks', '--task', 'ce', '--epochs', '4', *extra))
+    assert info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / 'marks').exists()

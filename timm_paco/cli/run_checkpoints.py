@@ -1,5 +1,6 @@
-"""The checkpoints a run folder holds, newest loadable first: what ``--resume FOLDER`` resumes, and what the refusal
-of a rerun (or of a missing ``--resume`` file) offers.
+"""A run's folder (``--output`` / ``--experiment``) and the checkpoints it holds, newest loadable first: what
+``--resume FOLDER`` and ``--resume auto`` resume, and what the refusal of a rerun (or of a missing ``--resume``
+file) offers.
 
 timm's ``CheckpointSaver`` writes ``tmp.pth.tar``, unlinks ``last.pth.tar`` and renames the one to the other; a run
 killed between the two leaves no ``last.pth.tar`` but a whole ``tmp.pth.tar`` and the ``checkpoint-N.pth.tar``
@@ -13,11 +14,16 @@ from typing import Optional, Tuple
 
 from timm_paco.checkpoint_io import load_checkpoint_file
 
-__all__ = ['CHECKPOINT_PATTERNS', 'newest_checkpoint', 'resolve_resume']
+__all__ = ['CHECKPOINT_PATTERNS', 'experiment_folder', 'newest_checkpoint', 'resolve_resume']
 
 _logger = logging.getLogger('train')
 
 CHECKPOINT_PATTERNS = ('last.pth.tar', 'tmp.pth.tar', 'checkpoint-*.pth.tar')
+
+
+def experiment_folder(args) -> str:
+    """The ``--experiment`` folder under ``--output`` (default ``./output/train``)."""
+    return os.path.join(args.output or './output/train', args.experiment)
 
 
 def _epoch(path: str) -> Optional[int]:
@@ -43,7 +49,17 @@ def newest_checkpoint(folder: str) -> Optional[Tuple[str, int]]:
 
 def resolve_resume(args) -> None:
     """``--resume FOLDER``: set ``args.resume`` to its newest loadable checkpoint (ValueError when it has none).
-    ``--resume FILE`` that does not exist while its folder holds a loadable checkpoint: ValueError naming it."""
+    ``--resume auto`` (timm 1.0.31): the ``--experiment`` folder's newest, else '' (a fresh run); ``args.resume_auto``
+    keeps the choice for ``args.yaml``. ``--resume FILE`` that does not exist while its folder holds a loadable
+    checkpoint: ValueError naming it."""
+    if args.resume == 'auto':
+        args.resume_auto = True
+        folder = experiment_folder(args)
+        found = newest_checkpoint(folder) if os.path.isdir(folder) else None
+        _logger.info(f'--resume auto: resuming {found[0]} (epoch {found[1]})' if found else
+                     f'--resume auto: no checkpoint in {folder} yet; starting the run')
+        args.resume = found[0] if found else ''
+        return
     if not args.resume:
         return
     if os.path.isdir(args.resume):

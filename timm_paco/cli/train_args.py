@@ -52,7 +52,9 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--pretrained-path', type=str, default=None, help='use this file as the pretrained weights')
     g.add_argument('--initial-checkpoint', type=str, default='', metavar='PATH', help='load these weights at start')
     g.add_argument('--resume', type=str, default='', metavar='PATH',
-                   help='resume model, optimizer, scaler, EMA and task state (queue, key encoder)')
+                   help='resume model, optimizer, scaler, EMA and task state (queue, key encoder) from a checkpoint, '
+                        'or a run folder\'s newest loadable one; "auto": the --experiment folder\'s, else start '
+                        '(timm 1.0.31)')
     g.add_argument('--no-resume-opt', action='store_true', default=False, help='do not resume optimizer state')
     g.add_argument('--num-classes', type=positive_int, default=None, metavar='N',
                    help='classes (default: the model\'s)')
@@ -143,6 +145,12 @@ def _learning_rate_schedule_args(parser: argparse.ArgumentParser) -> None:
                    help='dataset repeats per epoch')
     g.add_argument('--start-epoch', type=non_negative_int, default=None, metavar='N',
                    help='start epoch (overrides resume)')
+    g.add_argument('--stop-epoch', type=positive_int, default=None, metavar='N',
+                   help='stop after N completed epochs, evaluated and saved; the schedule still spans --epochs, so '
+                        '--resume goes on from there (timm 1.0.31)')
+    g.add_argument('--save-epochs', type=positive_int, nargs='+', default=None, metavar='N',
+                   help='after these completed epoch counts, evaluate and keep milestone-N.pth.tar, never pruned '
+                        '(timm 1.0.31)')
     g.add_argument('--decay-milestones', type=non_negative_int, nargs='+', default=[90, 180, 270], metavar='MILESTONES',
                    help='multistep decay epochs')
     g.add_argument('--decay-epochs', type=positive_float, default=90, metavar='N', help='step decay interval')

@@ -4,6 +4,7 @@ from typing import List
 
 from timm.optim import get_optimizer_info
 
+from timm_paco.arg_types import repeated
 from timm_paco.cli.inputs import check_data_dir, check_device, check_model_name, resolve_device
 from timm_paco.cli.train_args import TIMM_VIEWS
 from timm_paco.cli.train_views import ViewPlan
@@ -69,6 +70,23 @@ def check_values(args) -> None:
     if retrain and args.task not in (None,) + CE_FAMILY:
         raise UsageError(f'--classifier-retrain {retrain}: the second stage trains the classifier with --task '
                          f'{" / ".join(CE_FAMILY)}, not {args.task} (the stage-1 checkpoint may come from any task)')
+    _check_epoch_marks(args)
+
+
+def _check_epoch_marks(args) -> None:
+    """``--stop-epoch`` and ``--save-epochs`` count completed epochs of the ``--epochs`` schedule."""
+    if args.stop_epoch is not None and args.stop_epoch > args.epochs:
+        raise UsageError(f'--stop-epoch {args.stop_epoch}: the run has --epochs {args.epochs}; stop at most there')
+    marks = args.save_epochs or ()
+    late = [n for n in marks if n > args.epochs]
+    if late:
+        raise UsageError(f'--save-epochs {late[0]}: the run has --epochs {args.epochs} (completed epoch counts 1 to '
+                         f'{args.epochs})')
+    twice = repeated(marks)
+    if twice:
+        raise UsageError(f'--save-epochs: {twice[0]} given more than once')
+    if args.resume == 'auto' and not args.experiment:
+        raise UsageError('--resume auto: resumes in the --experiment folder; name it with --experiment NAME')
 
 
 def check_inputs(args) -> None:

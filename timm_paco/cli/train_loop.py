@@ -101,6 +101,8 @@ def _end_of_epoch(run: TrainRun, epoch: int, train_metrics: Dict, eval_metrics: 
         with deferred_interrupts():
             run.best = run.output.record_epoch(epoch, latest_metric, train_metrics, eval_metrics, lr=run.mean_lr(),
                                                log_wandb=run.args.log_wandb)
+            if epoch + 1 in (run.args.save_epochs or ()):  # a milestone: a hard link of last.pth.tar, never pruned
+                run.output.saver.save_milestone(epoch + 1)
     if run.lr_scheduler is not None:
         run.lr_scheduler.step(epoch + 1, latest_metric)
 
@@ -121,7 +123,8 @@ def run_epochs(run: TrainRun) -> List[Dict]:
             _set_loader_epoch(run.loader_train, epoch)
             train_metrics = train_one_epoch(run, epoch)
             _distribute_bn(run)
-            if (epoch + 1) % args.val_interval != 0 and epoch + 1 != num_epochs:
+            if (epoch + 1) % args.val_interval != 0 and epoch + 1 != num_epochs and \
+                    epoch + 1 not in (args.save_epochs or ()):  # the last epoch and milestones are evaluated
                 if run.lr_scheduler is not None:
                     run.lr_scheduler.step(epoch + 1, metric=None)
                 continue

@@ -13,7 +13,7 @@ from timm import utils
 from timm.models import safe_model_name
 
 from timm_paco.cli.errors import one_line
-from timm_paco.cli.run_checkpoints import newest_checkpoint
+from timm_paco.cli.run_checkpoints import experiment_folder, newest_checkpoint
 from timm_paco.cli.run_lock import lock_run_folder
 from timm_paco.cli.usage import UsageError
 from timm_paco.data import save_class_counts
@@ -88,10 +88,10 @@ def _free_space(folder: str) -> str:
     return f'{free:.1f} TB'
 
 
-# what a train.py run writes into its folder (glob patterns); the first six are its results
+# what a train.py run writes into its folder (glob patterns); the first seven are its results
 RUN_FILES = ('last.pth.tar', 'model_best.pth.tar', 'checkpoint-*.pth.tar', 'recovery-*.pth.tar', 'tmp.pth.tar',
-             'summary.csv', 'args.yaml', 'class_counts.json', 'train-batch-*.jpg')
-_RESULT_FILES = RUN_FILES[:6]
+             'milestone-*.pth.tar', 'summary.csv', 'args.yaml', 'class_counts.json', 'train-batch-*.jpg')
+_RESULT_FILES = RUN_FILES[:7]
 
 
 def run_files(folder: str, patterns=RUN_FILES):
@@ -109,7 +109,7 @@ def check_output_folder(args) -> None:
     checkpoint inside it) and no ``--overwrite``. Checked before anything is read."""
     if not args.experiment or int(os.environ.get('RANK', '0')) != 0:  # before the process group exists
         return
-    folder = os.path.join(args.output or './output/train', args.experiment)
+    folder = experiment_folder(args)
     lock_run_folder(folder, f'--experiment {args.experiment}')
     existing = run_files(folder, _RESULT_FILES) if os.path.isdir(folder) else []  # a run that saved something
     if not existing or args.overwrite or _resumes_into(args, folder):
@@ -141,8 +141,12 @@ def _plain(value):
 
 def args_yaml(args) -> str:
     """``args.yaml``: the flags as this run uses them (defaults resolved: task, lr, smoothing, device, and the
-    values a resumed optimizer state keeps), loadable with ``-c``."""
-    return yaml.safe_dump({k: _plain(v) for k, v in vars(args).items()}, default_flow_style=False)
+    values a resumed optimizer state keeps), loadable with ``-c``; ``--resume auto`` stays ``auto``, so the same
+    command (or config) goes on from wherever the run is."""
+    values = {k: _plain(v) for k, v in vars(args).items() if k != 'resume_auto'}
+    if getattr(args, 'resume_auto', False):
+        values['resume'] = 'auto'
+    return yaml.safe_dump(values, default_flow_style=False)
 
 
 def _experiment_name(args, data_config) -> str:
