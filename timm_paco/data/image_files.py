@@ -13,7 +13,6 @@ set trains on a neighbour twice, a validation set scores it twice), naming only 
   image once, before training or validation, and leaves those that fail out of the dataset (counted and named):
   each remaining image is then used exactly once per epoch.
 """
-import logging
 import os
 from typing import List, Optional, Tuple
 
@@ -24,8 +23,6 @@ from timm.data import ImageDataset
 
 __all__ = ['UnreadableImageError', 'CheckedImageDataset', 'to_image_mode', 'drop_unreadable',
            'check_readable_folders']
-
-_logger = logging.getLogger(__name__)
 
 _SIXTEEN_BIT = ('I;16', 'I;16L', 'I;16B', 'I;16N')
 _UNKNOWN_RANGE = {'I': '32-bit integer', 'F': '32-bit float'}
@@ -53,11 +50,9 @@ class CheckedImageDataset(ImageDataset):
     @classmethod
     def of(cls, dataset: ImageDataset) -> 'CheckedImageDataset':
         """The same dataset (its reader, options and transforms) read this way."""
-        checked = cls(dataset.reader.root if hasattr(dataset.reader, 'root') else None, reader=dataset.reader,
-                      load_bytes=dataset.load_bytes, input_img_mode=dataset.input_img_mode,
-                      transform=dataset.transform, target_transform=dataset.target_transform,
-                      additional_features=dataset.additional_features)
-        return checked
+        return cls(getattr(dataset.reader, 'root', None), reader=dataset.reader, load_bytes=dataset.load_bytes,
+                   input_img_mode=dataset.input_img_mode, transform=dataset.transform,
+                   target_transform=dataset.target_transform, additional_features=dataset.additional_features)
 
     def path(self, index: int) -> str:
         """The file of sample ``index`` as its reader names it (a reader that cannot: its type)."""
@@ -65,7 +60,6 @@ class CheckedImageDataset(ImageDataset):
             return str(self.reader.filename(index, absolute=True))
         except (KeyError, TypeError, IndexError, NotImplementedError, AttributeError):
             return f'of {type(self.reader).__name__}'
-
 
     def load(self, index: int):
         """(image in ``input_img_mode``, or the file's bytes with ``load_bytes``; target; *features)."""
