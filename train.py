@@ -31,11 +31,11 @@ from timm_paco.cli.precision import resolve_precision
 from timm_paco.cli.train_args import parse_args
 from timm_paco.cli.inputs import check_input_size
 from timm_paco.cli.train_checks import (
-    check_combinations, check_inputs, check_patch_model, check_values, flag_warnings,
+    check_combinations, check_inputs, check_patch_model, check_values, flag_warnings, settle_method_flags,
 )
 from timm_paco.cli.train_data import create_eval_loader, create_train_datasets, create_train_loader
 from timm_paco.cli.train_loop import run_epochs
-from timm_paco.cli.train_model import create_train_model, create_trainable, place_model
+from timm_paco.cli.train_model import create_train_model, place_model, resolve_method
 from timm_paco.cli.run_checkpoints import resolve_resume
 from timm_paco.cli.run_lock import release_run_locks
 from timm_paco.cli.train_output import check_output_folder, create_run_output, push_run_to_hub
@@ -46,8 +46,6 @@ from timm_paco.cli.train_views import plan_views
 from timm_paco.cli.usage import UsageError
 from timm_paco.data import match_model_channels
 from timm_paco.finite import NonFiniteError
-from timm_paco.tasks import TASK_SMOOTHING
-from timm_paco.tasks.dscl import PBSD_WEIGHT
 
 _logger = logging.getLogger('train')
 
@@ -73,35 +71,29 @@ def _set_up_process(args):
 
 
 def _build_model(parser, args, device, precision):
-    """The plain timm model (placed on the device), what the task trains (the model, or it and the projector),
-    the task name (``--task``, else the registered name's paper recipe), the views, the data config and the
-    ``--initial-checkpoint`` projector weights."""
+    """The plain timm model (placed on the device), the run's method with its flags settled, the views, the data
+    config and the ``--initial-checkpoint`` projector weights."""
     in_chans = args.in_chans or (args.input_size[0] if args.input_size is not None else 3)
-    model, task_name, initial_projector = create_train_model(args, in_chans)
+    model, initial_projector = create_train_model(args, in_chans)
     args.num_classes = args.num_classes or model.num_classes
-    args.task = task_name
-    if task_name == 'dscl' and args.pbsd_weight is None:
-        args.pbsd_weight = PBSD_WEIGHT
-    if task_name == 'ldam-drw' and args.drw_epoch is None:  # Cao et al.'s 160 of 200 epochs
-        args.drw_epoch = int(0.8 * args.epochs)
-    views = plan_views(args.paco_views, task_name, args.pbsd_weight)
-    check_combinations(args, task_name, views)
-    for warning in flag_warnings(parser, args, task_name) if utils.is_primary(args) else ():
+    method = resolve_method(args, model)
+    args.task = method.name
+    settle_method_flags(args, method)
+    views = plan_views(args, method)
+    check_combinations(args, method, views)
+    for warning in flag_warnings(parser, args, method.name) if utils.is_primary(args) else ():
         _logger.warning(warning)
-    if args.smoothing is None:
-        args.smoothing = TASK_SMOOTHING[task_name]
     if args.grad_checkpointing:
         model.set_grad_checkpointing(enable=True)
     if utils.is_primary(args):
-        _logger.info(f'Model {safe_model_name(args.model)} created, task {task_name}, {views.num_views} view(s) '
+        _logger.info(f'Model {safe_model_name(args.model)} created, task {method.name}, {views.num_views} view(s) '
                      f'({views.recipe}), param count: {sum(p.numel() for p in model.parameters())}')
     data_config = match_model_channels(
         resolve_data_config(vars(args), model=model, verbose=utils.is_primary(args)), in_chans)
     check_input_size(model, data_config['input_size'], args.model)
-    check_patch_model(args, model, data_config['input_size'])
+    check_patch_model(args, views, model, data_config['input_size'])
     model = place_model(model, args, device, precision.model_dtype)
-    trainable = create_trainable(model, args, task_name)  # the projector of paco / gpaco, or the model itself
-    return model, trainable, task_name, views, data_config, initial_projector
+    return model, method, views, data_config, initial_projector
 
 
 def _build_run(parser, args) -> TrainRun:
@@ -114,13 +106,13 @@ def _build_run(parser, args) -> TrainRun:
     if args.fast_norm:
         set_fast_norm()
 
-    model, trainable, task_name, views, data_config, initial_projector = _build_model(parser, args, device, precision)
+    model, method, views, data_config, initial_projector = _build_model(parser, args, device, precision)
     loss_scaler = precision.loss_scaler(device)
     if precision.amp_dtype is not None:
         _logger.info(f'Mixed precision: autocast {precision.amp_dtype}, grad scaler {"on" if loss_scaler else "off"}.')
 
     # data: datasets and class counts, then the V-view (or timm's) loaders
-    dataset_train, dataset_eval, class_counts = create_train_datasets(args, task_name, data_config)
+    dataset_train, dataset_eval, class_counts = create_train_datasets(args, method, data_config)
     loader_train, mixup_fn = create_train_loader(
         args, dataset_train, data_config, views, device, precision.model_dtype)
     batch_size_reference = float(args.batch_size)
@@ -130,8 +122,8 @@ def _build_run(parser, args) -> TrainRun:
     loader_eval = create_eval_loader(args, dataset_eval, data_config, device, precision.model_dtype)
 
     # the task (projector, key encoder, queue, loss), its optimiser and state, the output and the schedule
-    task = create_train_task(args, task_name, model, trainable, views.num_views, class_counts, initial_projector,
-                             device, precision.model_dtype)
+    task = create_train_task(args, method, model, views.num_views, class_counts, initial_projector, device,
+                             precision.model_dtype)
     optimizer = create_optimizer_v2(task.get_trainable_module(), **optimizer_kwargs(cfg=args),
                                     filter_bias_and_bn=not args.wd_bias_and_norm, **args.opt_kwargs)
     resume_epoch = prepare_task(task, args, optimizer, loss_scaler, device)

@@ -29,7 +29,7 @@ import torch
 from timm_paco.arg_types import non_negative_int, positive_int
 from timm_paco.data import PatchBatch
 from timm_paco.finite import grads_finite
-from timm_paco.tasks import create_task
+from timm_paco.methods import create_task
 
 
 def parse_args(argv=None):

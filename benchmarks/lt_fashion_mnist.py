@@ -16,7 +16,7 @@ against training images per class.
 
 Two knobs can be tuned, the same grid for every method: ``--prior-taus``, the class-prior strength of
 ``train.py --prior-tau`` (``logits + tau · log p``; Balanced Softmax, PaCo and GPaCo only, CE has no prior), and
-``--smoothings``, ``train.py --smoothing`` (every method; default: each method's own, ``TASK_SMOOTHING``). Each
+``--smoothings``, ``train.py --smoothing`` (every method; default: each method's own, ``Method.smoothing``). Each
 method trains at every setting of the grid with every seed and keeps the setting with the best mean accuracy on a
 balanced validation split, the ``--n-val`` training images of each class that follow the pool. The test set
 chooses nothing; the markdown lists every setting's validation and test accuracy. ``--settings-from`` instead
@@ -45,21 +45,31 @@ import yaml
 
 from timm_paco.arg_types import decay_rate, finite_float, non_negative_int, positive_int, require_distinct
 from timm_paco.data.fashion_mnist_pool import cap_per_class, fashion_mnist_root
+from timm_paco.cli.method_modules import add_method_modules_arg, import_methods_of_argv
+from timm_paco.methods import get_method, list_methods
 from timm_paco.runs import (
-    DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, POSTHOC, RECIPE, SECOND_STAGE,
-    TASK_FLAGS, TASK_MODELS, TAU_NORM_GRID, TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, find_checkpoint, first_task,
-    run_job, run_stage, run_tau_norm_job, second_stage_epochs, validate_command, write_with_discussion,
+    DEFAULT_N_MAX, FEW_SHOT_THR, IMB_FACTOR, LARGE_N_MAX, LARGE_RECIPE, MANY_SHOT_THR, RECIPE, TAU_NORM_GRID,
+    TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, find_checkpoint, first_task, method_flags, posthoc_runs, run_job, run_label,
+    run_model, run_names, run_stage, run_tau_norm_job, second_stage_epochs, second_stages, validate_command,
+    write_with_discussion,
 )
-from timm_paco.tasks import TASK_SMOOTHING, UNSMOOTHED_TASKS  # no --smoothing grid for these
-
-TASK_NAMES = {'ce': 'CE', 'balanced-softmax': 'Balanced Softmax', 'paco': 'PaCo', 'gpaco': 'GPaCo', 'dscl': 'DSCL',
-              'focal': 'Focal', 'class-balanced': 'Class-balanced CE', 'ldam-drw': 'LDAM-DRW', 'ce-crt': 'CE + cRT',
-              'ce-lws': 'CE + LWS', 'ce-tau-norm': 'CE + τ-norm'}
-# methods built on another method's run of the same seed (CE's, at its selected setting): a second stage on its
-# checkpoint, or a post-hoc change of its classifier; they have no setting of their own to tune
-DERIVED = tuple(t for t in TASK_NAMES if first_task(t) != t)
-PRIOR_TASKS = ('balanced-softmax', 'paco', 'gpaco')  # the methods train.py --prior-tau applies to
 DEFAULT_N_VAL = 200
+
+
+def derived_runs() -> List[str]:
+    """Runs built on another method's run of the same seed (CE's, at its selected setting): a second stage on its
+    checkpoint, or a post-hoc change of its classifier; they have no setting of their own to tune."""
+    return [t for t in run_names() if first_task(t) != t]
+
+
+def prior_runs() -> List[str]:
+    """The methods train.py ``--prior-tau`` applies to (a class prior)."""
+    return [t for t in run_names() if first_task(t) == t and get_method(t).prior != 'none']
+
+
+def method_smoothing(task: str) -> float:
+    """train.py's label smoothing of ``task``'s (first) method."""
+    return get_method(first_task(task)).smoothing or 0.0
 METRICS = (('top1', 'overall'), ('many_acc', 'many'), ('medium_acc', 'medium'), ('few_acc', 'few'))
 
 
@@ -69,7 +79,9 @@ def _parse_args(argv=None):
                         help='run folder (default: output/<the docs\' stem>, e.g. output/lt_fashion_mnist_large_e100: '
                              'run names do not hold the budget, so each budget gets its own folder)')
     parser.add_argument('--docs', default='docs', help='folder for lt_fashion_mnist.md / .png')
-    parser.add_argument('--tasks', nargs='+', default=list(TASK_NAMES), choices=list(TASK_NAMES))
+    import_methods_of_argv(argv)
+    add_method_modules_arg(parser)
+    parser.add_argument('--tasks', nargs='+', default=run_names(), choices=run_names())
     parser.add_argument('--seeds', nargs='+', type=non_negative_int, default=[0, 1, 2])
     parser.add_argument('--budget', default='small', choices=('small', 'large'),
                         help=f'small: RECIPE, --n-max {DEFAULT_N_MAX}, --n-test 200 (2 CPU cores); large: '
@@ -101,7 +113,7 @@ def _parse_args(argv=None):
     parser.add_argument('--smoothings', nargs='+', type=decay_rate, default=None,
                         help='train.py --smoothing values tried for every method; each keeps the one with the '
                              'best validation accuracy (default: each method\'s own, '
-                             + ', '.join(f'{t} {v:g}' for t, v in TASK_SMOOTHING.items()) + ')')
+                             + ', '.join(f'{t} {get_method(t).smoothing or 0:g}' for t in list_methods()) + ')')
     parser.add_argument('--settings-from', default=None, metavar='SUMMARY_JSON',
                         help='train each method only at the setting selected in an earlier run\'s summary.json '
                              '(its prior τ and smoothing, chosen there on the validation split), e.g. to carry '
@@ -109,7 +121,7 @@ def _parse_args(argv=None):
     parser.add_argument('--resume', action='store_true',
                         help='reuse runs whose results.json exists (refused when their args.yaml holds another recipe)')
     args = parser.parse_args(argv)
-    for task in [t for t in args.tasks if t in DERIVED]:
+    for task in [t for t in args.tasks if t in derived_runs()]:
         if first_task(task) not in args.tasks:  # a derived method needs the run it is built on
             args.tasks.insert(0, first_task(task))
     require_distinct(parser, ('--seeds', args.seeds), ('--prior-taus', args.prior_taus),
@@ -125,7 +137,7 @@ Setting = Tuple[float, float]  # (prior tau, label smoothing) of one run
 def default_setting(task: str) -> Setting:
     """train.py's own setting for ``task``: prior strength 1 and the task's label smoothing (a derived method's:
     its first task's)."""
-    return 1.0, TASK_SMOOTHING[first_task(task)]
+    return 1.0, method_smoothing(task)
 
 
 def budget_stem(budget: str, epochs: Optional[int]) -> str:
@@ -167,6 +179,16 @@ def _flag_values(flags: Sequence[str], fields: Dict) -> Dict:
     return {key: value for key, value in vars(known).items() if value is not None}
 
 
+def own_flag_values(method: str, recipe: Dict) -> Dict:
+    """The train.py values of ``method``'s own quick-start flags at ``recipe`` (``--paco-queue-size 256`` ->
+    ``paco_queue_size=256``), as args.yaml records them."""
+    from timm_paco.cli.train_args import build_parser
+    flags = method_flags(method, recipe)
+    parsed = vars(build_parser()[1].parse_known_args(flags)[0])
+    given = {flag.lstrip('-').replace('-', '_') for flag in flags if flag.startswith('--')}
+    return {k: v for k, v in parsed.items() if k in given}
+
+
 def recipe_mismatches(train_args: Dict, task: str, setting: Setting, seed: int, recipe: Dict,
                       train_flags: Sequence[str] = ()) -> List[str]:
     """``key=<trained> (this run: <wanted>)`` for each recipe field where a run's args.yaml (``train_args``) differs
@@ -176,10 +198,9 @@ def recipe_mismatches(train_args: Dict, task: str, setting: Setting, seed: int, 
                   weight_decay=recipe['weight_decay'], warmup_epochs=recipe['warmup_epochs'],
                   img_size=recipe['img_size'], scale=list(recipe['scale']), paco_views=recipe['views'],
                   smoothing=setting[1])
-    if task in PRIOR_TASKS:
+    if task in prior_runs():
         wanted['prior_tau'] = setting[0]
-    if task in ('paco', 'dscl'):
-        wanted.update(paco_queue_size=recipe['paco_queue_size'], paco_momentum=recipe['paco_momentum'])
+    wanted.update(own_flag_values(first_task(task), recipe))
     wanted.update(_flag_values(list(train_flags) + setting_flags(task, setting), wanted))
     trained = dict(train_args)
     for key, default in zip(('prior_tau', 'smoothing'), default_setting(task)):
@@ -192,7 +213,7 @@ def check_reused_run(train_dir: str, task: str, setting: Setting, seed: int, rec
                      train_flags: Sequence[str] = ()):
     """Refuse to reuse (``--resume``) a run trained with another recipe: run names do not hold the budget. A
     two-stage method's recipe is its first stage's (``<run>-stage1``)."""
-    path = os.path.join(train_dir + ('-stage1' if task in SECOND_STAGE else ''), 'args.yaml')
+    path = os.path.join(train_dir + ('-stage1' if task in second_stages() else ''), 'args.yaml')
     try:
         with open(path) as f:
             train_args = yaml.safe_load(f)
@@ -288,7 +309,7 @@ def summarise_grid(grid: Dict[Tuple[str, Setting], List[Dict]]) -> List[Dict]:
     """One row per (task, setting): validation overall and the test metrics, mean / std over seeds."""
     rows = []
     for (task, (tau, smoothing)), results in grid.items():
-        row = dict(task=task, prior_tau=tau if task in PRIOR_TASKS else None, smoothing=smoothing,
+        row = dict(task=task, prior_tau=tau if task in prior_runs() else None, smoothing=smoothing,
                    val_top1=mean_std([r['val_top1'] for r in results]))
         row.update({key: mean_std([r[key] for r in results]) for key, _ in METRICS})
         rows.append(row)
@@ -296,7 +317,7 @@ def summarise_grid(grid: Dict[Tuple[str, Setting], List[Dict]]) -> List[Dict]:
 
 
 def _legend_label(task: str, entry: Dict) -> str:
-    return f'{TASK_NAMES[task]} ({_setting_label(task, entry)})'
+    return f'{run_label(task)} ({_setting_label(task, entry)})'
 
 
 def _plot_calibration(ax, summary: Dict[str, Dict], colors: Dict[str, str]):
@@ -306,7 +327,7 @@ def _plot_calibration(ax, summary: Dict[str, Dict], colors: Dict[str, str]):
             continue
         (acc, acc_std), (ece, ece_std) = entry['top1'], entry['ece']
         ax.errorbar(ece, acc, xerr=ece_std, yerr=acc_std, fmt='o', ms=5, color=colors[task], capsize=2, lw=0.8)
-        ax.annotate(TASK_NAMES[task], (ece, acc), xytext=(4, 3), textcoords='offset points', fontsize=7)
+        ax.annotate(run_label(task), (ece, acc), xytext=(4, 3), textcoords='offset points', fontsize=7)
     ax.set_xlabel('test ECE (%, 15 bins; lower is better)')
     ax.set_ylabel('test top-1 accuracy (%), overall')
     ax.set_title('accuracy and calibration, mean ± std over seeds', fontsize=9)
@@ -359,33 +380,47 @@ def _findings(summary: Dict[str, Dict]) -> List[str]:
     lines = []
     for key, name in METRICS:
         best = max(summary, key=lambda t: summary[t][key][0])
-        lines.append(f'- {name}: best {TASK_NAMES[best]} ({_fmt(summary[best][key])})')
-    contrastive = [t for t in ('paco', 'gpaco', 'dscl') if t in summary]
+        lines.append(f'- {name}: best {run_label(best)} ({_fmt(summary[best][key])})')
+    contrastive = [t for t in summary if first_task(t) == t and get_method(t).projector]
     with_ece = [t for t in summary if summary[t].get('ece') is not None]
     if with_ece:
         best = min(with_ece, key=lambda t: summary[t]['ece'][0])
-        lines.append(f'- ECE: lowest {TASK_NAMES[best]} ({_fmt(summary[best]["ece"])})')
+        lines.append(f'- ECE: lowest {run_label(best)} ({_fmt(summary[best]["ece"])})')
     baselines = [t for t in summary if t not in contrastive]
     if contrastive and baselines:
         for key, name in (('top1', 'overall'), ('few_acc', 'few-shot')):
             top_base = max(summary[t][key][0] for t in baselines)
-            ahead = [TASK_NAMES[t] for t in contrastive if summary[t][key][0] > top_base]
+            ahead = [run_label(t) for t in contrastive if summary[t][key][0] > top_base]
             lines.append(f'- {name}: ahead of the best baseline ({top_base:.2f}): '
-                         f'{", ".join(ahead) if ahead else "none of " + ", ".join(TASK_NAMES[t] for t in contrastive)}')
+                         f'{", ".join(ahead) if ahead else "none of " + ", ".join(run_label(t) for t in contrastive)}')
+    return lines
+
+
+def _method_lines(summary: Dict[str, Dict], recipe: Dict) -> List[str]:
+    """One setup bullet per method of ``summary`` that trains a run of its own: model, own flags, second stage."""
+    lines = []
+    for task in (t for t in summary if first_task(t) == t):
+        method, flags = get_method(task), method_flags(task, recipe)
+        line = f'  - {method.label} ({method.summary}): `{run_model(task)}`'
+        line += f', `{" ".join(flags)}`' if flags else ''
+        if task in second_stages():
+            line += (f'; then its classifier alone for {second_stage_epochs(task, recipe["epochs"])} epochs more '
+                     f'(`{" ".join(second_stages()[task]["flags"])}`, plain CE), whose checkpoint is evaluated')
+        lines.append(line + '.')
     return lines
 
 
 def _derived_lines(summary: Dict[str, Dict], recipe: Dict) -> List[str]:
     """Setup bullets of the derived methods in ``summary`` (those built on the CE run of each seed)."""
     lines = []
-    for task in (t for t in summary if t in SECOND_STAGE and t in DERIVED):
-        lines.append(f'- {TASK_NAMES[task]}: no run of its own: the {TASK_NAMES[first_task(task)]} run of each seed '
+    for task in (t for t in summary if t in second_stages() and t in derived_runs()):
+        lines.append(f'- {run_label(task)}: no run of its own: the {run_label(first_task(task))} run of each seed '
                      f'(the row above, its last checkpoint), then its classifier alone trained for '
                      f'{second_stage_epochs(task, recipe["epochs"])} epochs more '
-                     f'(`{" ".join(SECOND_STAGE[task]["flags"])}`, the same second stage as DSCL\'s).')
-    for task in (t for t in summary if t in POSTHOC):
+                     f'(`{" ".join(second_stages()[task]["flags"])}`, the same second stage as DSCL\'s).')
+    for task in (t for t in summary if t in posthoc_runs()):
         grid = f'{TAU_NORM_GRID[0]:g}, {TAU_NORM_GRID[1]:g}, …, {TAU_NORM_GRID[-1]:g}'
-        lines.append(f'- {TASK_NAMES[task]}: the {TASK_NAMES[first_task(task)]} checkpoint of each seed with its class '
+        lines.append(f'- {run_label(task)}: the {run_label(first_task(task))} checkpoint of each seed with its class '
                      f'weights divided by their norm to the power τ (`validate.py --tau-norm`), τ from {{{grid}}} '
                      f'chosen per seed on the validation split (`--features-file`, one pass): τ = '
                      + ', '.join(f'{t:g}' for t in summary[task]['tau_norm']) + ' for the seeds in order.')
@@ -399,7 +434,7 @@ def _tau(tau: Optional[float]) -> str:
 def _smoothing(task: str, entry: Dict) -> str:
     """The label smoothing of ``task``'s training: ``0.1`` or, with a second stage that sets its own,
     ``0.1 → 0`` (stage 1 → stage 2)."""
-    flags = SECOND_STAGE.get(task, {}).get('flags', [])
+    flags = second_stages().get(task, {}).get('flags', [])
     second = f' → {float(flags[flags.index("--smoothing") + 1]):g}' if '--smoothing' in flags else ''
     return f'{entry["smoothing"]:g}{second}'
 
@@ -428,7 +463,7 @@ def _tuning_lines(tuning: List[Dict], summary: Dict[str, Dict], n_val: int) -> L
         chosen = (entry.get('prior_tau'), entry['smoothing']) == (row['prior_tau'], row['smoothing'])
         cells = [_tau(row['prior_tau']), f'{row["smoothing"]:g}']
         cells = [f'**{c}**' for c in cells] if chosen else cells
-        lines.append(f'| {TASK_NAMES[row["task"]]} | {" | ".join(cells)} | {_fmt(row["val_top1"])} | '
+        lines.append(f'| {run_label(row["task"])} | {" | ".join(cells)} | {_fmt(row["val_top1"])} | '
                      + ' | '.join(_fmt(row[k]) for k, _ in METRICS) + ' |')
     return lines + ['']
 
@@ -441,7 +476,7 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
     test_set = (f'the first {n_test} test images of each class ({10 * n_test} in all)' if n_test
                 else 'the full 10,000-image test set (1,000 per class)')
     lines = [
-        '# Long-tailed Fashion-MNIST: ' + ', '.join(TASK_NAMES[t] for t in summary),
+        '# Long-tailed Fashion-MNIST: ' + ', '.join(run_label(t) for t in summary),
         '',
         f'Reproduce: `{command}`',
         '',
@@ -449,7 +484,7 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         '|---|---|---|---|---|---|---|---|',
     ]
     for task, entry in summary.items():
-        lines.append(f'| {TASK_NAMES[task]} | {_tau(entry.get("prior_tau"))} | {_smoothing(task, entry)} | '
+        lines.append(f'| {run_label(task)} | {_tau(entry.get("prior_tau"))} | {_smoothing(task, entry)} | '
                      + ' | '.join(_fmt(entry[k]) for k, _ in METRICS) + f' | {_fmt(entry.get("ece"))} |')
     lines += [
         '',
@@ -469,29 +504,22 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
             ('many', lambda n: n > MANY_SHOT_THR),
             ('medium', lambda n: FEW_SHOT_THR <= n <= MANY_SHOT_THR),
             ('few', lambda n: n < FEW_SHOT_THR))) + '.',
-        f'- Same budget for every method: CIFAR ResNet-32 (`resnet32_cifar`; PaCo / GPaCo wrap it as '
-        f'`paco_resnet32` and DSCL as `dscl_resnet32`, adding only the projector), '
+        f'- Same budget for every method: CIFAR ResNet-32 (`resnet32_cifar`; the contrastive methods wrap it under '
+        f'their own name, adding only the projector), '
         f'{recipe["img_size"]}x{recipe["img_size"]} RGB input, '
-        f'views `{recipe["views"]}` (two augmented views of every image for every method: CE and Balanced Softmax '
-        f'average their loss over both views, so all methods see the same augmented images per step), '
+        f'views `{recipe["views"]}` (two augmented views of every image for every method: the CE family '
+        f'averages its loss over both views, so all methods see the same augmented images per step), '
         f'the papers\' optimizer (`--opt {recipe["opt"]} --wd-bias-and-norm`: SGD momentum 0.9 without Nesterov, '
         f'weight decay on every parameter), each view through its own forward (`--view-forward per-view`, the '
         f'papers\' BatchNorm batches), lr {recipe["lr"]}, weight decay {recipe["weight_decay"]}, cosine schedule with '
         f'{recipe["warmup_epochs"]} warm-up epoch(s), batch {recipe["batch_size"]} images, '
         f'{recipe["epochs"]} epochs, random-resized-crop scale {tuple(recipe["scale"])}, '
-        f'device {timings["device"]}. Loss settings: '
-        f'label smoothing as in the tables (train.py\'s defaults: 0.1 for CE and GPaCo, 0 for Balanced Softmax '
-        f'and PaCo), class-prior logit adjustment on for PaCo / GPaCo, and the papers\' CIFAR-100-LT ResNet-32 loss '
-        f'settings for the contrastive methods (beta 1, gamma 1; '
-        + '; '.join(f'{t}: `{" ".join(flags)}`' for t, flags in TASK_FLAGS.items() if t != 'dscl') + '), PaCo\'s '
-        f'queue ({recipe["paco_queue_size"]}) and key-encoder momentum ({recipe["paco_momentum"]}) scaled down '
-        f'to this small data set and short schedule (DSCL\'s likewise). DSCL keeps its own loss defaults (alpha '
-        f'1/9, temperature 0.07, PBSD weight 1.5 with 5 boxes of area 0.05–0.6) with its patch side scaled with '
-        f'the view (`{" ".join(TASK_FLAGS["dscl"])}`, the paper\'s 64 of 224 px), and trains in two stages: the '
-        f'epochs above with its loss and PBSD, then its classifier alone (`--classifier-retrain crt --sampler '
-        f'class-balanced`, plain CE) for {second_stage_epochs("dscl", recipe["epochs"])} epochs more '
-        f'(`{" ".join(SECOND_STAGE["dscl"]["flags"])}`); its stage-2 checkpoint is evaluated.'
+        f'device {timings["device"]}. Loss settings: label smoothing as in the tables, each method\'s class prior '
+        f'(logit adjustment on for the long-tailed counts), its loss defaults otherwise, and its own flags of the '
+        f'recipe (`timm_paco.methods` Quickstart: the contrastive methods\' from their papers\' CIFAR-100-LT '
+        f'ResNet-32 scripts, queue and key-encoder momentum scaled down to this small data set and short schedule):'
         + (f' Every run also had `{train_flags}` (`--train-flags`), which overrides the above.' if train_flags else ''),
+        *_method_lines(summary, recipe),
         *_derived_lines(summary, recipe),
         f'- The last-epoch checkpoint is evaluated. Model selection (prior strength and smoothing, when several '
         f'are tried) '
@@ -549,13 +577,13 @@ def _configs(args) -> List[Tuple[str, Tuple[float, float]]]:
     if args.settings_from:
         if args.prior_taus is not None or args.smoothings is not None:
             raise ValueError('--settings-from fixes each method\'s setting; drop --prior-taus / --smoothings')
-        fixed = read_selected_settings(args.settings_from, [t for t in args.tasks if t not in DERIVED])
-        return [(task, fixed[task]) for task in args.tasks if task not in DERIVED]
+        fixed = read_selected_settings(args.settings_from, [t for t in args.tasks if t not in derived_runs()])
+        return [(task, fixed[task]) for task in args.tasks if task not in derived_runs()]
     taus = args.prior_taus or [1.0]  # floats (argparse type=finite_float)
-    return [(task, (tau, smoothing)) for task in args.tasks if task not in DERIVED
-            for tau in (taus if task in PRIOR_TASKS else [1.0])
-            for smoothing in (args.smoothings if args.smoothings and task not in UNSMOOTHED_TASKS
-                              else [TASK_SMOOTHING[task]])]
+    return [(task, (tau, smoothing)) for task in args.tasks if task not in derived_runs()
+            for tau in (taus if task in prior_runs() else [1.0])
+            for smoothing in (args.smoothings if args.smoothings and get_method(task).smoothing is not None
+                              else [method_smoothing(task)])]
 
 
 def _budget(args) -> Tuple[Dict, int, Optional[int], int]:
@@ -586,7 +614,7 @@ def _command_line(args, stem: str) -> str:
         (f' --n-max {args.n_max}', args.n_max is not None and not args.tiny),
         (f' --n-test {args.n_test}', args.n_test is not None and not args.tiny),
         (f' --device {args.device}', args.device != 'cpu'),
-        (f' --tasks {" ".join(args.tasks)}', args.tasks != list(TASK_NAMES)),
+        (f' --tasks {" ".join(args.tasks)}', args.tasks != run_names()),
         (f' --seeds {" ".join(map(str, args.seeds))}', args.seeds != [0, 1, 2]),
         (f' --train-flags="{args.train_flags}"', args.train_flags),
         (f' --prior-taus {" ".join(f"{t:g}" for t in taus)}', taus != [1.0]),
@@ -627,9 +655,9 @@ def _train(ctx: Dict, label: str, experiment: str, task: str, setting, seed: int
     args, recipe = ctx['args'], ctx['recipe']
     log_file = os.path.join(ctx['log_dir'], f'{experiment}.log')
     train_dir = os.path.join(ctx['output'], experiment)
-    if task in POSTHOC:
+    if task in posthoc_runs():
         results = run_tau_norm_job(
-            TASK_MODELS[first_task(task)], base, ctx['data_dir'], ctx['val_dir'], train_dir, recipe['img_size'],
+            run_model(task), base, ctx['data_dir'], ctx['val_dir'], train_dir, recipe['img_size'],
             log_file=log_file, start=ctx['start'], workers=args.workers, threads=args.threads, device=args.device,
             stage_names=(f'{label} tau-norm sweep (validation split)', f'{label} validate (test)'))
     else:
@@ -653,21 +681,21 @@ def chosen_tau(train_dir: str) -> float:
 def _validation_command(ctx: Dict, task: str, train_dir: str, base: Optional[str], val_file: str) -> List[str]:
     """validate.py argv of a run on the validation split (a post-hoc method: its first stage at its chosen tau)."""
     args, recipe = ctx['args'], ctx['recipe']
-    extra = ['--tau-norm', f'{chosen_tau(train_dir):g}'] if task in POSTHOC else []
-    checkpoint = base if task in POSTHOC else find_checkpoint(train_dir)
-    return validate_command(TASK_MODELS[first_task(task)], checkpoint, ctx['val_dir'], val_file, recipe['img_size'],
+    extra = ['--tau-norm', f'{chosen_tau(train_dir):g}'] if task in posthoc_runs() else []
+    checkpoint = base if task in posthoc_runs() else find_checkpoint(train_dir)
+    return validate_command(run_model(task), checkpoint, ctx['val_dir'], val_file, recipe['img_size'],
                             args.workers, args.device, extra)
 
 
 def _run_one(ctx: Dict, i: int, seed: int, task: str, setting) -> Dict:
     """Run ``i`` of the grid (or reuse it with ``--resume``): train, validate on the test set and the validation
-    split; returns the test results with the validation top-1 and timing. A derived method (``DERIVED``) is built
+    split; returns the test results with the validation top-1 and timing. A derived method (``derived_runs``) is built
     on its first task's run of the same seed and setting, which must exist."""
     args, output, start, recipe = ctx['args'], ctx['output'], ctx['start'], ctx['recipe']
     experiment = experiment_name(task, setting, seed)
     train_dir = os.path.join(output, experiment)
     base = (find_checkpoint(os.path.join(output, experiment_name(first_task(task), setting, seed)))
-            if task in DERIVED else None)
+            if task in derived_runs() else None)
     results_file = os.path.join(train_dir, 'results.json')
     label = f'run {i}/{ctx["num_jobs"]}: {experiment}'
     reused = args.resume and os.path.isfile(results_file)
@@ -691,7 +719,7 @@ def _run_one(ctx: Dict, i: int, seed: int, task: str, setting) -> Dict:
     run_seconds = read_run_seconds(train_dir) if reused else write_run_seconds(train_dir, time.time() - run_start)
     print(f'[{time.time() - start:7.1f}s] {label}: validation overall {val["top1"]}; test '
           + ', '.join(f'{n} {results[k]}' for k, n in METRICS), flush=True)
-    extra = dict(tau_norm=chosen_tau(train_dir)) if task in POSTHOC else {}
+    extra = dict(tau_norm=chosen_tau(train_dir)) if task in posthoc_runs() else {}
     return dict(results, seed=seed, val_top1=val['top1'], reused=reused, run_seconds=run_seconds,
                 per_class_file=os.path.join(train_dir, 'results_per_class.csv'), **extra)
 
@@ -727,32 +755,32 @@ def main(argv=None):
     cap_per_class(source, val_dir, n_max, n_val=n_val)
 
     jobs = [(seed, task, setting) for seed in args.seeds for task, setting in configs]  # seed-major
-    derived = [t for t in args.tasks if t in DERIVED]
+    derived = [t for t in args.tasks if t in derived_runs()]
     ctx = dict(args=args, output=output, start=start, recipe=recipe, data_dir=data_dir, val_dir=val_dir,
                log_dir=os.path.join(output, 'logs'), num_jobs=len(jobs) + len(derived) * len(args.seeds),
                train_flags=shlex.split(args.train_flags), first_index=0)
     os.makedirs(ctx['log_dir'], exist_ok=True)
     finished = _run_all(ctx, jobs)
     grid = {config: [r for (_, *job), r in zip(jobs, finished) if tuple(job) == config] for config in configs}
-    base_tasks = [t for t in args.tasks if t not in DERIVED]
+    base_tasks = [t for t in args.tasks if t not in derived_runs()]
     selected = {task: select_setting(task, {s: [r['val_top1'] for r in grid[(t, s)]] for t, s in configs if t == task})
                 for task in base_tasks}
     # then the derived methods, each on its first task's runs at the setting selected for it
     derived_jobs = [(seed, task, selected[first_task(task)]) for seed in args.seeds for task in derived]
     ctx['first_index'] = len(jobs)
-    derived_runs = _run_all(ctx, derived_jobs)
-    finished += derived_runs
+    derived_results = _run_all(ctx, derived_jobs)
+    finished += derived_results
     for task in derived:
         selected[task] = selected[first_task(task)]
-        grid[(task, selected[task])] = [r for (_, t, _), r in zip(derived_jobs, derived_runs) if t == task]
+        grid[(task, selected[task])] = [r for (_, t, _), r in zip(derived_jobs, derived_results) if t == task]
     summary = summarise({task: grid[(task, selected[task])] for task in args.tasks})
     for task in summary:
-        summary[task]['prior_tau'] = selected[task][0] if task in PRIOR_TASKS else None
+        summary[task]['prior_tau'] = selected[task][0] if task in prior_runs() else None
         summary[task]['smoothing'] = selected[task][1]
     for task in derived:
-        if task in POSTHOC:
+        if task in posthoc_runs():
             summary[task]['tau_norm'] = [r['tau_norm'] for r in grid[(task, selected[task])]]
-    tuning = summarise_grid({k: v for k, v in grid.items() if k[0] not in DERIVED}) if len(configs) > len(
+    tuning = summarise_grid({k: v for k, v in grid.items() if k[0] not in derived}) if len(configs) > len(
         base_tasks) else None
     timings = _timings(args, start, finished)
     figure = os.path.join(args.docs, stem + '.png')

@@ -33,7 +33,7 @@ from torchvision.datasets import FashionMNIST
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lt_fashion_mnist import (  # noqa: E402  (the benchmark beside this file)
-    METRICS, TASK_NAMES, _fmt, _setting_label, data_dirs, experiment_name, mean_std,
+    METRICS, _fmt, _setting_label, data_dirs, experiment_name, mean_std,
     read_selected_settings, read_summary,
 )
 from timm_paco.arg_types import finite_float, positive_int, require_distinct  # noqa: E402
@@ -44,7 +44,8 @@ from timm_paco.eval import (  # noqa: E402
     top_confusions,
 )
 from timm_paco.runs import (  # noqa: E402
-    FEW_SHOT_THR, MANY_SHOT_THR, TASK_MODELS, find_checkpoint, run_stage, validate_command, write_with_discussion,
+    FEW_SHOT_THR, MANY_SHOT_THR, find_checkpoint, run_label, run_model, run_stage, validate_command,
+    write_with_discussion,
 )
 
 SPLITS = (('val', 'validation split', 'val_results.json'), ('test', 'test set', 'results.json'))
@@ -128,7 +129,7 @@ def plot(per_run: Dict[str, List[Dict]], taus: Sequence[float], path: str, title
     fig, ax = plt.subplots(figsize=(7.2, 4.0))
     for task, runs in per_run.items():
         mean = [statistics.fmean(r['val_sweep'][i] for r in runs) for i in range(len(taus))]
-        ax.plot(taus, mean, label=TASK_NAMES[task])
+        ax.plot(taus, mean, label=run_label(task))
     ax.axvline(0.0, color='grey', ls=':', lw=0.8)
     ax.set_xlabel('post-hoc τ (scores: logits − τ · log p)')
     ax.set_ylabel('validation top-1 (%), mean over seeds')
@@ -147,7 +148,7 @@ def confusion_lines(summary: Dict[str, Dict], class_counts: Sequence[int], k: in
     pairs = top_confusions([r['before'] for r in rates.values()], k)
     names = FashionMNIST.classes
     lines = [
-        '| test images of | predicted as | ' + ' | '.join(TASK_NAMES[t] for t in summary) + ' |',
+        '| test images of | predicted as | ' + ' | '.join(run_label(t) for t in summary) + ' |',
         '|---|---|' + '---|' * len(summary),
     ]
     for true, pred in pairs:
@@ -164,7 +165,7 @@ def bias_lines(per_run: Dict[str, List[Dict]], class_counts: Sequence[int]) -> L
     reference = -(log_prior - log_prior.mean())
     names = FashionMNIST.classes
     lines = [
-        '| class (training images) | − log p, centred | ' + ' | '.join(TASK_NAMES[t] for t in per_run) + ' |',
+        '| class (training images) | − log p, centred | ' + ' | '.join(run_label(t) for t in per_run) + ' |',
         '|---|---|' + '---|' * len(per_run),
     ]
     for c, count in enumerate(class_counts):
@@ -190,7 +191,7 @@ def write_markdown(path: str, figure: str, command: str, summary: Dict[str, Dict
     ]
     for task, entry in summary.items():
         for state, label in STATES:
-            cells = [TASK_NAMES[task], _setting_label(task, trained[task]),
+            cells = [run_label(task), _setting_label(task, trained[task]),
                      ' / '.join(f'{t:g}' for t in entry['taus'])] if state == 'before' else ['', '', '']
             lines.append('| ' + ' | '.join(cells + [label] + [_fmt(entry[state][k]) for k, _ in METRICS]) + ' |')
     lines += [
@@ -244,7 +245,7 @@ def main(argv=None):
         for split, name, _ in SPLITS:
             logits_file = os.path.join(train_dir, f'{split}_logits.safetensors')
             if not os.path.isfile(logits_file):
-                cmd = validate_command(TASK_MODELS[task], find_checkpoint(train_dir),
+                cmd = validate_command(run_model(task), find_checkpoint(train_dir),
                                        val_dir if split == 'val' else data_dir, None,
                                        data['recipe']['img_size'], 1, args.device)
                 todo.append((f'{os.path.basename(train_dir)}: logits on the {name}',

@@ -5,7 +5,8 @@ import timm
 import torch
 
 from timm_paco.losses import create_loss
-from timm_paco.tasks import ClassifierRetrainTask, create_task
+from timm_paco.methods import create_task
+from timm_paco.tasks import ClassifierRetrainTask
 
 NUM_CLASSES = 4
 
@@ -89,7 +90,7 @@ def test_lws_resumes_exactly_from_its_task_state():
 
 
 def test_retrain_takes_only_the_ce_family():
-    with pytest.raises(ValueError, match='classifier_retrain=.crt.: the second stage trains a classifier with ce'):
+    with pytest.raises(ValueError, match='classifier_retrain=.crt.: task paco does not train a second-stage classifier'):
         create_task('paco', _stage1(), classifier_retrain='crt', verbose=False)
-    with pytest.raises(ValueError, match='--classifier-retrain must be one of crt, lws'):
+    with pytest.raises(ValueError, match='^mode must be one of crt, lws'):
         ClassifierRetrainTask(_stage1(), create_loss('ce', num_classes=NUM_CLASSES), mode='tau')

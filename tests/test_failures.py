@@ -182,7 +182,7 @@ def test_nonfinite_weights_are_never_saved():
     import timm
     from timm_paco.cli.train_run import TrainRun
     from timm_paco.finite import NonFiniteError
-    from timm_paco.tasks import create_task
+    from timm_paco.methods import create_task
     task = create_task('paco', timm.create_model('test_convnext', num_classes=NUM_CLASSES), queue_size=8,
                        verbose=False)
     run = TrainRun(args=argparse.Namespace(), task=task, optimizer=None, device=torch.device('cpu'), loader_train=None)

@@ -14,7 +14,8 @@ from timm_paco.data import (
     PatchBatch, PatchBoxSampler, PatchCollate, PatchViewTransform, PatchViews, check_patch_args,
     create_patch_view_transform, create_view_loader, create_view_transform,
 )
-from timm_paco.tasks import create_contrastive_module, create_task
+from timm_paco.methods import create_task
+from timm_paco.tasks import create_contrastive_module
 from timm_paco.tasks.patch_teacher import box_bins, box_sampling_ratio, last_feature_map
 
 
@@ -185,7 +186,7 @@ def test_dscl_task_input_must_match_its_pbsd_setting():
     assert 'loss_pbsd' not in plain(torch.randn(8, 3, 32, 32), target)
     with pytest.raises(ValueError, match='pbsd_weight=0'):
         plain(_patch_batch(), target)
-    with pytest.raises(ValueError, match='PBSD is part of dscl'):
+    with pytest.raises(ValueError, match='pbsd_weight=1.0: task paco takes no pbsd_weight'):
         create_task('paco', timm.create_model('test_convnext', num_classes=4), pbsd_weight=1.0, verbose=False)
 
 
@@ -216,11 +217,17 @@ def test_a_model_without_a_last_feature_map_is_refused_by_name():
     from argparse import Namespace
 
     from timm_paco.cli.train_checks import check_patch_model as check_cli
+    from timm_paco.cli.train_views import plan_views
+    from timm_paco.methods import get_method
     from timm_paco.cli.usage import UsageError
     from timm_paco.tasks.patch_teacher import check_patch_model
     with pytest.raises(ValueError, match='model Linear has no forward_intermediates'):
         check_patch_model(torch.nn.Linear(2, 2))
     args = Namespace(task='dscl', pbsd_weight=1.5, model='my_net', pbsd_patch_size=64)
+    views = plan_views(Namespace(paco_views=None, pbsd_weight=1.5), get_method('dscl'))
+    assert views.patches and views.num_views == 2
     with pytest.raises(UsageError, match=r'^--pbsd-weight 1.5: model my_net has no forward_intermediates'):
-        check_cli(args, torch.nn.Linear(2, 2), (3, 32, 32))
-    check_cli(Namespace(**{**vars(args), 'pbsd_weight': 0.0}), torch.nn.Linear(2, 2), (3, 32, 32))  # PBSD off
+        check_cli(args, views, torch.nn.Linear(2, 2), (3, 32, 32))
+    off = plan_views(Namespace(paco_views=None, pbsd_weight=0.0), get_method('dscl'))
+    assert not off.patches
+    check_cli(Namespace(**{**vars(args), 'pbsd_weight': 0.0}), off, torch.nn.Linear(2, 2), (3, 32, 32))  # PBSD off

@@ -283,12 +283,15 @@ def test_benchmark_settings_from(tmp_path, capsys):
 
 
 def test_benchmark_recipe_mismatches():
-    """A reused run's args.yaml against the recipe: flags not given there mean train.py's defaults."""
+    """A reused run's args.yaml against the recipe (the method's own quick-start flags too): flags not given there
+    mean train.py's defaults."""
     benchmark = _benchmark_module()
     from timm_paco.runs import RECIPE
     trained = dict(task='paco', seed=1, epochs=20, batch_size=32, lr=0.03, weight_decay=5e-4, warmup_epochs=1,
                    img_size=16, scale=[0.35, 1.0], paco_views='randcls_sim', paco_queue_size=256, paco_momentum=0.9,
-                   prior_tau=None, smoothing=None)
+                   paco_alpha=0.01, paco_temperature=0.05, prior_tau=None, smoothing=None)
+    assert benchmark.recipe_mismatches(dict(trained, paco_alpha=0.05), 'paco', (1.0, 0.0), 1, RECIPE) == [
+        'paco_alpha=0.05 (this run: 0.01)']
     assert benchmark.recipe_mismatches(trained, 'paco', (1.0, 0.0), 1, RECIPE) == []
     assert benchmark.recipe_mismatches(trained, 'paco', (1.0, 0.0), 1, dict(RECIPE, epochs=40)) == [
         'epochs=20 (this run: 40)']
@@ -296,9 +299,9 @@ def test_benchmark_recipe_mismatches():
                                        RECIPE) == ['smoothing=0.0 (this run: 0.1)', 'prior_tau=0.5 (this run: 1.0)',
                                                    'paco_queue_size=64 (this run: 256)']
     # --train-flags count as train.py reads them: after the recipe, before the setting's own flags
-    queue1 = dict(trained, paco_queue_size=1, batch_size=64)
+    queue1 = dict(trained, paco_queue_size=1, batch_size=64, paco_temperature=0.07)
     assert benchmark.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE) == [
-        'batch_size=64 (this run: 32)', 'paco_queue_size=1 (this run: 256)']
+        'batch_size=64 (this run: 32)', 'paco_temperature=0.07 (this run: 0.05)', 'paco_queue_size=1 (this run: 256)']
     flags = ['--paco-queue-size', '1', '--paco-temperature', '0.07', '-b', '64']
     assert benchmark.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE, flags) == []
     assert benchmark.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE, flags + ['--paco-queue-size', '8']) == [

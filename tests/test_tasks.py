@@ -7,9 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from timm_paco.losses import GPaCoLoss, PaCoLoss
-from timm_paco.tasks import (
-    ContrastiveModule, GPaCoTask, MultiViewClassificationTask, PaCoTask, create_task, is_long_tailed, resolve_logit_adjust,
-)
+from timm_paco.methods import create_task, is_long_tailed, resolve_logit_adjust
+from timm_paco.tasks import ContrastiveModule, GPaCoTask, MultiViewClassificationTask, PaCoTask
 
 NUM_CLASSES = 4
 COUNTS = [40, 10, 4, 2]
@@ -240,7 +239,7 @@ def test_gpaco_queue_state(paco_model, batch, caplog):
         plain.load_task_state(state)
     with pytest.raises(ValueError, match=r'^queue_size must be an int >= 0 \(number of queue slots; 0 = no queue\)'):
         _contrastive('gpaco', paco_model, queue_size=-1)
-    with pytest.raises(ValueError, match='queue_size=8: task ce keeps no queue'):
+    with pytest.raises(ValueError, match='queue_size=8: task ce takes no queue_size'):
         create_task('ce', copy.deepcopy(paco_model), queue_size=8, verbose=False)
 
 

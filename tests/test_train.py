@@ -17,9 +17,9 @@ sys.path.insert(0, REPO)
 import train  # noqa: E402
 from timm_paco.cli.train_args import parse_args  # noqa: E402
 from timm_paco.cli.train_checks import flag_warnings, unused_task_flags  # noqa: E402
-from timm_paco.cli.train_model import create_train_model  # noqa: E402
+from timm_paco.cli.train_model import create_train_model, resolve_method  # noqa: E402
 from timm_paco.tasks.initial_weights import load_initial_projector  # noqa: E402
-from timm_paco.tasks import create_task  # noqa: E402
+from timm_paco.methods import create_task  # noqa: E402
 
 NUM_CLASSES = 4  # conftest's image_folder
 
@@ -202,7 +202,7 @@ def test_conflicting_flag_stops_with_message(image_folder, tmp_path, capsys):
 
 def test_task_flags_the_task_does_not_read_are_named():
     parser, args = parse_args(['--paco-alpha', '0.5', '--paco-queue-size', '16', '--paco-logit-adjust', 'off'])
-    assert unused_task_flags(parser, args, 'ce') == ['--paco-alpha', '--paco-logit-adjust', '--paco-queue-size']
+    assert unused_task_flags(parser, args, 'ce') == ['--paco-alpha', '--paco-queue-size', '--paco-logit-adjust']
     assert unused_task_flags(parser, args, 'gpaco') == ['--paco-queue-size']
     assert unused_task_flags(parser, args, 'paco') == []
     assert flag_warnings(parser, args, 'gpaco') == ['--task gpaco does not use --paco-queue-size; ignored']
@@ -322,7 +322,8 @@ def test_initial_checkpoint_of_any_layout_starts_model_and_projector(tmp_path, l
     for task_name in ('paco', 'ce'):
         parser, args = parse_args(['--model', 'test_convnext', '--num-classes', str(NUM_CLASSES),
                                             '--task', task_name, '--initial-checkpoint', path])
-        model, task, projector = create_train_model(args, 3)
+        model, projector = create_train_model(args, 3)
+        task = resolve_method(args, model).name
         _assert_tensors_equal(model.state_dict(), source.model.state_dict(), 'model')
         target = create_task(task, model, queue_size=8 if task == 'paco' else None, verbose=False)
         assert load_initial_projector(target, projector, path) == (task == 'paco')

@@ -8,7 +8,7 @@ import timm
 import torch
 
 from timm_paco.data.patch_batch import PatchBatch
-from timm_paco.tasks import create_task
+from timm_paco.methods import create_task
 
 B = 4
 NUM_CLASSES = 3

@@ -13,7 +13,7 @@ interval and epoch):
    long tail ``n_c = int(n_max · 0.01^(c/9))`` (300, 179, 107, 64, 38, 23, 13, 8, 5, 3 images for the default
    ``n_max=300``) and trains ``paco_resnet32`` (CIFAR ResNet-32 + projector) at 16x16 on the CPU. A two-stage
    method (``--task dscl``, ``ce-crt``, ``ce-lws``) trains its first stage, then its classifier on it
-   (``timm_paco.runs.SECOND_STAGE``).
+   (``timm_paco.runs.second_stages``).
 3. validate: ``validate.py`` on the full 10,000-image test set (1,000 per class) with overall and
    many (> 100 training images: 3 classes) / medium (20–100: 3) / few (< 20: 4) accuracy, a per-class CSV and a
    PNG of per-class accuracy against training count.
@@ -32,7 +32,12 @@ from timm_paco.arg_types import non_negative_int, positive_int
 from timm_paco.cli.errors import run_main
 from timm_paco.data.fashion_mnist_pool import cap_per_class, fashion_mnist_root
 from timm_paco.data.imbalance import long_tail_counts
-from timm_paco.runs import DEFAULT_N_MAX, IMB_FACTOR, RECIPE, TASK_MODELS, TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, run_job
+from timm_paco.cli.method_modules import add_method_modules_arg, import_methods_of_argv
+from timm_paco.methods.paco import PACO
+from timm_paco.runs import (
+    DEFAULT_N_MAX, IMB_FACTOR, RECIPE, TINY_N_MAX, TINY_N_TEST, TINY_RECIPE, posthoc_runs, run_job, run_names,
+    second_stages,
+)
 
 __all__ = ['main']
 
@@ -41,7 +46,12 @@ def _parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='timm-paco quick start: PaCo on long-tailed Fashion-MNIST (imbalance 0.01) on the CPU')
     parser.add_argument('--output', default=os.path.join('output', 'quickstart'), help='output folder')
-    parser.add_argument('--task', default='paco', choices=sorted(TASK_MODELS), help='method (default: paco)')
+    import_methods_of_argv(argv)
+    trained = [run for run in run_names() if run not in posthoc_runs()]
+    parser.add_argument('--task', default=PACO.name, choices=trained,
+                        help=f'method (default: {PACO.name}); a second-stage run ({", ".join(second_stages())}) '
+                             f'trains its first stage, then its classifier on it')
+    add_method_modules_arg(parser)
     parser.add_argument('--n-max', type=positive_int, default=None,
                         help=f'training images of the largest class (default: {DEFAULT_N_MAX}; --tiny fixes it)')
     parser.add_argument('--seed', type=non_negative_int, default=0, help='seed of the long-tail draw and of training')

@@ -10,7 +10,9 @@ from timm_paco.arg_types import (
 from timm_paco.cli.inputs import read_config_defaults
 from timm_paco.cli.usage import UsageError
 from timm_paco.recipes import get_recipe
-from timm_paco.tasks import GPACO_QUEUE_SIZE, LOGIT_ADJUST_MODES, TASK_NAMES, TASK_SMOOTHING, VIEW_FORWARDS
+from timm_paco.cli.method_modules import add_method_modules_arg, import_methods_of_argv
+from timm_paco.methods import LOGIT_ADJUST_MODES, get_method, list_methods
+from timm_paco.tasks import VIEW_FORWARDS
 from timm_paco.data.samplers import SAMPLERS
 from timm_paco.tasks.classifier_retrain import RETRAIN_MODES
 from timm_paco.tasks.projector import PROJ_TYPES
@@ -202,8 +204,8 @@ def _augmentation_and_regularization_args(parser: argparse.ArgumentParser) -> No
     g.add_argument('--mixup-mode', type=str, default='batch', help='mixup per batch, pair or elem')
     g.add_argument('--mixup-off-epoch', type=non_negative_int, default=0, metavar='N', help='stop mixup at this epoch')
     g.add_argument('--smoothing', type=decay_rate, default=None,
-                   help='label smoothing (default per task, timm\'s for ce and the papers\' for the rest: '
-                        + ', '.join(f'{t} {v:g}' for t, v in TASK_SMOOTHING.items()) + ')')
+                   help='label smoothing (default per method, timm\'s for cross-entropy and the papers\' for the '
+                        'rest: ' + _methods_by(lambda m: f'{m.smoothing or 0:g}') + ')')
     g.add_argument('--train-interpolation', type=str, default='random', help='training interpolation')
     g.add_argument('--drop', type=probability, default=0.0, metavar='PCT', help='dropout rate')
     g.add_argument('--drop-connect', type=probability, default=None, metavar='PCT', help='deprecated, use --drop-path')
@@ -304,47 +306,28 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
     _knowledge_distillation_args(parser)
 
 
+def _methods_by(value) -> str:
+    """``value(method)`` of each registered method, methods with the same value together: 'a / b: x, c: y'."""
+    groups = {}
+    for name in list_methods():
+        groups.setdefault(value(get_method(name)), []).append(name)
+    return ', '.join(f'{" / ".join(names)}: {v}' for v, names in groups.items())
+
+
+def _methods_with(prior: str) -> str:
+    return ' / '.join(n for n in list_methods() if get_method(n).prior == prior)
+
+
 def _paco_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group('PaCo / GPaCo')
-    g.add_argument('--task', type=str, default=None, choices=TASK_NAMES,
-                   help='training task (default: the model\'s own, ce for plain timm models)')
-    g.add_argument('--paco-alpha', type=non_negative_float, default=None,
-                   help='weight of same-class samples (default: 0.05, the loss default)')
-    g.add_argument('--paco-beta', type=non_negative_float, default=None,
-                   help='weight of the class centre (default: 1.0)')
-    g.add_argument('--paco-gamma', type=non_negative_float, default=None,
-                   help='weight of samples in the denominator (default: 1.0)')
-    g.add_argument('--paco-temperature', type=positive_float, default=None,
-                   help='contrast temperature (default: 0.2 for paco / gpaco, 0.07 for dscl)')
-    g.add_argument('--paco-queue-size', type=positive_int, default=8192,
-                   help='paco / dscl queue slots (default: 8192)')
-    g.add_argument('--gpaco-queue-size', type=non_negative_int, default=GPACO_QUEUE_SIZE,
-                   help=f'gpaco queue of earlier embeddings, slots (default: {GPACO_QUEUE_SIZE}, every one of the '
-                        f'authors\' scripts; their CIFAR script 1024; 0 = none)')
-    g.add_argument('--view-forward', type=str, default='per-view', choices=VIEW_FORWARDS,
+    g = parser.add_argument_group('Long-tail methods (timm-paco)')
+    g.add_argument('--task', type=str, default=None, choices=list_methods(),
+                   help='training method (default: the model\'s own, ce for plain timm models)')
+    add_method_modules_arg(g)
+    g.add_argument('--view-forward', type=str, default=None, choices=VIEW_FORWARDS,
                    help='how the views (and dscl\'s PBSD patch groups) pass through the trained model: per-view = '
-                        'one forward per view, BatchNorm normalising each view\'s batch on its own (the authors\' '
-                        'code); joint = one forward of all views, BatchNorm over the mixed batch (default: per-view)')
-    g.add_argument('--paco-momentum', type=decay_rate, default=0.999,
-                   help='paco / dscl key encoder EMA decay (default: 0.999)')
-    g.add_argument('--dscl-alpha', type=probability, default=None,
-                   help='dscl: weight of the own-view positive, the rest on the class positives (default: 1/9, '
-                        'the official code\'s beta 8 as alpha = 1 / (1 + beta))')
-    g.add_argument('--focal-gamma', type=non_negative_float, default=None,
-                   help='focal: focusing exponent gamma (default: 1; 0 = cross-entropy)')
-    g.add_argument('--cb-beta', type=decay_rate, default=None,
-                   help='class-balanced / ldam-drw: effective-number beta in [0, 1) of the class weights (default: '
-                        '0.9999)')
-    g.add_argument('--drw-epoch', type=non_negative_int, default=None, metavar='EPOCH',
-                   help='ldam-drw: the epoch from which the loss re-weights the classes (default: 80%% of --epochs)')
-    g.add_argument('--pbsd-weight', type=non_negative_float, default=None,
-                   help='dscl: weight lambda of PBSD, the patch self-distillation (default: 1.5, the paper\'s; 0 = off)')
-    g.add_argument('--pbsd-patches', type=positive_int, default=5, metavar='L',
-                   help='dscl PBSD: boxes / patches per image (default: 5)')
-    g.add_argument('--pbsd-patch-size', type=positive_int, default=64, metavar='PX',
-                   help='dscl PBSD: side of the student\'s patch crops in pixels (default: 64)')
-    g.add_argument('--pbsd-scale', type=float, nargs=2, default=[0.05, 0.6], metavar=('MIN', 'MAX'),
-                   help='dscl PBSD: box area range, fractions of the query view (default: 0.05 0.6)')
+                        'one forward per view, BatchNorm normalising each view\'s batch on its own; joint = one '
+                        'forward of all views, BatchNorm over the mixed batch (default: the method\'s, as its '
+                        'authors\' code: ' + _methods_by(lambda m: m.view_forward) + ')')
     g.add_argument('--paco-proj-dim', type=positive_int, default=None,
                    help='embedding width (default: the variant\'s, 128 when wrapping a timm model)')
     g.add_argument('--paco-proj-type', type=str, default=None, choices=PROJ_TYPES,
@@ -352,13 +335,15 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
                         'Linear (default: the variant\'s; wrapping: mlp3 for attention models, else mlp)')
     g.add_argument('--paco-views', type=str, default=None,
                    help=f'view recipe, e.g. randcls_sim, sim_sim, single; "{TIMM_VIEWS}" = timm\'s single-view '
-                        f'transform (default: randcls_sim for paco / gpaco, {TIMM_VIEWS} for ce / balanced-softmax)')
+                        f'transform (default: the method\'s own, ' + _methods_by(lambda m: m.views or TIMM_VIEWS) + ')')
     g.add_argument('--paco-logit-adjust', type=str, default='auto', choices=LOGIT_ADJUST_MODES,
-                   help='class prior on the paco / gpaco centre logits: auto = when the training class counts are '
-                        'long-tailed (max / min > 2)')
+                   help='class prior on the logits of the methods with logit adjustment ('
+                        + _methods_with('logit-adjust') + '): auto = when the training class counts are long-tailed '
+                        '(max / min > 2)')
     g.add_argument('--prior-tau', type=finite_float, default=1.0,
-                   help='strength tau of the class prior, logits + tau * log p, for balanced-softmax and for paco / '
-                        'gpaco with logit adjustment (default: 1.0, the papers\' value)')
+                   help='strength tau of the class prior, logits + tau * log p, for ' + _methods_with('always')
+                        + ' and for ' + _methods_with('logit-adjust') + ' with logit adjustment (default: 1.0, the '
+                        'papers\' value)')
     g.add_argument('--sampler', type=str, default='instance', choices=SAMPLERS,
                    help='training sampler: instance (timm\'s shuffle), class-balanced (a class uniformly, then an '
                         'image of it), square-root (class p ~ n^0.5), progressive (instance to class-balanced over '
@@ -376,6 +361,20 @@ def _paco_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--hub-license', type=str, default=None,
                    help='licence on the pushed model card (default: that of the --pretrained weights fine-tuned from, '
                         'else apache-2.0)')
+
+
+def _method_args(parser: argparse.ArgumentParser) -> None:
+    """Each registered method's own flags, in a group of its own (a flag shared by methods: in the first's)."""
+    added = set()
+    for name in list_methods():
+        method = get_method(name)
+        own = [flag for flag in method.flags if flag.dest not in added]
+        if not own:
+            continue
+        g = parser.add_argument_group(f'--task {name}: {method.summary}')
+        for flag in own:
+            g.add_argument(flag.option, **flag.argparse_kwargs)
+            added.add(flag.dest)
 
 
 def _reliability_args(parser: argparse.ArgumentParser) -> None:
@@ -399,11 +398,13 @@ def build_parser():
     parser = argparse.ArgumentParser(description='timm-paco training')
     _timm_args(parser)
     _paco_args(parser)
+    _method_args(parser)
     _reliability_args(parser)
     return config_parser, parser
 
 
 def parse_args(argv=None):
+    import_methods_of_argv(argv)
     config_parser, parser = build_parser()
     args_config, remaining = config_parser.parse_known_args(argv)
     known = [action.dest for action in parser._actions]

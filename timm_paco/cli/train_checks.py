@@ -1,6 +1,6 @@
 """train.py's refusals and warnings: flag values and combinations that cannot work (``UsageError``, before any
 data is read or file written) and flags a run takes without fully honouring them (warnings)."""
-from typing import List
+from typing import Dict, List, Tuple
 
 from timm.optim import get_optimizer_info
 
@@ -10,21 +10,36 @@ from timm_paco.cli.train_args import TIMM_VIEWS
 from timm_paco.cli.train_views import ViewPlan
 from timm_paco.cli.usage import UsageError
 from timm_paco.data import check_imb_factor, check_patch_args, parse_view_recipe
-from timm_paco.tasks import CE_FAMILY, CONTRASTIVE_TASKS, KEY_ENCODER_TASKS, UNSMOOTHED_TASKS
+from timm_paco.methods import Method, get_method, list_methods
 from timm_paco.tasks.patch_teacher import check_patch_model as check_feature_map
 
-__all__ = ['TASK_FLAGS', 'check_inputs', 'check_values', 'check_combinations', 'check_patch_model',
-           'unused_task_flags', 'flag_warnings']
+__all__ = ['method_flags', 'check_inputs', 'check_values', 'check_combinations', 'check_patch_model',
+           'unused_task_flags', 'flag_warnings', 'settle_method_flags']
 
-# --paco-* flags and the tasks that read them
-TASK_FLAGS = {
-    'paco_alpha': ('paco', 'gpaco'), 'paco_beta': ('paco', 'gpaco'), 'paco_gamma': ('paco', 'gpaco'),
-    'paco_temperature': ('paco', 'gpaco', 'dscl'), 'paco_logit_adjust': ('paco', 'gpaco'),
-    'paco_queue_size': ('paco', 'dscl'), 'paco_momentum': ('paco', 'dscl'), 'gpaco_queue_size': ('gpaco',),
-    'focal_gamma': ('focal',), 'cb_beta': ('class-balanced', 'ldam-drw'), 'drw_epoch': ('ldam-drw',),
-    'dscl_alpha': ('dscl',), 'pbsd_weight': ('dscl',), 'pbsd_patches': ('dscl',), 'pbsd_patch_size': ('dscl',),
-    'pbsd_scale': ('dscl',),
-}
+
+def method_flags() -> Dict[str, Tuple[str, ...]]:
+    """Each method-owned flag's dest and the methods that read it (``--paco-logit-adjust``: those whose prior
+    follows it)."""
+    readers: Dict[str, List[str]] = {}
+    for name in list_methods():
+        method = get_method(name)
+        for flag in method.flags:
+            readers.setdefault(flag.dest, []).append(name)
+        if method.prior == 'logit-adjust':
+            readers.setdefault('paco_logit_adjust', []).append(name)
+    return {dest: tuple(names) for dest, names in readers.items()}
+
+
+def settle_method_flags(args, method: Method) -> None:
+    """The defaults ``method`` sets: on the shared flags left at None (``--smoothing``, ``--view-forward``) and on
+    its own that take a value from the others (``MethodFlag.late_default``)."""
+    if args.smoothing is None:
+        args.smoothing = method.smoothing or 0.0
+    if args.view_forward is None:
+        args.view_forward = method.view_forward
+    for flag in method.flags:
+        if flag.late_default is not None and getattr(args, flag.dest) is None:
+            setattr(args, flag.dest, flag.late_default(args))
 
 
 def _is_second_order(opt: str) -> bool:
@@ -36,8 +51,8 @@ def _is_second_order(opt: str) -> bool:
 
 
 def unused_task_flags(parser, args, task: str) -> List[str]:
-    """The ``--paco-*`` flags given (not at their defaults) that ``task`` does not read."""
-    return ['--' + dest.replace('_', '-') for dest, tasks in TASK_FLAGS.items()
+    """The method flags given (not at their defaults) that ``task`` does not read."""
+    return ['--' + dest.replace('_', '-') for dest, tasks in method_flags().items()
             if task not in tasks and getattr(args, dest) != parser.get_default(dest)]
 
 
@@ -67,9 +82,10 @@ def check_values(args) -> None:
     if retrain and not args.initial_checkpoint:
         raise UsageError(f'--classifier-retrain {retrain} trains the classifier of a stage-1 model: give that model '
                          f'with --initial-checkpoint STAGE1.pth.tar')
-    if retrain and args.task not in (None,) + CE_FAMILY:
+    if retrain and args.task is not None and not get_method(args.task).second_stage:
+        second = [n for n in list_methods() if get_method(n).second_stage]
         raise UsageError(f'--classifier-retrain {retrain}: the second stage trains the classifier with --task '
-                         f'{" / ".join(CE_FAMILY)}, not {args.task} (the stage-1 checkpoint may come from any task)')
+                         f'{" / ".join(second)}, not {args.task} (the stage-1 checkpoint may come from any task)')
     _check_epoch_marks(args)
 
 
@@ -112,26 +128,27 @@ def _check_unsupported(args) -> None:
                          f'test-time augmentation separately')
 
 
-def _check_task(args, task: str, views: ViewPlan) -> None:
-    """Flags that do not combine with ``task`` and its views."""
+def _check_task(args, method: Method, views: ViewPlan) -> None:
+    """Flags that do not combine with ``method`` and its views."""
+    task = method.name
     mixup = args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None
-    if (mixup or args.bce_loss) and (task != 'ce' or not views.timm_views):
+    if (mixup or args.bce_loss) and (not method.soft_targets or not views.timm_views):
+        soft = ' / '.join(n for n in list_methods() if get_method(n).soft_targets)
         raise UsageError(f'--mixup / --cutmix / --bce-loss mix or soften the targets; they work only with --task '
-                         f'ce and --paco-views {TIMM_VIEWS} (got --task {task} with {views.num_views} view(s))')
-    no_prior = task == 'ce' or task in UNSMOOTHED_TASKS or (  # the losses without a class prior
-        task in ('paco', 'gpaco') and args.paco_logit_adjust == 'off')
-    if args.prior_tau != 1.0 and no_prior:
+                         f'{soft} and --paco-views {TIMM_VIEWS} (got --task {task} with {views.num_views} view(s))')
+    adjustable = method.prior == 'logit-adjust'
+    if args.prior_tau != 1.0 and (method.prior == 'none' or (adjustable and args.paco_logit_adjust == 'off')):
         raise UsageError(f'--prior-tau {args.prior_tau}: --task {task} adds no class prior'
-                         + (' with --paco-logit-adjust off' if task in ('paco', 'gpaco') else ''))
-    if args.smoothing and task in UNSMOOTHED_TASKS:
+                         + (' with --paco-logit-adjust off' if adjustable else ''))
+    if args.smoothing and method.smoothing is None:
         raise UsageError(f'--smoothing {args.smoothing}: the {task} loss takes no label smoothing')
-    if task in KEY_ENCODER_TASKS and views.num_views != 2:
-        raise UsageError(f'--task {task} needs two views per image (query, key); --paco-views gives '
-                         f'{views.num_views}')
-    if task in CONTRASTIVE_TASKS and _is_second_order(args.opt):
+    if method.num_views is not None and views.num_views != method.num_views:
+        raise UsageError(f'--task {task} needs {method.num_views} views per image'
+                         + (' (query, key)' if method.key_encoder else '') + f'; --paco-views gives {views.num_views}')
+    if method.projector and _is_second_order(args.opt):
         raise UsageError(f'--opt {args.opt}: a second-order optimiser differentiates the gradients, and the '
-                         f'paco / gpaco losses have hand-written first-order gradients; use a first-order --opt')
-    if args.model_dtype in ('float16', 'bfloat16') and (task in KEY_ENCODER_TASKS or args.model_ema):
+                         f'{task} loss has hand-written first-order gradients; use a first-order --opt')
+    if args.model_dtype in ('float16', 'bfloat16') and (method.key_encoder or args.model_ema):
         raise UsageError(f'--model-dtype {args.model_dtype}: an exponential moving average (the {task} key encoder, '
                          f'--model-ema) kept in {args.model_dtype} loses most updates to rounding; use --amp with '
                          f'a float32 model')
@@ -140,10 +157,12 @@ def _check_task(args, task: str, views: ViewPlan) -> None:
                          f'the V-view transform, which ' + ('--no-aug turns off' if args.no_aug else
                          f'--paco-views {TIMM_VIEWS} replaces') + '; use --pbsd-weight 0 or drop that flag')
     _check_second_stage(args, mixup)
-    if task == 'ldam-drw' and args.drw_epoch is not None and args.drw_epoch >= args.epochs:
-        raise UsageError(f'--drw-epoch {args.drw_epoch}: the run has --epochs {args.epochs} (epochs 0 to '
-                         f'{args.epochs - 1}), so the classes would never be re-weighted; give an epoch below it')
-    if args.torchscript and task in CONTRASTIVE_TASKS:
+    if method.check is not None:
+        try:
+            method.check(args)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if args.torchscript and method.projector:
         raise UsageError(f'--torchscript: the {task} task\'s model and projector are not scriptable; use '
                          f'--torchcompile')
 
@@ -173,17 +192,17 @@ def _check_view_loader(args, views: ViewPlan) -> None:
         raise UsageError('--resplit with --paco-views needs the prefetcher (it skips erasing view 0 on the device)')
 
 
-def check_combinations(args, task: str, views: ViewPlan) -> None:
-    """UsageError on flags that cannot combine with each other, ``task`` or its views."""
+def check_combinations(args, method: Method, views: ViewPlan) -> None:
+    """UsageError on flags that cannot combine with each other, ``method`` or its views."""
     _check_unsupported(args)
-    _check_task(args, task, views)
+    _check_task(args, method, views)
     _check_view_loader(args, views)
 
 
-def check_patch_model(args, model, input_size) -> None:
-    """UsageError when PBSD (``--pbsd-weight`` > 0) cannot run on ``model``: no last feature map
+def check_patch_model(args, views: ViewPlan, model, input_size) -> None:
+    """UsageError when PBSD's patch views (``views.patches``) cannot run on ``model``: no last feature map
     (``forward_intermediates``), or a patch embedding that takes only the view size."""
-    if args.task != 'dscl' or args.pbsd_weight == 0:
+    if not views.patches:
         return
     name = args.model
     try:

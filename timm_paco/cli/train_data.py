@@ -15,16 +15,11 @@ from timm_paco.data import (
     create_paco_dataset, create_view_loader, dataset_targets,
 )
 from timm_paco.data.splits import SplitNotFoundError, split_source
+from timm_paco.methods import Method
 
-__all__ = ['needs_class_counts', 'mixup_active', 'create_train_datasets', 'create_train_loader', 'create_eval_loader']
+__all__ = ['mixup_active', 'create_train_datasets', 'create_train_loader', 'create_eval_loader']
 
 _logger = logging.getLogger('train')
-
-
-def needs_class_counts(args, task: str) -> bool:
-    """Whether ``task`` needs the training class counts (its class prior)."""
-    return task in ('balanced-softmax', 'class-balanced', 'ldam-drw') or (
-        task in ('paco', 'gpaco') and args.paco_logit_adjust != 'off')
 
 
 def _dataset_kwargs(args, input_size) -> Dict:
@@ -46,13 +41,13 @@ def _warn_empty_classes(counts: List[int]) -> None:
                         f'{"them" if len(empty) > 1 else "it"} (check --num-classes, --imb-factor and the data).')
 
 
-def _class_counts(args, dataset, task: str) -> Optional[List[int]]:
+def _class_counts(args, dataset, method: Method) -> Optional[List[int]]:
     """Training images per class (a warning names the classes without any); None for a dataset without readable
-    labels unless ``task`` needs them."""
+    labels unless ``method`` needs them."""
     try:
         counts = count_classes(dataset, num_classes=args.num_classes)
     except NoLabelsError as e:  # a dataset without readable labels (a stream): fine unless the task needs a prior
-        if needs_class_counts(args, task):
+        if method.needs_class_counts(args.paco_logit_adjust):
             raise
         _logger.warning(f'No training class counts ({e}); class_counts.json is not written.')
         return None
@@ -80,7 +75,7 @@ def check_splits_differ(args) -> None:
             f"to train without validation")
 
 
-def create_train_datasets(args, task: str, data_config) -> Tuple:
+def create_train_datasets(args, method: Method, data_config) -> Tuple:
     """(training dataset, validation dataset or None without ``--val-split``, training class counts or None)."""
     if args.data and not args.data_dir:
         args.data_dir = args.data
@@ -101,7 +96,7 @@ def create_train_datasets(args, task: str, data_config) -> Tuple:
     for dataset in (dataset_train, dataset_eval):
         if dataset is not None:
             check_dataset_classes(dataset, args.num_classes)
-    return dataset_train, dataset_eval, _class_counts(args, dataset_train, task)
+    return dataset_train, dataset_eval, _class_counts(args, dataset_train, method)
 
 
 def _common_loader_kwargs(args, data_config, device, model_dtype) -> Dict:

@@ -1,22 +1,18 @@
-"""train.py's model: the plain timm model of ``--model``, its task name, its placement (device, dtype, memory
-format, SyncBatchNorm, TorchScript) and the trainable module the task trains (the model, or the model with the
-contrastive tasks' projector)."""
-import logging
+"""train.py's model: the plain timm model of ``--model``, its method (``--task``, else the model's paper recipe) and
+its placement (device, dtype, memory format, SyncBatchNorm, TorchScript)."""
 from typing import Dict, Tuple
 
 import torch
 import torch.nn as nn
-from timm import utils
 from timm.layers import convert_sync_batchnorm
 from timm.models import create_model
 
+from timm_paco.methods import Method, default_method, get_method
 from timm_paco.models import recipe_for
-from timm_paco.tasks import CONTRASTIVE_TASKS, create_contrastive_module
 from timm_paco.tasks.initial_weights import read_initial_checkpoint
 
-__all__ = ['create_train_model', 'place_model', 'create_trainable']
+__all__ = ['create_train_model', 'resolve_method', 'place_model']
 
-_logger = logging.getLogger('train')
 
 
 def _model_kwargs(args, in_chans: int) -> Dict:
@@ -49,17 +45,22 @@ def _scale_head(model: nn.Module, args) -> None:
         nn.init.constant_(model.get_classifier().bias, args.head_init_bias)
 
 
-def create_train_model(args, in_chans: int) -> Tuple[nn.Module, str, Dict]:
-    """The plain timm model of ``--model``, its task (``--task``, else ce for ``--classifier-retrain``, else the name's
-    paper recipe, else ce) and the
-    projector weights of ``--initial-checkpoint`` (``{}`` without)."""
+def create_train_model(args, in_chans: int) -> Tuple[nn.Module, Dict]:
+    """The plain timm model of ``--model`` and the projector weights of ``--initial-checkpoint`` (``{}`` without)."""
     model = create_model(args.model, **_model_kwargs(args, in_chans))
     projector = read_initial_checkpoint(model, args.initial_checkpoint) if args.initial_checkpoint else {}
-    recipe = recipe_for(model.pretrained_cfg.get('architecture'))
-    # a second stage (--classifier-retrain) trains with CE unless --task says otherwise, whatever the name's recipe
-    task = args.task or ('ce' if args.classifier_retrain or not recipe else recipe.task)
     _scale_head(model, args)
-    return model, task, projector
+    return model, projector
+
+
+def resolve_method(args, model: nn.Module) -> Method:
+    """The run's method: ``--task``, else the default (cross-entropy) for ``--classifier-retrain`` or a model
+    without a paper recipe, else the recipe's (``paco_resnet50``: paco)."""
+    if args.task:
+        return get_method(args.task)
+    recipe = recipe_for(model.pretrained_cfg.get('architecture'))
+    # a second stage trains with the default method unless --task says otherwise, whatever the name's recipe
+    return default_method() if args.classifier_retrain or not recipe else get_method(recipe.task)
 
 
 def place_model(model: nn.Module, args, device: torch.device, dtype) -> nn.Module:
@@ -74,19 +75,3 @@ def place_model(model: nn.Module, args, device: torch.device, dtype) -> nn.Modul
     if args.torchscript:
         model = torch.jit.script(model)
     return model
-
-
-def create_trainable(model: nn.Module, args, task: str) -> nn.Module:
-    """What ``task`` trains: ``model`` itself, or for paco / gpaco / dscl a ``ContrastiveModule`` of the model and a new
-    projector (``--paco-proj-dim`` / ``--paco-proj-type``, else the paper recipe's), on the model's device and
-    dtype. Made right after the model so that the random initialisation follows the model's as in earlier
-    releases."""
-    if task not in CONTRASTIVE_TASKS:
-        return model
-    trainable = create_contrastive_module(model, proj_dim=args.paco_proj_dim, proj_type=args.paco_proj_type)
-    if args.distributed and args.sync_bn:
-        trainable.projector = convert_sync_batchnorm(trainable.projector)
-    if utils.is_primary(args):
-        _logger.info(f'Projector {trainable.projector.config}, '
-                     f'param count: {sum(p.numel() for p in trainable.projector.parameters())}')
-    return trainable

@@ -1,5 +1,5 @@
-"""train.py's task: the ``timm.task`` of ``--task`` (with its loss from the ``--paco-*`` flags, or timm's
-mixup / BCE classification loss), then resume, EMA, torch.compile and DDP set up on it."""
+"""train.py's task: the ``timm.task`` of the run's method (``--task``, its loss from the method's flags), or timm's
+mixup / BCE classification task; then resume, EMA, torch.compile and DDP set up on it."""
 import argparse
 import logging
 from typing import Any, Dict, List, Optional
@@ -9,26 +9,14 @@ from timm.loss import create_classification_loss
 from timm.task import ClassificationTask, load_task_ema_checkpoint, resume_task_checkpoint
 
 from timm_paco.checkpoint_io import load_checkpoint_file
-from timm_paco.cli.train_checks import TASK_FLAGS
 from timm_paco.cli.train_data import mixup_active
-from timm_paco.tasks import create_task, resolve_logit_adjust
+from timm_paco.methods import Method
 from timm_paco.tasks.initial_weights import load_initial_projector
 
 __all__ = ['RESTORED_FLAGS', 'create_train_task', 'check_resume_checkpoint', 'keep_restored_flags', 'prepare_task',
            'resume_run']
 
 _logger = logging.getLogger('train')
-
-
-def _queue_size(args, task: str) -> Optional[int]:
-    """The queue slots ``task`` keeps: ``--paco-queue-size`` for paco / dscl, ``--gpaco-queue-size`` for gpaco."""
-    return {'paco': args.paco_queue_size, 'dscl': args.paco_queue_size, 'gpaco': args.gpaco_queue_size}.get(task)
-
-
-def _read_by(args, task: str, dest: str):
-    """A task's own flag (``TASK_FLAGS``): its value for a task that reads it, else None (the warning of
-    ``flag_warnings`` says it is ignored, and so it is)."""
-    return getattr(args, dest) if task in TASK_FLAGS[dest] else None
 
 
 def _timm_classification_task(args, model, **task_kwargs) -> ClassificationTask:
@@ -39,27 +27,27 @@ def _timm_classification_task(args, model, **task_kwargs) -> ClassificationTask:
     return ClassificationTask(model, criterion=criterion, **task_kwargs)
 
 
-def create_train_task(args, task: str, model, trainable, num_views: int, class_counts, initial_projector,
-                      device, dtype):
-    """The task training ``trainable`` (``model`` or its ContrastiveModule); ``initial_projector``: the projector
-    weights of ``--initial-checkpoint`` (``{}`` without)."""
+def create_train_task(args, method: Method, model, num_views: int, class_counts, initial_projector, device,
+                      dtype):
+    """The task of ``method`` training ``model`` (its task builds any projector it trains beside it), from the
+    shared flags and the method's own; ``initial_projector``: the projector weights of ``--initial-checkpoint``
+    (``{}`` without)."""
     task_kwargs = dict(device=device, dtype=dtype, verbose=utils.is_primary(args))
     if mixup_active(args) or args.bce_loss:
         result = _timm_classification_task(args, model, **task_kwargs)
     else:
-        logit_adjust = resolve_logit_adjust(task, args.paco_logit_adjust, class_counts)
-        result = create_task(
-            task, trainable, num_views=num_views, class_counts=class_counts,
-            logit_adjust='on' if logit_adjust else 'off', prior_tau=args.prior_tau, smoothing=args.smoothing,
-            alpha=args.dscl_alpha if task == 'dscl' else args.paco_alpha, beta=args.paco_beta,
-            gamma=args.paco_gamma, temperature=args.paco_temperature,
-            queue_size=_queue_size(args, task), momentum=args.paco_momentum,
-            pbsd_weight=_read_by(args, task, 'pbsd_weight'), classifier_retrain=args.classifier_retrain,
-            focal_gamma=_read_by(args, task, 'focal_gamma'), cb_beta=_read_by(args, task, 'cb_beta'),
-            drw_epoch=_read_by(args, task, 'drw_epoch'), view_forward=args.view_forward, **task_kwargs)
+        projector = dict(proj_dim=args.paco_proj_dim, proj_type=args.paco_proj_type) if method.projector else None
+        result = method.create_task(
+            model, num_views=num_views, class_counts=class_counts, logit_adjust=args.paco_logit_adjust,
+            prior_tau=args.prior_tau, smoothing=args.smoothing, projector=projector,
+            classifier_retrain=args.classifier_retrain, view_forward=args.view_forward, **task_kwargs,
+            **method.own_values(args))
         if load_initial_projector(result, initial_projector, args.initial_checkpoint):
             _logger.info(f'Projector weights from --initial-checkpoint {args.initial_checkpoint}.')
     if utils.is_primary(args):
+        projector = getattr(getattr(result, 'module', None), 'projector', None)
+        if projector is not None:
+            _logger.info(f'Projector {projector.config}, param count: {sum(p.numel() for p in projector.parameters())}')
         _logger.info(f'Task {type(result).__name__}: {result.criterion}')
     return result
 

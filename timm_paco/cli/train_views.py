@@ -6,11 +6,9 @@ from timm.data import create_transform
 
 from timm_paco.cli.train_args import TIMM_VIEWS
 from timm_paco.data import MultiViewTransform, create_patch_view_transform, create_view_transform, parse_view_recipe
-from timm_paco.tasks import CONTRASTIVE_TASKS
+from timm_paco.methods import Method
 
 __all__ = ['ViewPlan', 'plan_views', 'create_train_view_transform']
-
-CONTRASTIVE_VIEWS = 'randcls_sim'  # the paco / gpaco default: one RandAugment view and one SimCLR view
 
 
 @dataclass(frozen=True)
@@ -23,12 +21,12 @@ class ViewPlan:
     patches: bool = False
 
 
-def plan_views(paco_views, task: str, pbsd_weight=None) -> ViewPlan:
-    """The views of ``--paco-views`` (None: two views for paco / gpaco / dscl, timm's single view otherwise);
-    dscl's PBSD patches unless ``--pbsd-weight 0``."""
-    recipe = paco_views or (CONTRASTIVE_VIEWS if task in CONTRASTIVE_TASKS else TIMM_VIEWS)
+def plan_views(args, method: Method) -> ViewPlan:
+    """The views of ``--paco-views`` (None: the method's default, else timm's single view) and the method's patch
+    crops (``Method.patches``)."""
+    recipe = args.paco_views or method.views or TIMM_VIEWS
     timm_views = recipe == TIMM_VIEWS
-    patches = task == 'dscl' and pbsd_weight != 0
+    patches = method.patches is not None and method.patches(args)
     return ViewPlan(recipe, timm_views, 1 if timm_views else len(parse_view_recipe(recipe)), patches)
 
 

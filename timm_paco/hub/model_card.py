@@ -4,29 +4,9 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-__all__ = ['METHODS', 'read_results', 'hyper_parameters', 'model_card']
+from timm_paco.methods import Method, default_method, get_method, import_method_modules, is_method
 
-# task name -> (display name, paper, BibTeX)
-METHODS = {
-    'paco': (
-        'PaCo (Parametric Contrastive Learning)',
-        'Cui et al., "Parametric Contrastive Learning", ICCV 2021',
-        '@inproceedings{cui2021paco,\n  title={Parametric Contrastive Learning},\n'
-        '  author={Cui, Jiequan and Zhong, Zhisheng and Liu, Shu and Yu, Bei and Jia, Jiaya},\n'
-        '  booktitle={Proceedings of the IEEE/CVF International Conference on Computer Vision (ICCV)},\n'
-        '  year={2021}\n}',
-    ),
-    'gpaco': (
-        'GPaCo (Generalized Parametric Contrastive Learning)',
-        'Cui et al., "Generalized Parametric Contrastive Learning", IEEE TPAMI 2023',
-        '@article{cui2023gpaco,\n  title={Generalized Parametric Contrastive Learning},\n'
-        '  author={Cui, Jiequan and Zhong, Zhisheng and Tian, Zhuotao and Liu, Shu and Yu, Bei and Jia, Jiaya},\n'
-        '  journal={IEEE Transactions on Pattern Analysis and Machine Intelligence},\n'
-        '  year={2023}\n}',
-    ),
-    'balanced-softmax': ('Balanced Softmax cross-entropy', None, None),
-    'ce': ('cross-entropy', None, None),
-}
+__all__ = ['read_results', 'hyper_parameters', 'model_card']
 
 # results-file key -> row label, in the order shown
 RESULT_ROWS = (
@@ -88,11 +68,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _front_matter(task: str, license: str, dataset_name: Optional[str], repo_name: str) -> List[str]:
+def _front_matter(method: Method, license: str, dataset_name: Optional[str], repo_name: str) -> List[str]:
     """The Hub's YAML metadata (tags, library, pipeline, licence, dataset) and the title."""
-    tags: List[str] = ['image-classification', 'timm', 'long-tail-learning']
-    if task in ('paco', 'gpaco'):
-        tags += [task, 'contrastive-learning']
+    tags: List[str] = ['image-classification', 'timm', 'long-tail-learning'] + list(method.tags)
     lines = ['---', 'tags:'] + [f'- {t}' for t in tags]
     lines += ['library_name: timm', 'pipeline_tag: image-classification', f'license: {license}']
     if dataset_name:
@@ -146,6 +124,20 @@ def _usage(repo_name: str, needs_plugin: bool) -> List[str]:
     ]
 
 
+def card_method(args: Dict[str, Any], default_task: Optional[str] = None) -> Method:
+    """The method a checkpoint was trained with: its ``args`` ``task`` (the modules of its ``method_modules``
+    imported first, a method from outside the package), else ``default_task`` (a zoo name's recipe), else the
+    default; ValueError naming the task when it is not registered."""
+    import_method_modules(args.get('method_modules') or ())
+    task = args.get('task') or default_task
+    if task is None:
+        return default_method()
+    if not is_method(task):
+        raise ValueError(f'task {task!r} of the checkpoint is not a registered method; import the module that '
+                         f'registers it (train.py --method-modules, or an installed timm_paco.methods entry point)')
+    return get_method(task)
+
+
 def model_card(
         repo_name: str,
         architecture: str,
@@ -170,18 +162,18 @@ def model_card(
     from (``timm_paco.hub.license.card_license``). ``has_projector``: the folder holds ``projector.safetensors``. ``results_source``: where the results come
     from, when not from validate.py (a zoo checkpoint's reported top-1).
     """
-    task = args.get('task') or default_task or 'paco'
-    method, paper, bibtex = METHODS.get(task, (task, None, None))
+    trained_with = card_method(args, default_task)
+    method, paper = trained_with.summary, trained_with.paper
     dataset = args.get('dataset') or None
     dataset_name = dataset.split('/', 1)[-1] if dataset else None
-    lines = _front_matter(task, license, dataset_name, repo_name)
+    lines = _front_matter(trained_with, license, dataset_name, repo_name)
 
     trained_on = f' on {dataset_name}' if dataset_name else ''
     if args.get('imb_factor'):
         trained_on += f' (long-tailed, imbalance factor {_fmt(args["imb_factor"])})'
     lines.append(f'A `{architecture}` image classifier trained with {method}{trained_on}.')
     if paper:
-        lines += ['', f'Method: {paper}.']
+        lines += ['', f'Method: {paper.citation}.']
     lines.append('')
     lines += _loading_note(form, plugin_architecture, has_projector)
 
@@ -200,6 +192,6 @@ def model_card(
         lines += [f'| `{k}` | {_fmt(v)} |' for k, v in hparams.items()]
     lines += _results_section(results, results_source, dataset_name)
     lines += _usage(repo_name, form == 'paco' or plugin_architecture)
-    if bibtex:
-        lines += ['', '## Citation', '', '```bibtex', bibtex, '```']
+    if paper and paper.bibtex:
+        lines += ['', '## Citation', '', '```bibtex', paper.bibtex, '```']
     return '\n'.join(lines) + '\n'

@@ -39,7 +39,7 @@ class ClassBalancedLoss(CELoss):
         super().__init__(num_classes)
         self.beta = check_real('beta', beta)
         if not 0.0 <= self.beta < 1.0:
-            raise ValueError(f'--cb-beta must lie in [0, 1), got {beta!r}')
+            raise ValueError(f'beta must lie in [0, 1), got {beta!r}')
         if class_counts is None:
             raise ValueError(f'class_counts is required: a list or tensor of shape [num_classes] = [{num_classes}]')
         weights = effective_number_weights(check_class_counts(class_counts, self.num_classes), self.beta)

@@ -24,7 +24,7 @@ class FocalLoss(CELoss):
         super().__init__(num_classes)
         self.gamma = check_real('gamma', gamma)
         if self.gamma < 0:
-            raise ValueError(f'--focal-gamma must be >= 0 (0 is cross-entropy), got {gamma!r}')
+            raise ValueError(f'gamma must be >= 0 (0 is cross-entropy), got {gamma!r}')
 
     def extra_repr(self) -> str:
         return f'num_classes={self.num_classes}, gamma={self.gamma}'

@@ -4,6 +4,7 @@ Markdown table of docs/recipes.md."""
 import argparse
 import sys
 
+from timm_paco.methods import get_method
 from timm_paco.recipes import get_recipe, list_recipes
 
 
@@ -16,12 +17,8 @@ def _line(recipe) -> str:
 def _loss(flags) -> str:
     if flags.get('classifier_retrain'):
         return f"{flags['classifier_retrain']}, {flags.get('sampler', 'instance')} sampling"
-    if flags['task'] == 'dscl':
-        return (f"alpha {flags['dscl_alpha']:.4g}, T {flags['paco_temperature']:g}, queue {flags['paco_queue_size']}, "
-                f"PBSD {flags['pbsd_weight']:g} x {flags['pbsd_patches']}")
-    queue = flags.get('paco_queue_size') if flags['task'] == 'paco' else flags.get('gpaco_queue_size')
-    return (f"alpha {flags['paco_alpha']:g}, T {flags['paco_temperature']:g}, queue {queue}, "
-            f"smoothing {flags.get('smoothing', 0):g}")
+    method = get_method(flags['task'])
+    return method.describe(flags) if method.describe else method.summary
 
 
 def markdown_table() -> str:

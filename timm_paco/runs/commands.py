@@ -3,8 +3,10 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
+from timm_paco.methods import default_method, get_method
 from timm_paco.runs.recipes import (
-    FEW_SHOT_THR, IMB_FACTOR, MANY_SHOT_THR, NUM_CLASSES, RECIPE, SECOND_STAGE, TASK_FLAGS, TASK_MODELS, first_task,
+    FEW_SHOT_THR, IMB_FACTOR, MANY_SHOT_THR, NUM_CLASSES, RECIPE, first_task, method_flags, run_model, run_names,
+    second_stages,
 )
 
 __all__ = ['repo_script', 'train_command', 'second_stage_command', 'second_stage_epochs', 'validate_command']
@@ -35,8 +37,8 @@ def train_command(
 ) -> List[str]:
     """``train.py`` argv for ``task`` on the long-tailed Fashion-MNIST under ``data_dir`` (``extra_flags`` last); a
     two-stage method's is its first stage's (``first_task``)."""
-    if task not in TASK_MODELS:
-        raise ValueError(f'task: expected one of {sorted(TASK_MODELS)}, got {task!r}')
+    if task not in run_names():
+        raise ValueError(f'task: expected one of {", ".join(run_names())}, got {task!r}')
     r = dict(RECIPE if recipe is None else recipe)
     trained = first_task(task)
     return [
@@ -50,7 +52,7 @@ def train_command(
         '--num-classes', str(NUM_CLASSES),
         '--imb-factor', str(IMB_FACTOR),
         '--imb-seed', str(seed),
-        '--model', TASK_MODELS[task],
+        '--model', run_model(task),
         '--task', trained,
         '--img-size', str(r['img_size']),
         '--scale', str(r['scale'][0]), str(r['scale'][1]),
@@ -71,15 +73,19 @@ def train_command(
         '--log-interval', str(r['log_interval']),
         '--output', output,
         '--experiment', experiment,
-    ] + TASK_FLAGS.get(trained, []) + (
-        ['--paco-queue-size', str(r['paco_queue_size']), '--paco-momentum', str(r['paco_momentum'])]
-        if trained in ('paco', 'dscl') else []) + (
-        ['--gpaco-queue-size', str(r['paco_queue_size'])] if trained == 'gpaco' else []) + list(extra_flags)
+    ] + method_flags(trained, r) + _method_modules(trained) + list(extra_flags)
+
+
+def _method_modules(method: str) -> List[str]:
+    """``--method-modules`` naming the module of a method registered from outside timm_paco (train.py imports
+    it before reading its flags)."""
+    module = get_method(method).build.__module__
+    return [] if module.split('.')[0] == 'timm_paco' else ['--method-modules', module]
 
 
 def second_stage_epochs(task: str, epochs: int) -> int:
     """Epochs of ``task``'s second stage after a first stage of ``epochs``."""
-    return max(1, round(epochs * SECOND_STAGE[task]['epochs_fraction']))
+    return max(1, round(epochs * second_stages()[task]['epochs_fraction']))
 
 
 def second_stage_command(
@@ -93,13 +99,13 @@ def second_stage_command(
         workers: int = 1,
         device: str = 'cpu',
 ) -> List[str]:
-    """``train.py`` argv of ``task``'s second stage (``SECOND_STAGE``) on the checkpoint ``first_stage``: the same
+    """``train.py`` argv of ``task``'s second stage (``second_stages``) on the checkpoint ``first_stage``: the same
     data, model, views and schedule with CE, the stage's flags and its share of the epochs."""
-    stage = SECOND_STAGE[task]
+    stage = second_stages()[task]
     r = dict(RECIPE if recipe is None else recipe)
     r['epochs'] = second_stage_epochs(task, r['epochs'])
     argv = train_command(task, data_dir, output, experiment, seed, r, workers, device)
-    argv[argv.index('--task') + 1] = 'ce'
+    argv[argv.index('--task') + 1] = default_method().name  # the classifier is retrained with cross-entropy
     cut = argv.index('--experiment') + 2  # the stage-1 task's own flags (loss, queue) do not apply to CE
     return argv[:cut] + ['--initial-checkpoint', first_stage] + stage['flags']
 

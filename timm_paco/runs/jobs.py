@@ -8,7 +8,7 @@ import time
 from typing import Dict, Optional, Sequence, Tuple
 
 from timm_paco.runs.commands import second_stage_command, train_command, validate_command
-from timm_paco.runs.recipes import RECIPE, SECOND_STAGE, TASK_MODELS, TAU_NORM_GRID
+from timm_paco.runs.recipes import RECIPE, TAU_NORM_GRID, run_model, second_stages
 
 __all__ = ['StageFailed', 'run_stage', 'find_checkpoint', 'run_job', 'run_tau_norm_job']
 
@@ -79,7 +79,7 @@ def run_job(
     """Train ``task`` with ``seed`` into ``output/<experiment>/`` (default ``<task>-seed<seed>``) and validate its
     last checkpoint.
 
-    A two-stage method (``SECOND_STAGE``: DSCL, CE + cRT / LWS) trains its first stage into
+    A two-stage method (``second_stages``: DSCL, CE + cRT / LWS) trains its first stage into
     ``output/<experiment>-stage1/`` (or starts from the checkpoint ``first_stage``, e.g. a CE run shared by several
     second stages) and its second stage on that checkpoint into ``output/<experiment>/``, which is validated.
     ``stage_names`` labels the printed stages (default ``train <task> (seed <seed>)`` / ``validate …``; a second
@@ -90,7 +90,7 @@ def run_job(
     experiment = experiment or f'{task}-seed{seed}'
     train_dir = os.path.join(output, experiment)
     train_stage, validate_stage = stage_names or (f'train {task} (seed {seed})', f'validate {task} (seed {seed})')
-    if task in SECOND_STAGE:
+    if task in second_stages():
         if first_stage is None:
             first = f'{experiment}-stage1'
             run_stage(f'{train_stage}, stage 1', train_command(task, data_dir, output, first, seed, r, workers,
@@ -99,13 +99,13 @@ def run_job(
         run_stage(f'{train_stage}, stage 2', second_stage_command(
             task, data_dir, output, experiment, first_stage, seed, r, workers, device), log_file, start, threads)
     elif first_stage is not None:
-        raise ValueError(f'first_stage: {task} has no second stage (SECOND_STAGE: {sorted(SECOND_STAGE)})')
+        raise ValueError(f'first_stage: {task} has no second stage (those with one: {", ".join(second_stages())})')
     else:
         run_stage(train_stage, train_command(task, data_dir, output, experiment, seed, r, workers, device,
                                              extra_flags), log_file, start, threads)
     results_file = os.path.join(train_dir, 'results.json')
     run_stage(validate_stage,
-              validate_command(TASK_MODELS[task], find_checkpoint(train_dir), data_dir, results_file,
+              validate_command(run_model(task), find_checkpoint(train_dir), data_dir, results_file,
                                r['img_size'], workers, device), log_file, start, threads)
     with open(results_file) as f:
         return json.load(f)

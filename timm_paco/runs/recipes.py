@@ -1,11 +1,18 @@
-"""The Fashion-MNIST-LT recipes: the long tail, the many / few-shot thresholds, the model of each task and the
-train.py flags shared by every method (``RECIPE``), with the smoke-test (``TINY_*``) and larger (``LARGE_*``)
-budgets."""
+"""The Fashion-MNIST-LT recipes: the long tail, the many / few-shot thresholds, the train.py flags shared by every
+method (``RECIPE``) with the smoke-test (``TINY_*``) and larger (``LARGE_*``) budgets, and the runs: each
+registered method's quick-start recipe (its model and flags, ``timm_paco.methods.Quickstart``) and the runs derived
+from them (second stages, post-hoc)."""
+
+from typing import Dict, List
+
+from timm_paco.methods import default_method, get_method, list_methods
+from timm_paco.tasks.classifier_retrain import RETRAIN_MODES
 
 __all__ = [
-    'IMB_FACTOR', 'DEFAULT_N_MAX', 'MANY_SHOT_THR', 'FEW_SHOT_THR', 'NUM_CLASSES', 'TASK_MODELS', 'RECIPE',
-    'TASK_FLAGS', 'SECOND_STAGE', 'POSTHOC', 'TAU_NORM_GRID', 'first_task', 'TINY_N_MAX', 'TINY_N_TEST', 'TINY_RECIPE',
-    'LARGE_N_MAX', 'LARGE_RECIPE',
+    'IMB_FACTOR', 'DEFAULT_N_MAX', 'MANY_SHOT_THR', 'FEW_SHOT_THR', 'NUM_CLASSES', 'RECIPE', 'RETRAIN_FLAGS',
+    'TAU_NORM_GRID', 'second_stages', 'posthoc_runs', 'run_names', 'first_task', 'run_model', 'method_flags',
+    'run_label',
+    'TINY_N_MAX', 'TINY_N_TEST', 'TINY_RECIPE', 'LARGE_N_MAX', 'LARGE_RECIPE',
 ]
 
 IMB_FACTOR = 0.01
@@ -13,20 +20,6 @@ DEFAULT_N_MAX = 300
 MANY_SHOT_THR = 100
 FEW_SHOT_THR = 20
 NUM_CLASSES = 10
-
-# task -> model: the CE family trains the plain backbone, PaCo / GPaCo / DSCL the same backbone with a projector
-TASK_MODELS = {
-    'ce': 'resnet32_cifar',
-    'balanced-softmax': 'resnet32_cifar',
-    'paco': 'paco_resnet32',
-    'gpaco': 'paco_resnet32',
-    'dscl': 'dscl_resnet32',
-    'focal': 'resnet32_cifar',
-    'class-balanced': 'resnet32_cifar',
-    'ldam-drw': 'resnet32_cifar',
-    'ce-crt': 'resnet32_cifar',
-    'ce-lws': 'resnet32_cifar',
-}
 
 # Shared by every method: same backbone, input, views (two augmented views of each image), optimiser,
 # schedule, batch size and epochs. Values are train.py flags. The optimiser is the papers': plain momentum SGD
@@ -46,37 +39,62 @@ RECIPE = dict(
     paco_momentum=0.9,
     log_interval=10,
 )
-# Loss settings of the contrastive methods: the papers' own CIFAR-100-LT ResNet-32 recipe (PaCo's and GPaCo's
-# paco_cifar.py scripts: alpha 0.01, beta 1, gamma 1, temperature 0.05 for PaCo and 0.07 for GPaCo), the
-# small-data setting closest to this one; their ImageNet defaults (alpha 0.05, temperature 0.2) are the flags'.
-# DSCL keeps its own loss settings (alpha 1/9, temperature 0.07, PBSD weight 1.5, 5 patches, area 0.05-0.6); its
-# patch side scales with the view as the paper's 64 px of a 224-px view: 8 px of these 16-px views.
-TASK_FLAGS = {
-    'paco': ['--paco-alpha', '0.01', '--paco-temperature', '0.05'],
-    'gpaco': ['--paco-alpha', '0.01', '--paco-temperature', '0.07'],
-    'dscl': ['--pbsd-patch-size', '8'],
-}
-# Two-stage methods: the second stage's train.py flags after a first stage of ``first_task``. The paper's cRT for
-# DSCL (Kang et al.'s recipe: class-balanced sampling, a re-initialised classifier on the frozen stage-1 model,
-# plain CE, no weight decay; its lr 10 at batch 2048 scales linearly to 0.15 at this batch 32), for half the first
-# stage's epochs; CE + cRT and CE + LWS (one learnt scale per class of the kept classifier) retrain a CE model the
-# same way.
-_RETRAIN_FLAGS = ['--sampler', 'class-balanced', '--smoothing', '0', '--lr', '0.15', '--weight-decay', '0',
-                  '--warmup-epochs', '0']
-SECOND_STAGE = {
-    'dscl': dict(first_task='dscl', epochs_fraction=0.5, flags=['--classifier-retrain', 'crt'] + _RETRAIN_FLAGS),
-    'ce-crt': dict(first_task='ce', epochs_fraction=0.5, flags=['--classifier-retrain', 'crt'] + _RETRAIN_FLAGS),
-    'ce-lws': dict(first_task='ce', epochs_fraction=0.5, flags=['--classifier-retrain', 'lws'] + _RETRAIN_FLAGS),
-}
-# Post-hoc methods: no training of their own, a change to a ``first_task`` model's classifier chosen on a
-# validation split (the benchmark's). CE + tau-norm: w_c / ||w_c||^tau, tau from TAU_NORM_GRID.
-POSTHOC = {'ce-tau-norm': dict(first_task='ce')}
+# Each method's model and own flags on this data are its Quickstart (timm_paco.methods): the contrastive methods
+# take their papers' CIFAR-100-LT ResNet-32 loss settings (the small-data setting closest to this one), DSCL its
+# own. Two-stage runs: a classifier retrained after a first stage, with Kang et al.'s cRT recipe (class-balanced
+# sampling, plain CE, no weight decay; its lr 10 at batch 2048 scales linearly to 0.15 at this batch 32), for half
+# the first stage's epochs: a method whose Quickstart names a second stage (DSCL's cRT), and the baseline's cRT
+# and LWS (one learnt scale per class of the kept classifier). Post-hoc runs: no training of their own, a change
+# to the baseline's classifier chosen on a validation split (the benchmark's): tau-norm, w_c / ||w_c||^tau, tau
+# from TAU_NORM_GRID.
+RETRAIN_FLAGS = ['--sampler', 'class-balanced', '--smoothing', '0', '--lr', '0.15', '--weight-decay', '0',
+                 '--warmup-epochs', '0']
+SECOND_STAGE_FRACTION = 0.5
 TAU_NORM_GRID = tuple(round(0.1 * i, 1) for i in range(21))  # 0 (as trained) .. 2
 
 
-def first_task(method: str) -> str:
-    """train.py ``--task`` of ``method``'s (first) training run: its own name for a one-stage method."""
-    return {**SECOND_STAGE, **POSTHOC}.get(method, {}).get('first_task', method)
+def _stage(first: str, mode: str) -> Dict:
+    return dict(first_task=first, epochs_fraction=SECOND_STAGE_FRACTION,
+                flags=['--classifier-retrain', mode] + RETRAIN_FLAGS)
+
+
+def second_stages() -> Dict[str, Dict]:
+    """Run name -> its second stage: ``first_task`` (the method of the first), ``epochs_fraction`` and ``flags``."""
+    stages = {name: _stage(name, get_method(name).quickstart.second_stage) for name in _quickstart_methods()
+              if get_method(name).quickstart.second_stage}
+    base = default_method().name
+    stages.update({f'{base}-{mode}': _stage(base, mode) for mode in RETRAIN_MODES})
+    return stages
+
+
+def posthoc_runs() -> Dict[str, Dict]:
+    """Run name -> the method whose checkpoint a post-hoc classifier change (tau-norm) starts from."""
+    return {f'{default_method().name}-tau-norm': dict(first_task=default_method().name)}
+
+
+def _quickstart_methods() -> List[str]:
+    return [name for name in list_methods() if get_method(name).quickstart is not None]
+
+
+def run_names() -> List[str]:
+    """Every run of the quick start and the benchmark: each method with a quick-start recipe, then the derived
+    runs (second stages and post-hoc) of the baseline."""
+    return _quickstart_methods() + [n for n in list(second_stages()) + list(posthoc_runs()) if n not in list_methods()]
+
+
+def first_task(run: str) -> str:
+    """train.py ``--task`` of ``run``'s (first) training run: its own name for a one-stage method."""
+    return {**second_stages(), **posthoc_runs()}.get(run, {}).get('first_task', run)
+
+
+def run_model(run: str) -> str:
+    """The model ``run`` trains (its first stage's method's quick-start model)."""
+    return get_method(first_task(run)).quickstart.model
+
+
+def method_flags(method: str, budget: Dict) -> List[str]:
+    """``method``'s own train.py flags in the quick-start recipe at ``budget``."""
+    return list(get_method(method).quickstart.flags(budget))
 
 
 # smoke tests (--tiny): 200 .. 2 training images per class still populate many / medium / few
@@ -88,3 +106,14 @@ TINY_RECIPE = dict(RECIPE, epochs=1, batch_size=64, warmup_epochs=0, paco_queue_
 LARGE_N_MAX = 1000
 LARGE_RECIPE = dict(RECIPE, epochs=60, batch_size=128, lr=0.1, warmup_epochs=3, img_size=28, paco_queue_size=1024,
                     paco_momentum=0.99, log_interval=20)
+
+
+_STAGE_LABELS = {'crt': 'cRT', 'lws': 'LWS', 'tau-norm': 'τ-norm'}
+
+
+def run_label(run: str) -> str:
+    """``run``'s name in tables: its method's label, a derived run's as 'CE + cRT'."""
+    first = first_task(run)
+    if first == run:
+        return get_method(run).label
+    return f'{get_method(first).label} + {_STAGE_LABELS.get(run[len(first) + 1:], run[len(first) + 1:])}'

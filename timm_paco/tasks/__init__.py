@@ -1,4 +1,5 @@
-"""timm_paco.tasks: ``timm.task.TrainingTask`` subclasses for PaCo, GPaCo, DSCL and the CE baselines.
+"""timm_paco.tasks: ``timm.task.TrainingTask`` subclasses for PaCo, GPaCo, DSCL and the CE baselines (the methods
+of ``timm_paco.methods`` build them: ``timm_paco.methods.create_task``).
 
 A task maps a view-major batch ``(input [V·B, C, H, W], target [B])`` to timm's task dict ``{'loss',
 'output' (view-0 logits [B, C]), named loss parts}``.
@@ -12,11 +13,6 @@ from ._distributed import gather_rows
 from .classification import MultiViewClassificationTask
 from .classifier_retrain import RETRAIN_MODES, ClassifierRetrainTask, FrozenFeatures
 from .ldam import CosineClassifier, LDAMTask
-from .factory import (
-    CE_FAMILY, CONTRASTIVE_TASKS, KEY_ENCODER_TASKS, UNSMOOTHED_TASKS,
-    LOGIT_ADJUST_MODES, LONG_TAIL_RATIO, TASK_NAMES, TASK_SMOOTHING, create_task,
-    is_long_tailed, resolve_logit_adjust,
-)
 from .gpaco import GPACO_QUEUE_SIZE, GPaCoTask
 from .paco import PaCoTask
 from .dscl import DSCLTask

@@ -11,6 +11,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import torch
 import torch.nn as nn
+from timm.layers import convert_sync_batchnorm
 from timm.utils import unwrap_model
 
 from ._base import ViewTask
@@ -29,7 +30,8 @@ class ContrastiveTask(ViewTask):
         criterion: A loss with the ``timm_paco.losses`` call contract.
         num_views: Views per image V in every batch.
         projector: ``create_contrastive_module`` arguments (``proj_dim``, ``proj_type``, ...); None keeps the
-            model's paper recipe (or the family default).
+            model's paper recipe (or the family default). The projector's BatchNorm is synchronised when the
+            model's is (``SyncBatchNorm``).
         view_forward: ``'per-view'`` or ``'joint'`` (``ViewTask``).
         device, dtype, verbose: As ``timm.task.TrainingTask``.
     """
@@ -51,6 +53,8 @@ class ContrastiveTask(ViewTask):
             module = model
         else:
             module = create_contrastive_module(model, **(projector or {}))
+            if any(isinstance(m, nn.SyncBatchNorm) for m in model.modules()):  # the model's BatchNorm kind (--sync-bn)
+                module.projector = convert_sync_batchnorm(module.projector)
         super().__init__(module, criterion, num_views=num_views, view_forward=view_forward, device=device, dtype=dtype,
                          verbose=verbose)
 

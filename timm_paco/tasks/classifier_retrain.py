@@ -31,7 +31,7 @@ class FrozenFeatures(nn.Module):
     def __init__(self, model: nn.Module, mode: str = 'crt'):
         super().__init__()
         if mode not in RETRAIN_MODES:
-            raise ValueError(f'--classifier-retrain must be one of {", ".join(RETRAIN_MODES)}, got {mode!r}')
+            raise ValueError(f'mode must be one of {", ".join(RETRAIN_MODES)}, got {mode!r}')
         self.model, self.mode = model, mode
         model.requires_grad_(False)
         if mode == 'crt':

@@ -40,7 +40,7 @@ class DSCLTask(PaCoTask):
         super().__init__(model, criterion, *args, **kwargs)
         self.pbsd_weight = check_real('pbsd_weight', pbsd_weight)
         if self.pbsd_weight < 0:
-            raise ValueError(f'--pbsd-weight must be >= 0 (0 turns PBSD off), got {pbsd_weight}')
+            raise ValueError(f'pbsd_weight must be >= 0 (0 turns PBSD off), got {pbsd_weight}')
         self.pbsd = PBSDLoss(temperature=criterion.temperature) if self.pbsd_weight > 0 else None
         if self.pbsd is not None:
             check_patch_model(self.model)

@@ -67,7 +67,7 @@ class LDAMTask(WrappedModelTask):
         super().__init__(CosineClassifier(model), criterion, num_views=num_views, view_forward=view_forward, device=device, dtype=dtype,
                          verbose=verbose)
         if drw_epoch is not None and (isinstance(drw_epoch, bool) or not isinstance(drw_epoch, int) or drw_epoch < 0):
-            raise ValueError(f'--drw-epoch must be an int >= 0, got {drw_epoch!r}')
+            raise ValueError(f'drw_epoch must be an int >= 0, got {drw_epoch!r}')
         self.drw_epoch = drw_epoch
 
     def set_epoch(self, epoch: int) -> None:
