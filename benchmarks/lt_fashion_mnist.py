@@ -396,12 +396,23 @@ def _findings(summary: Dict[str, Dict]) -> List[str]:
     return lines
 
 
+def _view_forwards(summary: Dict[str, Dict]) -> str:
+    """``--view-forward per-view`` (one forward per view) for ..., ``joint`` for ...: each trained method's own."""
+    forwards: Dict[str, List[str]] = {}
+    for task in (t for t in summary if first_task(t) == t):
+        forwards.setdefault(get_method(task).view_forward, []).append(get_method(task).label)
+    words = {'per-view': 'one forward per view', 'joint': 'one forward of all views'}
+    return '; '.join(f'`--view-forward {mode}`, {words.get(mode, mode)}: {", ".join(labels)}'
+                     for mode, labels in forwards.items())
+
+
 def _method_lines(summary: Dict[str, Dict], recipe: Dict) -> List[str]:
     """One setup bullet per method of ``summary`` that trains a run of its own: model, own flags, second stage."""
     lines = []
     for task in (t for t in summary if first_task(t) == t):
         method, flags = get_method(task), method_flags(task, recipe)
-        line = f'  - {method.label} ({method.summary}): `{run_model(task)}`'
+        about = method.summary if method.summary.startswith(method.label) else f'{method.label} ({method.summary})'
+        line = f'  - {about}: `{run_model(task)}`'
         line += f', `{" ".join(flags)}`' if flags else ''
         if task in second_stages():
             line += (f'; then its classifier alone for {second_stage_epochs(task, recipe["epochs"])} epochs more '
@@ -507,11 +518,12 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
         f'- Same budget for every method: CIFAR ResNet-32 (`resnet32_cifar`; the contrastive methods wrap it under '
         f'their own name, adding only the projector), '
         f'{recipe["img_size"]}x{recipe["img_size"]} RGB input, '
-        f'views `{recipe["views"]}` (two augmented views of every image for every method: the CE family '
-        f'averages its loss over both views, so all methods see the same augmented images per step), '
-        f'the papers\' optimizer (`--opt {recipe["opt"]} --wd-bias-and-norm`: SGD momentum 0.9 without Nesterov, '
-        f'weight decay on every parameter), each view through its own forward (`--view-forward per-view`, the '
-        f'papers\' BatchNorm batches), lr {recipe["lr"]}, weight decay {recipe["weight_decay"]}, cosine schedule with '
+        f'views `{recipe["views"]}` (two augmented views of every image unless a method\'s own flags below say '
+        f'otherwise: the CE family averages its loss over both views, so the methods see the same augmented images '
+        f'per step), the papers\' optimizer (`--opt {recipe["opt"]} --wd-bias-and-norm`: SGD momentum 0.9 without '
+        f'Nesterov, weight decay on every parameter), each method\'s authors\' BatchNorm batches ('
+        + _view_forwards(summary) + '), '
+        f'lr {recipe["lr"]}, weight decay {recipe["weight_decay"]}, cosine schedule with '
         f'{recipe["warmup_epochs"]} warm-up epoch(s), batch {recipe["batch_size"]} images, '
         f'{recipe["epochs"]} epochs, random-resized-crop scale {tuple(recipe["scale"])}, '
         f'device {timings["device"]}. Loss settings: label smoothing as in the tables, each method\'s class prior '

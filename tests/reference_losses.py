@@ -7,7 +7,7 @@ import torch
 
 __all__ = ['paco_reference', 'supcon_reference', 'balanced_softmax_reference', 'dscl_reference',
            'pbsd_reference', 'focal_reference', 'class_balanced_reference', 'ldam_reference',
-           'pixel_paco_reference']
+           'pixel_paco_reference', 'bcl_contrast_reference', 'bcl_reference']
 
 
 def _log_prior(class_counts, num_classes):
@@ -245,3 +245,34 @@ def pixel_paco_reference(embed, seg_logit, labels, *, num_classes, alpha=0.01, b
         if anchor_losses:
             total = total + sum(anchor_losses) / len(anchor_losses)
     return total / n
+
+
+def bcl_contrast_reference(features, labels, centres, *, temperature=0.07):
+    """BCL's balanced contrastive loss, one anchor at a time: the contrast set is every embedding and every centre
+    (centre c has label c); the denominator sums, for each class, the mean of exp(f_i . k_j / T) over that class's
+    members other than the anchor; the positives are the anchor's class's members other than itself."""
+    features, centres = features.double(), centres.double()
+    contrast = torch.cat([features, centres])
+    contrast_labels = torch.cat([labels, torch.arange(centres.shape[0])]).tolist()
+    losses = []
+    for i in range(features.shape[0]):
+        others = [j for j in range(contrast.shape[0]) if j != i]
+        sims = {j: features[i] @ contrast[j] / temperature for j in others}
+        denominator = 0
+        for c in sorted(set(contrast_labels)):
+            members = [j for j in others if contrast_labels[j] == c]
+            if members:
+                denominator = denominator + sum(torch.exp(sims[j]) for j in members) / len(members)
+        positives = [j for j in others if contrast_labels[j] == int(labels[i])]
+        losses.append(-sum(sims[j] - torch.log(denominator) for j in positives) / len(positives))
+    return torch.stack(losses).mean()
+
+
+def bcl_reference(logits, features, labels, centres, class_counts, *, prior_tau=1.0, contrast_weight=0.35,
+                  temperature=0.07, label_smoothing=0.0):
+    """BCL's total: logit-adjusted CE of ``logits [B, C]`` + contrast_weight x the balanced contrastive loss of
+    ``features [V·B, D]`` (view-major, labels repeated) and ``centres``; returns (loss, ce, contrast)."""
+    ce = balanced_softmax_reference(logits, labels, class_counts, tau=prior_tau, label_smoothing=label_smoothing)
+    views = features.shape[0] // labels.shape[0]
+    contrast = bcl_contrast_reference(features, labels.repeat(views), centres, temperature=temperature)
+    return ce + contrast_weight * contrast, ce, contrast

@@ -13,7 +13,7 @@ import torch
 from timm_paco.methods import Method, get_method, list_methods, register_method
 from _cli import REPO, TRAIN, VALIDATE, run_here
 
-BUILT_IN = ['ce', 'balanced-softmax', 'paco', 'gpaco', 'dscl', 'focal', 'class-balanced', 'ldam-drw']
+BUILT_IN = ['ce', 'balanced-softmax', 'paco', 'gpaco', 'dscl', 'focal', 'class-balanced', 'ldam-drw', 'bcl']
 
 # String constants equal to a method name that are names in another namespace: a loss's registry name
 # (``register_loss``), a sampler, the segmentation losses, the corruption error of validate.py's robustness
@@ -139,9 +139,9 @@ def test_the_quick_start_and_the_benchmark_offer_an_imported_method():
     assert argv[argv.index('--task') + 1] == 'ext-scaled-ce'
     assert argv[argv.index('--model') + 1] == 'resnet32_cifar'
     assert argv[argv.index('--method-modules') + 1] == '_external_method'  # train.py imports it too
-    bench = lt_fashion_mnist._parse_args(['--method-modules', '_external_method', '--tasks', 'ext-scaled-ce', 'paco',
+    bench = lt_fashion_mnist._parse_args(['--method-modules', '_external_method', '--tasks', 'ext-scaled-ce', 'bcl',
                                           '--output', 'o', '--docs', 'd', '--tiny'])
-    assert bench.tasks == ['ext-scaled-ce', 'paco']
+    assert bench.tasks == ['ext-scaled-ce', 'bcl']
 
 
 ENTRY_POINT_MODULE = '''

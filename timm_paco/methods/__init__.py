@@ -14,3 +14,4 @@ from .registry import (
     load_method_plugins, register_method, resolve_logit_adjust,
 )
 from . import ce, balanced_softmax, paco, gpaco, dscl, focal, class_balanced, ldam_drw
+from . import bcl
