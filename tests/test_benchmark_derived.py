@@ -1,5 +1,6 @@
 """The benchmark's derived rows end to end (--tiny): CE, then CE + cRT on that very CE checkpoint (train.py
 --classifier-retrain crt, then validate.py), and CE + tau-norm with tau chosen on the validation split."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -20,12 +21,25 @@ def _benchmark(tmp_path, *flags):
     return proc
 
 
+def _benchmark_here(tmp_path, capsys, *flags):
+    """The benchmark's main in this process: (exit code, stdout, stderr)."""
+    from timm_paco.cli.errors import run_main
+    spec = importlib.util.spec_from_file_location('lt_benchmark_here', BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    capsys.readouterr()
+    code = run_main(module.main, 'lt_fashion_mnist.py', ['--tiny', '--seeds', '0', '--output', str(tmp_path / 'out'),
+                                                         '--docs', str(tmp_path / 'docs'), *flags])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def _row(table: str, name: str):
     row = next(line for line in table.splitlines() if line.startswith(f'| {name} |'))
     return [c.strip() for c in row.strip('|').split('|')]
 
 
-def test_ce_crt_and_tau_norm_build_on_the_ce_run(tmp_path):
+def test_ce_crt_and_tau_norm_build_on_the_ce_run(tmp_path, capsys):
     proc = _benchmark(tmp_path, '--tasks', 'ce-crt', 'ce-tau-norm')  # CE is added: both are built on it
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = tmp_path / 'out'
@@ -57,13 +71,14 @@ def test_ce_crt_and_tau_norm_build_on_the_ce_run(tmp_path):
     summary = json.loads((out / 'summary.json').read_text())['summary']
     assert summary['ce-tau-norm']['tau_norm'] == [sweep['tau']]
 
-    # --resume reuses all three; a derived run whose first stage changed since is refused, naming it
-    proc = _benchmark(tmp_path, '--tasks', 'ce-crt', 'ce-tau-norm', '--resume')
-    assert proc.returncode == 0 and proc.stdout.count(' reused') == 3, proc.stderr[-2000:]
+    # --resume reuses all three; a derived run whose first stage changed since is refused, naming it (both in
+    # this process: the script's main through run_main, as its __main__ runs it)
+    code, out_text, err = _benchmark_here(tmp_path, capsys, '--tasks', 'ce-crt', 'ce-tau-norm', '--resume')
+    assert code == 0 and out_text.count(' reused') == 3, err[-2000:]
     state = torch.load(ce / 'last.pth.tar', map_location='cpu', weights_only=False)
     state['epoch'] += 1
     torch.save(state, ce / 'last.pth.tar')
-    proc = _benchmark(tmp_path, '--tasks', 'ce-crt', '--resume')
-    assert proc.returncode == 1 and 'Traceback' not in proc.stderr  # one line, as the scripts' errors
-    assert proc.stderr.strip().splitlines()[-1].startswith('lt_fashion_mnist.py: error: --resume: ')
-    assert f'--resume: {crt} was built on another checkpoint than {ce / "last.pth.tar"}' in proc.stderr
+    code, _, err = _benchmark_here(tmp_path, capsys, '--tasks', 'ce-crt', '--resume')
+    assert code == 1 and 'Traceback' not in err  # one line, as the scripts' errors
+    assert err.strip().splitlines()[-1].startswith('lt_fashion_mnist.py: error: --resume: ')
+    assert f'--resume: {crt} was built on another checkpoint than {ce / "last.pth.tar"}' in err
