@@ -53,10 +53,10 @@ def _overrides(image_folder, tmp_path, recipe):
 
 def test_every_row_is_listed_with_its_expected_top1(capsys):
     assert {r.name: r.top1 for r in RECIPES} == EXPECTED
-    proc = subprocess.run([sys.executable, '-m', 'timm_paco.recipes', 'list'], capture_output=True, text=True,
-                          cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    from timm_paco.recipes.__main__ import main as recipes_main  # `list` in this process, `show` as a process
+    capsys.readouterr()
+    assert recipes_main(['list']) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(EXPECTED)
     for line, recipe in zip(lines, RECIPES):
         assert line.split()[:3] == [recipe.name, 'top-1', f'{recipe.top1:.1f}'] and line.endswith(recipe.path)

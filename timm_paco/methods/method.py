@@ -232,11 +232,9 @@ class Method:
         context = TaskContext(
             model=model, num_classes=num_classes, num_views=num_views,
             class_counts=None if class_counts is None else [int(c) for c in class_counts], prior=prior,
-            prior_tau=prior_tau, smoothing=smoothing, projector={k: v for k, v in (projector or {}).items()
-                                                                 if v is not None},
+            prior_tau=prior_tau, smoothing=smoothing, projector=given(**(projector or {})),
             classifier_retrain=classifier_retrain, view_forward=view_forward or self.view_forward, device=device,
-            dtype=dtype,
-            verbose=verbose)
+            dtype=dtype, verbose=verbose)
         return self.build(context, **{k: v for k, v in options.items() if k in self.options})
 
     def _check_arguments(self, num_views, smoothing, projector, classifier_retrain, options) -> None:
