@@ -54,3 +54,18 @@ def run_here(capsys, cmd):
         root.setLevel(level)
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def run_script_here(capsys, path, argv):
+    """The script at ``path`` (a benchmark) run in this process as its ``__main__`` runs it, its ``main`` through
+    ``run_main``; returns (exit code, stdout, stderr)."""
+    import importlib.util
+    from timm_paco.cli.errors import run_main
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(f'{name}_here', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    capsys.readouterr()
+    code = run_main(module.main, os.path.basename(path), [str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -1,37 +1,22 @@
 """The benchmark's derived rows end to end (--tiny): CE, then CE + cRT on that very CE checkpoint (train.py
 --classifier-retrain crt, then validate.py), and CE + tau-norm with tau chosen on the validation split."""
-import importlib.util
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import yaml
 
+from _cli import run_script_here
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARK = os.path.join(REPO, 'benchmarks', 'lt_fashion_mnist.py')
 
 
-def _benchmark(tmp_path, *flags):
-    proc = subprocess.run([sys.executable, BENCHMARK, '--tiny', '--seeds', '0', '--output', str(tmp_path / 'out'),
-                           '--docs', str(tmp_path / 'docs'), *flags], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600)
-    return proc
-
-
 def _benchmark_here(tmp_path, capsys, *flags):
     """The benchmark's main in this process: (exit code, stdout, stderr)."""
-    from timm_paco.cli.errors import run_main
-    spec = importlib.util.spec_from_file_location('lt_benchmark_here', BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    capsys.readouterr()
-    code = run_main(module.main, 'lt_fashion_mnist.py', ['--tiny', '--seeds', '0', '--output', str(tmp_path / 'out'),
-                                                         '--docs', str(tmp_path / 'docs'), *flags])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_script_here(capsys, BENCHMARK, ['--tiny', '--seeds', '0', '--output', tmp_path / 'out',
+                                               '--docs', tmp_path / 'docs', *flags])
 
 
 def _row(table: str, name: str):
@@ -40,11 +25,11 @@ def _row(table: str, name: str):
 
 
 def test_ce_crt_and_tau_norm_build_on_the_ce_run(tmp_path, capsys):
-    proc = _benchmark(tmp_path, '--tasks', 'ce-crt', 'ce-tau-norm')  # CE is added: both are built on it
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    code, stdout, err = _benchmark_here(tmp_path, capsys, '--tasks', 'ce-crt', 'ce-tau-norm')  # CE is added too
+    assert code == 0, stdout[-3000:] + err[-3000:]
     out = tmp_path / 'out'
     ce, crt, tau_dir = out / 'ce-seed0', out / 'ce-crt-seed0', out / 'ce-tau-norm-seed0'
-    assert 'run 1/3: ce-seed0 train' in proc.stdout and not (out / 'ce-crt-seed0-stage1').exists()
+    assert 'run 1/3: ce-seed0 train' in stdout and not (out / 'ce-crt-seed0-stage1').exists()
 
     # cRT: train.py's second stage on CE's own last checkpoint; only the classifier differs from it
     args = yaml.safe_load((crt / 'args.yaml').read_text())

@@ -17,6 +17,7 @@ from timm_paco.data.fashion_mnist_pool import cap_per_class
 from timm_paco.data.idx import read_idx, write_idx
 from timm_paco.runs import TINY_N_MAX, TINY_N_TEST
 from timm_paco.quickstart import main as quickstart_main
+from _cli import run_script_here
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,7 +91,12 @@ def _run(argv, cwd):
     return proc.stdout
 
 
-def test_quickstart_and_benchmark_tiny(tmp_path):
+def _script_here(capsys, name, argv):
+    """A benchmark script of benchmarks/ in this process (its train.py / validate.py runs stay processes)."""
+    return run_script_here(capsys, os.path.join(REPO, 'benchmarks', name), argv)
+
+
+def test_quickstart_and_benchmark_tiny(tmp_path, capsys):
     out = tmp_path / 'out'
     # quick start: data, train.py, validate.py as a user runs them
     stdout = _run([sys.executable, '-m', 'timm_paco.quickstart', '--tiny', '--threads', '1', '--output', str(out)],
@@ -114,9 +120,10 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
     # benchmark: aggregates the quick start's seed-0 PaCo run (--resume) into its table, figure and summary
     docs = tmp_path / 'docs'
     # it also trains PaCo at prior tau 0.5 and keeps the setting with the best validation accuracy
-    stdout = _run([sys.executable, os.path.join(REPO, 'benchmarks', 'lt_fashion_mnist.py'), '--tiny', '--tasks',
-                   'paco', '--seeds', '0', '--prior-taus', '0.5', '1', '--resume',
-                   '--output', str(out), '--docs', str(docs)], tmp_path)
+    code, stdout, err = _script_here(capsys, 'lt_fashion_mnist.py', [
+        '--tiny', '--tasks', 'paco', '--seeds', '0', '--prior-taus', '0.5', '1', '--resume', '--output', out,
+        '--docs', docs])  # in this process; its train.py / validate.py runs are processes
+    assert code == 0, err[-3000:]
     assert 'paco-seed0 reused' in stdout
     names = {(0.5, 0.0): 'paco-tau0.5-seed0', (1.0, 0.0): 'paco-seed0'}
     for (tau, smoothing), name in names.items():
@@ -155,9 +162,10 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
 
     # --settings-from: only the chosen setting, no search; --epochs names the docs (the tiny budget's 1 epoch, so
     # --resume may reuse the run trained above)
-    stdout = _run([sys.executable, os.path.join(REPO, 'benchmarks', 'lt_fashion_mnist.py'), '--tiny', '--tasks',
-                   'paco', '--seeds', '0', '--epochs', '1', '--settings-from', str(out / 'summary.json'),
-                   '--resume', '--output', str(out), '--docs', str(docs)], tmp_path)
+    code, stdout, err = _script_here(capsys, 'lt_fashion_mnist.py', [
+        '--tiny', '--tasks', 'paco', '--seeds', '0', '--epochs', '1', '--settings-from', out / 'summary.json',
+        '--resume', '--output', out, '--docs', docs])
+    assert code == 0, err[-3000:]
     assert 'run 1/1: ' + names[chosen] + ' reused' in stdout and 'run 2/' not in stdout
     carried = (docs / 'lt_fashion_mnist_e1.md').read_text()
     assert f'| PaCo | {chosen[0]:g} | {chosen[1]:g} | ' + ' | '.join(
@@ -166,19 +174,18 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
     assert f'the validation split selected in `{out / "summary.json"}`' in carried
     assert (docs / 'lt_fashion_mnist_e1.png').is_file()
     assert ('1 of them has no recorded run time' if chosen == (1.0, 0.0) else
-            f'1 of them took {run_seconds[chosen] / 60:.1f} min when new, their run times summed') in carried
+            f'1 of them took {run_seconds / 60:.1f} min when new, their run times summed') in carried
     # --resume refuses a run of another budget in the same --output (run names do not hold the epochs)
-    proc = subprocess.run([sys.executable, os.path.join(REPO, 'benchmarks', 'lt_fashion_mnist.py'), '--tiny',
-                           '--tasks', 'paco', '--seeds', '0', '--epochs', '2', '--settings-from',
-                           str(out / 'summary.json'), '--resume', '--output', str(out), '--docs', str(docs)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0 and not (docs / 'lt_fashion_mnist_e2.md').exists()
-    assert f'--resume: {chosen_dir / "args.yaml"} was trained with epochs=1 (this run: 2)' in proc.stderr
+    code, _, err = _script_here(capsys, 'lt_fashion_mnist.py', [
+        '--tiny', '--tasks', 'paco', '--seeds', '0', '--epochs', '2', '--settings-from', out / 'summary.json',
+        '--resume', '--output', out, '--docs', docs])
+    assert code != 0 and not (docs / 'lt_fashion_mnist_e2.md').exists()
+    assert f'--resume: {chosen_dir / "args.yaml"} was trained with epochs=1 (this run: 2)' in err
 
     # post-hoc logit adjustment of the chosen run: logits kept by validate.py, tau chosen on the validation split
-    posthoc = [sys.executable, os.path.join(REPO, 'benchmarks', 'lt_posthoc.py'), '--output', str(out),
-               '--docs', str(docs), '--stem', 'tiny', '--taus', '-1', '-0.5', '0', '0.5', '1']
-    assert '2 validate.py runs' in _run(posthoc, tmp_path)
+    posthoc = ['--output', out, '--docs', docs, '--stem', 'tiny', '--taus', '-1', '-0.5', '0', '0.5', '1']
+    code, stdout, err = _script_here(capsys, 'lt_posthoc.py', posthoc)
+    assert code == 0 and '2 validate.py runs' in stdout, err[-3000:]
     counts = np.array(json.loads((chosen_dir / 'class_counts.json').read_text())['class_counts'], dtype=np.float64)
     log_p = np.log(counts / counts.sum() + 1e-9)
 
@@ -229,15 +236,16 @@ def test_quickstart_and_benchmark_tiny(tmp_path):
         f'| {names[true]} ({int(counts[true])}) | {names[pred]} ({int(counts[pred])}) | '
         f'{rates["before"][true, pred]:.1f} → {rates["after"][true, pred]:.1f} → {rates["bias"][true, pred]:.1f} |')
     assert (docs / 'tiny_posthoc.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    assert '0 validate.py runs' in _run(posthoc, tmp_path)  # the logits files are reused
+    code, stdout, err = _script_here(capsys, 'lt_posthoc.py', posthoc)
+    assert code == 0 and '0 validate.py runs' in stdout, err[-3000:]  # the logits files are reused
     stale = chosen_dir / 'test_logits.safetensors'  # logits that do not reproduce results.json are refused
     targets = hits('test', 0)[1]
     wrong = np.eye(10, dtype=np.float32)[(targets + 1) % 10]  # every prediction wrong: 0 % against results.json
     assert test['top1'] > 0
     safetensors.numpy.save_file({'logits': wrong, 'targets': targets}, str(stale))
-    proc = subprocess.run(posthoc, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0 and 'test_logits.safetensors scores' in proc.stderr
-    assert 'delete the logits file and rerun' in proc.stderr
+    code, _, err = _script_here(capsys, 'lt_posthoc.py', posthoc)
+    assert code != 0 and 'test_logits.safetensors scores' in err
+    assert 'delete the logits file and rerun' in err
 
 
 def _benchmark_module():
