@@ -14,7 +14,6 @@ from timm_paco.tasks.initial_weights import read_initial_checkpoint
 __all__ = ['create_train_model', 'resolve_method', 'place_model']
 
 
-
 def _model_kwargs(args, in_chans: int) -> Dict:
     """``timm.create_model`` keywords of timm's model flags."""
     kwargs = dict(
