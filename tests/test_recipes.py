@@ -41,12 +41,16 @@ def _overrides(image_folder, tmp_path, recipe):
                 img_size=32, batch_size=16, workers=0, imb_factor=None, mean=None, std=None)
     device = dict(device='cpu', amp=False, pretrained=False, output=str(tmp_path), experiment=recipe.name,
                   epochs=1, log_interval=1)
-    if recipe.flags['model'].startswith('vit_'):  # a fixed patch grid: built for the tiny images' size
+    model = recipe.flags['model']
+    if model.startswith('vit_'):  # a fixed patch grid: built for the tiny images' size
         data['model_kwargs'] = {'img_size': 32, 'depth': 2}  # the recipe's width, two of its blocks: its flags are
         # what is tested, and ViT-L's 24 blocks (300M parameters) would take half a minute on the CPU
+    elif 'resnet32' not in model:  # the ImageNet ResNets / ResNeXts: their widths, one block per stage
+        data['model_kwargs'] = {'layers': [1, 1, 1, 1]}
     if recipe.flags.get('classifier_retrain'):  # stage 2 starts from a stage-1 model
         path = tmp_path / 'stage1.pth'
-        torch.save(timm.create_model(recipe.flags['model'], num_classes=NUM_CLASSES).state_dict(), path)
+        torch.save(timm.create_model(model, num_classes=NUM_CLASSES, **data.get('model_kwargs', {})).state_dict(),
+                   path)
         device['initial_checkpoint'] = str(path)
     return dict(data, **device)
 
