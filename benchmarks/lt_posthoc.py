@@ -31,19 +31,16 @@ from typing import Dict, List, Sequence
 import torch
 from torchvision.datasets import FashionMNIST
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lt_fashion_mnist import (  # noqa: E402  (the benchmark beside this file)
-    METRICS, _fmt, _setting_label, data_dirs, experiment_name, mean_std,
-    read_selected_settings, read_summary,
-)
-from timm_paco.arg_types import finite_float, positive_int, require_distinct  # noqa: E402
-from timm_paco.data import load_class_counts  # noqa: E402
-from timm_paco.data.metrics import long_tail_accuracy  # noqa: E402
-from timm_paco.eval import (  # noqa: E402
+from timm_paco.runs.benchmark_grid import data_dirs, experiment_name, read_selected_settings, read_summary
+from timm_paco.runs.benchmark_report import METRICS, format_mean_std, mean_std, setting_label
+from timm_paco.arg_types import finite_float, positive_int, require_distinct
+from timm_paco.data import load_class_counts
+from timm_paco.data.metrics import long_tail_accuracy
+from timm_paco.eval import (
     confusion_counts, confusion_rates, fit_class_bias, load_logits, logit_offset, select_tau, sweep_logit_adjust,
     top_confusions,
 )
-from timm_paco.runs import (  # noqa: E402
+from timm_paco.runs import (
     FEW_SHOT_THR, MANY_SHOT_THR, find_checkpoint, run_label, run_model, run_stage, validate_command,
     write_with_discussion,
 )
@@ -191,9 +188,9 @@ def write_markdown(path: str, figure: str, command: str, summary: Dict[str, Dict
     ]
     for task, entry in summary.items():
         for state, label in STATES:
-            cells = [run_label(task), _setting_label(task, trained[task]),
+            cells = [run_label(task), setting_label(task, trained[task]),
                      ' / '.join(f'{t:g}' for t in entry['taus'])] if state == 'before' else ['', '', '']
-            lines.append('| ' + ' | '.join(cells + [label] + [_fmt(entry[state][k]) for k, _ in METRICS]) + ' |')
+            lines.append('| ' + ' | '.join(cells + [label] + [format_mean_std(entry[state][k]) for k, _ in METRICS]) + ' |')
     lines += [
         '',
         f'Test top-1 accuracy (%), mean ± sample std over seeds {list(seeds)}. Each run\'s τ is the one of '

@@ -6,26 +6,28 @@ import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN = [sys.executable, os.path.join(REPO, 'train.py')]
+TRAIN = [sys.executable, os.path.join(REPO, 'train.py')]  # the checkout's entry point: timm_paco.train's cli
 VALIDATE = [sys.executable, os.path.join(REPO, 'validate.py')]
+DRIVERS = {'timm_paco.train': 'train.py', 'timm_paco.validate': 'validate.py'}
 
 
 def train_main():
-    sys.path.insert(0, REPO)
-    import train
-    return train.main
+    from timm_paco.train import main
+    return main
 
 
 def entry(cmd):
-    """(main, prog, argv) of the command line ``cmd`` (train.py, validate.py or ``python -m`` of the Hub CLI,
-    the converter or the segmentation CLI): what its ``__main__`` runs through ``run_main``."""
+    """(main, prog, argv) of the command line ``cmd`` (train.py, validate.py or ``python -m`` of the drivers, the
+    Hub CLI, the converter or the segmentation CLI): what its ``__main__`` runs through ``run_main``."""
     if cmd[:len(TRAIN)] == TRAIN:
         return train_main(), 'train.py', cmd[len(TRAIN):]
     if cmd[:len(VALIDATE)] == VALIDATE:
-        sys.path.insert(0, REPO)
-        import validate
-        return validate.main, 'validate.py', cmd[len(VALIDATE):]
+        from timm_paco.validate import main
+        return main, 'validate.py', cmd[len(VALIDATE):]
     module = cmd[2]
+    if module in DRIVERS:
+        import importlib
+        return importlib.import_module(module).main, DRIVERS[module], cmd[3:]
     if module == 'timm_paco.seg':
         from timm_paco.seg.__main__ import main  # runs its command through run_main itself: returns the code
     elif module == 'timm_paco.hub':

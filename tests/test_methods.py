@@ -129,8 +129,7 @@ def test_a_method_module_that_is_missing_is_named(image_folder, tmp_path, capsys
 
 
 def test_the_quick_start_and_the_benchmark_offer_an_imported_method():
-    sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
-    import lt_fashion_mnist
+    from timm_paco.runs.benchmark import parse_args
     from timm_paco import quickstart
     from timm_paco.runs import run_label, run_names, train_command
     args = quickstart._parse_args(['--method-modules', '_external_method', '--task', 'ext-scaled-ce', '--tiny'])
@@ -139,7 +138,7 @@ def test_the_quick_start_and_the_benchmark_offer_an_imported_method():
     assert argv[argv.index('--task') + 1] == 'ext-scaled-ce'
     assert argv[argv.index('--model') + 1] == 'resnet32_cifar'
     assert argv[argv.index('--method-modules') + 1] == '_external_method'  # train.py imports it too
-    bench = lt_fashion_mnist._parse_args(['--method-modules', '_external_method', '--tasks', 'ext-scaled-ce', 'bcl',
+    bench = parse_args(['--method-modules', '_external_method', '--tasks', 'ext-scaled-ce', 'bcl',
                                           '--output', 'o', '--docs', 'd', '--tiny'])
     assert bench.tasks == ['ext-scaled-ce', 'bcl']
 

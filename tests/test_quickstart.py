@@ -1,6 +1,5 @@
 """Quick start and long-tail benchmark: IDX pool on the real Fashion-MNIST, and both scripts end to end (--tiny)."""
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,7 +16,9 @@ from timm_paco.data.fashion_mnist_pool import cap_per_class
 from timm_paco.data.idx import read_idx, write_idx
 from timm_paco.runs import TINY_N_MAX, TINY_N_TEST
 from timm_paco.quickstart import main as quickstart_main
+from timm_paco.runs import benchmark, benchmark_grid, benchmark_report
 from _cli import run_script_here
+from _wheel import install_wheel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,12 +50,11 @@ def test_cap_per_class_keeps_first_images_of_each_class(fmnist_root, tmp_path):
 
 
 def test_benchmark_tiny_keeps_off_the_default_folders(capsys):
-    benchmark = _benchmark_module()
     for argv in (['--tiny'], ['--tiny', '--output', 'x'], ['--tiny', '--docs', 'y']):
         with pytest.raises(SystemExit):
-            benchmark._parse_args(argv)
+            benchmark.parse_args(argv)
         assert '--tiny: pass --output and --docs' in capsys.readouterr().err
-    assert benchmark._parse_args(['--tiny', '--output', 'x', '--docs', 'y']).tiny
+    assert benchmark.parse_args(['--tiny', '--output', 'x', '--docs', 'y']).tiny
 
 
 def test_quickstart_usage_errors(capsys, tmp_path):
@@ -97,16 +97,23 @@ def _script_here(capsys, name, argv):
 
 
 def test_quickstart_and_benchmark_tiny(tmp_path, capsys):
-    out = tmp_path / 'out'
-    # quick start: data, train.py, validate.py as a user runs them
-    stdout = _run([sys.executable, '-m', 'timm_paco.quickstart', '--tiny', '--threads', '1', '--output', str(out)],
-                  tmp_path)
+    """The quick start from the wheel, installed into a fresh environment and run from another folder (the README's
+    user); the benchmark, from the checkout, then reuses its run."""
+    out, elsewhere = tmp_path / 'out', tmp_path / 'elsewhere'
+    python = install_wheel(tmp_path / 'wheel')
+    elsewhere.mkdir()
+    where = _run([python, '-c', 'import timm_paco; print(timm_paco.__file__)'], elsewhere)
+    assert where.startswith(str(tmp_path / 'wheel' / 'venv')), where  # the wheel's package, not the checkout's
+    # quick start: data, python -m timm_paco.train / validate as a user runs them
+    stdout = _run([python, '-m', 'timm_paco.quickstart', '--tiny', '--threads', '1', '--output', str(out)],
+                  elsewhere)
     run0 = out / 'paco-seed0'
     results = json.loads((run0 / 'results.json').read_text())
     for key in ('top1', 'many_acc', 'medium_acc', 'few_acc'):
         assert 0. <= results[key] <= 100.
     assert f"overall {results['top1']:.2f}" in stdout
-    assert all(f"stage {i}/3" in stdout for i in (1, 2, 3)) and "train.py" in stdout and "validate.py" in stdout
+    assert all(f"stage {i}/3" in stdout for i in (1, 2, 3))
+    assert f'{python} -m timm_paco.train' in stdout and f'{python} -m timm_paco.validate' in stdout
     assert (results['many_classes'], results['medium_classes'], results['few_classes']) == (2, 3, 5)
     with open(run0 / 'results_per_class.csv', newline='') as f:
         rows = list(csv.DictReader(f))
@@ -248,44 +255,34 @@ def test_quickstart_and_benchmark_tiny(tmp_path, capsys):
     assert 'delete the logits file and rerun' in err
 
 
-def _benchmark_module():
-    path = os.path.join(REPO, 'benchmarks', 'lt_fashion_mnist.py')
-    spec = importlib.util.spec_from_file_location('lt_benchmark', path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
-    return benchmark
-
-
 def test_benchmark_grid_of_prior_taus_and_smoothings():
     """--prior-taus apply to the methods with a class prior, --smoothings to those whose loss takes smoothing; each
     setting's run is named by what differs from train.py's defaults (the end-to-end test trains two of them)."""
-    benchmark = _benchmark_module()
-    args = benchmark._parse_args(['--tiny', '--tasks', 'ce', 'paco', 'focal', '--prior-taus', '0.5', '1',
+    args = benchmark.parse_args(['--tiny', '--tasks', 'ce', 'paco', 'focal', '--prior-taus', '0.5', '1',
                                   '--smoothings', '0', '0.1', '--output', 'o', '--docs', 'd'])
     assert benchmark._configs(args) == [
         ('ce', (1.0, 0.0)), ('ce', (1.0, 0.1)), ('paco', (0.5, 0.0)), ('paco', (0.5, 0.1)), ('paco', (1.0, 0.0)),
         ('paco', (1.0, 0.1)), ('focal', (1.0, 0.0))]
-    assert [benchmark.experiment_name('paco', s, 0) for s in ((0.5, 0.1), (1.0, 0.1), (1.0, 0.0))] == [
+    assert [benchmark_grid.experiment_name('paco', s, 0) for s in ((0.5, 0.1), (1.0, 0.1), (1.0, 0.0))] == [
         'paco-tau0.5-ls0.1-seed0', 'paco-ls0.1-seed0', 'paco-seed0']
-    assert benchmark.experiment_name('ce', (1.0, 0.0), 2) == 'ce-ls0-seed2'
+    assert benchmark_grid.experiment_name('ce', (1.0, 0.0), 2) == 'ce-ls0-seed2'
 
 
 def test_benchmark_settings_from(tmp_path, capsys):
     """--settings-from reads each method's selected (tau, smoothing) from a summary.json; CE's tau is 1."""
-    benchmark = _benchmark_module()
     path = tmp_path / 'summary.json'
     path.write_text(json.dumps({'summary': {'ce': {'prior_tau': None, 'smoothing': 0.1},
                                             'gpaco': {'prior_tau': 0.75, 'smoothing': 0.0}}}))
-    assert benchmark.read_selected_settings(str(path), ['gpaco', 'ce']) == {'gpaco': (0.75, 0.0), 'ce': (1.0, 0.1)}
+    assert benchmark_grid.read_selected_settings(str(path), ['gpaco', 'ce']) == {'gpaco': (0.75, 0.0), 'ce': (1.0, 0.1)}
     with pytest.raises(ValueError, match=r"json: no selected setting for task 'paco' \(it has \['ce', 'gpaco'\]\)"):
-        benchmark.read_selected_settings(str(path), ['paco'])
+        benchmark_grid.read_selected_settings(str(path), ['paco'])
     (tmp_path / 'other.json').write_text('{"top1": 50.0}')
     with pytest.raises(ValueError, match='other.json: no "summary" mapping'):
-        benchmark.read_selected_settings(str(tmp_path / 'other.json'), ['ce'])
+        benchmark_grid.read_selected_settings(str(tmp_path / 'other.json'), ['ce'])
     with pytest.raises(ValueError, match='--settings-from .*missing.json: cannot read it as JSON'):
-        benchmark.read_selected_settings(str(tmp_path / 'missing.json'), ['ce'])
+        benchmark_grid.read_selected_settings(str(tmp_path / 'missing.json'), ['ce'])
     with pytest.raises(ValueError, match='--output .*missing.json: cannot read it as JSON'):
-        benchmark.read_selected_settings(str(tmp_path / 'missing.json'), ['ce'], '--output')
+        benchmark_grid.read_selected_settings(str(tmp_path / 'missing.json'), ['ce'], '--output')
     with pytest.raises(ValueError, match='drop --prior-taus / --smoothings'):  # before any data or run is made
         benchmark.main(['--settings-from', str(path), '--smoothings', '0', '--output', str(tmp_path / 'out')])
     assert not (tmp_path / 'out').exists()
@@ -305,62 +302,60 @@ def test_benchmark_settings_from(tmp_path, capsys):
 def test_benchmark_recipe_mismatches():
     """A reused run's args.yaml against the recipe (the method's own quick-start flags too): flags not given there
     mean train.py's defaults."""
-    benchmark = _benchmark_module()
     from timm_paco.runs import RECIPE
     trained = dict(task='paco', seed=1, epochs=20, batch_size=32, lr=0.03, weight_decay=5e-4, warmup_epochs=1,
                    img_size=16, scale=[0.35, 1.0], paco_views='randcls_sim', paco_queue_size=256, paco_momentum=0.9,
                    paco_alpha=0.01, paco_temperature=0.05, prior_tau=None, smoothing=None)
-    assert benchmark.recipe_mismatches(dict(trained, paco_alpha=0.05), 'paco', (1.0, 0.0), 1, RECIPE) == [
+    assert benchmark_grid.recipe_mismatches(dict(trained, paco_alpha=0.05), 'paco', (1.0, 0.0), 1, RECIPE) == [
         'paco_alpha=0.05 (this run: 0.01)']
-    assert benchmark.recipe_mismatches(trained, 'paco', (1.0, 0.0), 1, RECIPE) == []
-    assert benchmark.recipe_mismatches(trained, 'paco', (1.0, 0.0), 1, dict(RECIPE, epochs=40)) == [
+    assert benchmark_grid.recipe_mismatches(trained, 'paco', (1.0, 0.0), 1, RECIPE) == []
+    assert benchmark_grid.recipe_mismatches(trained, 'paco', (1.0, 0.0), 1, dict(RECIPE, epochs=40)) == [
         'epochs=20 (this run: 40)']
-    assert benchmark.recipe_mismatches(dict(trained, prior_tau=0.5, paco_queue_size=64), 'paco', (1.0, 0.1), 1,
+    assert benchmark_grid.recipe_mismatches(dict(trained, prior_tau=0.5, paco_queue_size=64), 'paco', (1.0, 0.1), 1,
                                        RECIPE) == ['smoothing=0.0 (this run: 0.1)', 'prior_tau=0.5 (this run: 1.0)',
                                                    'paco_queue_size=64 (this run: 256)']
     # --train-flags count as train.py reads them: after the recipe, before the setting's own flags
     queue1 = dict(trained, paco_queue_size=1, batch_size=64, paco_temperature=0.07)
-    assert benchmark.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE) == [
+    assert benchmark_grid.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE) == [
         'batch_size=64 (this run: 32)', 'paco_temperature=0.07 (this run: 0.05)', 'paco_queue_size=1 (this run: 256)']
     flags = ['--paco-queue-size', '1', '--paco-temperature', '0.07', '-b', '64']
-    assert benchmark.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE, flags) == []
-    assert benchmark.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE, flags + ['--paco-queue-size', '8']) == [
+    assert benchmark_grid.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE, flags) == []
+    assert benchmark_grid.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE, flags + ['--paco-queue-size', '8']) == [
         'paco_queue_size=1 (this run: 8)']
-    assert benchmark.recipe_mismatches(dict(trained, prior_tau=0.5, smoothing=0.1), 'paco', (0.5, 0.0), 1, RECIPE,
+    assert benchmark_grid.recipe_mismatches(dict(trained, prior_tau=0.5, smoothing=0.1), 'paco', (0.5, 0.0), 1, RECIPE,
                                        ['--prior-tau', '2', '--smoothing', '0.1']) == []
     # CE: no prior compared, its own smoothing 0.1 when the flag was not given; no PaCo queue
     ce = {k: v for k, v in trained.items() if not k.startswith('paco_queue') and k != 'paco_momentum'}
-    assert benchmark.recipe_mismatches(dict(ce, task='ce', prior_tau=3.0), 'ce', (1.0, 0.1), 1, RECIPE) == []
+    assert benchmark_grid.recipe_mismatches(dict(ce, task='ce', prior_tau=3.0), 'ce', (1.0, 0.1), 1, RECIPE) == []
 
 
 def test_benchmark_statistics():
     """mean ± sample std over seeds, as in the table."""
-    benchmark = _benchmark_module()
-    mean_std = benchmark.mean_std
+    mean_std = benchmark_report.mean_std
     values = [53.4, 55.6, 59.6]
     mean, std = mean_std(values)
     assert mean == pytest.approx(np.mean(values))
     assert std == pytest.approx(np.std(values, ddof=1))
     assert mean_std([7.0]) == (7.0, 0.)
-    select = benchmark.select_setting
+    select = benchmark_grid.select_setting
     assert select('paco', {(0.5, 0.): [60., 62.], (1., 0.): [61., 60.], (1.5, 0.): [59., 70.]}) == (1.5, 0.)
     # a tie goes to the method's own default: prior strength 1, its label smoothing (GPaCo's is 0.1)
     assert select('paco', {(0.5, 0.): [61., 61.], (1., 0.): [60., 62.], (1., .1): [62., 60.]}) == (1., 0.)
     assert select('gpaco', {(1., 0.): [61., 61.], (1., .1): [60., 62.], (.5, .1): [62., 60.]}) == (1., .1)
     assert select('ce', {(1., 0.): [50., 52.], (1., .1): [51., 50.]}) == (1., 0.)
-    assert benchmark.experiment_name('paco', (1.0, 0.0), 2) == 'paco-seed2'
-    assert benchmark.experiment_name('gpaco', (0.75, 0.1), 0) == 'gpaco-tau0.75-seed0'
-    assert benchmark.experiment_name('gpaco', (0.75, 0.0), 0) == 'gpaco-tau0.75-ls0-seed0'
-    assert benchmark.experiment_name('balanced-softmax', (1.0, 0.1), 1) == 'balanced-softmax-ls0.1-seed1'
-    assert benchmark.experiment_name('ce', (1.0, 0.0), 0) == 'ce-ls0-seed0'
+    assert benchmark_grid.experiment_name('paco', (1.0, 0.0), 2) == 'paco-seed2'
+    assert benchmark_grid.experiment_name('gpaco', (0.75, 0.1), 0) == 'gpaco-tau0.75-seed0'
+    assert benchmark_grid.experiment_name('gpaco', (0.75, 0.0), 0) == 'gpaco-tau0.75-ls0-seed0'
+    assert benchmark_grid.experiment_name('balanced-softmax', (1.0, 0.1), 1) == 'balanced-softmax-ls0.1-seed1'
+    assert benchmark_grid.experiment_name('ce', (1.0, 0.0), 0) == 'ce-ls0-seed0'
     # train.py flags: exactly the fields the run name carries
-    assert benchmark.setting_flags('paco', (1.0, 0.0)) == []
-    assert benchmark.setting_flags('gpaco', (0.75, 0.0)) == ['--prior-tau', '0.75', '--smoothing', '0']
-    assert benchmark.setting_flags('balanced-softmax', (1.0, 0.1)) == ['--smoothing', '0.1']
+    assert benchmark_grid.setting_flags('paco', (1.0, 0.0)) == []
+    assert benchmark_grid.setting_flags('gpaco', (0.75, 0.0)) == ['--prior-tau', '0.75', '--smoothing', '0']
+    assert benchmark_grid.setting_flags('balanced-softmax', (1.0, 0.1)) == ['--smoothing', '0.1']
     # docs and the default run folder: one per budget (run names do not hold it)
-    assert benchmark.budget_stem('small', None) == 'lt_fashion_mnist'
-    assert benchmark.budget_stem('small', 40) == 'lt_fashion_mnist_e40'
-    assert benchmark.budget_stem('large', 100) == 'lt_fashion_mnist_large_e100'
+    assert benchmark_grid.budget_stem('small', None) == 'lt_fashion_mnist'
+    assert benchmark_grid.budget_stem('small', 40) == 'lt_fashion_mnist_e40'
+    assert benchmark_grid.budget_stem('large', 100) == 'lt_fashion_mnist_large_e100'
 
 
 def test_quickstart_dscl_trains_both_stages_then_validates_the_second(tmp_path):

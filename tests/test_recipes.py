@@ -13,8 +13,7 @@ import yaml
 from timm_paco.recipes import get_recipe, list_recipes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-import train  # noqa: E402
+from timm_paco import train  # noqa: E402
 from timm_paco.cli.train_args import parse_args  # noqa: E402
 
 RECIPES = list_recipes()

@@ -13,8 +13,7 @@ import timm
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-import train  # noqa: E402
+from timm_paco import train  # noqa: E402
 from timm_paco.cli.train_args import parse_args  # noqa: E402
 from timm_paco.cli.train_checks import flag_warnings, unused_task_flags  # noqa: E402
 from timm_paco.cli.train_model import create_train_model, resolve_method  # noqa: E402
@@ -369,10 +368,7 @@ def test_two_stage_dscl_then_crt_with_class_balanced_sampling_then_validate(imag
                      '--resume', str(folder / 'checkpoint-0.pth.tar')))
     _assert_tensors_equal(final['state_dict'], _checkpoint(tmp_path / 'stage2-resumed')['state_dict'], 'resumed')
 
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('paco_validate', os.path.join(REPO, 'validate.py'))
-    validate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(validate)
+    from timm_paco import validate
     results = validate.main(['--data-dir', image_folder, '--split', 'validation', '--model', 'test_convnext',
                              '--num-classes', str(NUM_CLASSES), '--img-size', '32', '--device', 'cpu',
                              '--workers', '0', '--checkpoint', str(folder / 'last.pth.tar'),

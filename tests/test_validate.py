@@ -1,7 +1,6 @@
 """validate.py end to end on real Fashion-MNIST images and a short-trained PaCo checkpoint."""
 import argparse
 import csv
-import importlib.util
 import json
 import os
 import random
@@ -42,10 +41,8 @@ def one_thread():
 
 
 def _load_validate():
-    spec = importlib.util.spec_from_file_location('paco_validate', os.path.join(REPO, 'validate.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from timm_paco import validate
+    return validate
 
 
 def run_main(validate, argv):

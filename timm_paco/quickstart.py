@@ -19,8 +19,8 @@ interval and epoch):
    PNG of per-class accuracy against training count.
 
 ``timm_paco.runs.RECIPE`` is the training recipe; ``benchmarks/lt_fashion_mnist.py`` trains every method with it.
-Both scripts run ``train.py`` / ``validate.py`` from the repository checkout as subprocesses, exactly as a user
-would.
+Both run ``python -m timm_paco.train`` / ``timm_paco.validate`` as subprocesses, exactly as a user would, so they
+work from an installed wheel as from a checkout.
 """
 import argparse
 import os

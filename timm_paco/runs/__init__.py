@@ -1,6 +1,6 @@
-"""timm_paco.runs: the Fashion-MNIST-LT recipes and the train.py / validate.py runs of the quick start and the
-benchmarks (each run a subprocess of the repository's scripts, as a user runs them)."""
-from .commands import repo_script, second_stage_command, second_stage_epochs, train_command, validate_command
+"""timm_paco.runs: the Fashion-MNIST-LT recipes and the train / validate runs of the quick start and the benchmarks
+(each run a ``python -m timm_paco.train`` / ``timm_paco.validate`` subprocess, as a user runs them)."""
+from .commands import TRAIN, VALIDATE, second_stage_command, second_stage_epochs, train_command, validate_command
 from .discussion import write_with_discussion
 from .jobs import find_checkpoint, run_job, run_stage, run_tau_norm_job
 from .recipes import (

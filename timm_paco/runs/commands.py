@@ -1,5 +1,4 @@
-"""The argv of the repository's ``train.py`` and ``validate.py`` for one Fashion-MNIST-LT run."""
-import os
+"""The argv of ``python -m timm_paco.train`` and ``python -m timm_paco.validate`` for one Fashion-MNIST-LT run."""
 import sys
 from typing import Dict, List, Optional, Sequence
 
@@ -9,19 +8,11 @@ from timm_paco.runs.recipes import (
     second_stages,
 )
 
-__all__ = ['repo_script', 'train_command', 'second_stage_command', 'second_stage_epochs', 'validate_command']
+__all__ = ['TRAIN', 'VALIDATE', 'train_command', 'second_stage_command', 'second_stage_epochs', 'validate_command']
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def repo_script(name: str) -> str:
-    """Path of ``train.py`` / ``validate.py`` in the checkout ``timm_paco`` is installed from (``pip install -e .``)."""
-    path = os.path.join(_REPO, name)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f'{path} not found: the quick start runs the repository\'s {name}; install timm-paco from a checkout '
-            f'(git clone … && pip install -e .)')
-    return path
+# the drivers, run from the installed package (a wheel or a checkout) in this interpreter
+TRAIN = (sys.executable, '-m', 'timm_paco.train')
+VALIDATE = (sys.executable, '-m', 'timm_paco.validate')
 
 
 def train_command(
@@ -35,14 +26,14 @@ def train_command(
         device: str = 'cpu',
         extra_flags: Sequence[str] = (),
 ) -> List[str]:
-    """``train.py`` argv for ``task`` on the long-tailed Fashion-MNIST under ``data_dir`` (``extra_flags`` last); a
+    """``python -m timm_paco.train`` argv for ``task`` on the long-tailed Fashion-MNIST under ``data_dir`` (``extra_flags`` last); a
     two-stage method's is its first stage's (``first_task``)."""
     if task not in run_names():
         raise ValueError(f'task: expected one of {", ".join(run_names())}, got {task!r}')
     r = dict(RECIPE if recipe is None else recipe)
     trained = first_task(task)
     return [
-        sys.executable, repo_script('train.py'),
+        *TRAIN,
         '--data-dir', data_dir,
         '--dataset', 'torch/fashion_mnist',
         '--train-split', 'train',
@@ -120,12 +111,12 @@ def validate_command(
         device: str = 'cpu',
         extra_flags: Sequence[str] = (),
 ) -> List[str]:
-    """``validate.py`` argv: the test split under ``data_dir``, long-tail metrics with the thresholds above, and
+    """``python -m timm_paco.validate`` argv: the test split under ``data_dir``, long-tail metrics with the thresholds above, and
     ``results_file`` (JSON) with ``<stem>_per_class.csv`` / ``.png`` beside it (None: no files written);
     ``extra_flags`` last (e.g. ``--tau-norm 0.5``)."""
     files = ['--results-file', results_file, '--results-format', 'json'] if results_file else []
     return [
-        sys.executable, repo_script('validate.py'),
+        *VALIDATE,
         '--data-dir', data_dir,
         '--dataset', 'torch/fashion_mnist',
         '--split', 'test',
