@@ -7,7 +7,8 @@ import torch
 
 __all__ = ['paco_reference', 'supcon_reference', 'balanced_softmax_reference', 'dscl_reference',
            'pbsd_reference', 'focal_reference', 'class_balanced_reference', 'ldam_reference',
-           'pixel_paco_reference', 'bcl_contrast_reference', 'bcl_reference']
+           'pixel_paco_reference', 'bcl_contrast_reference', 'bcl_reference', 'weighted_ce_reference',
+           'inv_freq_weights', 'effective_num_weights']
 
 
 def _log_prior(class_counts, num_classes):
@@ -193,6 +194,33 @@ def class_balanced_reference(logits, labels, class_counts, beta=0.9999):
         ce = torch.log(torch.exp(z).sum()) - z[y]
         num, den = num + weights[y] * ce, den + weights[y]
     return num / den
+
+
+def weighted_ce_reference(logits, labels, class_weight, label_smoothing=0.0):
+    """Σ_i ℓ_i / Σ_i w_{y_i} with ℓ_i = Σ_c t_{i,c} · w_c · (−log p_{i,c}), t = (1 − s)·onehot + s/C."""
+    num_classes = logits.shape[1]
+    w = [float(v) for v in class_weight]
+    num, den = 0.0, 0.0
+    for z, y in zip(logits.double(), labels.tolist()):
+        log_z = torch.log(torch.exp(z).sum())
+        for c in range(num_classes):
+            t = label_smoothing / num_classes + (1.0 - label_smoothing if c == y else 0.0)
+            num = num + t * w[c] * (log_z - z[c])
+        den += w[y]
+    return num / den
+
+
+def inv_freq_weights(class_counts, power=1.0):
+    """(N / n_c)^power over the mean of those (a class without images counted as one), float64."""
+    total = float(sum(class_counts))
+    raw = [(total / max(n, 1)) ** power for n in class_counts]
+    return torch.tensor([r * len(raw) / sum(raw) for r in raw], dtype=torch.float64)
+
+
+def effective_num_weights(class_counts, beta=0.999):
+    """(1 − β) / (1 − β^{n_c}) over their mean (a class without images counted as one), float64."""
+    raw = [(1 - beta) / (1 - beta ** max(n, 1)) for n in class_counts]
+    return torch.tensor([r * len(raw) / sum(raw) for r in raw], dtype=torch.float64)
 
 
 def ldam_reference(cosines, labels, class_counts, max_margin=0.5, scale=30.0, weights=None):

@@ -17,7 +17,7 @@ BUILT_IN = ['ce', 'balanced-softmax', 'paco', 'gpaco', 'dscl', 'focal', 'class-b
 
 # String constants equal to a method name that are names in another namespace: a loss's registry name
 # (``register_loss``), a sampler, the segmentation losses, the corruption error of validate.py's robustness
-# metrics, the Hub export form, the registered models' name prefixes and their paper's method
+# metrics, timm's --loss type, the Hub export form, the registered models' name prefixes and their paper's method
 # (``PaperRecipe(task=...)``); and the two task classes that name their method in their messages.
 OTHER_NAMESPACES = {
     'timm_paco/data/samplers.py': {'class-balanced'}, 'timm_paco/runs/recipes.py': {'class-balanced'},
@@ -27,7 +27,7 @@ OTHER_NAMESPACES = {
     'timm_paco/seg/args.py': {'ce'}, 'timm_paco/seg/quickstart.py': {'ce'}, 'timm_paco/seg/quickstart_docs.py': {'ce'},
     'timm_paco/seg/task.py': {'ce'}, 'timm_paco/data/ood.py': {'ce'}, 'timm_paco/cli/validate_eval.py': {'ce'},
     'timm_paco/hub/export.py': {'paco'}, 'timm_paco/hub/__main__.py': {'paco'},
-    'timm_paco/hub/model_card.py': {'paco'},
+    'timm_paco/hub/model_card.py': {'paco'}, 'timm_paco/cli/train_loss.py': {'ce'},
 }
 
 

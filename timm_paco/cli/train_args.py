@@ -3,6 +3,7 @@
 import argparse
 
 from timm import utils
+from timm.loss import LOSS_TYPES
 
 from timm_paco.arg_types import (
     decay_rate, finite_float, non_negative_float, non_negative_int, positive_float, positive_int, probability,
@@ -11,15 +12,16 @@ from timm_paco.cli.inputs import read_config_defaults
 from timm_paco.cli.usage import UsageError
 from timm_paco.recipes import get_recipe
 from timm_paco.cli.method_modules import add_method_modules_arg, import_methods_of_argv
-from timm_paco.methods import LOGIT_ADJUST_MODES, get_method, list_methods
+from timm_paco.methods import LOGIT_ADJUST_MODES, get_method, list_methods, task_names
 from timm_paco.tasks import VIEW_FORWARDS
 from timm_paco.data.samplers import SAMPLERS
 from timm_paco.tasks.classifier_retrain import RETRAIN_MODES
 from timm_paco.tasks.projector import PROJ_TYPES
 
-__all__ = ['TIMM_VIEWS', 'build_parser', 'parse_args']
+__all__ = ['TIMM_VIEWS', 'MULTI_LABEL_ONLY', 'build_parser', 'parse_args']
 
 TIMM_VIEWS = 'timm'  # --paco-views value: timm's own single-view training transform
+MULTI_LABEL_ONLY = ('twoway', 'zlpr', 'db')  # --loss values timm's create_classification_loss takes for multi-label only
 
 
 def _dataset_args(parser: argparse.ArgumentParser) -> None:
@@ -185,8 +187,8 @@ def _augmentation_and_regularization_args(parser: argparse.ArgumentParser) -> No
                    help='auto-augment policy (with views: replaces the randcls view\'s RandAugment)')
     g.add_argument('--aug-repeats', type=non_negative_float, default=0, help='repeated augmentation (distributed only)')
     g.add_argument('--aug-splits', type=non_negative_int, default=0, help='AugMix splits (not with timm_paco tasks)')
-    g.add_argument('--jsd-loss', action='store_true', default=False, help='JSD + CE loss (not with timm_paco tasks)')
-    g.add_argument('--bce-loss', action='store_true', default=False, help='BCE loss (ce task, single view)')
+    g.add_argument('--jsd-loss', action='store_true', default=False, help='= --loss jsd (not with timm_paco tasks)')
+    g.add_argument('--bce-loss', action='store_true', default=False, help='= --loss bce')
     g.add_argument('--bce-sum', action='store_true', default=False, help='sum BCE over classes')
     g.add_argument('--bce-target-thresh', type=probability, default=None,
                    help='binarize soft BCE targets at this value')
@@ -291,6 +293,29 @@ def _knowledge_distillation_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--kd-token-distill-type', type=str, default='soft', choices=['soft', 'hard'])
 
 
+def _loss_args(parser: argparse.ArgumentParser) -> None:
+    """timm 1.0.31's loss flags: ``--loss``, the class statistics file and the class weights."""
+    g = parser.add_argument_group('Loss')
+    replaceable = ' / '.join(n for n in list_methods() if get_method(n).soft_targets)
+    g.add_argument('--loss', type=str, default=None, choices=LOSS_TYPES,
+                   help=f'timm\'s classification loss (--task {replaceable} only): ce = the method\'s own '
+                        f'cross-entropy over its views (default); bce / asl / poly = timm\'s single-label losses, with '
+                        f'timm\'s single-view loader; jsd (AugMix splits) and the multi-label '
+                        f'{" / ".join(MULTI_LABEL_ONLY)} are refused')
+    g.add_argument('--poly-epsilon', type=finite_float, default=2.0, help='Poly-1 epsilon (--loss poly; 0 = CE)')
+    g.add_argument('--class-stats', type=str, default=None, metavar='FILE',
+                   help='timm\'s class statistics JSON (its class_weights.py: pos_counts, num_samples): the training '
+                        'class counts of every method that needs them and of --loss-class-weight, instead of '
+                        'counting the training labels')
+    g.add_argument('--loss-class-weight', type=str, default=None, metavar='WEIGHTS',
+                   help='per-class loss weights: inv_freq / effective_num (from the class counts, mean 1) or a '
+                        'number, comma-separated list or file (timm\'s forms). Unlike timm, which refuses class '
+                        'weights for softmax cross-entropy, they also weigh the cross-entropy of --task ce '
+                        '(torch\'s weighted mean); and --loss bce')
+    g.add_argument('--loss-weight-power', type=non_negative_float, default=1.0, metavar='P',
+                   help='exponent of --loss-class-weight inv_freq (default 1; 0.5 = square root)')
+
+
 def _timm_args(parser: argparse.ArgumentParser) -> None:
     """timm train.py's flags: names, defaults and meanings as there, help in short."""
     parser.add_argument('data', nargs='?', metavar='DIR', const=None, help='dataset root (deprecated, use --data-dir)')
@@ -300,6 +325,7 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
     _optimizer_args(parser)
     _learning_rate_schedule_args(parser)
     _augmentation_and_regularization_args(parser)
+    _loss_args(parser)
     _batch_norm_args(parser)
     _model_ema_args(parser)
     _miscellaneous_args(parser)
@@ -320,8 +346,9 @@ def _methods_with(prior: str) -> str:
 
 def _paco_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group('Long-tail methods (timm-paco)')
-    g.add_argument('--task', type=str, default=None, choices=list_methods(),
-                   help='training method (default: the model\'s own, ce for plain timm models)')
+    g.add_argument('--task', type=str, default=None, choices=task_names(),
+                   help='training method (default: the model\'s own, ce for plain timm models; timm\'s '
+                        'classification = ce)')
     add_method_modules_arg(g)
     g.add_argument('--view-forward', type=str, default=None, choices=VIEW_FORWARDS,
                    help='how the views (and dscl\'s PBSD patch groups) pass through the trained model: per-view = '

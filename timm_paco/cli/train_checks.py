@@ -7,6 +7,7 @@ from timm.optim import get_optimizer_info
 from timm_paco.arg_types import repeated
 from timm_paco.cli.inputs import check_data_dir, check_device, check_model_name, resolve_device
 from timm_paco.cli.train_args import TIMM_VIEWS
+from timm_paco.cli.train_loss import check_loss_flags, settle_loss_flags
 from timm_paco.cli.train_views import ViewPlan
 from timm_paco.cli.usage import UsageError
 from timm_paco.data import check_imb_factor, check_patch_args, parse_view_recipe
@@ -70,6 +71,7 @@ def flag_warnings(parser, args, task: str) -> List[str]:
 
 def check_values(args) -> None:
     """UsageError on flag values that are wrong whatever the model and task."""
+    settle_loss_flags(args)
     try:
         if args.imb_factor is not None:
             check_imb_factor(args.imb_factor)
@@ -120,9 +122,9 @@ def _check_unsupported(args) -> None:
     if args.kd_model_name is not None:
         raise UsageError('--kd-model-name selects timm\'s distillation tasks, which do not combine with --task; '
                          'use timm\'s train.py for distillation')
-    if args.aug_splits or args.jsd_loss or args.split_bn:
-        raise UsageError('--aug-splits / --jsd-loss / --split-bn (AugMix splits) do not combine with the view '
-                         'batches of the timm_paco tasks; use --paco-views for several views per image')
+    if args.aug_splits or args.loss == 'jsd' or args.split_bn:
+        raise UsageError('--aug-splits / --loss jsd (--jsd-loss) / --split-bn (AugMix splits) do not combine with '
+                         'the view batches of the timm_paco tasks; use --paco-views for several views per image')
     if args.tta > 1:
         raise UsageError(f'--tta {args.tta}: the eval loader makes no augmented copies to fold; evaluate '
                          f'test-time augmentation separately')
@@ -132,10 +134,11 @@ def _check_task(args, method: Method, views: ViewPlan) -> None:
     """Flags that do not combine with ``method`` and its views."""
     task = method.name
     mixup = args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None
-    if (mixup or args.bce_loss) and (not method.soft_targets or not views.timm_views):
+    if mixup and (not method.soft_targets or not views.timm_views):
         soft = ' / '.join(n for n in list_methods() if get_method(n).soft_targets)
-        raise UsageError(f'--mixup / --cutmix / --bce-loss mix or soften the targets; they work only with --task '
-                         f'{soft} and --paco-views {TIMM_VIEWS} (got --task {task} with {views.num_views} view(s))')
+        raise UsageError(f'--mixup / --cutmix mix the targets; they work only with --task {soft} and --paco-views '
+                         f'{TIMM_VIEWS} (got --task {task} with {views.num_views} view(s))')
+    check_loss_flags(args, method, views.timm_views, views.num_views, mixup)
     adjustable = method.prior == 'logit-adjust'
     if args.prior_tau != 1.0 and (method.prior == 'none' or (adjustable and args.paco_logit_adjust == 'off')):
         raise UsageError(f'--prior-tau {args.prior_tau}: --task {task} adds no class prior'
@@ -149,9 +152,11 @@ def _check_task(args, method: Method, views: ViewPlan) -> None:
         raise UsageError(f'--opt {args.opt}: a second-order optimiser differentiates the gradients, and the '
                          f'{task} loss has hand-written first-order gradients; use a first-order --opt')
     if args.model_dtype in ('float16', 'bfloat16') and (method.key_encoder or args.model_ema):
+        why = ('timm (1.0.31) rounds its updates stochastically, from a random state that checkpoints do not keep, so '
+               'a resumed run would not repeat the uninterrupted one' if args.model_dtype == 'bfloat16' else
+               'loses most updates to rounding')
         raise UsageError(f'--model-dtype {args.model_dtype}: an exponential moving average (the {task} key encoder, '
-                         f'--model-ema) kept in {args.model_dtype} loses most updates to rounding; use --amp with '
-                         f'a float32 model')
+                         f'--model-ema) kept in {args.model_dtype} {why}; use --amp with a float32 model')
     if views.patches and (views.timm_views or args.no_aug):
         raise UsageError(f'--pbsd-weight {args.pbsd_weight}: PBSD draws its boxes and patches on the query view of '
                          f'the V-view transform, which ' + ('--no-aug turns off' if args.no_aug else

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from timm.data import FastCollateMixup, Mixup, create_loader, create_transform
 
+from timm_paco.cli.train_loss import read_class_stats
 from timm_paco.cli.train_views import ViewPlan, create_train_view_transform
 from timm_paco.cli.usage import UsageError
 from timm_paco.data import (
@@ -42,8 +43,12 @@ def _warn_empty_classes(counts: List[int]) -> None:
 
 
 def _class_counts(args, dataset, method: Method) -> Optional[List[int]]:
-    """Training images per class (a warning names the classes without any); None for a dataset without readable
-    labels unless ``method`` needs them."""
+    """Training images per class (a warning names the classes without any), from ``--class-stats`` when given; None
+    for a dataset without readable labels unless ``method`` needs them."""
+    if args.class_stats:
+        counts = read_class_stats(args.class_stats, args.num_classes)
+        _warn_empty_classes(counts)
+        return counts
     try:
         counts = count_classes(dataset, num_classes=args.num_classes)
     except NoLabelsError as e:  # a dataset without readable labels (a stream): fine unless the task needs a prior

@@ -1,5 +1,6 @@
 """train.py's model: the plain timm model of ``--model``, its method (``--task``, else the model's paper recipe) and
 its placement (device, dtype, memory format, SyncBatchNorm, TorchScript)."""
+import re
 from typing import Dict, Tuple
 
 import torch
@@ -7,11 +8,17 @@ import torch.nn as nn
 from timm.layers import convert_sync_batchnorm
 from timm.models import create_model
 
+from timm_paco.cli.usage import UsageError
 from timm_paco.methods import Method, default_method, get_method
 from timm_paco.models import recipe_for
 from timm_paco.tasks.initial_weights import read_initial_checkpoint
 
 __all__ = ['create_train_model', 'resolve_method', 'place_model']
+
+
+# the timm.create_model keyword of each of timm's model flags
+MODEL_FLAGS = dict(drop_rate='--drop', drop_path_rate='--drop-path', drop_block_rate='--drop-block', global_pool='--gp',
+                   bn_momentum='--bn-momentum', bn_eps='--bn-eps')
 
 
 def _model_kwargs(args, in_chans: int) -> Dict:
@@ -46,7 +53,16 @@ def _scale_head(model: nn.Module, args) -> None:
 
 def create_train_model(args, in_chans: int) -> Tuple[nn.Module, Dict]:
     """The plain timm model of ``--model`` and the projector weights of ``--initial-checkpoint`` (``{}`` without)."""
-    model = create_model(args.model, **_model_kwargs(args, in_chans))
+    try:
+        model = create_model(args.model, **_model_kwargs(args, in_chans))
+    except TypeError as e:  # timm 1.0.31: an unknown constructor argument raises TypeError in every model
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if unknown is None:
+            raise
+        key = unknown.group(1)
+        flag = f'--model-kwargs {key}=…' if key in args.model_kwargs else MODEL_FLAGS.get(key, key)
+        raise UsageError(f'{flag}: model {args.model} takes no {key!r} argument (timm refuses unknown constructor '
+                         f'arguments); drop it') from None
     projector = read_initial_checkpoint(model, args.initial_checkpoint) if args.initial_checkpoint else {}
     _scale_head(model, args)
     return model, projector

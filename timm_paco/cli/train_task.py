@@ -1,15 +1,15 @@
 """train.py's task: the ``timm.task`` of the run's method (``--task``, its loss from the method's flags), or timm's
-mixup / BCE classification task; then resume, EMA, torch.compile and DDP set up on it."""
+classification task of ``--mixup`` / ``--loss``; then resume, EMA, torch.compile and DDP set up on it."""
 import argparse
 import logging
 from typing import Any, Dict, List, Optional
 
 from timm import utils
-from timm.loss import create_classification_loss
 from timm.task import ClassificationTask, load_task_ema_checkpoint, resume_task_checkpoint
 
 from timm_paco.checkpoint_io import load_checkpoint_file
 from timm_paco.cli.train_data import mixup_active
+from timm_paco.cli.train_loss import loss_class_weight, replaces_loss, timm_criterion
 from timm_paco.methods import Method
 from timm_paco.tasks.initial_weights import load_initial_projector
 
@@ -19,29 +19,23 @@ __all__ = ['RESTORED_FLAGS', 'create_train_task', 'check_resume_checkpoint', 'ke
 _logger = logging.getLogger('train')
 
 
-def _timm_classification_task(args, model, **task_kwargs) -> ClassificationTask:
-    """timm's classification task with its soft-target / BCE loss (``--mixup`` / ``--cutmix`` / ``--bce-loss``)."""
-    criterion = create_classification_loss(
-        loss_type='bce' if args.bce_loss else None, smoothing=args.smoothing, soft_targets=mixup_active(args),
-        pos_weight=args.bce_pos_weight, bce_target_thresh=args.bce_target_thresh, bce_sum=args.bce_sum)
-    return ClassificationTask(model, criterion=criterion, **task_kwargs)
-
-
 def create_train_task(args, method: Method, model, num_views: int, class_counts, initial_projector, device,
                       dtype):
     """The task of ``method`` training ``model`` (its task builds any projector it trains beside it), from the
     shared flags and the method's own; ``initial_projector``: the projector weights of ``--initial-checkpoint``
     (``{}`` without)."""
     task_kwargs = dict(device=device, dtype=dtype, verbose=utils.is_primary(args))
-    if mixup_active(args) or args.bce_loss:
-        result = _timm_classification_task(args, model, **task_kwargs)
+    class_weight = loss_class_weight(args, class_counts)
+    if mixup_active(args) or replaces_loss(args):  # timm's task and loss: --mixup / --cutmix, --loss bce / asl / poly
+        criterion = timm_criterion(args, mixup_active(args), class_weight)
+        result = ClassificationTask(model, criterion=criterion, **task_kwargs)
     else:
         projector = dict(proj_dim=args.paco_proj_dim, proj_type=args.paco_proj_type) if method.projector else None
         result = method.create_task(
             model, num_views=num_views, class_counts=class_counts, logit_adjust=args.paco_logit_adjust,
             prior_tau=args.prior_tau, smoothing=args.smoothing, projector=projector,
             classifier_retrain=args.classifier_retrain, view_forward=args.view_forward, **task_kwargs,
-            **method.own_values(args))
+            **({} if class_weight is None else {'class_weight': class_weight}), **method.own_values(args))
         if load_initial_projector(result, initial_projector, args.initial_checkpoint):
             _logger.info(f'Projector weights from --initial-checkpoint {args.initial_checkpoint}.')
     if utils.is_primary(args):

@@ -7,7 +7,6 @@ without images gets 0); ``L = Σ_i w_{y_i} · CE_i / Σ_i w_{y_i}`` (torch's wei
 from typing import Sequence, Union
 
 import torch
-import torch.nn.functional as F
 
 from ._checks import check_class_counts, check_real
 from .ce import CELoss
@@ -42,11 +41,7 @@ class ClassBalancedLoss(CELoss):
             raise ValueError(f'beta must lie in [0, 1), got {beta!r}')
         if class_counts is None:
             raise ValueError(f'class_counts is required: a list or tensor of shape [num_classes] = [{num_classes}]')
-        weights = effective_number_weights(check_class_counts(class_counts, self.num_classes), self.beta)
-        self.register_buffer('class_weights', weights, persistent=False)
+        self.class_weight = effective_number_weights(check_class_counts(class_counts, self.num_classes), self.beta)
 
     def extra_repr(self) -> str:
         return f'num_classes={self.num_classes}, beta={self.beta}'
-
-    def cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, labels, weight=self.class_weights.to(logits.dtype))

@@ -11,7 +11,7 @@ from .method import (
 )
 from .registry import (
     ENTRY_POINT_GROUP, create_task, default_method, get_method, import_method_modules, is_method, list_methods,
-    load_method_plugins, register_method, resolve_logit_adjust,
+    load_method_plugins, register_method, resolve_logit_adjust, task_names,
 )
 from . import ce, balanced_softmax, paco, gpaco, dscl, focal, class_balanced, ldam_drw
 from . import bcl

@@ -122,6 +122,7 @@ class Method:
 
     Args:
         name: The ``--task`` value.
+        aliases: Other ``--task`` values naming it (timm's ``classification`` for cross-entropy).
         summary: One line: what it trains (model cards, ``--help``).
         build: ``build(context: TaskContext, **options) -> timm.task.TrainingTask``; its keyword parameters are the
             method's own options (None keeps the loss's or task's default).
@@ -138,7 +139,7 @@ class Method:
         key_encoder: It keeps an exponential moving average encoder (refused with a 16-bit model).
         projector: It trains a projector beside the model (first-order optimisers only, not scriptable).
         second_stage: It can train the classifier of a stage-1 model (``--classifier-retrain``).
-        soft_targets: timm's mixup / BCE classification loss may replace its loss (``--mixup``, ``--bce-loss``).
+        soft_targets: timm's mixup / classification losses may replace its loss (``--mixup``, ``--loss``).
         default: The method of a model that names none (one registered method is).
         patches: ``patches(args)``: the run's views carry patch crops (DSCL's PBSD).
         check: ``check(args)``: ValueError naming the flag for values that cannot work (after late defaults).
@@ -150,6 +151,7 @@ class Method:
     summary: str
     build: Callable[..., nn.Module]
     paper: Optional[Paper] = None
+    aliases: Tuple[str, ...] = ()
     label: str = ''
     flags: Tuple[MethodFlag, ...] = ()
     smoothing: Optional[float] = 0.0

@@ -12,11 +12,12 @@ import torch.nn as nn
 from .method import Method
 
 __all__ = ['ENTRY_POINT_GROUP', 'register_method', 'get_method', 'list_methods', 'is_method', 'default_method',
-           'create_task', 'resolve_logit_adjust', 'load_method_plugins', 'import_method_modules']
+           'task_names', 'create_task', 'resolve_logit_adjust', 'load_method_plugins', 'import_method_modules']
 
 ENTRY_POINT_GROUP = 'timm_paco.methods'
 
 _methods: Dict[str, Method] = {}
+_aliases: Dict[str, str] = {}  # another --task value -> the method's name
 _plugins = {'loaded': False}
 
 
@@ -35,15 +36,26 @@ def register_method(method: Method) -> Method:
     known = _methods.get(method.name)
     if known is not None and known is not method:
         raise ValueError(f'method name {method.name!r} is already registered (summary: {known.summary})')
+    for name in (method.name, *method.aliases):
+        taken = _aliases.get(name) or (name if name in _methods else None)
+        if taken is not None and taken != method.name:
+            raise ValueError(f'method {method.name!r}: the name {name!r} already names method {taken!r}')
     other_default = [m.name for m in _methods.values() if m.default and m is not method]
     if method.default and other_default:
         raise ValueError(f'method {method.name!r}: default=True, but {other_default[0]!r} is the default')
     _methods[method.name] = method
+    _aliases.update({alias: method.name for alias in method.aliases})
     return method
 
 
 def is_method(name: str) -> bool:
-    return name in _with_plugins()
+    """Whether ``name`` is a method's name or alias."""
+    return name in _with_plugins() or name in _aliases
+
+
+def task_names() -> List[str]:
+    """Every value ``--task`` takes: the methods' names (``list_methods``), then their aliases."""
+    return list_methods() + list(_aliases)
 
 
 def list_methods(filter: str = '') -> List[str]:
@@ -52,9 +64,10 @@ def list_methods(filter: str = '') -> List[str]:
 
 
 def get_method(name: str) -> Method:
-    """The method registered as ``name``; ValueError naming the known ones otherwise."""
+    """The method registered as ``name`` (or an alias of it); ValueError naming the known ones otherwise."""
+    name = _aliases.get(name, name)
     if name not in _with_plugins():
-        raise ValueError(f'task: unknown task {name!r}; expected one of {", ".join(_methods)}')
+        raise ValueError(f'task: unknown task {name!r}; expected one of {", ".join(task_names())}')
     return _methods[name]
 
 
