@@ -98,7 +98,7 @@ def test_model_on_timm_encoders_trains_and_gives_dense_outputs(encoder, arch, kw
         optimizer.zero_grad()
         out['loss'].backward()
         optimizer.step()
-    assert torch.isfinite(out['loss']) and out['loss'] > out['ce'] > 0 and out['pixel_paco'] > 0
+    assert torch.isfinite(out['loss']) and out['loss'] > out['loss_ce'] > 0 and out['loss_pixel_paco'] > 0
     assert out['output'].shape == (4, 11, 64, 64)  # logits upsampled to the labels
     moved = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
     assert any(k.startswith('projector.') for k in moved) and any(k.startswith('net.encoder.') for k in moved)
@@ -140,9 +140,10 @@ def test_metrics_against_a_hand_computed_case():
     # classes 0..3; class 3 absent from labels and predictions (IoU None), 255 ignored
     labels = torch.tensor([[[0, 0, 1, 1], [2, 2, 255, 255]]])
     preds = torch.tensor([[[0, 1, 1, 1], [2, 0, 3, 0]]])
-    metrics = SegMetrics(4)
+    metrics = SegMetrics(4, rare=[2])
     metrics.update(preds, labels)
-    result = metrics.compute(rare=[2])
+    result = metrics.compute()
+    assert metrics.summary() == {k: result[k] for k in ('miou', 'pixel_acc', 'miou_rare')}
     # class 0: tp 1, fp 1 (the 2 predicted 0 at a 2-pixel), fn 1 -> 1/3; class 1: tp 2, fp 1 -> 2/3; class 2: 1/2
     assert result['iou'][:3] == pytest.approx([100 / 3, 200 / 3, 50.0])
     assert result['iou'][3] is None
@@ -154,9 +155,13 @@ def test_metrics_against_a_hand_computed_case():
 
 def test_train_resume_evaluate(mosaics, tmp_path, capsys):
     data, out = mosaics[0], str(tmp_path)
-    code, _, err = _seg(capsys, *_train_flags(data, out, 'full'))
+    code, _, err = _seg(capsys, *_train_flags(data, out, 'full', '--save-epochs', '1'))
     assert code == 0, err[-2000:]
     run = tmp_path / 'full'
+    # train.py's loop: loss parts named loss_*, the evaluator's metrics in the summary, --save-epochs' milestone
+    header = (run / 'summary.csv').read_text().splitlines()[0].split(',')
+    assert {'train_loss', 'train_loss_ce', 'train_loss_pixel_paco', 'eval_miou', 'eval_pixel_acc'} <= set(header)
+    assert 'eval_iou' not in header and (run / 'milestone-1.pth.tar').is_file()
     results = json.loads((run / 'results.json').read_text())
     assert results['epoch'] == 1 and results['images'] == TINY.n_test and 0 <= results['miou'] <= 100
     rows = (run / 'results_per_class.csv').read_text().splitlines()

@@ -18,7 +18,8 @@ from timm_paco.data.samplers import SAMPLERS
 from timm_paco.tasks.classifier_retrain import RETRAIN_MODES
 from timm_paco.tasks.projector import PROJ_TYPES
 
-__all__ = ['TIMM_VIEWS', 'MULTI_LABEL_ONLY', 'build_parser', 'parse_args']
+__all__ = ['TIMM_VIEWS', 'MULTI_LABEL_ONLY', 'build_parser', 'parse_args', 'add_device_args', 'add_optimizer_args',
+           'add_schedule_args', 'add_loop_args']
 
 TIMM_VIEWS = 'timm'  # --paco-views value: timm's own single-view training transform
 MULTI_LABEL_ONLY = ('twoway', 'zlpr', 'db')  # --loss values timm's create_classification_loss takes for multi-label only
@@ -77,8 +78,6 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
                    help='eval batch size')
     g.add_argument('--channels-last', action='store_true', default=False, help='channels_last memory layout')
     g.add_argument('--fuser', type=str, default='', help='jit fuser: "", te, old or nvfuser')
-    g.add_argument('--grad-accum-steps', type=positive_int, default=1, metavar='N',
-                   help='steps per optimizer update (default: 1)')
     g.add_argument('--grad-checkpointing', action='store_true', default=False, help='gradient checkpointing')
     g.add_argument('--fast-norm', action='store_true', default=False, help='timm\'s experimental fast norm')
     g.add_argument('--model-kwargs', nargs='*', default={}, action=utils.ParseKwargs)
@@ -91,7 +90,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
                            help='torch.compile with this backend (default: inductor)')
 
 
-def _device_args(parser: argparse.ArgumentParser) -> None:
+def add_device_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group('Device')
     g.add_argument('--device', type=str, default=None, help='device (default: cuda when available, else cpu)')
     g.add_argument('--amp', action='store_true', default=False, help='mixed precision (autocast)')
@@ -103,7 +102,7 @@ def _device_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--device-modules', type=str, nargs='+', default=None, help='modules to import for the device')
 
 
-def _optimizer_args(parser: argparse.ArgumentParser) -> None:
+def add_optimizer_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group('Optimizer')
     g.add_argument('--opt', type=str, default='sgd', metavar='OPTIMIZER', help='optimizer (default: sgd)')
     g.add_argument('--opt-eps', type=positive_float, default=None, metavar='EPSILON', help='optimizer epsilon')
@@ -124,7 +123,7 @@ def _optimizer_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument('--opt-kwargs', nargs='*', default={}, action=utils.ParseKwargs)
 
 
-def _learning_rate_schedule_args(parser: argparse.ArgumentParser) -> None:
+def add_schedule_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group('Learning rate schedule')
     g.add_argument('--sched', type=str, default='cosine', metavar='SCHEDULER', help='lr schedule (default: cosine)')
     g.add_argument('--sched-on-updates', action='store_true', default=False,
@@ -215,13 +214,30 @@ def _augmentation_and_regularization_args(parser: argparse.ArgumentParser) -> No
     g.add_argument('--drop-block', type=probability, default=None, metavar='PCT', help='drop block rate')
 
 
+def add_loop_args(parser: argparse.ArgumentParser) -> None:
+    """The epoch loop's flags (``cli/train_loop.py``), shared by train.py and the segmentation trainer."""
+    g = parser.add_argument_group('Training loop')
+    g.add_argument('--grad-accum-steps', type=positive_int, default=1, metavar='N',
+                   help='steps per optimizer update (default: 1)')
+    g.add_argument('--log-interval', type=positive_int, default=50, metavar='N', help='updates between progress lines')
+    g.add_argument('--val-interval', type=positive_int, default=1, metavar='N',
+                   help='epochs between eval / checkpoints')
+    g.add_argument('--recovery-interval', type=non_negative_int, default=0, metavar='N',
+                   help='updates between recovery saves')
+    g.add_argument('--checkpoint-hist', type=positive_int, default=10, metavar='N',
+                   help='checkpoints kept (default: 10)')
+    g.add_argument('--dist-bn', type=str, default='reduce', choices=('reduce', 'broadcast', ''),
+                   help='share BatchNorm stats between ranks after each epoch: broadcast, reduce (the mean) or ""')
+    g.add_argument('--max-nonfinite-steps', type=non_negative_int, default=0, metavar='N',
+                   help='updates with a NaN / inf loss or gradient skipped (their gradients dropped) before the run '
+                        'stops (default: 0, stop at the first)')
+
+
 def _batch_norm_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group('Batch norm')
     g.add_argument('--bn-momentum', type=probability, default=None, help='BatchNorm momentum override')
     g.add_argument('--bn-eps', type=positive_float, default=None, help='BatchNorm epsilon override')
     g.add_argument('--sync-bn', action='store_true', help='synchronized BatchNorm (distributed)')
-    g.add_argument('--dist-bn', type=str, default='reduce',
-                   help='share BatchNorm stats between ranks after each epoch: broadcast, reduce or ""')
     g.add_argument('--split-bn', action='store_true', help='BatchNorm per AugMix split (not with timm_paco tasks)')
 
 
@@ -237,13 +253,6 @@ def _miscellaneous_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group('Miscellaneous')
     g.add_argument('--seed', type=non_negative_int, default=42, metavar='S', help='random seed (default: 42)')
     g.add_argument('--worker-seeding', type=str, default='all', help='worker seeding mode')
-    g.add_argument('--log-interval', type=positive_int, default=50, metavar='N', help='updates between progress lines')
-    g.add_argument('--val-interval', type=positive_int, default=1, metavar='N',
-                   help='epochs between eval / checkpoints')
-    g.add_argument('--recovery-interval', type=non_negative_int, default=0, metavar='N',
-                   help='updates between recovery saves')
-    g.add_argument('--checkpoint-hist', type=positive_int, default=10, metavar='N',
-                   help='checkpoints kept (default: 10)')
     g.add_argument('-j', '--workers', type=non_negative_int, default=4, metavar='N', help='loader workers (default: 4)')
     g.add_argument('--save-images', action='store_true', default=False, help='save input batches when logging')
     g.add_argument('--pin-mem', action='store_true', default=False, help='pin loader memory')
@@ -321,9 +330,10 @@ def _timm_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('data', nargs='?', metavar='DIR', const=None, help='dataset root (deprecated, use --data-dir)')
     _dataset_args(parser)
     _model_args(parser)
-    _device_args(parser)
-    _optimizer_args(parser)
-    _learning_rate_schedule_args(parser)
+    add_device_args(parser)
+    add_optimizer_args(parser)
+    add_schedule_args(parser)
+    add_loop_args(parser)
     _augmentation_and_regularization_args(parser)
     _loss_args(parser)
     _batch_norm_args(parser)
@@ -406,9 +416,6 @@ def _method_args(parser: argparse.ArgumentParser) -> None:
 
 def _reliability_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group('Reliability (timm-paco)')
-    g.add_argument('--max-nonfinite-steps', type=non_negative_int, default=0, metavar='N',
-                   help='updates with a NaN / inf loss or gradient skipped (their gradients dropped) before the run '
-                        'stops (default: 0, stop at the first)')
     g.add_argument('--overwrite', action='store_true', default=False,
                    help='start over in an --experiment folder that already holds a run (its files are replaced)')
     g.add_argument('--debug', action='store_true', default=False,

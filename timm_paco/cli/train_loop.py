@@ -1,5 +1,7 @@
-"""train.py's epoch loop: reseed, train an epoch, BatchNorm sync across ranks, evaluate (model and EMA) every
-``--val-interval`` epochs, log the summary row, save and rank the checkpoint, step the schedule.
+"""The epoch loop of train.py and of the segmentation trainer (``python -m timm_paco.seg train``): reseed, train an
+epoch, BatchNorm sync across ranks, evaluate (model and EMA) every ``--val-interval`` epochs with the task's own
+evaluator (``task.create_evaluator``: top-1 for classification, mIoU for segmentation), log the summary row, save
+and rank the checkpoint, step the schedule.
 
 Each epoch reseeds the global RNGs from ``(--seed, epoch, rank)``, so ``--resume`` of an epoch checkpoint
 continues exactly as the uninterrupted run (bit-exact on CPU with ``--workers 0``).
@@ -16,11 +18,18 @@ from timm_paco.cli.interrupts import RunInterrupted, deferred_interrupts
 from timm_paco.cli.train_epoch import train_one_epoch
 from timm_paco.cli.train_run import TrainRun
 
-__all__ = ['EPOCH_SEED_STRIDE', 'reseed', 'validate', 'run_epochs']
+__all__ = ['EPOCH_SEED_STRIDE', 'WITHOUT_TIMM_LOADER', 'reseed', 'validate', 'run_epochs']
 
 _logger = logging.getLogger('train')
 
 EPOCH_SEED_STRIDE = 10007  # per-epoch reseed: seed + stride * epoch (+ rank)
+
+# the loop's settings that come from train.py's timm loader, memory-format, logging and EMA flags, as a trainer that
+# has none of them (a plain DataLoader, no mixup, no EMA: the segmentation trainer) runs it
+WITHOUT_TIMM_LOADER = dict(prefetcher=False, channels_last=False, mixup_off_epoch=0, train_img_sizes=None,
+                           variable_batch_loss_scale='none', save_images=False, log_wandb=False,
+                           model_ema_force_cpu=False)
+_EVAL_LABELS = dict(loss='Loss', top1='Acc@1', top5='Acc@5')  # progress-line names of the evaluators' metrics
 
 
 def reseed(args, epoch: int) -> None:
@@ -40,14 +49,14 @@ def _set_loader_epoch(loader, epoch: int) -> None:
 
 
 def _log_eval(args, batch_idx: int, last_idx: int, batch_time, running: Dict, ema: bool) -> None:
-    _logger.info(
-        f'Test{" (EMA)" if ema else ""}: [{batch_idx:>4d}/{last_idx}]  '
-        f'Time: {batch_time.val:.3f} ({batch_time.avg:.3f})  '
-        f'Loss: {running["loss"]:>6.3f}  Acc@1: {running["top1"]:>7.3f}  Acc@5: {running["top5"]:>7.3f}')
+    metrics = '  '.join(f'{_EVAL_LABELS.get(k, k)}: {v:>7.3f}' for k, v in running.items() if v is not None)
+    _logger.info(f'Test{" (EMA)" if ema else ""}: [{batch_idx:>4d}/{last_idx}]  '
+                 f'Time: {batch_time.val:.3f} ({batch_time.avg:.3f})  {metrics}')
 
 
 def validate(run: TrainRun, ema: bool = False) -> Dict[str, float]:
-    """Top-1 / top-5 / CE loss of the (EMA) eval model over the validation loader, with timm's evaluator."""
+    """The (EMA) eval model's metrics over the validation loader, from the task's evaluator (timm's API:
+    ``update(output, target)``, ``summary()``, ``compute(distributed)``)."""
     args, loader = run.args, run.loader_eval
     model = run.task.get_eval_model(ema=ema)
     model.eval()
@@ -99,7 +108,9 @@ def _end_of_epoch(run: TrainRun, epoch: int, train_metrics: Dict, eval_metrics: 
         run.check_savable(f'the end of epoch {epoch}')
     if run.output.saver is not None:
         with deferred_interrupts():
-            run.best = run.output.record_epoch(epoch, latest_metric, train_metrics, eval_metrics, lr=run.mean_lr(),
+            row = None if eval_metrics is None else {  # per-class lists stay out of summary.csv
+                k: v for k, v in eval_metrics.items() if v is None or isinstance(v, (int, float))}
+            run.best = run.output.record_epoch(epoch, latest_metric, train_metrics, row, lr=run.mean_lr(),
                                                log_wandb=run.args.log_wandb)
             if epoch + 1 in (run.args.save_epochs or ()):  # a milestone: a hard link of last.pth.tar, never pruned
                 run.output.saver.save_milestone(epoch + 1)

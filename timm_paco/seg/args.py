@@ -1,11 +1,11 @@
-"""Flags of ``python -m timm_paco.seg train`` / ``evaluate``: timm's device, optimizer and schedule groups (the same
-flags and meanings as train.py), then the segmentation data, model, loss and run flags."""
+"""Flags of ``python -m timm_paco.seg train`` / ``evaluate``: train.py's device, optimizer, schedule and training-loop
+groups (the same flags and meanings), then the segmentation data, model, loss and run flags."""
 import argparse
 
 from timm.utils import ParseKwargs
 
 from timm_paco.arg_types import non_negative_float, non_negative_int, positive_float, positive_int
-from timm_paco.cli.train_args import _device_args, _learning_rate_schedule_args, _optimizer_args
+from timm_paco.cli.train_args import add_device_args, add_loop_args, add_optimizer_args, add_schedule_args
 from timm_paco.seg.model import SEG_ARCHS
 
 __all__ = ['build_train_parser', 'build_eval_parser', 'SEG_LOSSES']
@@ -66,11 +66,6 @@ def _run_args(parser):
     g.add_argument('--resume', default='', metavar='PATH', help='resume a run from its checkpoint')
     g.add_argument('--no-resume-opt', action='store_true', help='resume the weights only, not the optimizer')
     g.add_argument('--overwrite', action='store_true', help='start over in an --experiment folder holding a run')
-    g.add_argument('--dist-bn', default='reduce', choices=('reduce', 'broadcast', ''),
-                   help='BatchNorm statistics shared between ranks after each epoch (default: reduce, the mean)')
-    g.add_argument('--checkpoint-hist', type=positive_int, default=1, help='checkpoints kept (default: 1)')
-    g.add_argument('--val-interval', type=positive_int, default=1, help='epochs between evaluations')
-    g.add_argument('--log-interval', type=positive_int, default=20, help='updates between progress lines')
     g.add_argument('--debug', action='store_true', help='print the traceback of an error')
 
 
@@ -81,12 +76,15 @@ def build_train_parser() -> argparse.ArgumentParser:
     _data_args(parser, train=True)
     _model_args(parser)
     _loss_args(parser)
-    _device_args(parser)
-    _optimizer_args(parser)
-    _learning_rate_schedule_args(parser)
+    add_device_args(parser)
+    add_optimizer_args(parser)
+    add_schedule_args(parser)
+    add_loop_args(parser)
     _run_args(parser)
-    # segmentation defaults (mmseg's SGD recipe, scaled to short CPU runs): poly schedule, lr 0.01, wd 5e-4
-    parser.set_defaults(sched='poly', lr=0.01, weight_decay=5e-4, warmup_epochs=0, epochs=20, decay_rate=0.9)
+    # segmentation defaults (mmseg's SGD recipe, scaled to short CPU runs): poly schedule, lr 0.01, wd 5e-4; one
+    # checkpoint kept, a progress line every 20 updates
+    parser.set_defaults(sched='poly', lr=0.01, weight_decay=5e-4, warmup_epochs=0, epochs=20, decay_rate=0.9,
+                        checkpoint_hist=1, log_interval=20)
     return parser
 
 

@@ -1,5 +1,5 @@
-"""Scoring a segmentation model: the evaluation pass (each rank its own share of the images, torchmetrics
-synchronises), the results files, a picture of predictions, and ``python -m timm_paco.seg evaluate``."""
+"""Scoring a segmentation model: each rank's share of the images (``eval_loader``, the trainer's too), the
+evaluation pass of ``python -m timm_paco.seg evaluate``, the results files and a picture of predictions."""
 import json
 import os
 from contextlib import nullcontext
@@ -26,7 +26,7 @@ def evaluate(model, loader, device, num_classes: int, ignore_index: int = 255, a
     """mIoU, pixel accuracy and per-class IoU (%) of ``model`` (eval mode: logits at the input size)."""
     was_training = model.training
     model.eval()
-    metrics = SegMetrics(num_classes, ignore_index, device)
+    metrics = SegMetrics(num_classes, ignore_index, device, rare)
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     for images, labels in loader:
         images, labels = images.to(device), labels.to(device)
@@ -34,7 +34,7 @@ def evaluate(model, loader, device, num_classes: int, ignore_index: int = 255, a
             logits = model(images)
         metrics.update(logits.float(), labels)
     model.train(was_training)
-    return metrics.compute(rare)
+    return metrics.compute()
 
 
 def train_pixels_of(data_dir: str, split: str, num_classes: int) -> Optional[List[int]]:

@@ -17,29 +17,55 @@ def rare_classes(train_pixels: Sequence[int], k: int = 3, skip: Sequence[int] = 
 
 
 class SegMetrics:
-    def __init__(self, num_classes: int, ignore_index: int = 255, device=None):
-        from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
-        self.iou = MulticlassJaccardIndex(num_classes, average='none', ignore_index=ignore_index,
-                                          zero_division=float('nan')).to(device)
-        self.accuracy = MulticlassAccuracy(num_classes, average='micro', ignore_index=ignore_index).to(device)
+    """The segmentation evaluator (timm's evaluator API, ``SegmentationTask.create_evaluator``): ``update(logits,
+    labels)`` per batch, ``summary()`` the running metrics of this process (no collectives: progress lines),
+    ``compute(distributed)`` the metrics over every rank's images.
 
+    Args:
+        num_classes: C, background included.
+        ignore_index: The label of unlabelled pixels.
+        device: Where the running state lives (the logits' device).
+        rare: The classes whose mean IoU is ``miou_rare`` (``rare_classes``); None: not reported.
+    """
+    default_metric = 'miou'
+    metric_names = ('miou', 'pixel_acc', 'miou_rare')
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, device=None, rare: Optional[Sequence[int]] = None):
+        from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+        synced = dict(sync_on_compute=False, compute_with_cache=False)  # compute() syncs when asked, never cached
+        self.iou = MulticlassJaccardIndex(num_classes, average='none', ignore_index=ignore_index,
+                                          zero_division=float('nan'), **synced).to(device)
+        self.accuracy = MulticlassAccuracy(num_classes, average='micro', ignore_index=ignore_index,
+                                           **synced).to(device)
+        self.rare = list(rare) if rare else None
+
+    @torch.no_grad()
     def update(self, logits: torch.Tensor, labels: torch.Tensor):
         """``logits [N, C, H, W]`` (or predictions [N, H, W]) against ``labels [N, H, W]``."""
         preds = logits.argmax(1) if logits.ndim == 4 else logits
         self.iou.update(preds, labels)
         self.accuracy.update(preds, labels)
 
-    def compute(self, rare: Optional[Sequence[int]] = None) -> Dict:
-        """``{'miou', 'pixel_acc', 'iou': [C] (None: absent), 'miou_rare'}`` in %."""
+    def summary(self) -> Dict:
+        """This process's running ``miou``, ``pixel_acc`` (and ``miou_rare``), in %."""
+        return {k: v for k, v in self._results().items() if k in self.metric_names}
+
+    def compute(self, distributed: bool = False) -> Dict:
+        """``{'miou', 'pixel_acc', 'iou': [C] (None: absent), 'miou_rare', 'rare_classes'}`` in %, over every
+        rank's images when ``distributed``."""
+        with self.iou.sync_context(should_sync=distributed), self.accuracy.sync_context(should_sync=distributed):
+            return self._results()
+
+    def _results(self) -> Dict:
         iou = (self.iou.compute() * 100).tolist()
         present = [v for v in iou if not math.isnan(v)]
         result = dict(miou=sum(present) / len(present) if present else float('nan'),
                       pixel_acc=float(self.accuracy.compute()) * 100,
                       iou=[None if math.isnan(v) else v for v in iou])
-        if rare:
-            rare_iou = [iou[c] for c in rare if not math.isnan(iou[c])]
+        if self.rare:
+            rare_iou = [iou[c] for c in self.rare if not math.isnan(iou[c])]
             result['miou_rare'] = sum(rare_iou) / len(rare_iou) if rare_iou else None
-            result['rare_classes'] = list(rare)
+            result['rare_classes'] = list(self.rare)
         return result
 
 

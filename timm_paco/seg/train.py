@@ -1,32 +1,32 @@
 """``python -m timm_paco.seg train``: a segmentation model (smp decoder on a timm encoder) trained with CE or CE +
-GPaCo's pixel PaCo loss, on one process or under torchrun, with train.py's run folder: ``args.yaml``, timm's
-``CheckpointSaver`` (``last.pth.tar``; a finite check before every save), ``summary.csv``, a refusal to
-overwrite an earlier run without ``--resume`` / ``--overwrite``, and ``results.json`` (+ per-class CSV / PNG) of
-the last epoch on ``--val-split``."""
+GPaCo's pixel PaCo loss, on one process or under torchrun, through train.py's epoch loop (``cli/train_loop.py``:
+reseeding, gradient accumulation, the non-finite guard, progress lines, BatchNorm sync, evaluation with the task's
+mIoU evaluator, checkpoints, resume) and train.py's run folder: ``args.yaml``, timm's ``CheckpointSaver``
+(``last.pth.tar``), ``summary.csv``, a refusal to overwrite an earlier run without ``--resume`` / ``--overwrite``;
+then ``results.json`` (+ per-class CSV / PNG) of the last epoch on ``--val-split``. What is its own: the data, the
+model, the loss (``SegmentationTask``) and the evaluator (``SegMetrics``)."""
 import logging
 import os
-import time
-from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from timm import utils
 from timm.optim import create_optimizer_v2, optimizer_kwargs
 
 from timm_paco.cli.inputs import check_device, resolve_device
-from timm_paco.cli.precision import Precision, resolve_precision
-from timm_paco.cli.train_loop import reseed
-from timm_paco.cli.interrupts import RunInterrupted, deferred_interrupts, stopped_run
+from timm_paco.cli.interrupts import RunInterrupted, stopped_run
+from timm_paco.cli.precision import resolve_precision
 from timm_paco.cli.run_checkpoints import resolve_resume
 from timm_paco.cli.run_lock import release_run_locks
+from timm_paco.cli.train_loop import WITHOUT_TIMM_LOADER, run_epochs
 from timm_paco.cli.train_output import check_output_folder, create_run_output
+from timm_paco.cli.train_run import TrainRun
 from timm_paco.cli.train_schedule import create_schedule
 from timm_paco.cli.train_task import resume_run
-from timm_paco.finite import NonFiniteError, check_finite_state
 from timm_paco.losses import PixelPaCoLoss
 from timm_paco.seg.args import build_train_parser
 from timm_paco.seg.dataset import SegFolder, count_labels, read_class_names
-from timm_paco.seg.evaluate import eval_loader, evaluate, write_results
+from timm_paco.seg.evaluate import eval_loader, write_results
 from timm_paco.seg.metrics import rare_classes
 from timm_paco.seg.model import check_input_size, create_seg_model
 from timm_paco.seg.task import SegmentationTask
@@ -34,24 +34,6 @@ from timm_paco.seg.task import SegmentationTask
 __all__ = ['main']
 
 _logger = logging.getLogger('timm_paco.seg')
-
-
-@dataclass
-class SegRun:
-    args: object
-    device: torch.device
-    precision: Precision
-    task: SegmentationTask
-    optimizer: torch.optim.Optimizer
-    loader: torch.utils.data.DataLoader
-    val_dataset: Optional[SegFolder]
-    names: list
-    train_pixels: Optional[list]
-    output: object = None
-    scheduler: object = None
-    loss_scaler: object = None
-    start_epoch: int = 0
-    num_epochs: int = 0
 
 
 def _resolve(args):
@@ -71,7 +53,7 @@ def _resolve(args):
     if names is not None and len(names) != args.num_classes:
         raise ValueError(f'--num-classes {args.num_classes}: {args.data_dir} names {len(names)} classes')
     args.model = f'{args.arch}-{args.encoder}'  # the run's name in checkpoints and the default --experiment
-    args.grad_accum_steps, args.log_wandb, args.eval_metric = 1, False, 'miou'
+    vars(args).update(WITHOUT_TIMM_LOADER)
     names = names or [str(c) for c in range(args.num_classes)]
     return names, _check_labels(args, names)
 
@@ -103,7 +85,21 @@ def _train_loader(args, dataset):
                                        sampler=sampler, num_workers=args.workers, drop_last=True)
 
 
-def _build(args) -> SegRun:
+def _task(args, train_pixels, device) -> SegmentationTask:
+    """The model (smp decoder on the timm encoder), its loss and evaluator, on ``device``."""
+    model = create_seg_model(args.encoder, args.num_classes, args.arch, proj_dim=args.proj_dim, **args.model_kwargs)
+    criterion = None
+    if args.loss == 'pixel-paco':
+        criterion = PixelPaCoLoss(args.num_classes, alpha=args.paco_alpha, beta=args.paco_beta,
+                                  gamma=args.paco_gamma, temperature=args.paco_temperature,
+                                  num_pixels=args.paco_pixels or None, ignore_index=args.ignore_index)
+    rare = rare_classes(train_pixels) if train_pixels else None
+    return SegmentationTask(model, criterion, args.paco_weight, args.ignore_index, rare).to(device)
+
+
+def _build(args) -> Tuple[TrainRun, List[str], Optional[List[int]], Optional[SegFolder]]:
+    """Classes → process → task → data → optimiser → schedule → output: the run the epoch loop reads, the class
+    names, the training pixels per class and the validation images."""
     names, train_pixels = _resolve(args)
     args.device = resolve_device(args.device)
     check_device(args.device)
@@ -112,94 +108,28 @@ def _build(args) -> SegRun:
     device = utils.init_distributed_device(args)
     precision = resolve_precision(None, args.amp, args.amp_dtype)
     utils.random_seed(args.seed, args.rank)
-    model = create_seg_model(args.encoder, args.num_classes, args.arch, proj_dim=args.proj_dim,
-                             **args.model_kwargs)
-    criterion = None
-    if args.loss == 'pixel-paco':
-        criterion = PixelPaCoLoss(args.num_classes, alpha=args.paco_alpha, beta=args.paco_beta,
-                                  gamma=args.paco_gamma, temperature=args.paco_temperature,
-                                  num_pixels=args.paco_pixels or None, ignore_index=args.ignore_index)
-    task = SegmentationTask(model, criterion, args.paco_weight, args.ignore_index).to(device)
+    task = _task(args, train_pixels, device)
     train_set = SegFolder(args.data_dir, args.train_split, train=True)
     image_size = train_set.read(0)[1].shape
-    check_input_size(model, image_size, f'--encoder {args.encoder} --arch {args.arch}')
+    check_input_size(task.get_trainable_module(), image_size, f'--encoder {args.encoder} --arch {args.arch}')
     val_set = SegFolder(args.data_dir, args.val_split) if args.val_split else None
-    run = SegRun(args, device, precision, task, None, _train_loader(args, train_set), val_set, names, train_pixels)
-    run.optimizer = create_optimizer_v2(task.get_trainable_module(), **optimizer_kwargs(cfg=args),
-                                        filter_bias_and_bn=not args.wd_bias_and_norm)
-    run.loss_scaler = precision.loss_scaler(device)
-    resume_epoch = None
-    if args.resume:
-        resume_epoch = resume_run(task, args, run.optimizer, run.loss_scaler)
+    loader_eval = eval_loader(val_set, args.batch_size, args.workers, args.rank, args.world_size) if val_set else None
+    optimizer = create_optimizer_v2(task.get_trainable_module(), **optimizer_kwargs(cfg=args),
+                                    filter_bias_and_bn=not args.wd_bias_and_norm)
+    loss_scaler = precision.loss_scaler(device)
+    resume_epoch = resume_run(task, args, optimizer, loss_scaler) if args.resume else None
     if args.distributed:
         task.prepare_distributed(device_ids=[device] if device.type == 'cuda' else None)
-    run.scheduler, run.num_epochs, run.start_epoch = create_schedule(args, run.optimizer, run.loader, False,
-                                                                     resume_epoch)
-    run.output = create_run_output(args, task, run.optimizer, run.loss_scaler,
-                                   {'input_size': (3,) + tuple(image_size)}, None, decreasing=False,
-                                   start_epoch=run.start_epoch)
-    return run
-
-
-def _step(run: SegRun, images, labels) -> Dict[str, float]:
-    with run.precision.autocast(run.device)():
-        out = run.task(images, labels)
-    loss = out['loss']
-    if not torch.isfinite(loss):
-        raise NonFiniteError(f'the loss is {float(loss)} (ce {float(out["ce"])}); nothing was saved for this '
-                             f'step: lower --lr or use --amp-dtype bfloat16')
-    run.optimizer.zero_grad(set_to_none=True)
-    if run.loss_scaler is not None:
-        run.loss_scaler(loss, run.optimizer, parameters=run.task.get_trainable_module().parameters())
-    else:
-        loss.backward()
-        run.optimizer.step()
-    return {k: float(v.detach()) for k, v in out.items() if k != 'output'}
-
-
-def train_one_epoch(run: SegRun, epoch: int) -> Dict[str, float]:
-    args, sums, start = run.args, {}, time.time()
-    run.task.train()
-    if args.distributed:
-        run.loader.sampler.set_epoch(epoch)
-    updates = len(run.loader)
-    for i, (images, labels) in enumerate(run.loader):
-        parts = _step(run, images.to(run.device), labels.to(run.device))
-        for k, v in parts.items():
-            sums[k] = sums.get(k, 0.0) + v
-        if run.scheduler is not None:
-            run.scheduler.step_update(num_updates=epoch * updates + i + 1)
-        if utils.is_primary(args) and ((i + 1) % args.log_interval == 0 or i + 1 == updates):
-            _logger.info(f'Train: {epoch} [{i + 1}/{updates}] ' + ' '.join(
-                f'{k} {v / (i + 1):.4f}' for k, v in sums.items()) + f' lr {run.optimizer.param_groups[0]["lr"]:.3g}'
-                f' ({time.time() - start:.1f}s)')
-    return {k: v / max(updates, 1) for k, v in sums.items()}
-
-
-def _evaluate(run: SegRun) -> Optional[Dict]:
-    if run.val_dataset is None:
-        return None
-    args = run.args
-    loader = eval_loader(run.val_dataset, args.batch_size, args.workers, args.rank, args.world_size)
-    rare = rare_classes(run.train_pixels) if run.train_pixels else None
-    return evaluate(run.task.get_eval_model(), loader, run.device, args.num_classes, args.ignore_index,
-                    run.precision.amp_dtype, rare)
-
-
-def _end_of_epoch(run: SegRun, epoch: int, train: Dict, results: Optional[Dict]):
-    if run.output.output_dir is not None:
-        row = {k: v for k, v in (results or {}).items() if k in ('miou', 'pixel_acc', 'miou_rare')}
-        check_finite_state(run.task.get_eval_model().state_dict(), f'the model at the end of epoch {epoch}')
-        with deferred_interrupts():  # the checkpoint and the summary row are written together or not at all
-            run.output.record_epoch(epoch, (results or {}).get('miou', -train['loss']), train, row, log_wandb=False)
-    if run.scheduler is not None:
-        run.scheduler.step(epoch + 1, (results or {}).get('miou'))
-
-
-def _report(run: SegRun, epoch: int, results: Dict):
-    rare = '' if results.get('miou_rare') is None else f', rare classes {results["miou_rare"]:.2f}'
-    _logger.info(f'Eval {run.args.val_split} after epoch {epoch}: mIoU {results["miou"]:.2f}{rare}, pixel accuracy '
-                 f'{results["pixel_acc"]:.2f}')
+    loader = _train_loader(args, train_set)
+    eval_metric = 'miou' if val_set is not None else 'loss'
+    scheduler, num_epochs, start_epoch = create_schedule(args, optimizer, loader, eval_metric == 'loss', resume_epoch)
+    output = create_run_output(args, task, optimizer, loss_scaler, {'input_size': (3,) + tuple(image_size)}, None,
+                               decreasing=eval_metric == 'loss', start_epoch=start_epoch)
+    run = TrainRun(args=args, task=task, optimizer=optimizer, device=device, loader_train=loader,
+                   loader_eval=loader_eval, amp_autocast=precision.autocast(device), loss_scaler=loss_scaler,
+                   lr_scheduler=scheduler, batch_size_reference=float(args.batch_size), eval_metric=eval_metric,
+                   output=output, start_epoch=start_epoch, num_epochs=num_epochs)
+    return run, names, train_pixels, val_set
 
 
 def main(argv=None):
@@ -212,27 +142,16 @@ def main(argv=None):
 
 
 def _train(args):
-    run = _build(args)
-    results = None
-    epoch = run.start_epoch
+    run, names, train_pixels, val_set = _build(args)
     try:
-        for epoch in range(run.start_epoch, run.num_epochs):
-            reseed(args, epoch)
-            train = train_one_epoch(run, epoch)
-            if args.distributed and args.dist_bn:  # every rank evaluates and rank 0 saves the same statistics
-                utils.distribute_bn(run.task.get_trainable_module(), args.world_size, args.dist_bn == 'reduce')
-            last = epoch + 1 == run.num_epochs
-            results = _evaluate(run) if last or (epoch + 1) % args.val_interval == 0 else None
-            if results is not None and utils.is_primary(args):
-                _report(run, epoch, results)
-            _end_of_epoch(run, epoch, train, results)
+        records = run_epochs(run)
     except RunInterrupted as e:  # Ctrl-C / SIGTERM: one line saying where to resume, exit 130 / 143
-        raise stopped_run(e, epoch, run.output.output_dir) from None
+        raise stopped_run(e, e.epoch, run.output.output_dir) from None
+    results = records[-1].get('validation') if records else None
     if results is not None and run.output.output_dir is not None:
-        results.update(epoch=run.num_epochs - 1, split=args.val_split, images=len(run.val_dataset))
-        write_results(results, os.path.join(run.output.output_dir, 'results.json'), run.names, run.train_pixels,
+        results.update(epoch=run.num_epochs - 1, split=args.val_split, images=len(val_set))
+        write_results(results, os.path.join(run.output.output_dir, 'results.json'), names, train_pixels,
                       title=args.experiment or args.model)
     if args.distributed:
         torch.distributed.destroy_process_group()
     return results
-
