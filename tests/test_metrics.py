@@ -2,9 +2,7 @@ import pytest
 import torch
 from timm.utils import accuracy
 
-from timm_paco.data.metrics import (
-    LongTailMeter, class_splits, long_tail_accuracy, per_class_rows, precision_recall_f1,
-)
+from timm_paco.data.metrics import LongTailMeter, class_splits, long_tail_accuracy, per_class_rows
 
 
 def test_class_splits_thresholds():
@@ -63,15 +61,22 @@ def test_empty_split_is_none_and_rows():
 def test_precision_recall_f1_hand_example():
     # targets [0, 0, 1, 1, 2], predictions [0, 1, 1, 1, 0]
     # per class: precision 1/2, 2/3, 0; recall 1/2, 2/2, 0; F1 1/2, 4/5, 0; support 2, 2, 1
-    correct, total, predicted = torch.tensor([1, 2, 0]), torch.tensor([2, 2, 1]), torch.tensor([2, 3, 0])
-    macro = precision_recall_f1(correct, total, predicted, 'macro')
+    def scores(average, num_classes=3):
+        meter = LongTailMeter(num_classes, topk=(1,), average=average)
+        meter.update(torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 1, 0]), num_classes).float(),
+                     torch.tensor([0, 0, 1, 1, 2]))
+        assert meter.class_predicted.tolist() == [2, 3, 0] + [0] * (num_classes - 3)
+        return meter.precision_recall_f1()
+
+    macro = scores('macro')
     assert macro['macro_precision'] == pytest.approx(100 * (0.5 + 2 / 3) / 3, abs=1e-4)
     assert macro['macro_recall'] == pytest.approx(50.0)
     assert macro['macro_f1_score'] == pytest.approx(100 * 1.3 / 3, abs=1e-4)
-    weighted = precision_recall_f1(correct, total, predicted, 'weighted')
+    assert scores('macro', num_classes=5) == macro  # classes neither target nor predicted do not count
+    weighted = scores('weighted')
     assert weighted['weighted_precision'] == pytest.approx(100 * (0.4 * 0.5 + 0.4 * 2 / 3), abs=1e-4)
     assert weighted['weighted_recall'] == pytest.approx(60.0) and weighted['weighted_f1_score'] == pytest.approx(52.0)
-    micro = precision_recall_f1(correct, total, predicted, 'micro')
+    micro = scores('micro')
     assert micro == {'micro_precision': 60.0, 'micro_recall': 60.0, 'micro_f1_score': 60.0}
 
 
@@ -85,5 +90,5 @@ def test_bad_input():
         meter.topk_accuracy()
     with pytest.raises(ValueError, match='class_counts has 2 classes'):
         long_tail_accuracy([1, 1, 1], [1, 1, 1], [5, 5])
-    with pytest.raises(ValueError, match='metrics-avg'):
-        precision_recall_f1(torch.ones(2), torch.ones(2), torch.ones(2), 'samples')
+    with pytest.raises(ValueError, match="average must be one of micro, macro, weighted, got 'samples'"):
+        LongTailMeter(3, average='samples')

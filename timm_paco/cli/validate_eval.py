@@ -40,7 +40,7 @@ def evaluate(args, model, loader, num_classes, device, model_dtype, amp_autocast
     scored logits.
     """
     criterion = nn.CrossEntropyLoss().to(device)
-    meter = LongTailMeter(num_classes)
+    meter = LongTailMeter(num_classes, average=args.metrics_avg or 'macro')
     losses, batch_time = AverageMeter(), AverageMeter()
     end = time.time()
     for batch_idx, (input, target) in enumerate(loader):
@@ -90,7 +90,7 @@ def evaluate_imagenet_c(args, model, data_config, crop_pct, device, model_dtype,
         meter, _ = evaluate(args, model, loader, num_classes, device, model_dtype, amp_autocast, tag=f'{c}/{s}',
                             offset=offset)
         acc = meter.topk_accuracy()[1]
-        errors[c].append(1. - meter.hits[1] / meter.count)
+        errors[c].append(1. - acc / 100.)
         top1[f'{c}_s{s}_top1'] = round(acc, 4)
     clean = args.clean_error / 100. if args.clean_error is not None else None
     ce = corruption_errors(errors, clean_error=clean)

@@ -4,7 +4,7 @@ and the summary line."""
 import logging
 from typing import Dict, Optional, Sequence
 
-from timm_paco.data.metrics import long_tail_accuracy, per_class_rows, precision_recall_f1
+from timm_paco.data.metrics import long_tail_accuracy, per_class_rows
 from timm_paco.eval import write_confusion_csv, write_per_class_csv
 
 __all__ = ['default_side_file', 'accuracy_results', 'class_results', 'calibration_results', 'summary_line']
@@ -24,15 +24,9 @@ def default_side_file(args, suffix: str, kind: str = 'per_class') -> str:
     return f'{stem}{"_" + tag if tag else ""}_{kind}{suffix}'
 
 
-def _plot_per_class(args, rows, plot_file: str, asked: bool) -> None:
-    """The per-class plot; the default one (not asked for by --per-class-plot) is skipped without matplotlib."""
-    try:
-        from timm_paco.eval.plot import plot_per_class_accuracy
-        plot_per_class_accuracy(rows, plot_file, args.many_shot_thr, args.few_shot_thr, title=args.model)
-    except ImportError as e:
-        if asked:
-            raise
-        _logger.warning(f'Per-class plot {plot_file} not written: {e}')
+def _plot_per_class(args, rows, plot_file: str) -> None:
+    from timm_paco.eval.plot import plot_per_class_accuracy
+    plot_per_class_accuracy(rows, plot_file, args.many_shot_thr, args.few_shot_thr, title=args.model)
 
 
 def accuracy_results(meter, loss: float, real_labels=None) -> Dict[str, float]:
@@ -49,8 +43,7 @@ def class_results(args, meter, class_counts: Optional[Sequence[int]]) -> Dict:
     writes the per-class CSV and plot (by default beside ``--results-file`` when class counts are known)."""
     results = {}
     if args.metrics_avg:
-        results.update(precision_recall_f1(
-            meter.class_correct, meter.class_total, meter.class_predicted, average=args.metrics_avg))
+        results.update(meter.precision_recall_f1())
     rows = per_class_rows(meter.class_correct, meter.class_total, class_counts, args.many_shot_thr, args.few_shot_thr)
     if class_counts is not None:
         lt = long_tail_accuracy(meter.class_correct, meter.class_total, class_counts,
@@ -61,7 +54,7 @@ def class_results(args, meter, class_counts: Optional[Sequence[int]]) -> Dict:
         write_per_class_csv(per_class_file, rows)
     plot_file = args.per_class_plot or (default_side_file(args, '.png') if class_counts is not None else '')
     if plot_file:
-        _plot_per_class(args, rows, plot_file, asked=bool(args.per_class_plot))
+        _plot_per_class(args, rows, plot_file)
     return results
 
 
@@ -90,9 +83,6 @@ def calibration_results(args, calibration) -> Dict:
         write_confusion_csv(confusion_file, calibration.confusion())
     plot_file = default_side_file(args, '.png', 'reliability')
     if plot_file:
-        try:
-            from timm_paco.eval.plot import plot_reliability
-            plot_reliability(calibration.reliability_bins(), plot_file, results['ece'], title=args.model)
-        except ImportError as e:
-            _logger.warning(f'Reliability diagram {plot_file} not written: {e}')
+        from timm_paco.eval.plot import plot_reliability
+        plot_reliability(calibration.reliability_bins(), plot_file, results['ece'], title=args.model)
     return results

@@ -1,4 +1,5 @@
-"""Long-tail classification metrics: overall top-k, many / medium / few-shot and per-class accuracy.
+"""Long-tail classification metrics: overall top-k, many / medium / few-shot and per-class accuracy (the counts
+from torchmetrics, ``LongTailMeter``; the grouping by training counts here).
 
 Classes are split by their number of *training* images ``n_c``: many-shot ``n_c > many_thr``, few-shot
 ``n_c < few_thr``, medium-shot ``few_thr <= n_c <= many_thr`` (defaults 100 and 20, as in Liu et al.'s
@@ -11,6 +12,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 SPLITS = ('many', 'medium', 'few')
+AVERAGES = ('micro', 'macro', 'weighted')  # of precision / recall / F1
 
 
 def _check_thresholds(many_thr: int, few_thr: int):
@@ -36,24 +38,36 @@ def class_splits(class_counts: Sequence[int], many_thr: int = 100, few_thr: int 
 
 
 class LongTailMeter:
-    """Accumulates top-1 / top-5 hits overall and per class over batches of logits.
+    """Top-k accuracy, per-class counts and precision / recall / F1 over batches of logits, on torchmetrics
+    (``MulticlassAccuracy``, ``MulticlassStatScores``, ``MulticlassPrecision`` / ``Recall`` / ``F1Score``, which share
+    one state); the many / medium / few grouping of those counts is ``long_tail_accuracy``.
 
-    ``update(output [B, C], target [B])``; targets index the C columns of ``output``.
+    ``update(output [B, C], target [B])``; targets index the C columns of ``output``; the top-1 prediction of tied
+    scores is the lowest class index (``argmax``, as ``eval.confusion_counts``).
+
+    Args:
+        num_classes: C.
+        topk: The k of ``topk_accuracy``.
+        average: The averaging of ``precision_recall_f1``: ``micro`` (pooled counts), ``macro`` (unweighted mean
+            over the classes that occur as target or prediction) or ``weighted`` (by target count); 0/0 is 0.
     """
 
-    def __init__(self, num_classes: int, topk: Sequence[int] = (1, 5)):
+    def __init__(self, num_classes: int, topk: Sequence[int] = (1, 5), average: str = 'macro'):
+        from torchmetrics import MetricCollection
+        from torchmetrics.classification import (
+            MulticlassAccuracy, MulticlassF1Score, MulticlassPrecision, MulticlassRecall, MulticlassStatScores,
+        )
         if num_classes < 1:
             raise ValueError(f'num_classes must be >= 1, got {num_classes}')
-        self.num_classes = num_classes
-        self.topk = tuple(topk)
-        self.reset()
-
-    def reset(self):
+        if average not in AVERAGES:
+            raise ValueError(f"average must be one of {', '.join(AVERAGES)}, got {average!r}")
+        self.num_classes, self.topk, self.average = num_classes, tuple(topk), average
+        kwargs = dict(num_classes=num_classes, validate_args=False)
+        self._stats = MulticlassStatScores(average='none', **kwargs)  # per class: tp, fp, tn, fn, support
+        self._topk = {k: MulticlassAccuracy(top_k=min(k, num_classes), average='micro', **kwargs) for k in self.topk}
+        self._prf = MetricCollection({name: metric(average=average, zero_division=0, **kwargs) for name, metric in (
+            ('precision', MulticlassPrecision), ('recall', MulticlassRecall), ('f1_score', MulticlassF1Score))})
         self.count = 0
-        self.hits = {k: 0 for k in self.topk}
-        self.class_total = torch.zeros(self.num_classes, dtype=torch.long)
-        self.class_correct = torch.zeros(self.num_classes, dtype=torch.long)
-        self.class_predicted = torch.zeros(self.num_classes, dtype=torch.long)
 
     @torch.no_grad()
     def update(self, output: torch.Tensor, target: torch.Tensor):
@@ -66,23 +80,41 @@ class LongTailMeter:
             raise ValueError(
                 f'target values must be in [0, {self.num_classes}), got range '
                 f'[{int(target.min())}, {int(target.max())}]')
-        output = output.detach().float()
-        maxk = min(max(self.topk), self.num_classes)
-        pred1 = output.argmax(dim=1).cpu()  # tied scores: the lowest class index (as eval.confusion_counts)
-        hit1 = pred1.eq(target)
-        match = output.topk(maxk, dim=1).indices.cpu().eq(target[:, None])  # [B, maxk]
-        for k in self.topk:  # a top-1 hit is a top-k hit, tied scores too
-            self.hits[k] += int((hit1 if k == 1 else hit1 | match[:, :k].any(dim=1)).sum())
+        output = output.detach().float().cpu()
+        pred = output.argmax(dim=1)
+        self._stats.update(pred, target)
+        self._prf.update(pred, target)
+        for k, metric in self._topk.items():
+            metric.update(output, target)
         self.count += target.numel()
-        self.class_total += torch.bincount(target, minlength=self.num_classes)
-        self.class_correct += torch.bincount(target[hit1], minlength=self.num_classes)
-        self.class_predicted += torch.bincount(pred1, minlength=self.num_classes)
+
+    def _per_class(self, column: int) -> torch.Tensor:
+        return self._stats.compute()[:, column].long()
+
+    @property
+    def class_correct(self) -> torch.Tensor:
+        """[C] correct top-1 predictions per target class."""
+        return self._per_class(0)
+
+    @property
+    def class_total(self) -> torch.Tensor:
+        """[C] images per target class."""
+        return self._per_class(4)
+
+    @property
+    def class_predicted(self) -> torch.Tensor:
+        """[C] top-1 predictions of each class."""
+        return self._per_class(0) + self._per_class(1)
 
     def topk_accuracy(self) -> Dict[int, float]:
         """{k: top-k accuracy in percent} over everything seen."""
         if not self.count:
             raise ValueError('LongTailMeter saw no samples: the evaluation dataset is empty')
-        return {k: 100. * self.hits[k] / self.count for k in self.topk}
+        return {k: 100. * float(metric.compute()) for k, metric in self._topk.items()}
+
+    def precision_recall_f1(self) -> Dict[str, float]:
+        """``{'<average>_precision', '<average>_recall', '<average>_f1_score'}`` in percent."""
+        return {f'{self.average}_{name}': round(100. * float(value), 4) for name, value in self._prf.compute().items()}
 
 
 def long_tail_accuracy(
@@ -143,38 +175,3 @@ def per_class_rows(
             split=splits[c] if splits is not None else None,
         ))
     return rows
-
-
-def precision_recall_f1(
-        class_correct: torch.Tensor,
-        class_total: torch.Tensor,
-        class_predicted: torch.Tensor,
-        average: str = 'macro',
-) -> Dict[str, float]:
-    """Single-label precision / recall / F1 (percent) from per-class counts [C].
-
-    ``average``: 'micro' (pooled counts), 'macro' (unweighted mean over classes that occur as target or
-    prediction) or 'weighted' (mean weighted by target count); a 0/0 ratio counts as 0.
-    """
-    tp, total, predicted = (t.double() for t in (class_correct, class_total, class_predicted))
-    if average == 'micro':
-        p = tp.sum() / predicted.sum() if predicted.sum() else tp.new_tensor(0.)
-        r = tp.sum() / total.sum() if total.sum() else tp.new_tensor(0.)
-        f = 2 * p * r / (p + r) if p + r else tp.new_tensor(0.)
-    elif average in ('macro', 'weighted'):
-        p = torch.where(predicted > 0, tp / predicted.clamp(min=1), 0.)
-        r = torch.where(total > 0, tp / total.clamp(min=1), 0.)
-        f = torch.where(p + r > 0, 2 * p * r / (p + r).clamp(min=1e-30), 0.)
-        if average == 'macro':
-            present = (total > 0) | (predicted > 0)
-            w = present.double() / present.sum().clamp(min=1)
-        else:
-            w = total / total.sum().clamp(min=1)
-        p, r, f = (w * p).sum(), (w * r).sum(), (w * f).sum()
-    else:
-        raise ValueError(f"--metrics-avg must be 'micro', 'macro' or 'weighted', got {average!r}")
-    return {
-        f'{average}_precision': round(100. * float(p), 4),
-        f'{average}_recall': round(100. * float(r), 4),
-        f'{average}_f1_score': round(100. * float(f), 4),
-    }
