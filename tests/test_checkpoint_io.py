@@ -69,18 +69,17 @@ def test_hub_reader_uses_it(tmp_path):
 
 
 def test_split_state_dict_remaps_every_layout():
-    """One remapping: plain timm keys, the earlier backbone./projector. layout, the MoCo ResNet seeds (key encoder,
-    queue dropped; linear.* -> the classifier) and the MAE-ViT seeds (mlp.* -> projector) give the same parts."""
+    """One remapping: plain timm keys, the MoCo ResNet seeds (key encoder, queue dropped; linear.* -> the
+    classifier) and the MAE-ViT seeds (mlp.* -> projector) give the same parts."""
     plain = ResNetCifar(**TINY, num_classes=3)
     model_sd = plain.state_dict()
     projector = Projector(16, 4).state_dict()
-    earlier = {**{'backbone.' + k: v for k, v in model_sd.items()}, **{'projector.' + k: v for k, v in projector.items()}}
     moco = {**{'module.encoder_q.' + k: v for k, v in model_sd.items() if not k.startswith('fc.')},
             **{'module.encoder_q.fc.' + k: v for k, v in projector.items()},
             **{'module.linear.' + k[3:]: v for k, v in model_sd.items() if k.startswith('fc.')},
             **{'module.encoder_k.conv1.weight': torch.zeros(1), 'module.linear_k.weight': torch.zeros(1),
                'module.queue': torch.zeros(4, 2), 'module.queue_l': torch.zeros(4), 'module.queue_ptr': torch.zeros(1)}}
-    for layout, sd in (('timm', model_sd), ('timm_paco', earlier), ('moco', moco)):
+    for layout, sd in (('timm', model_sd), ('moco', moco)):
         assert detect_layout(clean_state_dict(sd)) == layout
         got_model, got_projector = split_state_dict(sd)
         assert sorted(got_model) == sorted(model_sd) and all(torch.equal(got_model[k], model_sd[k]) for k in model_sd)

@@ -2,9 +2,8 @@
 
 No network: the Hub download is replayed through huggingface_hub's real cache (laid out as a download
 lays it out, read with HF_HUB_OFFLINE=1 in a fresh interpreter), the upload goes to the minimal Hub API on
-127.0.0.1 in tests/_hub_server.py. Checkpoints: ``paco_resnet32`` as train.py writes it now (plain ``state_dict``,
-the projector in ``task_state``) and a timm ``test_resnet`` trained with --task paco in the layout of earlier
-releases (``backbone.*`` / ``projector.*``).
+127.0.0.1 in tests/_hub_server.py. Checkpoints as train.py writes them (plain ``state_dict``, the projector in
+``task_state``): ``paco_resnet32``, and a timm ``test_resnet`` trained with --task paco (with an EMA).
 """
 import argparse
 import hashlib
@@ -67,20 +66,21 @@ def inputs():
     return torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
-def _earlier(name, seed, **kwargs):
-    """The training module train.py of earlier releases saved whole: ``backbone.*`` + ``projector.*`` keys."""
+def _trained(name, seed, **kwargs):
+    """A trained model with its projector (``ContrastiveModule``: ``backbone``, ``projector``)."""
     return _randomise_bn(create_contrastive_module(timm.create_model(name, **kwargs), proj_dim=16), seed)
 
 
 @pytest.fixture(scope='module')
 def wrapped(tmp_path_factory, inputs):
-    """train.py --model test_resnet --task paco of an earlier release: backbone.* / projector.* keys."""
+    """train.py --model test_resnet --task paco --model-ema."""
     tmp = tmp_path_factory.mktemp('wrapped')
     torch.manual_seed(1)
-    model = _earlier('test_resnet', 1, num_classes=5, in_chans=1)
-    ema = _earlier('test_resnet', 2, num_classes=5, in_chans=1)
-    path = _save_train_checkpoint(
-        tmp / 'model_best.pth.tar', model, _train_args('test_resnet', num_classes=5, in_chans=1), ema)
+    model = _trained('test_resnet', 1, num_classes=5, in_chans=1)
+    ema = _trained('test_resnet', 2, num_classes=5, in_chans=1)
+    path = _save_train_checkpoint(tmp / 'model_best.pth.tar', model.backbone,
+                                  _train_args('test_resnet', num_classes=5, in_chans=1), ema.backbone,
+                                  projector=model.projector)
     with torch.no_grad():
         logits, embeddings = model(inputs)
         return dict(path=path, model=model, ema=ema, logits=logits, embeddings=embeddings,
@@ -172,7 +172,7 @@ def test_timm_form(wrapped, inputs, tmp_path):
     assert config['num_classes'] == 5 and config['pretrained_cfg']['input_size'][0] == 1
     assert 'tag' not in config['pretrained_cfg']  # the ImageNet source tag does not describe these weights
     weights = load_file(os.path.join(out, 'model.safetensors'))
-    assert set(weights) == {k[len('backbone.'):] for k in wrapped['model'].state_dict() if k.startswith('backbone.')}
+    assert set(weights) == set(wrapped['model'].backbone.state_dict())
     local = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
     assert type(local).__name__ == 'ResNet'
     module = attach_projector(local, out).eval()  # the documented way back to the embedding head
@@ -181,7 +181,7 @@ def test_timm_form(wrapped, inputs, tmp_path):
         logits, embeddings = module(inputs)
     assert torch.equal(logits, wrapped['logits']) and torch.equal(embeddings, wrapped['embeddings'])
     assert module.projector.config['act_layer'] == 'relu' and module.projector.config['proj_type'] == 'mlp'
-    with torch.no_grad():  # or straight from the training checkpoint, here in an earlier release's layout
+    with torch.no_grad():  # or straight from the training checkpoint's task state
         assert torch.equal(attach_projector(local, wrapped['path']).eval()(inputs)[1], wrapped['embeddings'])
 
 
@@ -223,7 +223,7 @@ def test_ema_and_safetensors_inputs(wrapped, inputs, tmp_path):
     # class count / channels are read off the weights
     st_path = str(tmp_path / 'weights.safetensors')
     from safetensors.torch import save_file
-    save_file(wrapped['model'].state_dict(), st_path)
+    save_file(wrapped['model'].backbone.state_dict(), st_path)
     out = export_checkpoint(st_path, str(tmp_path / 'st'), model_name='test_resnet', form='timm')
     with torch.no_grad():
         assert torch.equal(timm.create_model(f'local-dir:{out}', pretrained=True).eval()(inputs), wrapped['logits'])
@@ -270,15 +270,14 @@ class NotACheckpoint:
 
 
 def _bad_checkpoints(wrapped, tmp):
-    sd = dict(wrapped['model'].state_dict())
-    for k in ('backbone.fc.weight', 'projector.0.weight'):
-        sd.pop(k)
+    sd = dict(wrapped['model'].backbone.state_dict())
+    sd.pop('fc.weight')
     torch.save({'state_dict': sd, 'args': _train_args('test_resnet', num_classes=5, in_chans=1)}, tmp / 'missing.pth')
     torch.save([1, 2, 3], tmp / 'list.pth')
     with open(tmp / 'object.pth', 'wb') as f:
         pickle.dump(NotACheckpoint(), f, protocol=2)
     (tmp / 'noise.pth').write_bytes(b'not a checkpoint at all')
-    torch.save({'state_dict': dict(wrapped['model'].state_dict())}, tmp / 'no_ema.pth')
+    torch.save({'state_dict': dict(wrapped['model'].backbone.state_dict())}, tmp / 'no_ema.pth')
     return tmp
 
 
@@ -330,15 +329,16 @@ def test_timm_form_keeps_the_trained_preprocessing(tmp_path):
 
 @pytest.mark.parametrize('trained', ['paco_resnet32', 'resnet32_cifar'])
 def test_timm_form_of_a_backbone_timm_paco_registers(trained, paco32, inputs, tmp_path):
-    # paco_resnet32, and train.py --model resnet32_cifar --task paco (an earlier release's layout), go up as
-    # resnet32_cifar; loading needs import timm_paco for the architecture only
+    # paco_resnet32, and train.py --model resnet32_cifar --task paco, go up as resnet32_cifar; loading needs
+    # import timm_paco for the architecture only
     if trained == 'paco_resnet32':
         path, expected = paco32['path'], paco32['logits']
     else:
         torch.manual_seed(4)
-        model = _earlier('resnet32_cifar', 4, num_classes=10, in_chans=1)
-        path = _save_train_checkpoint(
-            tmp_path / 'last.pth.tar', model, _train_args('resnet32_cifar', num_classes=10, in_chans=1))
+        model = _trained('resnet32_cifar', 4, num_classes=10, in_chans=1)
+        path = _save_train_checkpoint(tmp_path / 'last.pth.tar', model.backbone,
+                                      _train_args('resnet32_cifar', num_classes=10, in_chans=1),
+                                      projector=model.projector)
         with torch.no_grad():
             expected = model(inputs)[0]
     if trained == 'resnet32_cifar':  # no PaCo name, so no paco form
@@ -374,7 +374,7 @@ def test_plain_timm_form_card_needs_no_plugin(wrapped, tmp_path):
 def test_cli(wrapped, tmp_path, capsys):
     assert hub_main(['export', wrapped['path'], str(tmp_path / 'cli'), '--form', 'timm', '--ema']) == 0
     assert torch.equal(load_file(str(tmp_path / 'cli' / 'model.safetensors'))['fc.weight'],
-                       wrapped['ema'].state_dict()['backbone.fc.weight'])
+                       wrapped['ema'].backbone.state_dict()['fc.weight'])
     assert hub_main(['export', wrapped['path'], str(tmp_path / 'cli2'), '--model', 'test_efficientnet']) == 2
     assert "error: checkpoint" in capsys.readouterr().err
 

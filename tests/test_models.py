@@ -120,16 +120,12 @@ def test_pretrained_file_reaches_features_only(tmp_path):
         assert torch.equal(feats(x)[-1], model.forward_features(x))
 
 
-@pytest.mark.parametrize('layout', ['plain', 'earlier'])
-def test_pretrained_file_with_timm_adaptations(tmp_path, layout):
-    """timm's loader adapts a pretrained file of either layout: input channels, no classifier, a new class count; a
-    classifier that fits the model but not the cfg's class count would be dropped, so it is refused."""
+def test_pretrained_file_with_timm_adaptations(tmp_path):
+    """timm's loader adapts a pretrained file: input channels, no classifier, a new class count; a classifier that
+    fits the model but not the cfg's class count would be dropped, so it is refused."""
     torch.manual_seed(2)
     source = timm.create_model('paco_resnet32', num_classes=10).eval()
     weights = source.state_dict()
-    if layout == 'earlier':  # the backbone.* / projector.* files of earlier releases
-        weights = {**{'backbone.' + k: v for k, v in weights.items()},
-                   **{'projector.' + k: v for k, v in Projector(64, 32).state_dict().items()}}
     path = str(tmp_path / 'w.safetensors')
     save_file({k: v.contiguous() for k, v in weights.items()}, path)
     file = dict(file=path, num_classes=10)
@@ -142,8 +138,7 @@ def test_pretrained_file_with_timm_adaptations(tmp_path, layout):
     with pytest.raises(ValueError, match=r"classifier has num_classes=10 like the model, but the pretrained cfg says "
                                          r"100, so timm would drop the trained class centres"):
         timm.create_model('paco_resnet32', pretrained=True, num_classes=10, pretrained_cfg_overlay=dict(file=path))
-    key = 'backbone.conv1.weight' if layout == 'earlier' else 'conv1.weight'
-    save_file({k: v.contiguous() for k, v in dict(weights, **{key: torch.randn(8, 3, 3, 3)}).items()}, path)
+    save_file({k: v.contiguous() for k, v in dict(weights, **{'conv1.weight': torch.randn(8, 3, 3, 3)}).items()}, path)
     with pytest.raises(ValueError, match=r'conv1.weight: \(8, 3, 3, 3\) vs \(16, 1, 3, 3\)'):
         timm.create_model('paco_resnet32', pretrained=True, in_chans=1, num_classes=10, pretrained_cfg_overlay=file)
 

@@ -418,15 +418,6 @@ def test_flags_a_run_would_ignore_are_refused_before_evaluating(setup, tmp_path,
             run_main(validate, base + extra)
         assert message in capsys.readouterr().err
 
-    # without matplotlib: an asked-for plot stops the run first; the default one is skipped, the results are kept
-    monkeypatch.setitem(sys.modules, 'matplotlib', None)
-    monkeypatch.setitem(sys.modules, 'matplotlib.pyplot', None)
-    with pytest.raises(ValueError, match='--per-class-plot needs matplotlib'):
-        run_main(validate, base + ['--per-class-plot', str(tmp_path / 'asked.png')])
-    res = run_main(validate, base + ['--results-file', str(tmp_path / 'r.json'), '--results-format', 'json'])
-    assert json.loads((tmp_path / 'r.json').read_text())['top1'] == res['top1']
-    assert (tmp_path / 'r_per_class.csv').is_file() and not (tmp_path / 'r_per_class.png').exists()
-
     # an asked-for per-class file without class counts: written, train counts and splits left empty
     lonely = tmp_path / 'alone' / 'model.pth.tar'
     os.makedirs(lonely.parent)

@@ -9,8 +9,7 @@ Added:
   --few-shot-thr 20`` (many: count > many, few: count < few, medium: in between inclusive). Reports
   ``many_acc / medium_acc / few_acc``, writes a per-class CSV (``--per-class-file``) and a PNG of per-class
   accuracy against training count (``--per-class-plot``); both default to ``<results-file stem>_per_class.*``
-  (``<stem>_<checkpoint or model>_per_class.*`` for each evaluation of a bulk run; the default plot is skipped
-  with a warning when matplotlib is missing). A bulk run records a model or checkpoint that fails with its
+  (``<stem>_<checkpoint or model>_per_class.*`` for each evaluation of a bulk run). A bulk run records a model or checkpoint that fails with its
   ``error`` and goes on.
 * Calibration: expected calibration error (15 equal-width bins, torchmetrics) overall and on many / medium /
   few (``ece``, ``many_ece`` …, in %), and beside ``--results-file`` a reliability diagram
@@ -27,7 +26,7 @@ Added:
   matching logits of a 1000-class model. ImageNet-C evaluates all 15 corruptions x 5 severities (a subset only
   when named by ``--ood-corruptions``) and reports CE per corruption and mCE, normalised by AlexNet, and with
   ``--clean-error`` (the model's clean top-1 error in %) relative CE / relative mCE.
-* Checkpoints of any layout (train.py's plain ``state_dict``, the earlier ``backbone.* / projector.*``, the seeds')
+* Checkpoints of either layout (train.py's plain ``state_dict``, the seeds')
   load into the registered name (``paco_resnet32``) or the stock architecture (``resnet32_cifar``); the projector
   is not needed.
 """

@@ -195,11 +195,6 @@ def check_run_args(args, bulk: int = 0) -> None:
     if bulk and (args.per_class_file or args.per_class_plot):
         raise ValueError(f'--per-class-file / --per-class-plot name one file; bulk validation of {bulk} models '
                          f'writes <results-file stem>_<checkpoint or model>_per_class.csv / .png instead')
-    if args.per_class_plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise ValueError('--per-class-plot needs matplotlib: pip install matplotlib (a requirement of timm-paco)')
     if args.ncm and args.tau_norm:
         raise ValueError(f'--tau-norm {args.tau_norm:g}: --ncm replaces the classifier whose weights tau-norm '
                          f'rescales; pass one of them')

@@ -9,10 +9,7 @@ from .image_mode import ImageModeDataset, match_model_channels
 from .imbalance import ImbalancedDataset, check_imb_factor, long_tail_counts
 from .loader import ViewCollate, create_view_loader
 from .lt_list import ReaderSplitList, SplitListDataset, read_split_list, resolve_split_list
-from .views import (
-    MultiViewTransform, TwoViewTransform, create_view_transform, create_view_transforms, parse_view_recipe,
-    stack_views,
-)
+from .views import MultiViewTransform, create_view_transform, parse_view_recipe, stack_views
 from .patch_batch import PatchBatch, PatchCollate, PatchPrefetchLoader, PatchTarget
 from .patches import PatchBoxSampler, PatchViewTransform, PatchViews, check_patch_args, create_patch_view_transform
 from .samplers import SAMPLERS, ClassAwareSampler, class_probabilities

@@ -32,8 +32,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.data.transforms_factory import transforms_imagenet_train
 
 __all__ = [
-    'MultiViewTransform', 'TwoViewTransform', 'create_view_transform', 'create_view_transforms',
-    'parse_view_recipe', 'stack_views', 'VIEW_NAMES',
+    'MultiViewTransform', 'create_view_transform', 'parse_view_recipe', 'stack_views', 'VIEW_NAMES',
 ]
 
 PACO_RAND_AUGMENT = 'rand-n2-m10-mstd0.5'
@@ -61,9 +60,6 @@ class MultiViewTransform:
     def __repr__(self):
         lines = [f'  view {i}: ' + repr(t).replace('\n', '\n  ') for i, t in enumerate(self.transforms)]
         return '\n'.join([f'{self.__class__.__name__}('] + lines + [')'])
-
-
-TwoViewTransform = MultiViewTransform
 
 
 def parse_view_recipe(views: Union[str, Sequence[str]], arg_name: str = 'views') -> Tuple[str, ...]:
@@ -155,9 +151,6 @@ def create_view_transform(
     if separate:
         return [transforms_imagenet_train(**common, **view_kwargs[n], separate=True) for n in names]
     return MultiViewTransform([transforms_imagenet_train(**common, **view_kwargs[n]) for n in names])
-
-
-create_view_transforms = create_view_transform
 
 
 def stack_views(

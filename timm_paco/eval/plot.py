@@ -13,14 +13,10 @@ def plot_per_class_accuracy(
 ):
     """Scatter of accuracy (%) against training images per class (log x), coloured by split, with the
     split thresholds as vertical lines. ``rows`` as from ``timm_paco.data.metrics.per_class_rows``."""
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import NullFormatter, ScalarFormatter
-    except ImportError as e:
-        raise ImportError('plotting per-class accuracy needs matplotlib (pip install matplotlib, a requirement of '
-                          'timm-paco)') from e
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     rows = [r for r in rows if r['accuracy'] is not None and r['train_count'] is not None]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -49,13 +45,9 @@ def plot_per_class_accuracy(
 def plot_reliability(bins: Sequence[Dict], path: str, ece: Optional[float] = None, title: Optional[str] = None):
     """Reliability diagram: accuracy against mean confidence per bin (bars over the bin ranges, the diagonal of
     perfect calibration, the share of images per bin below). ``bins`` as ``CalibrationMeter.reliability_bins()``."""
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise ImportError('plotting the reliability diagram needs matplotlib (pip install matplotlib, a requirement '
-                          'of timm-paco)') from e
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
     total = sum(b['count'] for b in bins) or 1
     fig, (ax, share) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw=dict(height_ratios=(3, 1)))
     width = bins[0]['high'] - bins[0]['low'] if bins else 1.0

@@ -22,9 +22,9 @@ class TrainedCheckpoint:
 
     ``state_dict``: the chosen weights (EMA or not), DDP / compile prefixes removed.
     ``args``: train.py's arguments as a dict ({} for bare state dicts and .safetensors files).
-    ``projector``: the training projector's weights (``task_state['projector']``, or those inside an earlier
-    ``backbone.*`` / ``projector.*`` or seed layout), ``{}`` when the checkpoint has none; ``projector_args`` its
-    recorded ``Projector`` arguments (``{}`` for checkpoints of earlier releases).
+    ``projector``: the training projector's weights (``task_state['projector']``, or those inside a seed
+    layout), ``{}`` when the checkpoint has none; ``projector_args`` its recorded ``Projector`` arguments (``{}``
+    for the seeds').
     """
     path: str
     state_dict: Dict[str, torch.Tensor]

@@ -138,7 +138,7 @@ def export_projector(ckpt: TrainedCheckpoint, model: nn.Module, output_dir: str)
     """Write the checkpoint's projector to ``output_dir/projector.safetensors``; False when it has none."""
     if not ckpt.projector:
         return False
-    proj_type = projector_args(ckpt.projector)['proj_type']  # read off the weights: an earlier release recorded none
+    proj_type = projector_args(ckpt.projector)['proj_type']  # read off the weights: the seeds record none
     args = projector_args(ckpt.projector, ckpt.projector_args, recipe_act=recipe_act(_architecture(model), proj_type))
     save_projector(ckpt.projector, args, os.path.join(output_dir, PROJECTOR_FILE))
     return True

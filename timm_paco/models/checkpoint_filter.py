@@ -3,9 +3,7 @@
 A registered model is a plain timm model; training keeps the projector beside it (``timm_paco.tasks``).
 Layouts understood (DDP / torch.compile prefixes ``module.`` / ``_orig_mod.`` are stripped first):
 
-* ``timm``: a plain timm state dict (what train.py writes now as ``state_dict``, Hub exports); kept.
-* ``timm_paco``: the earlier ``backbone.*`` + ``projector.*`` layout (and the training module's own keys):
-  ``backbone.`` is stripped, ``projector.*`` is the projector.
+* ``timm``: a plain timm state dict (what train.py writes as ``state_dict``, Hub exports); kept.
 * ``moco``: the PaCo / GPaCo ResNet seeds (``MoCo`` wrapper, checkpoint key ``state_dict``):
   ``encoder_q.<resnet>`` -> ``<resnet>``, ``encoder_q.fc.<i>`` (the projection MLP that replaced the ResNet's
   fc) -> projector ``<i>``, ``linear.*`` (class centres) -> ``<classifier>.*``; the key encoder
@@ -32,9 +30,6 @@ __all__ = [
     'unwrap_checkpoint', 'detect_layout', 'split_state_dict', 'model_state_dict', 'check_state_dict',
     'checkpoint_filter_fn', 'classifier_module_name',
 ]
-
-BACKBONE = 'backbone.'
-PROJECTOR = 'projector.'
 
 _QUEUE_KEYS = ('queue', 'queue_l', 'queue_ptr', 'main_label_queue')  # PaCo / GPaCo; DSCL's label queue
 _MOCO_DROP_PREFIXES = ('encoder_k.', 'linear_k.')
@@ -69,10 +64,8 @@ def unwrap_checkpoint(checkpoint: Any, source: str = 'checkpoint') -> Dict[str, 
 
 
 def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """``'timm_paco'``, ``'moco'``, ``'mae_vit'`` or ``'timm'`` for a (``module.``-stripped) state dict."""
+    """``'moco'``, ``'mae_vit'`` or ``'timm'`` for a (``module.``-stripped) state dict."""
     keys = list(state_dict)
-    if any(k.startswith(BACKBONE) for k in keys) and all(k.startswith((BACKBONE, PROJECTOR)) for k in keys):
-        return 'timm_paco'
     if any(k.startswith('encoder_q.') for k in keys):
         return 'moco'
     if any(k.startswith('mlp.') for k in keys) and any(k.startswith('blocks.') for k in keys):
@@ -100,9 +93,6 @@ def _layout_key(layout: str, key: str, classifier: str) -> Tuple[str, str]:
     """(part, key in that part) of one state-dict key in ``layout``."""
     if layout == 'moco':
         return _moco_key(key, classifier)
-    if layout == 'timm_paco':
-        rest = _strip(PROJECTOR, key)
-        return ('projector', rest) if rest is not None else ('model', key[len(BACKBONE):])
     if layout == 'mae_vit':
         if key in _QUEUE_KEYS:
             return 'drop', key

@@ -66,8 +66,8 @@ def checkpoint_projector(
         ema: bool = False,
 ) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
     """(weights, recorded ``Projector`` arguments) of the projector in a checkpoint object: its ``task_state``
-    (``task_state_ema`` with ``ema``) entry, else the projector part of its ``state_dict`` (the earlier
-    ``backbone.*`` / ``projector.*`` and the seeds' layouts); ``({}, {})`` when it has none."""
+    (``task_state_ema`` with ``ema``) entry, else the projector part of its ``state_dict`` (the seeds' layouts);
+    ``({}, {})`` when it has none."""
     task_state = checkpoint.get('task_state_ema' if ema else 'task_state') if isinstance(checkpoint, Mapping) else None
     if isinstance(task_state, Mapping) and isinstance(task_state.get('projector'), Mapping):
         return dict(task_state['projector']), dict(task_state.get(_META_KEY) or {})
