@@ -302,11 +302,9 @@ def test_ddp_pbsd_trains_over_several_steps(image_folder, tmp_path):
     assert int(_checkpoint(tmp_path / 'two')['task_state']['queue']['valid'].sum()) == 8
 
 
-@pytest.mark.parametrize('layout', ['now', 'earlier'])
-def test_initial_checkpoint_of_any_layout_starts_model_and_projector(tmp_path, layout):
-    """--initial-checkpoint reads what train.py writes now (plain state_dict, projector in task_state) and the
-    backbone.* / projector.* layout of earlier releases: the model loads strictly, a contrastive task takes the
-    projector, a CE task ignores it."""
+def test_initial_checkpoint_starts_model_and_projector(tmp_path):
+    """--initial-checkpoint reads what train.py writes (plain state_dict, projector in task_state): the model loads
+    strictly, a contrastive task takes the projector, a CE task ignores it."""
     torch.manual_seed(0)
     source = create_task('paco', timm.create_model('test_convnext', num_classes=NUM_CLASSES), queue_size=8,
                          verbose=False)
@@ -314,8 +312,6 @@ def test_initial_checkpoint_of_any_layout_starts_model_and_projector(tmp_path, l
         for p in source.module.parameters():
             p.add_(torch.randn_like(p))
     state = source.get_checkpoint_state()
-    if layout == 'earlier':
-        state = dict(state_dict=source.module.state_dict())
     path = str(tmp_path / 'init.pth.tar')
     torch.save(state, path)
     for task_name in ('paco', 'ce'):

@@ -50,7 +50,8 @@ _logger = logging.getLogger('train')
 
 
 def _set_up_process(args):
-    """Device modules, CUDA math flags, the Hub token check, the (distributed) device; returns the device."""
+    """Device modules, CUDA math flags, the Hub token check, the (distributed) device, the precision and the seed;
+    returns (device, precision)."""
     for module in args.device_modules or ():
         importlib.import_module(module)
     if torch.cuda.is_available():
@@ -66,12 +67,46 @@ def _set_up_process(args):
     device = utils.init_distributed_device(args)
     where = f'process {args.rank} of {args.world_size}' if args.distributed else 'a single process'
     _logger.info(f'Training with {where} on {args.device}.')
-    return device
+    precision = resolve_precision(args.model_dtype, args.amp, args.amp_dtype)
+    if precision.amp_dtype is not None:
+        scaler = 'on' if precision.loss_scaler(device) is not None else 'off'
+        _logger.info(f'Mixed precision: autocast {precision.amp_dtype}, grad scaler {scaler}.')
+    utils.random_seed(args.seed, args.rank)
+    if args.fuser:
+        utils.set_jit_fuser(args.fuser)
+    if args.fast_norm:
+        set_fast_norm()
+    return device, precision
 
 
-def _build_model(parser, args, device, precision):
-    """The plain timm model (placed on the device), the run's method with its flags settled, the views, the data
-    config and the ``--initial-checkpoint`` projector weights."""
+def _log_model(args, model, method, views) -> None:
+    if args.grad_checkpointing:
+        model.set_grad_checkpointing(enable=True)
+    if utils.is_primary(args):
+        _logger.info(f'Model {safe_model_name(args.model)} created, task {method.name}, {views.num_views} view(s) '
+                     f'({views.recipe}), param count: {sum(p.numel() for p in model.parameters())}')
+
+
+def _data_config(args, model, in_chans: int, views):
+    """timm's data config of the model and flags (its channels the model's), checked against the model."""
+    data_config = match_model_channels(
+        resolve_data_config(vars(args), model=model, verbose=utils.is_primary(args)), in_chans)
+    check_input_size(model, data_config['input_size'], args.model)
+    check_patch_model(args, views, model, data_config['input_size'])
+    return data_config
+
+
+def build_run(parser, args) -> TrainRun:
+    """train.py's build order, top to bottom: each step resolves the flags it is the first to need (none is changed
+    after), and every refusal (a ``UsageError``) comes before anything is written."""
+    # arguments: values and combinations that need nothing built, the inputs, --resume, the output folder
+    check_values(args)
+    check_inputs(args)
+    resolve_resume(args)
+    check_output_folder(args)
+    device, precision = _set_up_process(args)
+
+    # model and method: the plain timm model, the method (--task or the model's recipe) and its flag defaults
     in_chans = args.in_chans or (args.input_size[0] if args.input_size is not None else 3)
     model, initial_projector = create_train_model(args, in_chans)
     args.num_classes = args.num_classes or model.num_classes
@@ -82,49 +117,22 @@ def _build_model(parser, args, device, precision):
     check_combinations(args, method, views)
     for warning in flag_warnings(parser, args, method.name) if utils.is_primary(args) else ():
         _logger.warning(warning)
-    if args.grad_checkpointing:
-        model.set_grad_checkpointing(enable=True)
-    if utils.is_primary(args):
-        _logger.info(f'Model {safe_model_name(args.model)} created, task {method.name}, {views.num_views} view(s) '
-                     f'({views.recipe}), param count: {sum(p.numel() for p in model.parameters())}')
-    data_config = match_model_channels(
-        resolve_data_config(vars(args), model=model, verbose=utils.is_primary(args)), in_chans)
-    check_input_size(model, data_config['input_size'], args.model)
-    check_patch_model(args, views, model, data_config['input_size'])
+    _log_model(args, model, method, views)
+    data_config = _data_config(args, model, in_chans, views)
     model = place_model(model, args, device, precision.model_dtype)
-    return model, method, views, data_config, initial_projector
 
-
-def _build_run(parser, args) -> TrainRun:
-    """Model → views → data → task → optimiser → output → schedule: everything the epoch loop reads."""
-    device = _set_up_process(args)
-    precision = resolve_precision(args.model_dtype, args.amp, args.amp_dtype)
-    utils.random_seed(args.seed, args.rank)
-    if args.fuser:
-        utils.set_jit_fuser(args.fuser)
-    if args.fast_norm:
-        set_fast_norm()
-
-    model, method, views, data_config, initial_projector = _build_model(parser, args, device, precision)
-    loss_scaler = precision.loss_scaler(device)
-    if precision.amp_dtype is not None:
-        _logger.info(f'Mixed precision: autocast {precision.amp_dtype}, grad scaler {"on" if loss_scaler else "off"}.')
-
-    # data: datasets and class counts, then the V-view (or timm's) loaders
+    # data: datasets and class counts, the V-view (or timm's) loaders, --lr from the batch size they give
     dataset_train, dataset_eval, class_counts = create_train_datasets(args, method, data_config)
-    loader_train, mixup_fn = create_train_loader(
-        args, dataset_train, data_config, views, device, precision.model_dtype)
-    batch_size_reference = float(args.batch_size)
-    if args.train_img_sizes is not None:
-        batch_size_reference = loader_train.batch_sampler.average_batch_size
-    resolve_lr(args, batch_size_reference)
+    loader_train, mixup_fn = create_train_loader(args, dataset_train, data_config, views, device, precision.model_dtype)
+    batch_size_reference = resolve_lr(args, loader_train)
     loader_eval = create_eval_loader(args, dataset_eval, data_config, device, precision.model_dtype)
 
-    # the task (projector, key encoder, queue, loss), its optimiser and state, the output and the schedule
+    # task (projector, key encoder, queue, loss), optimiser, resume / EMA / compile / DDP, schedule, output
     task = create_train_task(args, method, model, views.num_views, class_counts, initial_projector, device,
                              precision.model_dtype)
     optimizer = create_optimizer_v2(task.get_trainable_module(), **optimizer_kwargs(cfg=args),
                                     filter_bias_and_bn=not args.wd_bias_and_norm, **args.opt_kwargs)
+    loss_scaler = precision.loss_scaler(device)
     resume_epoch = prepare_task(task, args, optimizer, loss_scaler, device)
     eval_metric = args.eval_metric if loader_eval is not None else 'loss'
     lr_scheduler, num_epochs, start_epoch = create_schedule(
@@ -158,11 +166,7 @@ def main(argv=None):
 
 def _train(parser, args):
     try:
-        check_values(args)
-        check_inputs(args)
-        resolve_resume(args)
-        check_output_folder(args)
-        run = _build_run(parser, args)
+        run = build_run(parser, args)
     except UsageError as e:  # one line, argparse's exit code for usage errors
         print(f'{parser.prog}: error: {e}', file=sys.stderr)
         raise SystemExit(2) from None

@@ -12,11 +12,15 @@ __all__ = ['RunComplete', 'resolve_lr', 'updates_per_epoch', 'create_schedule']
 _logger = logging.getLogger('train')
 
 
-def resolve_lr(args, batch_size_reference: float) -> None:
+def resolve_lr(args, loader) -> float:
     """Set ``args.lr`` from ``--lr-base`` scaled by the global batch / ``--lr-base-size`` (linear, or sqrt for
-    adaptive optimisers) when ``--lr`` is not given."""
+    adaptive optimisers) when ``--lr`` is not given; returns the batch size of that scaling (``-b``, or the training
+    loader's average batch with ``--train-img-sizes``), which ``--variable-batch-loss-scale`` is relative to."""
+    batch_size_reference = float(args.batch_size)
+    if args.train_img_sizes is not None:
+        batch_size_reference = loader.batch_sampler.average_batch_size
     if args.lr:
-        return
+        return batch_size_reference
     global_batch_size = batch_size_reference * args.world_size * args.grad_accum_steps
     batch_ratio = global_batch_size / args.lr_base_size
     if not args.lr_base_scale:
@@ -25,6 +29,7 @@ def resolve_lr(args, batch_size_reference: float) -> None:
         batch_ratio = batch_ratio ** 0.5
     args.lr = args.lr_base * batch_ratio
     _logger.info(f'Learning rate {args.lr} from --lr-base {args.lr_base} and global batch {global_batch_size:g}.')
+    return batch_size_reference
 
 
 def updates_per_epoch(args, loader) -> int:

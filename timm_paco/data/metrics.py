@@ -39,8 +39,8 @@ def class_splits(class_counts: Sequence[int], many_thr: int = 100, few_thr: int 
 
 class LongTailMeter:
     """Top-k accuracy, per-class counts and precision / recall / F1 over batches of logits, on torchmetrics
-    (``MulticlassAccuracy``, ``MulticlassStatScores``, ``MulticlassPrecision`` / ``Recall`` / ``F1Score``, which share
-    one state); the many / medium / few grouping of those counts is ``long_tail_accuracy``.
+    (``MulticlassStatScores``: top-k hits and per-class counts; ``MulticlassPrecision`` / ``Recall`` / ``F1Score``,
+    which share one state); the many / medium / few grouping of those counts is ``long_tail_accuracy``.
 
     ``update(output [B, C], target [B])``; targets index the C columns of ``output``; the top-1 prediction of tied
     scores is the lowest class index (``argmax``, as ``eval.confusion_counts``).
@@ -55,7 +55,7 @@ class LongTailMeter:
     def __init__(self, num_classes: int, topk: Sequence[int] = (1, 5), average: str = 'macro'):
         from torchmetrics import MetricCollection
         from torchmetrics.classification import (
-            MulticlassAccuracy, MulticlassF1Score, MulticlassPrecision, MulticlassRecall, MulticlassStatScores,
+            MulticlassF1Score, MulticlassPrecision, MulticlassRecall, MulticlassStatScores,
         )
         if num_classes < 1:
             raise ValueError(f'num_classes must be >= 1, got {num_classes}')
@@ -64,7 +64,7 @@ class LongTailMeter:
         self.num_classes, self.topk, self.average = num_classes, tuple(topk), average
         kwargs = dict(num_classes=num_classes, validate_args=False)
         self._stats = MulticlassStatScores(average='none', **kwargs)  # per class: tp, fp, tn, fn, support
-        self._topk = {k: MulticlassAccuracy(top_k=min(k, num_classes), average='micro', **kwargs) for k in self.topk}
+        self._topk = {k: MulticlassStatScores(top_k=min(k, num_classes), average='micro', **kwargs) for k in self.topk}
         self._prf = MetricCollection({name: metric(average=average, zero_division=0, **kwargs) for name, metric in (
             ('precision', MulticlassPrecision), ('recall', MulticlassRecall), ('f1_score', MulticlassF1Score))})
         self.count = 0
@@ -110,7 +110,7 @@ class LongTailMeter:
         """{k: top-k accuracy in percent} over everything seen."""
         if not self.count:
             raise ValueError('LongTailMeter saw no samples: the evaluation dataset is empty')
-        return {k: 100. * float(metric.compute()) for k, metric in self._topk.items()}
+        return {k: 100. * int(metric.compute()[0]) / self.count for k, metric in self._topk.items()}  # tp / images
 
     def precision_recall_f1(self) -> Dict[str, float]:
         """``{'<average>_precision', '<average>_recall', '<average>_f1_score'}`` in percent."""
