@@ -190,7 +190,8 @@ def write_markdown(path: str, figure: str, command: str, summary: Dict[str, Dict
         for state, label in STATES:
             cells = [run_label(task), setting_label(task, trained[task]),
                      ' / '.join(f'{t:g}' for t in entry['taus'])] if state == 'before' else ['', '', '']
-            lines.append('| ' + ' | '.join(cells + [label] + [format_mean_std(entry[state][k]) for k, _ in METRICS]) + ' |')
+            scores = [format_mean_std(entry[state][k]) for k, _ in METRICS]
+            lines.append('| ' + ' | '.join(cells + [label] + scores) + ' |')
     lines += [
         '',
         f'Test top-1 accuracy (%), mean ± sample std over seeds {list(seeds)}. Each run\'s τ is the one of '

@@ -83,20 +83,25 @@ def _load_script(name):
 
 
 def test_bench_loss_one_configuration_from_any_size_flag(capsys):
-    """--queue / --classes / --dim alone give one configuration (the others at their single defaults)."""
-    proc = _script('bench_loss.py', '--anchors', '8', '--queue', '16', '--dim', '4', '--warmup', '0',
-                   '--repeats', '1', '--threads', '1')
-    assert proc.returncode == 0, proc.stderr
-    rows = [line for line in proc.stdout.splitlines() if line.startswith('| paco A=')]
-    assert len(rows) == 1 and rows[0].startswith('| paco A=8 N=16 C=1000 D=4 |')
-    proc = _script('bench_loss.py', '--loss', 'dscl', '--anchors', '8', '--queue', '16', '--dim', '4', '--warmup',
-                   '0', '--repeats', '1', '--threads', '1')  # fails unless fast and dense agree to 1e-4
-    assert proc.returncode == 0, proc.stderr
-    assert [line for line in proc.stdout.splitlines() if line.startswith('| dscl A=8 N=16 C=1000 D=4 |')]
-    bench_loss = _load_script('bench_loss.py')
-    with pytest.raises(SystemExit) as exit_info:
-        bench_loss.main(['--repeats', '0'])
-    assert exit_info.value.code == 2 and 'argument --repeats: expected an integer >= 1, got 0' in capsys.readouterr().err
+    """--queue / --classes / --dim alone give one configuration (the others at their single defaults); run in this
+    process as its __main__ runs it (its --threads restored afterwards)."""
+    import torch
+    from _cli import run_script_here
+    path, threads = os.path.join(REPO, 'benchmarks', 'bench_loss.py'), torch.get_num_threads()
+    try:
+        code, out, err = run_script_here(capsys, path, ['--anchors', '8', '--queue', '16', '--dim', '4', '--warmup',
+                                                        '0', '--repeats', '1', '--threads', '1'])
+        assert code == 0, err
+        rows = [line for line in out.splitlines() if line.startswith('| paco A=')]
+        assert len(rows) == 1 and rows[0].startswith('| paco A=8 N=16 C=1000 D=4 |')
+        code, out, err = run_script_here(capsys, path, ['--loss', 'dscl', '--anchors', '8', '--queue', '16', '--dim',
+                                                        '4', '--warmup', '0', '--repeats', '1', '--threads', '1'])
+        assert code == 0, err  # fails unless fast and dense agree to 1e-4
+        assert [line for line in out.splitlines() if line.startswith('| dscl A=8 N=16 C=1000 D=4 |')]
+    finally:
+        torch.set_num_threads(threads)
+    code, _, err = run_script_here(capsys, path, ['--repeats', '0'])
+    assert code == 2 and 'argument --repeats: expected an integer >= 1, got 0' in err
 
 
 def test_bench_step_without_warmup(tmp_path):

@@ -3,7 +3,6 @@ import csv
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -320,8 +319,8 @@ def test_benchmark_recipe_mismatches():
         'batch_size=64 (this run: 32)', 'paco_temperature=0.07 (this run: 0.05)', 'paco_queue_size=1 (this run: 256)']
     flags = ['--paco-queue-size', '1', '--paco-temperature', '0.07', '-b', '64']
     assert benchmark_grid.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE, flags) == []
-    assert benchmark_grid.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE, flags + ['--paco-queue-size', '8']) == [
-        'paco_queue_size=1 (this run: 8)']
+    assert benchmark_grid.recipe_mismatches(queue1, 'paco', (1.0, 0.0), 1, RECIPE,
+                                            flags + ['--paco-queue-size', '8']) == ['paco_queue_size=1 (this run: 8)']
     assert benchmark_grid.recipe_mismatches(dict(trained, prior_tau=0.5, smoothing=0.1), 'paco', (0.5, 0.0), 1, RECIPE,
                                        ['--prior-tau', '2', '--smoothing', '0.1']) == []
     # CE: no prior compared, its own smoothing 0.1 when the flag was not given; no PaCo queue
@@ -358,11 +357,16 @@ def test_benchmark_statistics():
     assert benchmark_grid.budget_stem('large', 100) == 'lt_fashion_mnist_large_e100'
 
 
-def test_quickstart_dscl_trains_both_stages_then_validates_the_second(tmp_path):
+def test_quickstart_dscl_trains_both_stages_then_validates_the_second(tmp_path, capsys):
+    """The quick start in this process as its __main__ runs it (its train / validate stages are processes)."""
     import torch
+    from timm_paco.cli.errors import run_main
     out = tmp_path / 'out'
-    stdout = _run([sys.executable, '-m', 'timm_paco.quickstart', '--tiny', '--task', 'dscl', '--threads', '1',
-                   '--output', str(out)], tmp_path)
+    capsys.readouterr()
+    code = run_main(quickstart_main, 'python -m timm_paco.quickstart',
+                    ['--tiny', '--task', 'dscl', '--threads', '1', '--output', str(out)])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err[-3000:]
     assert all(f'stage 2/3: train dscl (train.py), stage {i}' in stdout for i in (1, 2))
     first, second = out / 'dscl-seed0-stage1', out / 'dscl-seed0'
     one = yaml.safe_load((first / 'args.yaml').read_text())

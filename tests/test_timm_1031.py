@@ -41,7 +41,8 @@ def test_unknown_model_arguments_stop_train_py_with_one_line(image_folder, tmp_p
     for extra, message in (
             (['--model', 'resnet32_cifar', '--model-kwargs', 'depthh=3'],
              "--model-kwargs depthh=…: model resnet32_cifar takes no 'depthh' argument"),
-            (['--model', 'test_vit', '--drop-block', '0.1'], "--drop-block: model test_vit takes no 'drop_block_rate'")):
+            (['--model', 'test_vit', '--drop-block', '0.1'],
+             "--drop-block: model test_vit takes no 'drop_block_rate'")):
         with pytest.raises(SystemExit) as exit_info:
             train.main(common + extra)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]

@@ -9,8 +9,8 @@ Added:
   --few-shot-thr 20`` (many: count > many, few: count < few, medium: in between inclusive). Reports
   ``many_acc / medium_acc / few_acc``, writes a per-class CSV (``--per-class-file``) and a PNG of per-class
   accuracy against training count (``--per-class-plot``); both default to ``<results-file stem>_per_class.*``
-  (``<stem>_<checkpoint or model>_per_class.*`` for each evaluation of a bulk run). A bulk run records a model or checkpoint that fails with its
-  ``error`` and goes on.
+  (``<stem>_<checkpoint or model>_per_class.*`` for each evaluation of a bulk run). A bulk run records a model or
+  checkpoint that fails with its ``error`` and goes on.
 * Calibration: expected calibration error (15 equal-width bins, torchmetrics) overall and on many / medium /
   few (``ece``, ``many_ece`` …, in %), and beside ``--results-file`` a reliability diagram
   (``<stem>_reliability.png``) and the confusion matrix (``<stem>_confusion.csv``, rows the true class).
@@ -56,7 +56,8 @@ from timm_paco.data.class_counts import CLASS_COUNTS_FILE
 from timm_paco.data.ood import check_class_folders, ood_class_map, subset_mask
 from timm_paco.data.metrics import class_splits
 from timm_paco.eval import (
-    CalibrationMeter, ClassifierInputs, attach_ncm, class_means, save_features, save_logits, split_checkpoints, tau_normalize_classifier, write_results,
+    CalibrationMeter, ClassifierInputs, attach_ncm, class_means, save_features, save_logits, split_checkpoints,
+    tau_normalize_classifier, write_results,
 )
 
 _logger = logging.getLogger('validate')

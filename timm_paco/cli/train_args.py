@@ -22,7 +22,7 @@ __all__ = ['TIMM_VIEWS', 'MULTI_LABEL_ONLY', 'build_parser', 'parse_args', 'add_
            'add_schedule_args', 'add_loop_args']
 
 TIMM_VIEWS = 'timm'  # --paco-views value: timm's own single-view training transform
-MULTI_LABEL_ONLY = ('twoway', 'zlpr', 'db')  # --loss values timm's create_classification_loss takes for multi-label only
+MULTI_LABEL_ONLY = ('twoway', 'zlpr', 'db')  # --loss values timm's loss factory takes for multi-label targets only
 
 
 def _dataset_args(parser: argparse.ArgumentParser) -> None:
@@ -219,13 +219,14 @@ def add_loop_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group('Training loop')
     g.add_argument('--grad-accum-steps', type=positive_int, default=1, metavar='N',
                    help='steps per optimizer update (default: 1)')
-    g.add_argument('--log-interval', type=positive_int, default=50, metavar='N', help='updates between progress lines')
+    g.add_argument('--log-interval', type=positive_int, default=50, metavar='N',
+                   help='updates between progress lines (default: %(default)s)')
     g.add_argument('--val-interval', type=positive_int, default=1, metavar='N',
                    help='epochs between eval / checkpoints')
     g.add_argument('--recovery-interval', type=non_negative_int, default=0, metavar='N',
                    help='updates between recovery saves')
     g.add_argument('--checkpoint-hist', type=positive_int, default=10, metavar='N',
-                   help='checkpoints kept (default: 10)')
+                   help='checkpoints kept (default: %(default)s)')
     g.add_argument('--dist-bn', type=str, default='reduce', choices=('reduce', 'broadcast', ''),
                    help='share BatchNorm stats between ranks after each epoch: broadcast, reduce (the mean) or ""')
     g.add_argument('--max-nonfinite-steps', type=non_negative_int, default=0, metavar='N',

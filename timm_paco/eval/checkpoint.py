@@ -1,7 +1,8 @@
 """Build a model for evaluation and load a checkpoint of any layout into it.
 
 Every registered model is a plain timm model; a checkpoint's model weights are found and remapped by
-``timm_paco.models.model_state_dict`` (train.py's plain ``state_dict``, the seeds' layouts) and checked by ``check_state_dict``; projector weights are not needed.
+``timm_paco.models.model_state_dict`` (train.py's plain ``state_dict``, the seeds' layouts) and checked by
+``check_state_dict``; projector weights are not needed.
 """
 import os
 from typing import Any, Dict, List, Optional

@@ -45,8 +45,8 @@ from timm_paco.cli.method_modules import add_method_modules_arg, import_methods_
 from timm_paco.data.fashion_mnist_pool import cap_per_class, fashion_mnist_root
 from timm_paco.methods import get_method, list_methods
 from timm_paco.runs.benchmark_grid import (
-    DEFAULT_N_VAL, FIRST_STAGE_FILE, budget_stem, check_derived_base, check_reused_run, chosen_tau, data_dirs, derived_runs,
-    experiment_name, file_sha256, method_smoothing, prior_runs, read_run_seconds, read_selected_settings,
+    DEFAULT_N_VAL, FIRST_STAGE_FILE, budget_stem, check_derived_base, check_reused_run, chosen_tau, data_dirs,
+    derived_runs, experiment_name, file_sha256, method_smoothing, prior_runs, read_run_seconds, read_selected_settings,
     select_setting, setting_flags, write_run_seconds,
 )
 from timm_paco.runs.benchmark_report import METRICS, plot, summarise, summarise_grid, write_markdown

@@ -250,7 +250,8 @@ def write_markdown(summary: Dict[str, Dict], path: str, figure: str, command: st
     ]
     for task, entry in summary.items():
         lines.append(f'| {run_label(task)} | {_tau(entry.get("prior_tau"))} | {_smoothing(task, entry)} | '
-                     + ' | '.join(format_mean_std(entry[k]) for k, _ in METRICS) + f' | {format_mean_std(entry.get("ece"))} |')
+                     + ' | '.join(format_mean_std(entry[k]) for k, _ in METRICS)
+                     + f' | {format_mean_std(entry.get("ece"))} |')
     lines += [
         '',
         f'Test top-1 accuracy (%) on {test_set}, mean ± sample std over seeds {seeds}; ECE: expected calibration '

@@ -26,8 +26,8 @@ def train_command(
         device: str = 'cpu',
         extra_flags: Sequence[str] = (),
 ) -> List[str]:
-    """``python -m timm_paco.train`` argv for ``task`` on the long-tailed Fashion-MNIST under ``data_dir`` (``extra_flags`` last); a
-    two-stage method's is its first stage's (``first_task``)."""
+    """``python -m timm_paco.train`` argv for ``task`` on the long-tailed Fashion-MNIST under ``data_dir``
+    (``extra_flags`` last); a two-stage method's is its first stage's (``first_task``)."""
     if task not in run_names():
         raise ValueError(f'task: expected one of {", ".join(run_names())}, got {task!r}')
     r = dict(RECIPE if recipe is None else recipe)
@@ -111,8 +111,8 @@ def validate_command(
         device: str = 'cpu',
         extra_flags: Sequence[str] = (),
 ) -> List[str]:
-    """``python -m timm_paco.validate`` argv: the test split under ``data_dir``, long-tail metrics with the thresholds above, and
-    ``results_file`` (JSON) with ``<stem>_per_class.csv`` / ``.png`` beside it (None: no files written);
+    """``python -m timm_paco.validate`` argv: the test split under ``data_dir``, long-tail metrics with the
+    thresholds above, and ``results_file`` (JSON) with ``<stem>_per_class.csv`` / ``.png`` beside it (None: no files written);
     ``extra_flags`` last (e.g. ``--tau-norm 0.5``)."""
     files = ['--results-file', results_file, '--results-format', 'json'] if results_file else []
     return [

@@ -4,8 +4,8 @@
 ``task(images [N, 3, H, W], labels [N, H, W])`` -> ``{'loss', 'loss_ce', 'loss_pixel_paco' (with a criterion),
 'output'}`` (loss parts named ``loss_*`` as every task's); the trainable module is the whole ``PaCoSegModel``
 (decoder, classifier and projector), the model ``forward`` switches on ``training``; ``create_evaluator`` gives the
-mIoU evaluator (``SegMetrics``), so train.py's epoch loop trains and scores it. smp's decoders have no auxiliary head, so GPaCo's 0.4-weighted auxiliary CE does not
-apply.
+mIoU evaluator (``SegMetrics``), so train.py's epoch loop trains and scores it. smp's decoders have no auxiliary
+head, so GPaCo's 0.4-weighted auxiliary CE does not apply.
 """
 from typing import Dict, Optional, Sequence
 

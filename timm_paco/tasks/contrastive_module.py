@@ -10,7 +10,8 @@ L2-normalised embedding for the contrastive term. The model runs once per call:
 
 ``forward`` returns ``(logits, embeddings)`` so DDP and torch.compile see one call; given PBSD's patches and boxes
 it also returns their teacher and student embeddings (``forward_patches``), still in one call. Submodules are named
-``backbone`` (the timm model) and ``projector``: the key encoder a PaCo task keeps has these keys. Evaluation, checkpoints' ``state_dict`` and export use ``backbone`` alone.
+``backbone`` (the timm model) and ``projector``: the key encoder a PaCo task keeps has these keys. Evaluation,
+checkpoints' ``state_dict`` and export use ``backbone`` alone.
 """
 from typing import Optional, Tuple
 
