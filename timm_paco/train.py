@@ -30,16 +30,16 @@ from timm_paco.cli.precision import resolve_precision
 from timm_paco.cli.train_args import parse_args
 from timm_paco.cli.inputs import check_input_size
 from timm_paco.cli.train_checks import (
-    check_combinations, check_inputs, check_patch_model, check_values, flag_warnings, settle_method_flags,
+    check_combinations, check_inputs, check_patch_model, check_values, flag_warnings,
 )
 from timm_paco.cli.train_data import create_eval_loader, create_train_datasets, create_train_loader
 from timm_paco.cli.train_loop import run_epochs
 from timm_paco.cli.train_model import create_train_model, place_model, resolve_method
-from timm_paco.cli.run_checkpoints import resolve_resume
+from timm_paco.cli.run_settings import settle_flags, settle_lr, settle_model_flags, settle_resume
 from timm_paco.cli.run_lock import release_run_locks
 from timm_paco.cli.train_output import check_output_folder, create_run_output, push_run_to_hub
 from timm_paco.cli.train_run import TrainRun
-from timm_paco.cli.train_schedule import RunComplete, create_schedule, resolve_lr
+from timm_paco.cli.train_schedule import RunComplete, create_schedule
 from timm_paco.cli.train_task import create_train_task, prepare_task
 from timm_paco.cli.train_views import plan_views
 from timm_paco.cli.usage import UsageError
@@ -63,7 +63,6 @@ def _set_up_process(args):
             require_token()  # fail before training, not after it
         except ValueError as e:
             raise UsageError(f'--push-to-hub {args.push_to_hub}: {e}') from None
-    args.prefetcher = not args.no_prefetcher
     device = utils.init_distributed_device(args)
     where = f'process {args.rank} of {args.world_size}' if args.distributed else 'a single process'
     _logger.info(f'Training with {where} on {args.device}.')
@@ -97,22 +96,22 @@ def _data_config(args, model, in_chans: int, views):
 
 
 def build_run(parser, args) -> TrainRun:
-    """train.py's build order, top to bottom: each step resolves the flags it is the first to need (none is changed
-    after), and every refusal (a ``UsageError``) comes before anything is written."""
-    # arguments: values and combinations that need nothing built, the inputs, --resume, the output folder
+    """train.py's build order, top to bottom: the flags are settled (``cli/run_settings.py``, the one module that
+    writes ``args``) as soon as a step knows their value and never change after; every refusal (a ``UsageError``)
+    comes before anything is written."""
+    # arguments: the flags alone, their values, the inputs, --resume, the output folder
+    settle_flags(args)
     check_values(args)
     check_inputs(args)
-    resolve_resume(args)
+    settle_resume(args)
     check_output_folder(args)
     device, precision = _set_up_process(args)
 
     # model and method: the plain timm model, the method (--task or the model's recipe) and its flag defaults
     in_chans = args.in_chans or (args.input_size[0] if args.input_size is not None else 3)
     model, initial_projector = create_train_model(args, in_chans)
-    args.num_classes = args.num_classes or model.num_classes
     method = resolve_method(args, model)
-    args.task = method.name
-    settle_method_flags(args, method)
+    settle_model_flags(args, model, method)
     views = plan_views(args, method)
     check_combinations(args, method, views)
     for warning in flag_warnings(parser, args, method.name) if utils.is_primary(args) else ():
@@ -124,7 +123,7 @@ def build_run(parser, args) -> TrainRun:
     # data: datasets and class counts, the V-view (or timm's) loaders, --lr from the batch size they give
     dataset_train, dataset_eval, class_counts = create_train_datasets(args, method, data_config)
     loader_train, mixup_fn = create_train_loader(args, dataset_train, data_config, views, device, precision.model_dtype)
-    batch_size_reference = resolve_lr(args, loader_train)
+    batch_size_reference = settle_lr(args, loader_train)
     loader_eval = create_eval_loader(args, dataset_eval, data_config, device, precision.model_dtype)
 
     # task (projector, key encoder, queue, loss), optimiser, resume / EMA / compile / DDP, schedule, output

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 
 from timm_paco.checkpoint_io import load_checkpoint_file
 
-__all__ = ['CHECKPOINT_PATTERNS', 'experiment_folder', 'newest_checkpoint', 'resolve_resume']
+__all__ = ['CHECKPOINT_PATTERNS', 'experiment_folder', 'newest_checkpoint', 'find_resume']
 
 _logger = logging.getLogger('train')
 
@@ -47,21 +47,19 @@ def newest_checkpoint(folder: str) -> Optional[Tuple[str, int]]:
     return None
 
 
-def resolve_resume(args) -> None:
-    """``--resume FOLDER``: set ``args.resume`` to its newest loadable checkpoint (ValueError when it has none).
-    ``--resume auto`` (timm 1.0.31): the ``--experiment`` folder's newest, else '' (a fresh run); ``args.resume_auto``
-    keeps the choice for ``args.yaml``. ``--resume FILE`` that does not exist while its folder holds a loadable
-    checkpoint: ValueError naming it."""
+def find_resume(args) -> str:
+    """The checkpoint file ``--resume`` names: a ``--resume FOLDER``'s newest loadable checkpoint (ValueError when it
+    has none); ``--resume auto`` (timm 1.0.31): the ``--experiment`` folder's newest, else '' (a fresh run); a
+    ``--resume FILE`` as given, or a ValueError naming it when it does not exist while its folder holds a loadable
+    checkpoint."""
     if args.resume == 'auto':
-        args.resume_auto = True
         folder = experiment_folder(args)
         found = newest_checkpoint(folder) if os.path.isdir(folder) else None
         _logger.info(f'--resume auto: resuming {found[0]} (epoch {found[1]})' if found else
                      f'--resume auto: no checkpoint in {folder} yet; starting the run')
-        args.resume = found[0] if found else ''
-        return
+        return found[0] if found else ''
     if not args.resume:
-        return
+        return args.resume
     if os.path.isdir(args.resume):
         found = newest_checkpoint(args.resume)
         if found is None:
@@ -69,9 +67,10 @@ def resolve_resume(args) -> None:
                              f'({", ".join(CHECKPOINT_PATTERNS)})')
         _logger.info(f'--resume {args.resume}: resuming {found[0]}, its newest loadable checkpoint (epoch '
                      f'{found[1]})')
-        args.resume = found[0]
-    elif not os.path.exists(args.resume) and os.path.isdir(os.path.dirname(args.resume) or '.'):
+        return found[0]
+    if not os.path.exists(args.resume) and os.path.isdir(os.path.dirname(args.resume) or '.'):
         found = newest_checkpoint(os.path.dirname(args.resume) or '.')
         if found is not None:
             raise ValueError(f'--resume {args.resume}: no such file; the newest loadable checkpoint in its folder '
                              f'is {found[0]} (epoch {found[1]}): resume with --resume {found[0]}')
+    return args.resume

@@ -5,9 +5,9 @@ from typing import Dict, List, Tuple
 from timm.optim import get_optimizer_info
 
 from timm_paco.arg_types import repeated
-from timm_paco.cli.inputs import check_data_dir, check_device, check_model_name, resolve_device
+from timm_paco.cli.inputs import check_data_dir, check_device, check_model_name
 from timm_paco.cli.train_args import TIMM_VIEWS
-from timm_paco.cli.train_loss import check_loss_flags, settle_loss_flags
+from timm_paco.cli.train_loss import check_loss_flags
 from timm_paco.cli.train_views import ViewPlan
 from timm_paco.cli.usage import UsageError
 from timm_paco.data import check_imb_factor, check_patch_args, parse_view_recipe
@@ -15,7 +15,7 @@ from timm_paco.methods import Method, get_method, list_methods
 from timm_paco.tasks.patch_teacher import check_patch_model as check_feature_map
 
 __all__ = ['method_flags', 'check_inputs', 'check_values', 'check_combinations', 'check_patch_model',
-           'unused_task_flags', 'flag_warnings', 'settle_method_flags']
+           'unused_task_flags', 'flag_warnings']
 
 
 def method_flags() -> Dict[str, Tuple[str, ...]]:
@@ -29,18 +29,6 @@ def method_flags() -> Dict[str, Tuple[str, ...]]:
         if method.prior == 'logit-adjust':
             readers.setdefault('paco_logit_adjust', []).append(name)
     return {dest: tuple(names) for dest, names in readers.items()}
-
-
-def settle_method_flags(args, method: Method) -> None:
-    """The defaults ``method`` sets: on the shared flags left at None (``--smoothing``, ``--view-forward``) and on
-    its own that take a value from the others (``MethodFlag.late_default``)."""
-    if args.smoothing is None:
-        args.smoothing = method.smoothing or 0.0
-    if args.view_forward is None:
-        args.view_forward = method.view_forward
-    for flag in method.flags:
-        if flag.late_default is not None and getattr(args, flag.dest) is None:
-            setattr(args, flag.dest, flag.late_default(args))
 
 
 def _is_second_order(opt: str) -> bool:
@@ -71,7 +59,6 @@ def flag_warnings(parser, args, task: str) -> List[str]:
 
 def check_values(args) -> None:
     """UsageError on flag values that are wrong whatever the model and task."""
-    settle_loss_flags(args)
     try:
         if args.imb_factor is not None:
             check_imb_factor(args.imb_factor)
@@ -108,8 +95,7 @@ def _check_epoch_marks(args) -> None:
 
 
 def check_inputs(args) -> None:
-    """UsageError on a device, model or data folder that is not there (``--device`` unset: resolved here)."""
-    args.device = resolve_device(args.device)
+    """UsageError on a device, model or data folder that is not there."""
     check_device(args.device)
     check_model_name(args.model)
     check_data_dir(args.data_dir or args.data, args.dataset, args.dataset_download)

@@ -82,8 +82,6 @@ def check_splits_differ(args) -> None:
 
 def create_train_datasets(args, method: Method, data_config) -> Tuple:
     """(training dataset, validation dataset or None without ``--val-split``, training class counts or None)."""
-    if args.data and not args.data_dir:
-        args.data_dir = args.data
     check_splits_differ(args)
     kwargs = _dataset_kwargs(args, data_config['input_size'])
     try:

@@ -111,7 +111,7 @@ def _end_of_epoch(run: TrainRun, epoch: int, train_metrics: Dict, eval_metrics: 
             row = None if eval_metrics is None else {  # per-class lists stay out of summary.csv
                 k: v for k, v in eval_metrics.items() if v is None or isinstance(v, (int, float))}
             run.best = run.output.record_epoch(epoch, latest_metric, train_metrics, row, lr=run.mean_lr(),
-                                               log_wandb=run.args.log_wandb)
+                                               log_wandb=run.output.log_wandb)
             if epoch + 1 in (run.args.save_epochs or ()):  # a milestone: a hard link of last.pth.tar, never pruned
                 run.output.saver.save_milestone(epoch + 1)
     if run.lr_scheduler is not None:

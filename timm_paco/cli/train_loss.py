@@ -12,29 +12,31 @@ from timm_paco.cli.train_args import MULTI_LABEL_ONLY, TIMM_VIEWS
 from timm_paco.cli.usage import UsageError
 from timm_paco.methods import Method, get_method, list_methods
 
-__all__ = ['settle_loss_flags', 'check_loss_flags', 'read_class_stats', 'loss_class_weight', 'timm_criterion',
+__all__ = ['resolve_loss', 'check_loss_flags', 'read_class_stats', 'loss_class_weight', 'timm_criterion',
            'replaces_loss']
 
 _WEIGHT_METHODS = ('inv_freq', 'effective_num')  # the --loss-class-weight names computed from the class counts
 
 
-def settle_loss_flags(args) -> None:
-    """``--bce-loss`` / ``--jsd-loss`` become ``--loss bce`` / ``jsd`` (another ``--loss`` with them is refused);
-    the multi-label losses are refused."""
-    for dest, loss in (('bce_loss', 'bce'), ('jsd_loss', 'jsd')):
+def resolve_loss(args) -> Optional[str]:
+    """The run's ``--loss``: ``--bce-loss`` / ``--jsd-loss`` are ``bce`` / ``jsd`` (another ``--loss`` with them is
+    refused); the multi-label losses, and the loss options without their loss, are refused."""
+    loss = args.loss
+    for dest, alias in (('bce_loss', 'bce'), ('jsd_loss', 'jsd')):
         if getattr(args, dest):
             flag = '--' + dest.replace('_', '-')
-            if args.loss not in (None, loss):
-                raise UsageError(f'{flag} means --loss {loss}; it does not combine with --loss {args.loss}: drop one')
-            args.loss = loss
-    if args.loss in MULTI_LABEL_ONLY:
-        raise UsageError(f'--loss {args.loss}: a multi-label loss (timm\'s --task multilabel); timm_paco trains '
+            if loss not in (None, alias):
+                raise UsageError(f'{flag} means --loss {alias}; it does not combine with --loss {loss}: drop one')
+            loss = alias
+    if loss in MULTI_LABEL_ONLY:
+        raise UsageError(f'--loss {loss}: a multi-label loss (timm\'s --task multilabel); timm_paco trains '
                          f'single-label classes: use --loss ce / bce / asl / poly')
-    if args.poly_epsilon != 2.0 and args.loss != 'poly':
+    if args.poly_epsilon != 2.0 and loss != 'poly':
         raise UsageError(f'--poly-epsilon {args.poly_epsilon}: it sets the Poly-1 loss; add --loss poly')
     if args.loss_weight_power != 1.0 and (args.loss_class_weight or '').strip() != 'inv_freq':
         raise UsageError(f'--loss-weight-power {args.loss_weight_power}: it is the exponent of --loss-class-weight '
                          f'inv_freq; add that or drop it')
+    return loss
 
 
 def replaces_loss(args) -> bool:

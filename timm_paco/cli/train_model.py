@@ -85,7 +85,6 @@ def place_model(model: nn.Module, args, device: torch.device, dtype) -> nn.Modul
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
     if args.distributed and args.sync_bn:
-        args.dist_bn = ''
         model = convert_sync_batchnorm(model)
     if args.torchscript:
         model = torch.jit.script(model)

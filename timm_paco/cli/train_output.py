@@ -36,6 +36,7 @@ class RunOutput:
     class_counts: Optional[list] = None
     start_epoch: int = 0
     recorded: bool = False
+    log_wandb: bool = False  # the epoch rows also go to wandb (--log-wandb, wandb installed)
 
     def summary_file(self) -> Optional[str]:
         return os.path.join(self.output_dir, 'summary.csv') if self.output_dir else None
@@ -154,15 +155,16 @@ def _experiment_name(args, data_config) -> str:
         datetime.now().strftime('%Y%m%d-%H%M%S'), safe_model_name(args.model), str(data_config['input_size'][-1])])
 
 
-def _init_wandb(args, exp_name: str) -> None:
+def _init_wandb(args, exp_name: str) -> bool:
+    """Whether metrics go to wandb: ``--log-wandb`` with wandb installed (a warning says so otherwise)."""
     try:
         import wandb
     except ImportError:
         _logger.warning('--log-wandb: wandb is not installed (pip install wandb); metrics are not sent to wandb.')
-        args.log_wandb = False
-        return
+        return False
     wandb.init(project=args.wandb_project, name=exp_name, config=args, tags=args.wandb_tags,
                resume='must' if args.wandb_resume_id else None, id=args.wandb_resume_id or None)
+    return True
 
 
 def create_run_output(args, task, optimizer, loss_scaler, data_config, class_counts, decreasing: bool,
@@ -180,9 +182,9 @@ def create_run_output(args, task, optimizer, loss_scaler, data_config, class_cou
         max_history=args.checkpoint_hist, task=task)
     if args.resume and os.path.dirname(os.path.abspath(args.resume)) == os.path.abspath(output_dir):
         saver.load_state_dict_from_checkpoint(args.resume)
-    if args.log_wandb:
-        _init_wandb(args, exp_name)
-    return RunOutput(output_dir, saver, args=args, class_counts=class_counts, start_epoch=start_epoch)
+    log_wandb = bool(args.log_wandb) and _init_wandb(args, exp_name)
+    return RunOutput(output_dir, saver, args=args, class_counts=class_counts, start_epoch=start_epoch,
+                     log_wandb=log_wandb)
 
 
 def push_run_to_hub(args, output_dir: str) -> None:

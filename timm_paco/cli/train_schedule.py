@@ -1,5 +1,5 @@
-"""train.py's learning rate and schedule: ``--lr`` from ``--lr-base`` and the global batch when not given, timm's
-scheduler, and the epoch a run starts from (``--start-epoch``, else the resumed epoch)."""
+"""train.py's schedule: timm's scheduler and the epoch a run starts from (``--start-epoch``, else the resumed
+epoch); ``--lr`` itself is settled in ``run_settings.settle_lr``."""
 import logging
 from typing import Optional, Tuple
 
@@ -7,29 +7,9 @@ from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 
 from timm_paco.cli.usage import UsageError
 
-__all__ = ['RunComplete', 'resolve_lr', 'updates_per_epoch', 'create_schedule']
+__all__ = ['RunComplete', 'updates_per_epoch', 'create_schedule']
 
 _logger = logging.getLogger('train')
-
-
-def resolve_lr(args, loader) -> float:
-    """Set ``args.lr`` from ``--lr-base`` scaled by the global batch / ``--lr-base-size`` (linear, or sqrt for
-    adaptive optimisers) when ``--lr`` is not given; returns the batch size of that scaling (``-b``, or the training
-    loader's average batch with ``--train-img-sizes``), which ``--variable-batch-loss-scale`` is relative to."""
-    batch_size_reference = float(args.batch_size)
-    if args.train_img_sizes is not None:
-        batch_size_reference = loader.batch_sampler.average_batch_size
-    if args.lr:
-        return batch_size_reference
-    global_batch_size = batch_size_reference * args.world_size * args.grad_accum_steps
-    batch_ratio = global_batch_size / args.lr_base_size
-    if not args.lr_base_scale:
-        args.lr_base_scale = 'sqrt' if any(o in args.opt.lower() for o in ('ada', 'lamb')) else 'linear'
-    if args.lr_base_scale == 'sqrt':
-        batch_ratio = batch_ratio ** 0.5
-    args.lr = args.lr_base * batch_ratio
-    _logger.info(f'Learning rate {args.lr} from --lr-base {args.lr_base} and global batch {global_batch_size:g}.')
-    return batch_size_reference
 
 
 def updates_per_epoch(args, loader) -> int:

@@ -2,19 +2,19 @@
 classification task of ``--mixup`` / ``--loss``; then resume, EMA, torch.compile and DDP set up on it."""
 import argparse
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from timm import utils
 from timm.task import ClassificationTask, load_task_ema_checkpoint, resume_task_checkpoint
 
 from timm_paco.checkpoint_io import load_checkpoint_file
 from timm_paco.cli.train_data import mixup_active
+from timm_paco.cli.run_settings import settle_restored_flags
 from timm_paco.cli.train_loss import loss_class_weight, replaces_loss, timm_criterion
 from timm_paco.methods import Method
 from timm_paco.tasks.initial_weights import load_initial_projector
 
-__all__ = ['RESTORED_FLAGS', 'create_train_task', 'check_resume_checkpoint', 'keep_restored_flags', 'prepare_task',
-           'resume_run']
+__all__ = ['create_train_task', 'check_resume_checkpoint', 'prepare_task', 'resume_run']
 
 _logger = logging.getLogger('train')
 
@@ -46,10 +46,6 @@ def create_train_task(args, method: Method, model, num_views: int, class_counts,
     return result
 
 
-# flags whose value the resumed optimizer state restores (its param groups' lr / initial_lr, weight decay, momentum)
-RESTORED_FLAGS = ('lr', 'weight_decay', 'momentum')
-
-
 def check_resume_checkpoint(path: str) -> Dict[str, Any]:
     """``--resume`` must name a train.py checkpoint (model, optimizer and task state), read with the project's one
     safe reader; ValueError / FileNotFoundError naming the flag, the file and the fix otherwise. Returns the
@@ -60,21 +56,6 @@ def check_resume_checkpoint(path: str) -> Dict[str, Any]:
                          f'state); to start from its weights use --initial-checkpoint {path}')
     saved = checkpoint.get('args')
     return vars(saved) if isinstance(saved, argparse.Namespace) else dict(saved or {})
-
-
-def keep_restored_flags(args, saved: Dict[str, Any]) -> List[str]:
-    """After a resume with the optimizer state: the flags of ``RESTORED_FLAGS`` given another value than the
-    resumed run's are set back to it (what the run really uses, and what ``args.yaml`` records); returns one
-    warning per flag."""
-    warnings = []
-    for dest in RESTORED_FLAGS:
-        if dest in saved and saved[dest] is not None and getattr(args, dest) not in (None, saved[dest]):
-            flag = '--' + dest.replace('_', '-')
-            warnings.append(f'{flag} {getattr(args, dest)}: the resumed optimizer state keeps the run\'s {flag} '
-                            f'{saved[dest]}, which this run uses (and args.yaml records); --no-resume-opt starts '
-                            f'the optimizer afresh with the new value')
-            setattr(args, dest, saved[dest])
-    return warnings
 
 
 def resume_run(task, args, optimizer, loss_scaler) -> Optional[int]:
@@ -88,7 +69,7 @@ def resume_run(task, args, optimizer, loss_scaler) -> Optional[int]:
     except (ValueError, KeyError, RuntimeError) as e:
         raise ValueError(f'--resume {args.resume}: {e}') from e
     if not args.no_resume_opt:
-        for warning in keep_restored_flags(args, saved):  # every rank keeps the values, the primary says so
+        for warning in settle_restored_flags(args, saved):  # every rank keeps the values, the primary says so
             if utils.is_primary(args):
                 _logger.warning(warning)
     return epoch

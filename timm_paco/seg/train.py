@@ -16,7 +16,7 @@ from timm.optim import create_optimizer_v2, optimizer_kwargs
 from timm_paco.cli.inputs import check_device, resolve_device
 from timm_paco.cli.interrupts import RunInterrupted, stopped_run
 from timm_paco.cli.precision import resolve_precision
-from timm_paco.cli.run_checkpoints import resolve_resume
+from timm_paco.cli.run_settings import settle_resume
 from timm_paco.cli.run_lock import release_run_locks
 from timm_paco.cli.train_loop import WITHOUT_TIMM_LOADER, run_epochs
 from timm_paco.cli.train_output import check_output_folder, create_run_output
@@ -103,7 +103,7 @@ def _build(args) -> Tuple[TrainRun, List[str], Optional[List[int]], Optional[Seg
     names, train_pixels = _resolve(args)
     args.device = resolve_device(args.device)
     check_device(args.device)
-    resolve_resume(args)
+    settle_resume(args)
     check_output_folder(args)
     device = utils.init_distributed_device(args)
     precision = resolve_precision(None, args.amp, args.amp_dtype)
