@@ -180,7 +180,7 @@ def test_validate_export_and_training_refuse_a_nonfinite_checkpoint(trained, ima
 def test_nonfinite_weights_are_never_saved():
     import argparse
     import timm
-    from timm_paco.cli.train_run import TrainRun
+    from timm_paco.cli.train_loop import TrainRun
     from timm_paco.finite import NonFiniteError
     from timm_paco.methods import create_task
     task = create_task('paco', timm.create_model('test_convnext', num_classes=NUM_CLASSES), queue_size=8,

@@ -218,16 +218,16 @@ def test_bad_input_is_one_line_and_changes_nothing(mosaics, tmp_path, capsys):
 
 def test_quickstart_tiny(tmp_path, capsys):
     out, docs = tmp_path / 'qs', tmp_path / 'docs'
-    proc = subprocess.run([sys.executable, '-m', 'timm_paco.seg', 'quickstart', '--tiny', '--output', str(out),
-                           '--docs', str(docs)], cwd=REPO, capture_output=True, text=True,
-                          env=dict(os.environ, OMP_NUM_THREADS='1'))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # in this process as its __main__ runs it; its train / evaluate stages are processes
+    code, stdout, err = run_here(capsys, [sys.executable, '-m', 'timm_paco.seg', 'quickstart', '--tiny', '--threads',
+                                          '1', '--output', str(out), '--docs', str(docs)])
+    assert code == 0, err[-3000:]
     summary = json.loads((out / 'summary.json').read_text())['summary']
     for loss, name in (('ce', 'CE'), ('pixel-paco', 'CE + pixel PaCo')):
         scored = json.loads((out / f'{loss}-seed0' / 'test_results.json').read_text())
         assert summary[loss]['miou'][0] == pytest.approx(scored['miou'])
         assert any(line.strip().startswith(f'{name} ') and f'mIoU {scored["miou"]:.2f} ± 0.00' in line
-                   for line in proc.stdout.splitlines())
+                   for line in stdout.splitlines())
     args = (out / 'pixel-paco-seed0' / 'args.yaml').read_text()
     assert 'loss: pixel-paco' in args and 'loss: ce' in (out / 'ce-seed0' / 'args.yaml').read_text()
     table = (docs / 'seg_mosaics.md').read_text()

@@ -33,12 +33,11 @@ from timm_paco.cli.train_checks import (
     check_combinations, check_inputs, check_patch_model, check_values, flag_warnings,
 )
 from timm_paco.cli.train_data import create_eval_loader, create_train_datasets, create_train_loader
-from timm_paco.cli.train_loop import run_epochs
+from timm_paco.cli.train_loop import TrainRun, run_epochs
 from timm_paco.cli.train_model import create_train_model, place_model, resolve_method
 from timm_paco.cli.run_settings import settle_flags, settle_lr, settle_model_flags, settle_resume
 from timm_paco.cli.run_lock import release_run_locks
 from timm_paco.cli.train_output import check_output_folder, create_run_output, push_run_to_hub
-from timm_paco.cli.train_run import TrainRun
 from timm_paco.cli.train_schedule import RunComplete, create_schedule
 from timm_paco.cli.train_task import create_train_task, prepare_task
 from timm_paco.cli.train_views import plan_views

@@ -18,9 +18,8 @@ from timm_paco.cli.interrupts import RunInterrupted, stopped_run
 from timm_paco.cli.precision import resolve_precision
 from timm_paco.cli.run_settings import settle_resume
 from timm_paco.cli.run_lock import release_run_locks
-from timm_paco.cli.train_loop import WITHOUT_TIMM_LOADER, run_epochs
+from timm_paco.cli.train_loop import WITHOUT_TIMM_LOADER, TrainRun, run_epochs
 from timm_paco.cli.train_output import check_output_folder, create_run_output
-from timm_paco.cli.train_run import TrainRun
 from timm_paco.cli.train_schedule import create_schedule
 from timm_paco.cli.train_task import resume_run
 from timm_paco.losses import PixelPaCoLoss
