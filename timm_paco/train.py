@@ -78,8 +78,6 @@ def _set_up_process(args):
 
 
 def _log_model(args, model, method, views) -> None:
-    if args.grad_checkpointing:
-        model.set_grad_checkpointing(enable=True)
     if utils.is_primary(args):
         _logger.info(f'Model {safe_model_name(args.model)} created, task {method.name}, {views.num_views} view(s) '
                      f'({views.recipe}), param count: {sum(p.numel() for p in model.parameters())}')

@@ -79,8 +79,10 @@ def resolve_method(args, model: nn.Module) -> Method:
 
 
 def place_model(model: nn.Module, args, device: torch.device, dtype) -> nn.Module:
-    """``model`` on ``device`` / ``dtype``, channels_last, SyncBatchNorm (``--sync-bn`` under DDP) and scripted
-    (``--torchscript``) as the flags ask."""
+    """``model`` with gradient checkpointing (``--grad-checkpointing``) on ``device`` / ``dtype``, channels_last,
+    SyncBatchNorm (``--sync-bn`` under DDP) and scripted (``--torchscript``) as the flags ask."""
+    if args.grad_checkpointing:
+        model.set_grad_checkpointing(enable=True)
     model.to(device=device, dtype=dtype)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
